@@ -1,0 +1,41 @@
+# `make run` and `make test` set everything up on a fresh Debian machine, then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the project uses (installed when running as root).
+APT_PACKAGES := fluidsynth
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup run test lint bench clean
+
+setup: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+		if [ -n "$$missing" ]; then \
+			echo "Installing Debian packages: $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+run: $(INSTALLED)
+	$(BIN)/melodygen --help
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check melodygen tests benchmarks
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/dataset_speed.py --input ../shared/data/nottingham/melody
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,197 @@
+"""The registry of Melody RNN configurations, held as data.
+
+Each entry mirrors one of Magenta's ``melody_rnn`` configurations: which
+encoding turns a melody into network inputs and labels, which pitch range and
+key the melody is squashed into, and the default hyperparameters. Everything
+that trains, evaluates or generates looks configurations up here by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from melodygen.errors import ConfigError
+
+STEPS_PER_QUARTER = 4
+STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter note, as Magenta assumes.
+
+
+@dataclass(frozen=True)
+class HParams:
+    """Training and network hyperparameters (Magenta's defaults)."""
+
+    batch_size: int = 128
+    rnn_layer_sizes: tuple[int, ...] = (128, 128)
+    dropout_keep_prob: float = 0.5
+    attn_length: int = 0
+    clip_norm: float = 5.0
+    learning_rate: float = 0.001
+
+    def override(self, overrides: str | dict | None) -> HParams:
+        """Return a copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
+        if not overrides:
+            return self
+        if isinstance(overrides, str):
+            overrides = _parse_overrides(overrides)
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        values = {}
+        for key, raw in overrides.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown hyperparameter {key!r}; known: {', '.join(sorted(fields))}"
+                )
+            values[key] = _coerce(key, raw, getattr(self, key))
+        updated = dataclasses.replace(self, **values)
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Reject values no network could train with."""
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        if not self.rnn_layer_sizes or any(size < 1 for size in self.rnn_layer_sizes):
+            raise ConfigError("rnn_layer_sizes must be one or more positive sizes, e.g. [128,128]")
+        if not 0.0 < self.dropout_keep_prob <= 1.0:
+            raise ConfigError("dropout_keep_prob must be in (0, 1]")
+        if self.attn_length < 0:
+            raise ConfigError("attn_length must be 0 (no attention) or positive")
+        if self.clip_norm <= 0:
+            raise ConfigError("clip_norm must be positive")
+        if self.learning_rate <= 0:
+            raise ConfigError("learning_rate must be positive")
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["rnn_layer_sizes"] = list(self.rnn_layer_sizes)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HParams:
+        values = dict(values)
+        if "rnn_layer_sizes" in values:
+            values["rnn_layer_sizes"] = tuple(int(v) for v in values["rnn_layer_sizes"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass(frozen=True)
+class MelodyRnnConfig:
+    """One named configuration: an encoding plus default hyperparameters.
+
+    ``encoding`` is ``"onehot"`` (note_seq's OneHotEventSequenceEncoderDecoder),
+    ``"lookback"`` (LookbackEventSequenceEncoderDecoder) or ``"key"``
+    (KeyMelodyEncoderDecoder), each over ``MelodyOneHotEncoding(min_note, max_note)``.
+    ``transpose_to_key`` is the key (0 = C) melodies are transposed to before
+    encoding, or None to keep them where they are.
+    """
+
+    name: str
+    description: str
+    encoding: str
+    min_note: int
+    max_note: int
+    transpose_to_key: int | None
+    hparams: HParams = field(default_factory=HParams)
+    lookback_distances: tuple[int, ...] = ()
+    binary_counter_bits: int = 0
+    steps_per_quarter: int = STEPS_PER_QUARTER
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["hparams"] = self.hparams.to_dict()
+        values["lookback_distances"] = list(self.lookback_distances)
+        return values
+
+
+CONFIGS: dict[str, MelodyRnnConfig] = {
+    config.name: config
+    for config in [
+        MelodyRnnConfig(
+            name="basic_rnn",
+            description="Melody RNN with one-hot encoding of 36 pitches, melodies transposed to C.",
+            encoding="onehot",
+            min_note=48,
+            max_note=84,
+            transpose_to_key=0,
+        ),
+        MelodyRnnConfig(
+            name="mono_rnn",
+            description="Melody RNN with one-hot encoding of all 128 MIDI pitches, no transposition.",
+            encoding="onehot",
+            min_note=0,
+            max_note=128,
+            transpose_to_key=None,
+        ),
+        MelodyRnnConfig(
+            name="lookback_rnn",
+            description="Melody RNN with lookback encoding: repeats of 1 and 2 bars ago and a bar-position counter.",
+            encoding="lookback",
+            min_note=48,
+            max_note=84,
+            transpose_to_key=0,
+            lookback_distances=(STEPS_PER_BAR, 2 * STEPS_PER_BAR),
+            binary_counter_bits=5,
+        ),
+        MelodyRnnConfig(
+            name="attention_rnn",
+            description="Melody RNN with key-aware lookback encoding and attention over the last 40 steps.",
+            encoding="key",
+            min_note=48,
+            max_note=84,
+            transpose_to_key=0,
+            hparams=HParams(attn_length=40, clip_norm=3.0),
+            lookback_distances=(STEPS_PER_BAR, 2 * STEPS_PER_BAR),
+            binary_counter_bits=7,
+        ),
+    ]
+}
+
+
+def get_config(name: str) -> MelodyRnnConfig:
+    """Look a configuration up by name, with a message listing the known ones."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown configuration {name!r}; choose one of: {', '.join(CONFIGS)}"
+        ) from None
+
+
+def _parse_overrides(text: str) -> dict[str, str]:
+    """Split ``a=1,b=[128,128],c=0.5`` on commas that are outside brackets."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    overrides = {}
+    for item in filter(None, (i.strip() for i in items)):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"bad hyperparameter override {item!r}: write it as name=value")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _coerce(key: str, raw, current):
+    """Turn an override into the type of the field it replaces."""
+    if not isinstance(raw, str):
+        return tuple(int(v) for v in raw) if isinstance(current, tuple) else type(current)(raw)
+    try:
+        if isinstance(current, tuple):
+            parts = [p for p in raw.strip("[]() ").replace(";", ",").split(",") if p.strip()]
+            return tuple(int(p) for p in parts)
+        if isinstance(current, int):
+            return int(raw)
+        return float(raw)
+    except ValueError:
+        kind = "a list of integers like [128,128]" if isinstance(current, tuple) else type(current).__name__
+        raise ConfigError(f"hyperparameter {key}={raw!r} is not {kind}") from None

@@ -1,0 +1,558 @@
+"""Reading music files and pulling monophonic training melodies out of them.
+
+This is the data front end of MelodyGen. It turns MIDI and ABC files into note_seq
+``NoteSequence`` protos, and those into quantized ``note_seq.Melody`` objects the way
+Magenta's Melody RNN pipeline does (split on tempo/time-signature changes, quantize,
+``extract_melodies``), so that models trained here see the same kind of data as Magenta's.
+
+Every problem with an input file surfaces as an :class:`InputFileError` whose message
+names the file and says what is wrong, never as a traceback from note_seq, pretty_midi
+or mido.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import logging
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pretty_midi
+
+from melodygen.errors import InputFileError
+
+with warnings.catch_warnings():
+    # note_seq imports pydub, which warns about a missing ffmpeg that MelodyGen never needs.
+    warnings.simplefilter("ignore")
+    import note_seq
+    from note_seq import abc_parser, chord_symbols_lib, midi_io, sequences_lib
+    from note_seq.protobuf.music_pb2 import NoteSequence
+
+__all__ = [
+    "MUSIC_SUFFIXES",
+    "STEPS_PER_QUARTER",
+    "ExtractionParams",
+    "extract_melodies",
+    "find_music_files",
+    "load_note_sequences",
+    "melody_instruments",
+    "transposed_sequences",
+]
+
+STEPS_PER_QUARTER = 4
+"""Quantization grid: 4 steps per quarter note (sixteenth notes), as in Magenta's Melody RNN."""
+
+MUSIC_SUFFIXES = (".mid", ".midi", ".abc")
+"""File name endings (compared case-insensitively) that MelodyGen knows how to read."""
+
+MIDI_SUFFIXES = (".mid", ".midi")
+MELODY_TRACK_NAME = "melody"
+"""A track with this name (case-insensitive, stripped) is the lead line, as in POP909."""
+
+_MIN_PITCH = note_seq.MIN_MIDI_PITCH
+_MAX_PITCH = note_seq.MAX_MIDI_PITCH
+_CHORD_SYMBOL = NoteSequence.TextAnnotation.CHORD_SYMBOL
+_MAX_REASON_CHARS = 160
+
+
+@dataclass
+class ExtractionParams:
+    """Melody extraction settings; the defaults are those of Magenta's Melody RNN pipeline."""
+
+    min_bars: int = 7
+    """Melodies shorter than this many bars are dropped (too little context to learn from)."""
+    max_steps: int = 512
+    """Longer melodies are cut to the last bar line at or below this many steps."""
+    min_unique_pitches: int = 5
+    """Melodies using fewer pitch classes are dropped (they are usually accompaniment figures)."""
+    gap_bars: float = 1.0
+    """A rest of this many bars or more ends a melody; the next note starts a new one."""
+    steps_per_quarter: int = STEPS_PER_QUARTER
+    """Quantization grid used before extraction."""
+
+
+DEFAULT_EXTRACTION_PARAMS = ExtractionParams()
+"""Shared default for :func:`extract_melodies`; never modified by this module."""
+
+
+# --------------------------------------------------------------------------------------
+# Finding and reading files
+# --------------------------------------------------------------------------------------
+
+
+def find_music_files(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (recursively) and files into a sorted list of .mid/.midi/.abc files.
+
+    Users point the CLI at a mix of files and folders; this gives one de-duplicated, sorted
+    list so that datasets are built in a reproducible order. Hidden files and folders
+    (names starting with ".", e.g. macOS "._x.mid" resource forks) found while walking a
+    folder are skipped, since they are never real music files.
+
+    Raises:
+        InputFileError: a path does not exist, a file named explicitly is not a music
+            file, or a folder holds no music files at all.
+    """
+    found: set[Path] = set()
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            in_folder = [
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in MUSIC_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ]
+            if not in_folder:
+                raise InputFileError(
+                    f"{path}: this folder (searched with all its subfolders) contains no "
+                    f"music files; expected files ending in {_suffix_list()}."
+                )
+            found.update(in_folder)
+        elif path.is_file():
+            if path.suffix.lower() not in MUSIC_SUFFIXES:
+                raise InputFileError(
+                    f"{path}: unsupported file type '{path.suffix or '(none)'}'; "
+                    f"MelodyGen reads files ending in {_suffix_list()}."
+                )
+            found.add(path)
+        elif path.exists():
+            raise InputFileError(f"{path}: not a regular file or folder.")
+        else:
+            raise InputFileError(f"{path}: no such file or folder.")
+    return sorted(found)
+
+
+def load_note_sequences(path: str | Path) -> list[NoteSequence]:
+    """MIDI file -> [one NoteSequence]; ABC file -> one NoteSequence per tune in it.
+
+    ABC tunebooks hold many tunes, so the result is always a list. Tunes the ABC parser
+    cannot handle (note_seq does not support tuplets, grace notes, parts, variant endings,
+    ...) are skipped as long as at least one tune in the file parses; repeats of the tunes
+    that parse are written out in full, as they are played. Each sequence has ``filename``
+    set to the path; ABC tunes also get ``id`` "<path>#X<reference number>".
+
+    Raises:
+        InputFileError: the file is missing, empty, of an unsupported type, not MIDI,
+            truncated or corrupt, or (ABC) holds no tune that could be parsed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file.")
+    if not path.is_file():
+        raise InputFileError(f"{path}: is a folder or special file, not a music file.")
+    suffix = path.suffix.lower()
+    if suffix not in MUSIC_SUFFIXES:
+        raise InputFileError(
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'; "
+            f"MelodyGen reads files ending in {_suffix_list()}."
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"{path}: could not be read ({exc.strerror or exc}).") from None
+    if not data:
+        raise InputFileError(f"{path}: the file is empty (0 bytes).")
+    if suffix in MIDI_SUFFIXES:
+        return [_midi_bytes_to_sequence(path, data)]
+    return _abc_bytes_to_sequences(path, data)
+
+
+def _midi_bytes_to_sequence(path: Path, data: bytes) -> NoteSequence:
+    """Parse MIDI bytes with pretty_midi and convert, turning every failure into plain words."""
+    if data[:4] not in (b"MThd", b"RIFF"):
+        raise InputFileError(
+            f"{path}: not a MIDI file (it does not start with a MIDI header), "
+            "although its name ends in "
+            f"'{path.suffix}'."
+        )
+    try:
+        with warnings.catch_warnings():
+            # pretty_midi warns about meta events on non-zero tracks, which is harmless.
+            warnings.simplefilter("ignore")
+            midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            sequence = midi_io.midi_to_note_sequence(midi)
+    except EOFError:
+        raise InputFileError(
+            f"{path}: the MIDI file is truncated or corrupt (the data ends in the middle "
+            "of a track)."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - pretty_midi/mido raise almost anything
+        raise InputFileError(
+            f"{path}: the MIDI file is corrupt or uses features that cannot be read "
+            f"({_reason(exc)})."
+        ) from None
+    sequence.filename = str(path)
+    return sequence
+
+
+def _abc_bytes_to_sequences(path: Path, data: bytes) -> list[NoteSequence]:
+    """Parse an ABC tunebook tune by tune, keeping the tunes that parse and have notes.
+
+    note_seq's ``parse_abc_tunebook`` raises for the whole book when two tunes share a
+    reference number (e.g. music21's fife collection, where every tune is X:0), so the
+    same section splitting is done here and each tune is handed to ``ABCTune`` on its own.
+    Lines are first passed through :func:`_prepare_abc_line` so that rests, grace notes
+    and ``!...!`` decorations, which note_seq 0.0.5 rejects, do not sink the tune.
+    """
+    text = _decode_text(data)
+    sections = _abc_sections(text)
+    if not sections:
+        raise InputFileError(f"{path}: the ABC file contains no tunes (only blank lines).")
+    header: list[str] = []
+    if len(sections) > 1 and not any(line.startswith("X:") for line in sections[0]):
+        # As in note_seq: a first section without an X: field is a file header whose
+        # fields are defaults for every tune.
+        header = sections.pop(0)
+
+    sequences: list[NoteSequence] = []
+    problems: list[str] = []
+    with _quiet_absl():
+        for lines in sections:
+            try:
+                tune = abc_parser.ABCTune([_prepare_abc_line(line) for line in header + lines])
+                sequence = _drop_rest_placeholders(tune.note_sequence)
+            except Exception as exc:  # noqa: BLE001 - the ABC parser raises many kinds
+                problems.append(_reason(exc))
+                continue
+            if any(note.velocity > 0 for note in sequence.notes):
+                sequences.append(_expand_repeats(sequence))
+
+    if not sequences:
+        if problems:
+            count = len(problems)
+            raise InputFileError(
+                f"{path}: no tune in this ABC file could be parsed "
+                f"({count} tune{'s' if count != 1 else ''} tried); first problem: "
+                f"{problems[0]}"
+            )
+        raise InputFileError(f"{path}: the ABC file contains no notes.")
+    for sequence in sequences:
+        sequence.filename = str(path)
+        sequence.id = f"{path}#X{sequence.reference_number}"
+    return sequences
+
+
+# note_seq 0.0.5's ABC parser knows no rests (z, x), grace notes ({...}), !...! decorations
+# or the ` beaming spacer, and rejects a whole tune for any of them. Grace notes take no
+# time in ABC and the others are typesetting, so they are removed; a rest is written as a
+# note far below any tune's range (C,,,, = MIDI 12, at most one semitone off by key or
+# accidental) so that it takes its time, and that note is deleted after parsing.
+_ABC_FIELD_LINE = re.compile(r"^[A-Za-z]:")
+_ABC_PROTECTED = re.compile(r'("[^"]*"|\[[A-Za-z]:[^\]]*\])')  # annotations, inline fields
+_ABC_IGNORED = re.compile(r"![^!\s]*!|\{[^}]*\}|`")
+_ABC_REST = re.compile(r"[zx]")
+_REST_PLACEHOLDER = "C,,,,"
+_REST_PLACEHOLDER_MAX_PITCH = 13
+
+
+def _prepare_abc_line(line: str) -> str:
+    """Rewrite one ABC line so that note_seq's parser accepts rests and ornaments."""
+    if _ABC_FIELD_LINE.match(line):
+        return line
+    code = line.split("%", 1)[0]  # comments, as note_seq strips them
+    parts = _ABC_PROTECTED.split(code)
+    for index in range(0, len(parts), 2):  # even parts are outside quotes/inline fields
+        music = _ABC_IGNORED.sub("", parts[index])
+        parts[index] = _ABC_REST.sub(_REST_PLACEHOLDER, music)
+    return "".join(parts)
+
+
+def _drop_rest_placeholders(sequence: NoteSequence) -> NoteSequence:
+    """Remove the stand-in notes that :func:`_prepare_abc_line` wrote for rests."""
+    notes = [n for n in sequence.notes if n.pitch > _REST_PLACEHOLDER_MAX_PITCH]
+    if len(notes) != len(sequence.notes):
+        kept = [copy.deepcopy(note) for note in notes]
+        del sequence.notes[:]
+        sequence.notes.extend(kept)
+    return sequence
+
+
+def _abc_sections(text: str) -> list[list[str]]:
+    """Split a tunebook into blank-line separated sections of stripped lines (as note_seq)."""
+    sections: list[list[str]] = []
+    current: list[str] = []
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line:
+            if current:
+                sections.append(current)
+                current = []
+        else:
+            current.append(line)
+    if current:
+        sections.append(current)
+    return sections
+
+
+def _expand_repeats(sequence: NoteSequence) -> NoteSequence:
+    """Write out ABC repeats (|: :|) as played; keep the tune as notated if that fails."""
+    if not sequence.section_groups:
+        return sequence
+    try:
+        expanded = sequences_lib.expand_section_groups(sequence)
+    except Exception:  # noqa: BLE001 - odd section layouts; the notated tune is still fine
+        return sequence
+    return expanded if len(expanded.notes) >= len(sequence.notes) else sequence
+
+
+def _decode_text(data: bytes) -> str:
+    """ABC files are mostly UTF-8, but older tunebooks are Latin-1; accept both."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """Silence note_seq's per-line absl warnings (e.g. "Unknown field name Y") while parsing."""
+    logger = logging.getLogger("absl")
+    old_level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old_level)
+
+
+def _reason(exc: BaseException) -> str:
+    """One short line describing a library exception, without a traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > _MAX_REASON_CHARS:
+        text = text[: _MAX_REASON_CHARS - 3] + "..."
+    return text
+
+
+def _suffix_list() -> str:
+    return ", ".join(MUSIC_SUFFIXES)
+
+
+# --------------------------------------------------------------------------------------
+# Melody extraction (Magenta's melody_pipelines.extract_melodies on top of note_seq)
+# --------------------------------------------------------------------------------------
+
+
+def melody_instruments(sequence: NoteSequence) -> set[int] | None:
+    """Instrument numbers of tracks named "MELODY" that hold pitched notes, or None.
+
+    POP909 (and many pop MIDI files) label the lead line "MELODY"; extracting from the
+    accompaniment as well would flood the data with piano figures, so such files are
+    restricted to their melody track(s). None means "no such track: use every track".
+    """
+    named = {
+        info.instrument
+        for info in sequence.instrument_infos
+        if info.name.strip().lower() == MELODY_TRACK_NAME
+    }
+    if not named:
+        return None
+    with_notes = {
+        note.instrument
+        for note in sequence.notes
+        if note.instrument in named and not note.is_drum and note.velocity > 0
+    }
+    return with_notes or None
+
+
+def extract_melodies(
+    sequence: NoteSequence, params: ExtractionParams = DEFAULT_EXTRACTION_PARAMS
+) -> tuple[list[note_seq.Melody], collections.Counter]:
+    """Quantize and pull monophonic melodies out, Magenta style.
+
+    Returns the melodies and a Counter of why melodies were dropped (and how many were cut).
+
+    Follows Magenta's Melody RNN data pipeline: the sequence is split at tempo and
+    time-signature changes (``TimeChangeSplitter``), each piece is quantized to
+    ``params.steps_per_quarter`` (``Quantizer``), and ``extract_melodies`` runs on each
+    piece, instrument by instrument: drums are skipped, of notes starting together only
+    the highest is kept, a rest of ``gap_bars`` bars ends a melody and the search goes on
+    from the next bar line, melodies shorter than ``min_bars`` bars are dropped, longer
+    than ``max_steps`` are cut at a bar line, and those with fewer than
+    ``min_unique_pitches`` pitch classes are dropped. If the sequence has a track named
+    "MELODY", only that track is used (see :func:`melody_instruments`).
+
+    An already (relatively) quantized sequence is used as it is, without splitting.
+
+    The Counter uses Magenta's statistic names where Magenta has them:
+    'melodies_discarded_too_short', 'melodies_discarded_too_few_pitches',
+    'melodies_truncated' (kept, but cut), 'polyphonic_tracks_discarded',
+    'non_integer_steps_per_bar', 'sequences_discarded_because_multiple_tempos',
+    'sequences_discarded_because_multiple_time_signatures',
+    'sequences_discarded_because_bad_time_signature'; plus 'no_pitched_notes',
+    'sequences_discarded_because_negative_time', 'sequences_discarded_because_bad_notes',
+    and 'tracks_ignored_not_melody' (tracks skipped because a MELODY track exists).
+    Extraction never raises for musical content; an unusable sequence just yields ``[]``.
+    """
+    stats: collections.Counter = collections.Counter()
+    melodies: list[note_seq.Melody] = []
+
+    if not any(not note.is_drum and note.velocity > 0 for note in sequence.notes):
+        stats["no_pitched_notes"] += 1
+        return melodies, stats
+
+    chosen = melody_instruments(sequence)
+    if chosen is not None:
+        others = {n.instrument for n in sequence.notes if not n.is_drum} - chosen
+        if others:
+            stats["tracks_ignored_not_melody"] += len(others)
+
+    for piece in _quantized_pieces(sequence, params.steps_per_quarter, stats):
+        melodies.extend(_extract_from_quantized(piece, chosen, params, stats))
+    return melodies, stats
+
+
+def _quantized_pieces(
+    sequence: NoteSequence, steps_per_quarter: int, stats: collections.Counter
+) -> Iterator[NoteSequence]:
+    """Split at tempo/time-signature changes and quantize each piece (Magenta's order)."""
+    if sequences_lib.is_relative_quantized_sequence(sequence):
+        yield sequence
+        return
+    if sequences_lib.is_quantized_sequence(sequence):
+        stats["sequences_discarded_because_absolute_quantized"] += 1
+        return
+
+    last_end = max((note.end_time for note in sequence.notes), default=0.0)
+    if sequence.total_time < last_end:
+        # Hand-built sequences may leave total_time unset; the splitter relies on it.
+        sequence = copy.deepcopy(sequence)
+        sequence.total_time = last_end
+
+    for piece in sequences_lib.split_note_sequence_on_time_changes(sequence):
+        if not piece.notes:
+            continue
+        try:
+            yield sequences_lib.quantize_note_sequence(piece, steps_per_quarter)
+        except sequences_lib.MultipleTimeSignatureError:
+            stats["sequences_discarded_because_multiple_time_signatures"] += 1
+        except sequences_lib.MultipleTempoError:
+            stats["sequences_discarded_because_multiple_tempos"] += 1
+        except sequences_lib.BadTimeSignatureError:
+            stats["sequences_discarded_because_bad_time_signature"] += 1
+        except sequences_lib.NegativeTimeError:
+            stats["sequences_discarded_because_negative_time"] += 1
+
+
+def _extract_from_quantized(
+    quantized: NoteSequence,
+    instruments: set[int] | None,
+    params: ExtractionParams,
+    stats: collections.Counter,
+) -> list[note_seq.Melody]:
+    """Magenta's ``extract_melodies`` on one quantized piece (ignore_polyphonic_notes=True)."""
+    steps_per_bar_float = sequences_lib.steps_per_bar_in_quantized_sequence(quantized)
+    if steps_per_bar_float % 1 != 0:
+        stats["non_integer_steps_per_bar"] += 1
+        return []
+    steps_per_bar = int(steps_per_bar_float)
+
+    candidates = sorted(
+        {
+            note.instrument
+            for note in quantized.notes
+            if not note.is_drum and (instruments is None or note.instrument in instruments)
+        }
+    )
+    melodies: list[note_seq.Melody] = []
+    for instrument in candidates:
+        search_start_step = 0
+        while True:
+            melody = note_seq.Melody()
+            try:
+                melody.from_quantized_sequence(
+                    quantized,
+                    search_start_step=search_start_step,
+                    instrument=instrument,
+                    gap_bars=params.gap_bars,
+                    ignore_polyphonic_notes=True,
+                    pad_end=False,
+                    filter_drums=True,
+                )
+            except note_seq.PolyphonicMelodyError:
+                stats["polyphonic_tracks_discarded"] += 1
+                break
+            except note_seq.BadNoteError:
+                stats["sequences_discarded_because_bad_notes"] += 1
+                break
+            if not melody:
+                break
+            # Go on searching from the next bar line at or after the melody's end.
+            search_start_step = melody.end_step + (-melody.end_step) % steps_per_bar
+
+            if len(melody) < melody.steps_per_bar * params.min_bars:
+                stats["melodies_discarded_too_short"] += 1
+                continue
+
+            if params.max_steps and len(melody) > params.max_steps:
+                truncated_length = params.max_steps - params.max_steps % melody.steps_per_bar
+                melody.set_length(truncated_length or params.max_steps)
+                stats["melodies_truncated"] += 1
+
+            unique_pitch_classes = sum(1 for count in melody.get_note_histogram() if count)
+            if unique_pitch_classes < params.min_unique_pitches:
+                stats["melodies_discarded_too_few_pitches"] += 1
+                continue
+
+            melodies.append(melody)
+    return melodies
+
+
+# --------------------------------------------------------------------------------------
+# Augmentation
+# --------------------------------------------------------------------------------------
+
+
+def transposed_sequences(
+    sequence: NoteSequence, transpositions: Iterable[int]
+) -> list[NoteSequence]:
+    """Copies of ``sequence`` shifted by each amount in semitones (as Magenta transposes data).
+
+    Transposing the training data teaches the model that a tune is the same tune in any
+    key. Drum notes are not shifted. A transposition that would push any pitched note
+    outside MIDI 0..127 is left out entirely (rather than deleting notes, which would
+    damage the melody). Amount 0 gives an unchanged copy. Key signatures and chord
+    symbols move with the notes; a chord symbol note_seq cannot interpret is removed.
+    The input is never modified.
+    """
+    pitches = [note.pitch for note in sequence.notes if not note.is_drum]
+    lowest = min(pitches, default=_MIN_PITCH)
+    highest = max(pitches, default=_MAX_PITCH)
+    results: list[NoteSequence] = []
+    for amount in transpositions:
+        amount = int(amount)
+        if pitches and (lowest + amount < _MIN_PITCH or highest + amount > _MAX_PITCH):
+            continue
+        shifted = NoteSequence()
+        shifted.CopyFrom(sequence)
+        if amount:
+            _shift_in_place(shifted, amount)
+        results.append(shifted)
+    return results
+
+
+def _shift_in_place(sequence: NoteSequence, amount: int) -> None:
+    for note in sequence.notes:
+        if not note.is_drum:
+            note.pitch += amount
+            note.pitch_name = NoteSequence.UNKNOWN_PITCH_NAME
+    for key_signature in sequence.key_signatures:
+        key_signature.key = (key_signature.key + amount) % 12
+    keep = []
+    for annotation in sequence.text_annotations:
+        if annotation.annotation_type == _CHORD_SYMBOL and annotation.text != note_seq.NO_CHORD:
+            try:
+                annotation.text = chord_symbols_lib.transpose_chord_symbol(annotation.text, amount)
+            except chord_symbols_lib.ChordSymbolError:
+                continue
+        keep.append(annotation)
+    if len(keep) != len(sequence.text_annotations):
+        kept_copies = [copy.deepcopy(annotation) for annotation in keep]
+        del sequence.text_annotations[:]
+        sequence.text_annotations.extend(kept_copies)
