@@ -64,6 +64,8 @@ class MelodyEncoding:
         self.min_note = min_note
         self.max_note = max_note
         self.lookback_distances = tuple(int(d) for d in lookback_distances)
+        if any(distance < 1 for distance in self.lookback_distances):
+            raise ValueError(f"lookback distances must be positive: {self.lookback_distances}")
         self.num_event_classes = max_note - min_note + NUM_SPECIAL_EVENTS
         # Plain label of each event class; the repeat labels follow the plain ones.
         if class_to_label is None:
@@ -103,9 +105,9 @@ class MelodyEncoding:
     def input_at(self, events: Sequence[int], position: int) -> np.ndarray:
         """One input row, for incremental generation; equals ``inputs(events)[position]``.
 
-        Only the events the row depends on are converted, so a step costs the same
-        however long the melody has grown (except for the key encoding, whose key
-        estimates need the whole melody).
+        Only the events the row depends on are converted, so for the onehot and lookback
+        encodings a step costs about the same however long the melody has grown; the key
+        encoding's key estimates need the whole melody so far.
         """
         if not 0 <= position < len(events):
             raise IndexError(f"position {position} outside a melody of {len(events)} events")

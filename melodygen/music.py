@@ -35,6 +35,7 @@ with warnings.catch_warnings():
     from note_seq.protobuf.music_pb2 import NoteSequence
 
 __all__ = [
+    "DEFAULT_EXTRACTION_PARAMS",
     "MUSIC_SUFFIXES",
     "STEPS_PER_QUARTER",
     "ExtractionParams",
@@ -86,7 +87,7 @@ DEFAULT_EXTRACTION_PARAMS = ExtractionParams()
 # --------------------------------------------------------------------------------------
 
 
-def find_music_files(inputs: Iterable[str | Path]) -> list[Path]:
+def find_music_files(inputs: Iterable[str | Path] | str | Path) -> list[Path]:
     """Expand folders (recursively) and files into a sorted list of .mid/.midi/.abc files.
 
     Users point the CLI at a mix of files and folders; this gives one de-duplicated, sorted
@@ -98,6 +99,8 @@ def find_music_files(inputs: Iterable[str | Path]) -> list[Path]:
         InputFileError: a path does not exist, a file named explicitly is not a music
             file, or a folder holds no music files at all.
     """
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]  # one path given on its own, not a list of them
     found: set[Path] = set()
     for item in inputs:
         path = Path(item).expanduser()
@@ -378,7 +381,9 @@ def extract_melodies(
     ``min_unique_pitches`` pitch classes are dropped. If the sequence has a track named
     "MELODY", only that track is used (see :func:`melody_instruments`).
 
-    An already (relatively) quantized sequence is used as it is, without splitting.
+    An already (relatively) quantized sequence is used as it is, without splitting; an
+    absolutely quantized one (steps per second) is refused with
+    'sequences_discarded_because_absolute_quantized'.
 
     The Counter uses Magenta's statistic names where Magenta has them:
     'melodies_discarded_too_short', 'melodies_discarded_too_few_pitches',

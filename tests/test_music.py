@@ -372,6 +372,30 @@ def test_valid_abc_tune_parses_and_yields_melody(tmp_path: Path) -> None:
     assert list(melody)[-16:] == [71] + [NO_EVENT] * 15
 
 
+def test_abc_rests_grace_notes_and_decorations_are_understood(tmp_path: Path) -> None:
+    """note_seq's own parser rejects z/x rests, {grace} notes and !decorations!."""
+    path = tmp_path / "rests.abc"
+    path.write_text(
+        "X:7\nT:Rests\nM:4/4\nL:1/8\nK:D\n"
+        '|"D"z2 {g}A2 !trill!B2 c2|d2 z2 d4|"^pizz"e2 f2 g2 a2|b2 a2 g2 f2|\n'
+        '|"A7"e2 d2 c2 B2|A2 x2 A4|B2 c2 d2 e2|d8|]\n'
+    )
+
+    (sequence,) = load_note_sequences(path)
+
+    assert min(note.pitch for note in sequence.notes) > 60  # no rest stand-ins left
+    chord = NoteSequence.TextAnnotation.CHORD_SYMBOL
+    chord_symbols = [a.text for a in sequence.text_annotations if a.annotation_type == chord]
+    assert chord_symbols == ["D", "A7"]
+    (melody,), _ = extract_melodies(sequence)
+    hold = [NO_EVENT] * 3
+    # Bar 1: quarter rest, A, B, C# (key of D); bar 2: D, quarter rest, half-note D.
+    expected_start = [NO_EVENT] * 4 + [69, *hold, 71, *hold, 73, *hold]
+    expected_start += [74, *hold, NOTE_OFF, *hold, 74] + [NO_EVENT] * 7
+    assert list(melody)[:32] == expected_start
+    assert len(melody) == 8 * BAR
+
+
 def test_abc_tunebook_keeps_good_tunes_duplicates_and_expands_repeats(tmp_path: Path) -> None:
     path = tmp_path / "book.abc"
     path.write_text(
@@ -419,6 +443,7 @@ def test_find_music_files_on_nested_folder(tmp_path: Path) -> None:
     found = find_music_files([root, str(extra), root / "top.MIDI"])
 
     assert found == sorted([*wanted, extra])
+    assert find_music_files(str(root / "a")) == sorted(wanted[:2])
     assert {p.suffix.lower() for p in found} <= set(MUSIC_SUFFIXES)
 
 

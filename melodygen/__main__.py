@@ -1,0 +1,3 @@
+from melodygen.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""The ``melodygen`` command line: build datasets, train, evaluate.
+
+Every failure the user can fix (a missing file, a bad flag value, a dataset
+built for another configuration) ends with a one-line ``error: ...`` and exit
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from melodygen import __version__
+from melodygen.errors import MelodyGenError
+from melodygen.models.configs import CONFIGS
+
+KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+FLAT_KEYS = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10}
+
+
+def _quiet_tensorflow() -> None:
+    """Keep TensorFlow's start-up chatter out of the terminal unless asked for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _transpositions(text: str) -> list[int]:
+    """``-5:6`` (a Python-style range), ``-2,0,2`` or ``0``."""
+    try:
+        if ":" in text:
+            low, high = (int(part) for part in text.split(":"))
+            values = list(range(low, high))
+        else:
+            values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a range like -5:7 or a list like -2,0,2 (semitones)"
+        ) from None
+    if not values or any(abs(v) > 24 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: transpositions must be within ±24 semitones")
+    return values
+
+
+def _key(text: str):
+    """A key name (C, F#, Bb), 0-11, or 'none' to keep melodies where they are."""
+    upper = text.strip().upper()
+    if upper == "CONFIG":
+        return "config"
+    if upper == "NONE":
+        return None
+    if upper.isdigit() and 0 <= int(upper) < 12:
+        return int(upper)
+    if upper in KEYS:
+        return KEYS.index(upper)
+    if upper in FLAT_KEYS:
+        return FLAT_KEYS[upper]
+    raise argparse.ArgumentTypeError(f"{text!r} is not a key: use C, F#, Bb, 0-11 or none")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError("the eval ratio must be at least 0 and below 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="melodygen",
+        description="Melody generation with Keras re-implementations of Magenta's Melody RNN.",
+    )
+    parser.add_argument("--version", action="version", version=f"melodygen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dataset = commands.add_parser("dataset", help="build training data from MIDI and ABC files")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    build = dataset_commands.add_parser(
+        "build",
+        help="extract and encode melodies into train and eval sets",
+        description="Walk folders of .mid/.midi/.abc files, extract monophonic melodies as "
+        "Magenta does, encode them for a configuration and write train and eval sets.",
+    )
+    build.add_argument("--input", nargs="+", required=True, metavar="DIR_OR_FILE",
+                       help="folders (searched recursively) and/or music files")
+    build.add_argument("--config", required=True, choices=list(CONFIGS))
+    build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
+    build.add_argument("--eval-ratio", type=_ratio, default=0.1,
+                       help="share of songs held out for evaluation (default 0.1)")
+    build.add_argument("--transpose", type=_transpositions, default=None, metavar="RANGE",
+                       help="augment the training split with transpositions, e.g. -5:7 "
+                       "(semitones; most useful with --transpose-to-key none)")
+    build.add_argument("--transpose-to-key", type=_key, default="config", metavar="KEY",
+                       help="key melodies are moved to before encoding (C, F#, Bb, ... or none); "
+                       "default: the configuration's (C for all but mono_rnn)")
+    build.add_argument("--min-bars", type=int, default=7)
+    build.add_argument("--max-steps", type=int, default=512)
+    build.add_argument("--min-unique-pitches", type=int, default=5)
+    build.add_argument("--gap-bars", type=float, default=1.0)
+    build.add_argument("--workers", type=_positive, default=None,
+                       help="processes to use (default: all cores)")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on a built dataset (resumes if the run folder has checkpoints)",
+    )
+    train.add_argument("--data", required=True, type=Path, help="dataset folder")
+    train.add_argument("--run-dir", required=True, type=Path,
+                       help="folder for checkpoints, logs and the final model")
+    train.add_argument("--config", choices=list(CONFIGS), default=None,
+                       help="must match the dataset's configuration (default: the dataset's)")
+    train.add_argument("--steps", type=_positive, default=20000, help="total training steps")
+    train.add_argument("--hparams", default=None, metavar="K=V,...",
+                       help="override hyperparameters, e.g. batch_size=64,rnn_layer_sizes=[256,256]")
+    train.add_argument("--eval-every", type=_positive, default=200,
+                       help="steps between held-out evaluations and checkpoints (default 200)")
+    train.add_argument("--early-stopping", type=_positive, default=None, metavar="N",
+                       help="stop after N evaluations without a lower eval loss")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="held-out metrics of a model on a dataset")
+    evaluate.add_argument("--checkpoint", required=True, type=Path,
+                          help="a training run folder or a saved model folder")
+    evaluate.add_argument("--data", required=True, type=Path, help="dataset folder")
+    evaluate.add_argument("--split", choices=["eval", "train"], default="eval")
+    evaluate.add_argument("--json", type=Path, default=None, metavar="FILE",
+                          help="also write the figures as JSON")
+    return parser
+
+
+def _run_build(args) -> None:
+    from melodygen.dataset import build_dataset
+    from melodygen.music import ExtractionParams
+
+    params = ExtractionParams(
+        min_bars=args.min_bars,
+        max_steps=args.max_steps,
+        min_unique_pitches=args.min_unique_pitches,
+        gap_bars=args.gap_bars,
+    )
+    summary = build_dataset(
+        args.input,
+        args.config,
+        args.output,
+        eval_ratio=args.eval_ratio,
+        params=params,
+        transpositions=args.transpose or (),
+        transpose_to_key=args.transpose_to_key,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(summary.format())
+    print(f"dataset written to {args.output}")
+
+
+def _run_train(args) -> None:
+    from melodygen.train import train
+
+    result = train(
+        data=args.data,
+        run_dir=args.run_dir,
+        config=args.config,
+        steps=args.steps,
+        hparams=args.hparams,
+        eval_every=args.eval_every,
+        early_stopping=args.early_stopping,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    best = f", best eval loss {result.best_eval_loss:.4f}" if result.best_eval_loss else ""
+    print(f"trained to step {result.steps}{best}; model saved in {result.model_dir}")
+
+
+def _run_evaluate(args) -> None:
+    from melodygen.evaluate import evaluate, format_report
+
+    figures = evaluate(args.checkpoint, args.data, split=args.split)
+    print(format_report(figures))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    handlers = {"dataset": _run_build, "train": _run_train, "evaluate": _run_evaluate}
+    try:
+        handlers[args.command](args)
+    except MelodyGenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

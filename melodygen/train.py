@@ -1,0 +1,387 @@
+"""Training: length-bucketed batches, Keras fit, held-out evaluation, resumable checkpoints.
+
+A run folder holds everything a run writes:
+
+- ``checkpoints/step-NNNNNNN/``: model, optimizer state and run state, every
+  ``eval_every`` steps (the last ``KEEP_CHECKPOINTS`` are kept); a run started
+  again with the same folder resumes from the newest;
+- ``logs/train`` and ``logs/eval``: TensorBoard scalars (label NLL, event NLL,
+  perplexity, accuracy, event and no-event accuracy) against the global step;
+- ``metrics.jsonl``: the same figures, one JSON line per evaluation;
+- ``model/``: the final model, the weights with the lowest held-out loss.
+
+Batches group melodies of similar length (as Magenta pads each batch to its
+longest melody, sorting first wastes far fewer padded steps) and are built
+with NumPy, so the loop runs on any Keras backend.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.checkpoint import (
+    CHECKPOINTS_DIR,
+    FINAL_MODEL_DIR,
+    MODEL_JSON,
+    ModelInfo,
+    build_network,
+    latest_checkpoint,
+    read_model_info,
+    save_model,
+)
+from melodygen.dataset import MelodyDataset, MelodySplit
+from melodygen.errors import CheckpointError, DatasetError
+from melodygen.models.configs import HParams, get_config
+
+KEEP_CHECKPOINTS = 3
+OPTIMIZER_FILE = "optimizer.npz"
+STATE_FILE = "state.json"
+BUCKET_POOL = 50  # batches' worth of melodies sorted together: length-alike, still shuffled
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run reached."""
+
+    run_dir: Path
+    steps: int
+    best_eval_loss: float | None
+    stopped_early: bool
+    seconds: float
+    model_dir: Path
+
+
+# Batches ----------------------------------------------------------------------------------
+
+
+def pad_batch(split: MelodySplit, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (float32, zero-padded) and packed targets (int32, label -1 on padding)."""
+    lengths = split.lengths[indices]
+    steps = int(lengths.max())
+    inputs = np.zeros((len(indices), steps, split.inputs.shape[1]), np.float32)
+    targets = np.full((len(indices), steps, split.targets.shape[1]), -1, np.int32)
+    targets[:, :, 1:] = 0  # padded event classes must still be valid indices
+    for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
+        start = split.offsets[index]
+        inputs[row, :length] = split.inputs[start : start + length]
+        targets[row, :length] = split.targets[start : start + length]
+    return inputs, targets
+
+
+def length_bucketed_batches(
+    split: MelodySplit, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One pass over the split as index batches of similar length, in random order."""
+    order = rng.permutation(len(split))
+    pool = batch_size * BUCKET_POOL
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(split.lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def training_batches(split: MelodySplit, batch_size: int, seed: int) -> Iterator[tuple]:
+    """Endless batches, reshuffled every pass over the data."""
+    rng = np.random.default_rng(seed)
+    while True:
+        for indices in length_bucketed_batches(split, batch_size, rng):
+            yield pad_batch(split, indices)
+
+
+def evaluation_batches(split: MelodySplit, batch_size: int) -> list[tuple]:
+    """The whole split once, sorted by length so little is padded."""
+    order = np.argsort(split.lengths, kind="stable")
+    return [pad_batch(split, order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+
+
+# The loop ---------------------------------------------------------------------------------
+
+
+def compile_model(model, info: ModelInfo) -> None:
+    """Attach Magenta's optimizer (Adam, clipped global norm) and the event metrics."""
+    import keras
+
+    from melodygen.metrics import MaskedLabelCrossEntropy, make_metrics
+
+    optimizer = keras.optimizers.Adam(
+        learning_rate=info.hparams.learning_rate, global_clipnorm=info.hparams.clip_norm
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=MaskedLabelCrossEntropy(),
+        metrics=make_metrics(info.label_event_classes, info.num_event_classes),
+    )
+
+
+def evaluate_batches(model, batches: list[tuple]) -> dict[str, float]:
+    """Run the compiled metrics over ``batches``; returns figures summed over real steps."""
+    model.reset_metrics()  # metrics then add up over every batch until the next reset
+    steps = 0
+    for inputs, targets in batches:
+        logs = model.test_on_batch(inputs, targets, return_dict=True)
+        steps += int((targets[..., 0] >= 0).sum())
+    figures = {name: float(value) for name, value in logs.items() if name != "loss"}
+    figures["steps"] = steps
+    return figures
+
+
+def train(
+    data: str | Path,
+    run_dir: str | Path,
+    config: str | None = None,
+    steps: int = 20000,
+    hparams: str | dict | None = None,
+    eval_every: int = 200,
+    early_stopping: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """Train (or resume) a Melody RNN on a built dataset.
+
+    ``early_stopping``: stop after that many evaluations without a lower
+    held-out loss. The final model is the one with the lowest held-out loss
+    (the last one when the dataset has no eval split).
+    """
+    import keras
+
+    started = time.perf_counter()
+    dataset = MelodyDataset.open(data)
+    if config is not None and config != dataset.spec.config:
+        raise DatasetError(
+            f"dataset {dataset.path} was built for {dataset.spec.config}, not {config}; "
+            f"rebuild it with --config {config} or train with --config {dataset.spec.config}"
+        )
+    if steps < 1 or eval_every < 1:
+        raise DatasetError("--steps and --eval-every must be positive")
+    run_dir = Path(run_dir)
+    resume_from = latest_checkpoint(run_dir)
+    if resume_from is not None:
+        info, state = _resume_info(resume_from, dataset, hparams)
+    else:
+        base = get_config(dataset.spec.config).hparams
+        info = ModelInfo(
+            spec=dataset.spec,
+            hparams=base.override(hparams),
+            input_size=dataset.input_size,
+            num_classes=dataset.num_classes,
+            num_event_classes=int(dataset.metadata["num_event_classes"]),
+            label_event_classes=dataset.label_event_classes,
+        )
+        state = {"step": 0, "best_eval_loss": None, "evals_since_best": 0, "seconds": 0.0}
+    train_split = dataset.load("train")
+    if len(train_split) == 0:
+        raise DatasetError(f"dataset {dataset.path} has no training melodies")
+    eval_split = dataset.load("eval")
+    eval_data = evaluation_batches(eval_split, info.hparams.batch_size) if len(eval_split) else []
+
+    keras.utils.set_random_seed(seed + state["step"])
+    model = build_network(info)
+    compile_model(model, info)
+    if resume_from is not None:
+        model.load_weights(resume_from / "model.weights.h5")
+        _load_optimizer(model, resume_from / OPTIMIZER_FILE)
+        print(f"resuming from {resume_from} (step {state['step']})")
+
+    info.training = {
+        "dataset": str(dataset.path),
+        "train_melodies": len(train_split),
+        "train_steps": int(train_split.lengths.sum()),
+        "eval_melodies": len(eval_split),
+        "eval_steps": int(eval_split.lengths.sum()),
+    }
+    logger = _Logger(run_dir, progress, total=steps, start=state["step"])
+    batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
+    stopped_early = False
+    interval_started = time.perf_counter()
+    try:
+        while state["step"] < steps:
+            inputs, targets = next(batches)
+            logs = model.train_on_batch(inputs, targets, return_dict=True)
+            state["step"] += 1
+            logger.step(logs)
+            if state["step"] % eval_every == 0 or state["step"] >= steps:
+                state["seconds"] += time.perf_counter() - interval_started
+                interval_started = time.perf_counter()
+                train_logs = {k: float(v) for k, v in logs.items()}
+                model.reset_metrics()
+                eval_logs = evaluate_batches(model, eval_data) if eval_data else None
+                model.reset_metrics()
+                improved = _track_best(state, eval_logs)
+                logger.evaluation(state["step"], train_logs, eval_logs, state)
+                _save_checkpoint(run_dir, model, info, state)
+                if improved or not eval_data:
+                    save_model(run_dir / "best", model, _with_state(info, state, eval_logs))
+                if early_stopping and state["evals_since_best"] >= early_stopping:
+                    stopped_early = True
+                    logger.message(
+                        f"early stopping: no lower eval loss in {early_stopping} evaluations"
+                    )
+                    break
+    except KeyboardInterrupt:
+        state["seconds"] += time.perf_counter() - interval_started
+        _save_checkpoint(run_dir, model, info, state)
+        logger.message(f"interrupted: saved step {state['step']}; run again to resume")
+        raise
+    finally:
+        logger.close()
+
+    final = run_dir / FINAL_MODEL_DIR
+    if final.exists():
+        shutil.rmtree(final)
+    shutil.copytree(run_dir / "best", final)
+    return TrainResult(
+        run_dir=run_dir,
+        steps=state["step"],
+        best_eval_loss=state["best_eval_loss"],
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+        model_dir=final,
+    )
+
+
+def _track_best(state: dict, eval_logs: dict | None) -> bool:
+    if eval_logs is None:
+        return False
+    loss = eval_logs["label_nll"]
+    if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
+        state["best_eval_loss"] = loss
+        state["evals_since_best"] = 0
+        return True
+    state["evals_since_best"] += 1
+    return False
+
+
+def _with_state(info: ModelInfo, state: dict, eval_logs: dict | None) -> ModelInfo:
+    training = {**info.training, "step": state["step"], "train_seconds": round(state["seconds"], 1)}
+    if eval_logs is not None:
+        training["eval"] = eval_logs
+    return ModelInfo(**{**info.__dict__, "training": training})
+
+
+def _resume_info(checkpoint: Path, dataset: MelodyDataset, hparams) -> tuple[ModelInfo, dict]:
+    _, info = read_model_info(checkpoint)
+    if info.spec != dataset.spec:
+        raise CheckpointError(
+            f"the run in {checkpoint.parent.parent} was trained on data encoded for "
+            f"{info.spec.config} with other settings than {dataset.path}; "
+            "use a new --run-dir or the same dataset"
+        )
+    if hparams:
+        requested = info.hparams.override(hparams)
+        if requested != info.hparams:
+            raise CheckpointError(
+                f"cannot change hyperparameters when resuming {checkpoint.parent.parent}; "
+                "start a new --run-dir"
+            )
+    try:
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{checkpoint} has no readable {STATE_FILE} ({error})") from None
+    return info, state
+
+
+def _save_checkpoint(run_dir: Path, model, info: ModelInfo, state: dict) -> None:
+    """Write a complete checkpoint folder, then drop the oldest ones."""
+    folder = run_dir / CHECKPOINTS_DIR
+    final = folder / f"step-{state['step']:07d}"
+    partial = folder / f".partial-{state['step']:07d}"
+    if partial.exists():
+        shutil.rmtree(partial)
+    save_model(partial, model, _with_state(info, state, None))
+    _save_optimizer(model, partial / OPTIMIZER_FILE)
+    (partial / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    partial.rename(final)
+    complete = sorted(p for p in folder.glob("step-*") if (p / MODEL_JSON).is_file())
+    for old in complete[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_optimizer(model, path: Path) -> None:
+    import keras
+
+    values = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+    np.savez(path, *values)
+
+
+def _load_optimizer(model, path: Path) -> None:
+    model.optimizer.build(model.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    variables = model.optimizer.variables
+    if len(values) != len(variables):
+        raise CheckpointError(f"optimizer state in {path} does not match the model")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+class _Logger:
+    """Progress bar, TensorBoard scalars (when TensorFlow is there) and metrics.jsonl."""
+
+    def __init__(self, run_dir: Path, progress: bool, total: int, start: int):
+        from tqdm import tqdm
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = (run_dir / "metrics.jsonl").open("a")
+        self.bar = tqdm(total=total, initial=start, unit="step", disable=not progress or None)
+        self.writers = {}
+        try:
+            import tensorflow as tf
+
+            self.tf = tf
+            for split in ("train", "eval"):
+                self.writers[split] = tf.summary.create_file_writer(str(run_dir / "logs" / split))
+        except ImportError:
+            self.tf = None
+
+    def step(self, logs: dict) -> None:
+        self.bar.update()
+        self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+
+    def evaluation(self, step: int, train: dict, evaluation: dict | None, state: dict) -> None:
+        figures = {"train": _named(train)}
+        if evaluation is not None:
+            figures["eval"] = evaluation
+        record = {"step": step, "seconds": round(state["seconds"], 1), **figures}
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        for split, values in figures.items():
+            if split in self.writers:
+                with self.writers[split].as_default():
+                    for name, value in values.items():
+                        if name != "steps" and math.isfinite(value):
+                            self.tf.summary.scalar(name, value, step=step)
+                self.writers[split].flush()
+        text = f"step {step}: train loss {figures['train']['label_nll']:.3f}"
+        if evaluation is not None:
+            text += (
+                f" | eval nll {evaluation['nll']:.3f} ppl {evaluation['perplexity']:.2f}"
+                f" acc {evaluation['accuracy']:.3f} event acc {evaluation['event_accuracy']:.3f}"
+            )
+        self.message(text)
+
+    def message(self, text: str) -> None:
+        self.bar.write(text)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.jsonl.close()
+        for writer in self.writers.values():
+            writer.close()
+
+
+def _named(logs: dict) -> dict:
+    """Training logs under the names evaluation uses (the label_nll metric replaces 'loss')."""
+    return {k: float(v) for k, v in logs.items() if k != "loss"}
