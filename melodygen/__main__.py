@@ -1,3 +1,5 @@
-from melodygen.cli import main
 import sys
+
+from melodygen.cli import main
+
 sys.exit(main())

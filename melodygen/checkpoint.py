@@ -87,12 +87,14 @@ def save_model(path: str | Path, model, info: ModelInfo) -> Path:
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """The saved-model folder meant by ``path``: itself, a run's final model, or its latest checkpoint."""
+    """The model folder ``path`` means: itself, a run's final model, or its latest checkpoint."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path} is a file; give the folder that holds {MODEL_JSON}")
+        raise CheckpointError(
+            f"checkpoint {path} is a file; give the folder that holds {MODEL_JSON}"
+        )
     if (path / MODEL_JSON).is_file():
         return path
     if (path / FINAL_MODEL_DIR / MODEL_JSON).is_file():
@@ -124,7 +126,9 @@ def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
             raise ValueError("not a melodygen-model file")
         info = ModelInfo.from_dict(values)
     except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(f"{model_dir / MODEL_JSON} is not a valid MelodyGen model file ({error})") from None
+        raise CheckpointError(
+            f"{model_dir / MODEL_JSON} is not a valid MelodyGen model file ({error})"
+        ) from None
     if not (model_dir / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{model_dir} has no {WEIGHTS_FILE}")
     return model_dir, info

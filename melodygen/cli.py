@@ -95,24 +95,44 @@ def build_parser() -> argparse.ArgumentParser:
         description="Walk folders of .mid/.midi/.abc files, extract monophonic melodies as "
         "Magenta does, encode them for a configuration and write train and eval sets.",
     )
-    build.add_argument("--input", nargs="+", required=True, metavar="DIR_OR_FILE",
-                       help="folders (searched recursively) and/or music files")
+    build.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="folders (searched recursively) and/or music files",
+    )
     build.add_argument("--config", required=True, choices=list(CONFIGS))
     build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
-    build.add_argument("--eval-ratio", type=_ratio, default=0.1,
-                       help="share of songs held out for evaluation (default 0.1)")
-    build.add_argument("--transpose", type=_transpositions, default=None, metavar="RANGE",
-                       help="augment the training split with transpositions, e.g. -5:7 "
-                       "(semitones; most useful with --transpose-to-key none)")
-    build.add_argument("--transpose-to-key", type=_key, default="config", metavar="KEY",
-                       help="key melodies are moved to before encoding (C, F#, Bb, ... or none); "
-                       "default: the configuration's (C for all but mono_rnn)")
+    build.add_argument(
+        "--eval-ratio",
+        type=_ratio,
+        default=0.1,
+        help="share of songs held out for evaluation (default 0.1)",
+    )
+    build.add_argument(
+        "--transpose",
+        type=_transpositions,
+        default=None,
+        metavar="RANGE",
+        help="augment the training split with transpositions, e.g. -5:7 "
+        "(semitones; most useful with --transpose-to-key none)",
+    )
+    build.add_argument(
+        "--transpose-to-key",
+        type=_key,
+        default="config",
+        metavar="KEY",
+        help="key melodies are moved to before encoding (C, F#, Bb, ... or none); "
+        "default: the configuration's (C for all but mono_rnn)",
+    )
     build.add_argument("--min-bars", type=int, default=7)
     build.add_argument("--max-steps", type=int, default=512)
     build.add_argument("--min-unique-pitches", type=int, default=5)
     build.add_argument("--gap-bars", type=float, default=1.0)
-    build.add_argument("--workers", type=_positive, default=None,
-                       help="processes to use (default: all cores)")
+    build.add_argument(
+        "--workers", type=_positive, default=None, help="processes to use (default: all cores)"
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = commands.add_parser(
@@ -120,27 +140,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model on a built dataset (resumes if the run folder has checkpoints)",
     )
     train.add_argument("--data", required=True, type=Path, help="dataset folder")
-    train.add_argument("--run-dir", required=True, type=Path,
-                       help="folder for checkpoints, logs and the final model")
-    train.add_argument("--config", choices=list(CONFIGS), default=None,
-                       help="must match the dataset's configuration (default: the dataset's)")
+    train.add_argument(
+        "--run-dir",
+        required=True,
+        type=Path,
+        help="folder for checkpoints, logs and the final model",
+    )
+    train.add_argument(
+        "--config",
+        choices=list(CONFIGS),
+        default=None,
+        help="must match the dataset's configuration (default: the dataset's)",
+    )
     train.add_argument("--steps", type=_positive, default=20000, help="total training steps")
-    train.add_argument("--hparams", default=None, metavar="K=V,...",
-                       help="override hyperparameters, e.g. batch_size=64,rnn_layer_sizes=[256,256]")
-    train.add_argument("--eval-every", type=_positive, default=200,
-                       help="steps between held-out evaluations and checkpoints (default 200)")
-    train.add_argument("--early-stopping", type=_positive, default=None, metavar="N",
-                       help="stop after N evaluations without a lower eval loss")
+    train.add_argument(
+        "--hparams",
+        default=None,
+        metavar="K=V,...",
+        help="override hyperparameters, e.g. batch_size=64,rnn_layer_sizes=[256,256]",
+    )
+    train.add_argument(
+        "--eval-every",
+        type=_positive,
+        default=200,
+        help="steps between held-out evaluations and checkpoints (default 200)",
+    )
+    train.add_argument(
+        "--early-stopping",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="stop after N evaluations without a lower eval loss",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="held-out metrics of a model on a dataset")
-    evaluate.add_argument("--checkpoint", required=True, type=Path,
-                          help="a training run folder or a saved model folder")
+    evaluate.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a training run folder or a saved model folder",
+    )
     evaluate.add_argument("--data", required=True, type=Path, help="dataset folder")
     evaluate.add_argument("--split", choices=["eval", "train"], default="eval")
-    evaluate.add_argument("--json", type=Path, default=None, metavar="FILE",
-                          help="also write the figures as JSON")
+    evaluate.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
+    )
     return parser
 
 

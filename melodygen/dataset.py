@@ -31,7 +31,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import note_seq
 import numpy as np
 
 from melodygen.encoding import MelodyEncoding, make_encoding
@@ -42,6 +41,7 @@ from melodygen.music import (
     extract_melodies,
     find_music_files,
     load_note_sequences,
+    note_seq,
     transposed_sequences,
 )
 
@@ -199,11 +199,13 @@ class MelodyDataset:
 
     @classmethod
     def open(cls, path: str | Path) -> MelodyDataset:
-        """Open a dataset folder written by ``build_dataset``, with a clear message if it isn't one."""
+        """Open a folder written by ``build_dataset``, with a clear message if it isn't one."""
         path = Path(path)
         meta_path = path / METADATA_FILE
         if not path.exists():
-            raise DatasetError(f"dataset {path} does not exist; build one with `melodygen dataset build`")
+            raise DatasetError(
+                f"dataset {path} does not exist; build one with `melodygen dataset build`"
+            )
         if not meta_path.is_file():
             raise DatasetError(
                 f"{path} is not a MelodyGen dataset (no {METADATA_FILE}); "
@@ -231,7 +233,9 @@ class MelodyDataset:
             with np.load(file, allow_pickle=False) as data:
                 loaded = MelodySplit(**{name: data[name] for name in MelodySplit.__annotations__})
         except FileNotFoundError:
-            raise DatasetError(f"dataset {self.path} has no {split} split ({file.name} is missing)") from None
+            raise DatasetError(
+                f"dataset {self.path} has no {split} split ({file.name} is missing)"
+            ) from None
         except (OSError, ValueError, KeyError) as error:
             raise DatasetError(f"{file} is damaged ({error}); rebuild the dataset") from None
         if loaded.inputs.shape[1:] != (self.input_size,):
@@ -318,7 +322,12 @@ def _worker(args):
     try:
         return _process_file(job, path, root)
     except MelodyGenError as error:
-        return {"file": str(path), "error": str(error), "dropped": collections.Counter(), "songs": []}
+        return {
+            "file": str(path),
+            "error": str(error),
+            "dropped": collections.Counter(),
+            "songs": [],
+        }
     except (note_seq.BadNoteError, ValueError, IndexError, KeyError) as error:
         # note_seq can still trip over odd content after a clean parse; skip the file, say why.
         return {
@@ -366,7 +375,9 @@ def build_dataset(
             summary.files_failed.append((result["file"], result["error"]))
         songs.extend(result["songs"])
     _ensure_both_splits(songs, eval_ratio)
-    by_split = {split: [s for s in songs if s["split"] == split and s["melodies"]] for split in SPLITS}
+    by_split = {
+        split: [s for s in songs if s["split"] == split and s["melodies"]] for split in SPLITS
+    }
     for split in SPLITS:
         summary.songs[split] = len(by_split[split])
         summary.melodies[split] = sum(len(s["melodies"]) for s in by_split[split])
@@ -376,8 +387,11 @@ def build_dataset(
         raise DatasetError(
             f"no usable melodies in {len(files)} file(s) "
             f"({len(summary.files_failed)} could not be read); "
-            + ("dropped: " + ", ".join(f"{k} {v}" for k, v in summary.dropped.items())
-               if summary.dropped else "nothing to extract")
+            + (
+                "dropped: " + ", ".join(f"{k} {v}" for k, v in summary.dropped.items())
+                if summary.dropped
+                else "nothing to extract"
+            )
         )
 
     output = Path(output)
@@ -451,9 +465,11 @@ def _write_split(path: Path, songs: list[dict], input_size: int) -> None:
     width = melodies[0][2].shape[1] if melodies else 2
     np.savez_compressed(
         path,
-        inputs=np.concatenate([m[1] for m in melodies]) if melodies
+        inputs=np.concatenate([m[1] for m in melodies])
+        if melodies
         else np.zeros((0, input_size), np.int8),
-        targets=np.concatenate([m[2] for m in melodies]) if melodies
+        targets=np.concatenate([m[2] for m in melodies])
+        if melodies
         else np.zeros((0, width), np.int16),
         events=np.concatenate([m[0] for m in melodies]) if melodies else np.zeros(0, np.int16),
         offsets=offsets,

@@ -9,7 +9,13 @@ from melodygen.dataset import MelodyDataset
 from melodygen.errors import DatasetError
 
 REPORT_KEYS = (
-    "nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "label_nll", "steps"
+    "nll",
+    "perplexity",
+    "accuracy",
+    "event_accuracy",
+    "no_event_accuracy",
+    "label_nll",
+    "steps",
 )
 
 

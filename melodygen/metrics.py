@@ -17,9 +17,7 @@ import numpy as np
 from keras import ops
 
 NO_EVENT_CLASS = 0  # MelodyOneHotEncoding's class of "no event"; 1 is note-off, 2+ note-ons.
-METRIC_NAMES = (
-    "nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "label_nll"
-)
+METRIC_NAMES = ("nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "label_nll")
 
 
 def _mask(targets):

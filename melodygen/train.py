@@ -39,7 +39,7 @@ from melodygen.checkpoint import (
 )
 from melodygen.dataset import MelodyDataset, MelodySplit
 from melodygen.errors import CheckpointError, DatasetError
-from melodygen.models.configs import HParams, get_config
+from melodygen.models.configs import get_config
 
 KEEP_CHECKPOINTS = 3
 OPTIMIZER_FILE = "optimizer.npz"
@@ -203,6 +203,9 @@ def train(
     logger = _Logger(run_dir, progress, total=steps, start=state["step"])
     batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
     stopped_early = False
+    if state["step"] == 0 and eval_data:  # where the curves start: an untrained model
+        logger.evaluation(0, None, evaluate_batches(model, eval_data), state)
+        model.reset_metrics()
     interval_started = time.perf_counter()
     try:
         while state["step"] < steps:
@@ -351,7 +354,7 @@ class _Logger:
         self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
 
     def evaluation(self, step: int, train: dict, evaluation: dict | None, state: dict) -> None:
-        figures = {"train": _named(train)}
+        figures = {"train": _named(train)} if train is not None else {}
         if evaluation is not None:
             figures["eval"] = evaluation
         record = {"step": step, "seconds": round(state["seconds"], 1), **figures}
@@ -364,12 +367,15 @@ class _Logger:
                         if name != "steps" and math.isfinite(value):
                             self.tf.summary.scalar(name, value, step=step)
                 self.writers[split].flush()
-        text = f"step {step}: train loss {figures['train']['label_nll']:.3f}"
+        parts = []
+        if train is not None:
+            parts.append(f"train loss {figures['train']['label_nll']:.3f}")
         if evaluation is not None:
-            text += (
-                f" | eval nll {evaluation['nll']:.3f} ppl {evaluation['perplexity']:.2f}"
+            parts.append(
+                f"eval nll {evaluation['nll']:.3f} ppl {evaluation['perplexity']:.2f}"
                 f" acc {evaluation['accuracy']:.3f} event acc {evaluation['event_accuracy']:.3f}"
             )
+        text = f"step {step}: " + " | ".join(parts)
         self.message(text)
 
     def message(self, text: str) -> None:

@@ -109,7 +109,7 @@ CONFIGS: dict[str, MelodyRnnConfig] = {
     for config in [
         MelodyRnnConfig(
             name="basic_rnn",
-            description="Melody RNN with one-hot encoding of 36 pitches, melodies transposed to C.",
+            description="One-hot encoding of 36 pitches, melodies transposed to C.",
             encoding="onehot",
             min_note=48,
             max_note=84,
@@ -117,7 +117,7 @@ CONFIGS: dict[str, MelodyRnnConfig] = {
         ),
         MelodyRnnConfig(
             name="mono_rnn",
-            description="Melody RNN with one-hot encoding of all 128 MIDI pitches, no transposition.",
+            description="One-hot encoding of all 128 MIDI pitches, melodies kept in their key.",
             encoding="onehot",
             min_note=0,
             max_note=128,
@@ -125,7 +125,7 @@ CONFIGS: dict[str, MelodyRnnConfig] = {
         ),
         MelodyRnnConfig(
             name="lookback_rnn",
-            description="Melody RNN with lookback encoding: repeats of 1 and 2 bars ago and a bar-position counter.",
+            description="Lookback encoding: repeats of 1 and 2 bars ago, position in the bar.",
             encoding="lookback",
             min_note=48,
             max_note=84,
@@ -135,7 +135,7 @@ CONFIGS: dict[str, MelodyRnnConfig] = {
         ),
         MelodyRnnConfig(
             name="attention_rnn",
-            description="Melody RNN with key-aware lookback encoding and attention over the last 40 steps.",
+            description="Key-aware lookback encoding with attention over the last 40 steps.",
             encoding="key",
             min_note=48,
             max_note=84,
@@ -193,5 +193,9 @@ def _coerce(key: str, raw, current):
             return int(raw)
         return float(raw)
     except ValueError:
-        kind = "a list of integers like [128,128]" if isinstance(current, tuple) else type(current).__name__
+        kind = (
+            "a list of integers like [128,128]"
+            if isinstance(current, tuple)
+            else type(current).__name__
+        )
         raise ConfigError(f"hyperparameter {key}={raw!r} is not {kind}") from None

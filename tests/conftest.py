@@ -1,0 +1,47 @@
+"""Shared fixtures: small MIDI folders written in code, and quiet TensorFlow."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pretty_midi
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+STEP_SECONDS = 0.125  # one sixteenth at 120 qpm
+
+# Eight-bar tunes in 4/4 made of repeated two-bar phrases, so a small network can
+# learn them quickly and the lookback encodings see real repeats.
+PHRASES = [
+    [60, 62, 64, 65, 67, 65, 64, 62],
+    [67, 69, 71, 72, 71, 69, 67, 64],
+    [64, 65, 67, 69, 67, 65, 64, 60],
+    [72, 71, 69, 67, 65, 64, 62, 60],
+]
+
+
+def write_tune(path: Path, phrase: list[int], bars: int = 8, transpose: int = 0) -> Path:
+    """A melody of quarter notes (each held 3 steps, then a one-step rest) repeating ``phrase``."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    piano = pretty_midi.Instrument(program=0, name="Lead")
+    for index in range(bars * 4):
+        pitch = phrase[index % len(phrase)] + transpose
+        start = index * 4 * STEP_SECONDS
+        piano.notes.append(pretty_midi.Note(90, pitch, start, start + 3 * STEP_SECONDS))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
+@pytest.fixture
+def tune_folder(tmp_path: Path) -> Path:
+    """Twelve small tunes in a nested folder, plus one file that is not MIDI."""
+    folder = tmp_path / "tunes"
+    (folder / "more").mkdir(parents=True)
+    for index in range(12):
+        target = folder if index % 2 else folder / "more"
+        write_tune(target / f"tune{index:02d}.mid", PHRASES[index % len(PHRASES)])
+    (folder / "broken.mid").write_text("this is not a MIDI file")
+    return folder

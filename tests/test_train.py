@@ -1,0 +1,152 @@
+"""Training, saving, resuming and evaluating real (tiny) Keras models."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melodygen.checkpoint import latest_checkpoint, load_model, read_model_info
+from melodygen.dataset import MelodyDataset, build_dataset
+from melodygen.errors import CheckpointError, ConfigError, DatasetError
+from melodygen.evaluate import REPORT_KEYS, evaluate
+from melodygen.models.configs import CONFIGS, HParams
+from melodygen.train import evaluation_batches, train
+
+TINY = "rnn_layer_sizes=[24,24],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory) -> dict[str, Path]:
+    from conftest import PHRASES, write_tune
+
+    folder = tmp_path_factory.mktemp("tunes")
+    for index in range(10):
+        write_tune(folder / f"tune{index}.mid", PHRASES[index % len(PHRASES)])
+    built = {}
+    for config in CONFIGS:
+        built[config] = tmp_path_factory.mktemp(config)
+        build_dataset([folder], config, built[config], eval_ratio=0.3, progress=False)
+    return built
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_each_config_overfits_a_tiny_dataset(datasets, tmp_path: Path, config: str):
+    hparams = TINY + (",attn_length=8" if config == "attention_rnn" else "")
+    run_dir = tmp_path / "run"
+    result = train(
+        datasets[config], run_dir, steps=150, hparams=hparams, eval_every=50, progress=False
+    )
+    assert result.steps == 150
+    history = read_metrics(run_dir)
+    assert [record["step"] for record in history] == [0, 50, 100, 150]
+    start, final = history[0]["eval"], history[-1]["eval"]
+    chance = math.log(MelodyDataset.open(datasets[config]).num_classes)
+    assert start["label_nll"] == pytest.approx(chance, rel=0.1)  # untrained: about uniform
+    # The tunes repeat a two-bar phrase: a network that learned them is far below its start.
+    assert final["label_nll"] < 0.3 * start["label_nll"], (config, start, final)
+    assert final["nll"] <= final["label_nll"] + 1e-4  # folding repeat labels only adds mass
+    assert final["accuracy"] > 0.7
+    assert set(REPORT_KEYS) <= set(final)
+    assert (run_dir / "logs" / "train").is_dir() and (run_dir / "logs" / "eval").is_dir()
+
+
+def test_saved_model_reloads_to_identical_logits(datasets, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    train(
+        datasets["attention_rnn"],
+        run_dir,
+        steps=3,
+        hparams=TINY + ",attn_length=4",
+        eval_every=3,
+        progress=False,
+    )
+    model, info = load_model(run_dir)
+    again, _ = load_model(run_dir / "model")
+    split = MelodyDataset.open(datasets["attention_rnn"]).load("eval")
+    inputs, _ = evaluation_batches(split, 8)[0]
+    np.testing.assert_array_equal(
+        np.asarray(model(inputs, training=False)), np.asarray(again(inputs, training=False))
+    )
+    assert info.spec.config == "attention_rnn"
+    assert info.hparams.attn_length == 4 and info.hparams.rnn_layer_sizes == (24, 24)
+    saved = json.loads((run_dir / "model" / "melodygen.json").read_text())
+    assert saved["config"] == "attention_rnn"
+    assert saved["encoding"]["lookback_distances"] == [16, 32]
+    assert saved["training"]["step"] == 3
+
+
+def test_interrupted_run_resumes_from_its_latest_checkpoint(datasets, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    train(datasets["basic_rnn"], run_dir, steps=4, hparams=TINY, eval_every=2, progress=False)
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint.name == "step-0000004"
+    optimizer_steps = np.load(checkpoint / "optimizer.npz")["arr_0"]
+    assert int(optimizer_steps) == 4  # Adam's step count travels with the checkpoint
+
+    result = train(datasets["basic_rnn"], run_dir, steps=8, eval_every=2, progress=False)
+    assert result.steps == 8
+    assert [r["step"] for r in read_metrics(run_dir)] == [0, 2, 4, 6, 8]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "step-0000004",
+        "step-0000006",
+        "step-0000008",
+    ]
+    with pytest.raises(CheckpointError, match="cannot change hyperparameters"):
+        train(datasets["basic_rnn"], run_dir, steps=10, hparams="learning_rate=0.5", progress=False)
+    with pytest.raises(CheckpointError, match="trained on data encoded for"):
+        train(datasets["mono_rnn"], run_dir, steps=10, progress=False)
+
+
+def test_early_stopping_stops_when_eval_loss_stops_falling(datasets, tmp_path: Path):
+    # A learning rate this high makes the held-out loss jump about rather than fall.
+    result = train(
+        datasets["basic_rnn"],
+        tmp_path / "run",
+        steps=200,
+        eval_every=1,
+        early_stopping=2,
+        hparams=TINY.replace("learning_rate=0.02", "learning_rate=5.0"),
+        progress=False,
+    )
+    assert result.stopped_early and result.steps < 200
+    _, info = read_model_info(tmp_path / "run")
+    assert info.training["eval"]["label_nll"] == pytest.approx(result.best_eval_loss)
+
+
+def test_evaluate_reports_every_figure(datasets, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    train(datasets["lookback_rnn"], run_dir, steps=2, hparams=TINY, eval_every=2, progress=False)
+    figures = evaluate(run_dir, datasets["lookback_rnn"])
+    dataset = MelodyDataset.open(datasets["lookback_rnn"])
+    assert figures["steps"] == int(dataset.load("eval").lengths.sum())
+    assert figures["perplexity"] == pytest.approx(math.exp(figures["nll"]), rel=1e-5)
+    for key in ("accuracy", "event_accuracy", "no_event_accuracy"):
+        assert 0.0 <= figures[key] <= 1.0
+    with pytest.raises(DatasetError, match="encoded for basic_rnn"):
+        evaluate(run_dir, datasets["basic_rnn"])
+    with pytest.raises(CheckpointError, match="not a MelodyGen checkpoint"):
+        evaluate(tmp_path, datasets["basic_rnn"])
+
+
+def test_bad_hyperparameters_are_clear_errors(datasets, tmp_path: Path):
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'layers'"):
+        train(datasets["basic_rnn"], tmp_path / "r", steps=1, hparams="layers=3")
+    with pytest.raises(ConfigError, match="not a list of integers"):
+        HParams().override("rnn_layer_sizes=[a,b]")
+    with pytest.raises(ConfigError, match="dropout_keep_prob"):
+        HParams().override("dropout_keep_prob=0")
+    assert HParams().override("rnn_layer_sizes=[64,64,64],clip_norm=3").rnn_layer_sizes == (
+        64,
+        64,
+        64,
+    )
+    with pytest.raises(DatasetError, match="built for basic_rnn, not mono_rnn"):
+        train(datasets["basic_rnn"], tmp_path / "r", config="mono_rnn", steps=1)
