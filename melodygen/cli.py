@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from melodygen import __version__
@@ -187,6 +188,91 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
+    generate = commands.add_parser(
+        "generate",
+        help="generate melodies from a checkpoint",
+        description="Generate melodies from a trained checkpoint and write one MIDI file each.",
+    )
+    generate.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a training run folder or a saved model folder",
+    )
+    primer = generate.add_mutually_exclusive_group()
+    primer.add_argument(
+        "--primer",
+        default=None,
+        metavar="NOTES",
+        help="opening notes, e.g. 'C4 E4 G4:2 r:2 C5 -' or an event list "
+        "'[60, -2, 62, -1]' (see README: primer syntax)",
+    )
+    primer.add_argument(
+        "--primer-midi",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="take the opening from a MIDI file",
+    )
+    generate.add_argument(
+        "--track",
+        type=int,
+        default=None,
+        help="track of --primer-midi (default: MELODY, else the first)",
+    )
+    generate.add_argument(
+        "--primer-bars",
+        type=_positive,
+        default=None,
+        help="how many bars of --primer-midi to use (default: all)",
+    )
+    generate.add_argument(
+        "--exclude-primer", action="store_true", help="leave the primer out of the output"
+    )
+    generate.add_argument("--key", default=None, help="key of the output, e.g. D, F#, Bb")
+    generate.add_argument(
+        "--mode", default="major", help="major, minor, dorian, mixolydian, ... (default major)"
+    )
+    generate.add_argument(
+        "--in-scale", action="store_true", help="keep every generated pitch inside the key's scale"
+    )
+    generate.add_argument(
+        "--bpm", type=float, default=None, help="tempo (default: the primer MIDI's, else 120)"
+    )
+    length = generate.add_mutually_exclusive_group()
+    length.add_argument(
+        "--bars",
+        type=float,
+        default=None,
+        help="total length in 4/4 bars, primer included (default 8)",
+    )
+    length.add_argument(
+        "--steps",
+        type=_positive,
+        default=None,
+        help="total length in sixteenth-note steps, primer included",
+    )
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--min-pitch", type=int, default=0, help="lowest MIDI pitch allowed")
+    generate.add_argument("--max-pitch", type=int, default=127, help="highest MIDI pitch allowed")
+    generate.add_argument("--num-outputs", type=_positive, default=1)
+    generate.add_argument(
+        "--seed", type=int, default=None, help="same seed and request give the same melodies"
+    )
+    generate.add_argument("--beam-size", type=_positive, default=1)
+    generate.add_argument("--branch-factor", type=_positive, default=1)
+    generate.add_argument("--steps-per-iteration", type=_positive, default=1)
+    generate.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    generate.add_argument(
+        "--program",
+        type=int,
+        default=0,
+        help="General MIDI program of the written files (0 = piano)",
+    )
+    generate.add_argument("--out", required=True, type=Path, help="folder for the MIDI files")
+    generate.add_argument("--name", default=None, help="file name prefix (default: melody_<time>)")
     return parser
 
 
@@ -244,11 +330,68 @@ def _run_evaluate(args) -> None:
         print(f"figures written to {args.json}")
 
 
+def _run_generate(args) -> None:
+    from melodygen.generate import (
+        GenerationRequest,
+        MelodyGenerator,
+        bars_to_steps,
+        parse_key,
+    )
+    from melodygen.primer import midi_primer, parse_primer
+
+    if args.primer_midi is not None:
+        primer = midi_primer(args.primer_midi, track=args.track, bars=args.primer_bars)
+    else:
+        if args.track is not None or args.primer_bars is not None:
+            raise MelodyGenError("--track and --primer-bars go with --primer-midi")
+        primer = parse_primer(args.primer)
+    length = args.steps if args.steps is not None else bars_to_steps(args.bars or 8)
+    request = GenerationRequest(
+        primer=primer,
+        length_steps=length,
+        key=parse_key(args.key),
+        mode=args.mode.strip().lower().replace(" ", "_"),
+        in_scale=args.in_scale,
+        qpm=args.bpm,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_pitch=args.min_pitch,
+        max_pitch=args.max_pitch,
+        num_outputs=args.num_outputs,
+        seed=args.seed,
+        beam_size=args.beam_size,
+        branch_factor=args.branch_factor,
+        steps_per_iteration=args.steps_per_iteration,
+        include_primer=not args.exclude_primer,
+    )
+    request.validate()  # before loading the model: bad requests fail fast
+    if not 0 <= args.program <= 127:
+        raise MelodyGenError("--program must be a General MIDI program 0-127")
+    generator = MelodyGenerator(args.checkpoint, device=args.device)
+    result = generator.generate(request)
+    prefix = args.name or time.strftime("melody_%Y%m%d-%H%M%S")
+    width = max(2, len(str(len(result.melodies))))
+    for melody in result.melodies:
+        path = args.out / f"{prefix}_{melody.index + 1:0{width}d}.mid"
+        melody.write_midi(path, program=args.program)
+        print(f"{path}  ({melody.steps} steps, log-likelihood {melody.log_likelihood:.1f})")
+    print(
+        f"{len(result.melodies)} melodies from {generator.config} in {result.seconds:.2f} s "
+        f"written to {args.out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_tensorflow()
-    handlers = {"dataset": _run_build, "train": _run_train, "evaluate": _run_evaluate}
+    handlers = {
+        "dataset": _run_build,
+        "train": _run_train,
+        "evaluate": _run_evaluate,
+        "generate": _run_generate,
+    }
     try:
         handlers[args.command](args)
     except MelodyGenError as error:

@@ -1,0 +1,248 @@
+"""Generation: incremental = full forward pass, keys and scales, seeds, beam search, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from melodygen.checkpoint import ModelInfo, build_network, save_model
+from melodygen.cli import main
+from melodygen.dataset import EncodingSpec, _static_label_event_classes
+from melodygen.encoding import make_encoding
+from melodygen.errors import CheckpointError
+from melodygen.generate import (
+    MODES,
+    GenerationError,
+    GenerationRequest,
+    MelodyGenerator,
+    StepModel,
+    parse_key,
+)
+from melodygen.models.configs import CONFIGS, HParams
+from melodygen.primer import Primer, parse_primer
+
+
+def make_checkpoint(folder: Path, config: str, seed: int = 0) -> Path:
+    """A small untrained network saved as a real checkpoint (random weights are enough here)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    spec = EncodingSpec.from_config(CONFIGS[config])
+    encoding = make_encoding(CONFIGS[config])
+    info = ModelInfo(
+        spec=spec,
+        hparams=HParams(
+            rnn_layer_sizes=(16, 16), attn_length=6 if config == "attention_rnn" else 0
+        ),
+        input_size=encoding.input_size,
+        num_classes=encoding.num_classes,
+        num_event_classes=encoding.num_event_classes,
+        label_event_classes=_static_label_event_classes(encoding),
+    )
+    return save_model(folder / config, build_network(info), info)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("checkpoints")
+    return {config: make_checkpoint(folder, config) for config in CONFIGS}
+
+
+@pytest.fixture(scope="module")
+def generators(checkpoints) -> dict[str, MelodyGenerator]:
+    return {config: MelodyGenerator(path) for config, path in checkpoints.items()}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_stepping_gives_the_logits_of_a_full_forward_pass(generators, config):
+    generator = generators[config]
+    rng = np.random.default_rng(1)
+    events = rng.choice([-2, -2, -1, 60, 62, 64, 65, 67, 69], size=50)
+    events[0] = 60
+    inputs = generator.encoding.inputs(events)
+    full = np.asarray(generator.model(inputs[None], training=False))[0]
+    steps = StepModel(generator.model)
+    states = steps.initial_state(1)
+    for position in range(len(events)):
+        logits, states = steps.step(inputs[position : position + 1], states)
+        np.testing.assert_allclose(logits[0], full[position], rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_melodies_and_primer_kept(generators):
+    generator = generators["lookback_rnn"]
+    request = GenerationRequest(
+        primer=parse_primer("C4 D4 E4 F4"), length_steps=64, num_outputs=4, seed=7
+    )
+    first = generator.generate(request).melodies
+    second = generator.generate(request).melodies
+    assert [m.events for m in first] == [m.events for m in second]
+    assert len({tuple(m.events) for m in first}) > 1  # the variations differ
+    other = generator.generate(GenerationRequest(**{**request.__dict__, "seed": 8})).melodies
+    assert [m.events for m in other] != [m.events for m in first]
+    for melody in first:
+        assert melody.steps == 64 and melody.primer_steps == 16
+        assert melody.events[:16] == request.primer.events
+    without = generator.generate(GenerationRequest(**{**request.__dict__, "include_primer": False}))
+    assert [m.events for m in without.melodies] == [m.events[16:] for m in first]
+
+
+@pytest.mark.parametrize("config", ["basic_rnn", "attention_rnn", "mono_rnn"])
+@pytest.mark.parametrize(("key", "mode"), [("D", "minor"), ("F#", "major"), ("A", "dorian")])
+def test_in_scale_keeps_every_pitch_in_the_scale(generators, config, key, mode):
+    request = GenerationRequest(
+        length_steps=128,
+        key=parse_key(key),
+        mode=mode,
+        in_scale=True,
+        num_outputs=8,
+        seed=3,
+        temperature=1.5,
+        min_pitch=50,
+        max_pitch=90,
+    )
+    scale = {(parse_key(key) + i) % 12 for i in MODES[mode][0]}
+    melodies = generators[config].generate(request).melodies
+    pitches = [p for m in melodies for p in m.pitches()]
+    assert len(pitches) > 20
+    assert {p % 12 for p in pitches} <= scale
+    assert 50 <= min(pitches) and max(pitches) <= 90
+
+
+def test_key_transposes_the_same_samples(generators):
+    generator = generators["basic_rnn"]
+    in_c = generator.generate(GenerationRequest(length_steps=64, key=0, seed=11, num_outputs=3))
+    in_d = generator.generate(GenerationRequest(length_steps=64, key=2, seed=11, num_outputs=3))
+    in_a_minor = generator.generate(
+        GenerationRequest(length_steps=64, key=9, mode="minor", seed=11, num_outputs=3)
+    )
+    assert in_d.transpose == 2 and in_a_minor.transpose == 0  # A minor is C major's relative
+    for c, d, a in zip(in_c.melodies, in_d.melodies, in_a_minor.melodies, strict=True):
+        assert d.events == [e + 2 if e >= 0 else e for e in c.events]
+        assert a.events == c.events
+
+
+def test_beam_search_returns_the_most_likely_candidate(generators):
+    generator = generators["attention_rnn"]
+    request = GenerationRequest(
+        length_steps=40,
+        num_outputs=3,
+        seed=5,
+        beam_size=4,
+        branch_factor=2,
+        steps_per_iteration=3,
+    )
+    result = generator.generate(request)
+    candidates, scores = generator.last_beam_candidates
+    assert len(scores) == 3 * 4 * 2
+    for index, melody in enumerate(result.melodies):
+        group = scores[index * 8 : (index + 1) * 8]
+        assert melody.log_likelihood == pytest.approx(group.max())
+        assert melody.log_likelihood > np.median(group) or np.allclose(group, group.max())
+    # A plain sample of the same request scores no better than the beam's pick on average.
+    plain = generator.generate(GenerationRequest(length_steps=40, num_outputs=3, seed=5))
+    assert np.mean([m.log_likelihood for m in plain.melodies]) <= np.mean(
+        [m.log_likelihood for m in result.melodies]
+    )
+
+
+def test_top_k_one_is_greedy(generators):
+    generator = generators["mono_rnn"]
+    request = GenerationRequest(length_steps=32, num_outputs=3, seed=1, top_k=1)
+    melodies = generator.generate(request).melodies
+    assert melodies[0].events == melodies[1].events == melodies[2].events
+    top_p = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, top_p=1e-9))
+    assert top_p.melodies[0].events == melodies[0].events
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"temperature": 0}, "temperature must be above 0"),
+        ({"temperature": -1}, "temperature must be above 0"),
+        ({"primer": Primer(events=[60] + [-2] * 40), "length_steps": 32}, "longer than"),
+        ({"mode": "bebop"}, "unknown mode"),
+        ({"num_outputs": 0}, "number of outputs"),
+        ({"top_p": 1.5}, "top-p"),
+        ({"min_pitch": 80, "max_pitch": 70}, "pitch range"),
+    ],
+)
+def test_bad_requests_are_clear_errors(generators, changes, message):
+    with pytest.raises(GenerationError, match=message):
+        generators["basic_rnn"].generate(GenerationRequest(**changes))
+
+
+def test_bad_keys_and_checkpoints(tmp_path: Path):
+    assert parse_key("Bb") == 10 and parse_key("c#") == 1 and parse_key(None) is None
+    with pytest.raises(GenerationError, match="unknown key"):
+        parse_key("H")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        MelodyGenerator(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="not a MelodyGen checkpoint"):
+        MelodyGenerator(tmp_path)
+
+
+def test_cli_generate_writes_midi_files(checkpoints, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "generate",
+            "--checkpoint",
+            str(checkpoints["attention_rnn"]),
+            "--primer",
+            "D4 F4 A4 D5",
+            "--key",
+            "D",
+            "--mode",
+            "minor",
+            "--in-scale",
+            "--bpm",
+            "100",
+            "--bars",
+            "4",
+            "--num-outputs",
+            "3",
+            "--seed",
+            "7",
+            "--out",
+            str(out),
+            "--name",
+            "tune",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    files = sorted(out.glob("*.mid"))
+    assert [f.name for f in files] == ["tune_01.mid", "tune_02.mid", "tune_03.mid"]
+    scale = {(2 + i) % 12 for i in MODES["minor"][0]}
+    for file in files:
+        midi = pretty_midi.PrettyMIDI(str(file))
+        notes = midi.instruments[0].notes
+        assert [n.pitch for n in notes[:4]] == [62, 65, 69, 74]
+        assert {n.pitch % 12 for n in notes} <= scale
+        assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
+        assert midi.get_end_time() <= 4 * 4 * 60 / 100 + 1e-6
+    assert "3 melodies from attention_rnn" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--primer", "C4 H4"], "H4"),
+        (["--temperature", "0"], "temperature must be above 0"),
+        (["--primer", "C4:64", "--bars", "2"], "longer than"),
+        (["--key", "X"], "unknown key"),
+        (["--primer-midi", "{tmp}/missing.mid"], "missing.mid"),
+    ],
+)
+def test_cli_generate_errors_exit_2(checkpoints, tmp_path: Path, capsys, argv, message):
+    code = main(
+        ["generate", "--checkpoint", str(checkpoints["basic_rnn"]), "--out", str(tmp_path)]
+        + [a.format(tmp=tmp_path) for a in argv]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    code = main(["generate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
