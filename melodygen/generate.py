@@ -218,7 +218,7 @@ def _compile(function):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(function, reduce_retracing=True)
+        return tf.function(function, reduce_retracing=True, jit_compile=True)
     if backend == "jax":
         import jax
 
