@@ -36,6 +36,22 @@ for _pc in range(NOTES_PER_OCTAVE):
     for _key in range(NOTES_PER_OCTAVE):
         _KEY_MEMBERSHIP[_pc, _key] = (_pc - _key) % NOTES_PER_OCTAVE in MAJOR_SCALE
 
+# Batched inputs_at count events per row with one bincount over `event + 2`:
+# _EVENT_KEYS[event + 2] is the key membership of a note-on (zero for the two special events).
+_EVENT_SLOTS = 128 + NUM_SPECIAL_EVENTS
+_EVENT_KEYS = np.zeros((_EVENT_SLOTS, NOTES_PER_OCTAVE), dtype=np.float32)
+_EVENT_KEYS[NUM_SPECIAL_EVENTS:] = _KEY_MEMBERSHIP[np.arange(128) % NOTES_PER_OCTAVE]
+# _RECENT_KEY_FLAGS[169 a + 13 b + c]: the major keys that fit the pitch classes a, b and c
+# best (12 stands for "no note"), i.e. the key flags of note_seq's last-three-notes melody.
+_RECENT_KEY_COUNTS = _KEY_MEMBERSHIP[np.indices((13, 13, 13)).reshape(3, -1)].sum(axis=0)
+_RECENT_KEY_FLAGS = (_RECENT_KEY_COUNTS == _RECENT_KEY_COUNTS.max(axis=1, keepdims=True)).astype(
+    np.float32
+)
+# _PITCH_CLASS[event] for events -2..127 (negative indices wrap): 12 for the special events.
+_PITCH_CLASS = np.concatenate([np.arange(128) % NOTES_PER_OCTAVE, [NOTES_PER_OCTAVE] * 2])
+# How far back a window's cleaning first looks for an earlier note-on before scanning all.
+_RECENT_SCAN = 64
+
 
 class MelodyEncoding:
     """Vectorized twin of a note_seq melody encoder-decoder.
@@ -80,10 +96,7 @@ class MelodyEncoding:
 
     def event_classes(self, events: np.ndarray) -> np.ndarray:
         """MelodyOneHotEncoding.encode_event of each event (0 no-event, 1 note-off, 2+ pitch)."""
-        ev = self._checked(events)
-        return np.where(
-            ev < 0, ev + NUM_SPECIAL_EVENTS, ev - self.min_note + NUM_SPECIAL_EVENTS
-        ).astype(np.int32)
+        return self._class_of(self._checked(events)).astype(np.int32)
 
     def events_from_classes(self, classes: np.ndarray) -> np.ndarray:
         """Inverse of ``event_classes`` (MelodyOneHotEncoding.decode_event)."""
@@ -105,19 +118,33 @@ class MelodyEncoding:
     def input_at(self, events: Sequence[int], position: int) -> np.ndarray:
         """One input row, for incremental generation; equals ``inputs(events)[position]``.
 
-        Only the events the row depends on are converted, so for the onehot and lookback
-        encodings a step costs about the same however long the melody has grown; the key
-        encoding's key estimates need the whole melody so far.
+        Events after ``position`` are ignored. The row comes from ``inputs_at``, so for the
+        onehot and lookback encodings a numpy array costs the same however long it is.
         """
         if not 0 <= position < len(events):
             raise IndexError(f"position {position} outside a melody of {len(events)} events")
-        if not isinstance(events, (list, tuple, np.ndarray)):
-            events = list(events)  # a note_seq Melody cleans its slices, so slice a list
-        start = 0 if self.context is None else max(0, position - self.context)
-        window = self._checked(events[start : position + 1])
-        if not any(event >= 0 for event in itertools.islice(events, start)):
-            window = self._clean(window)  # no note before the window: Melody's cleaning applies
-        return self._inputs(window, origin=start)[-1]
+        if not isinstance(events, np.ndarray):
+            # A note_seq Melody cleans its slices and lists convert faster whole: take a list.
+            events = np.asarray(list(itertools.islice(events, position + 1)), dtype=np.int64)
+        return self.inputs_at(np.asarray(events).reshape(1, -1), position)[0]
+
+    def inputs_at(self, histories: np.ndarray, position: int) -> np.ndarray:
+        """float32 [rows, input_size]: row r equals input_at(histories[r, :position + 1], position).
+
+        The batched step of generation: one vectorized pass over every row's history,
+        columns after ``position`` ignored. Each row is read as note_seq's Melody reads it
+        (its own note-offs before its first note-on are no-events). The onehot and
+        lookback encodings read only the last ``context + 1`` columns (older ones only for
+        rows whose cleaning depends on them); the key encoding reads all of them.
+        """
+        hist = np.asarray(histories)
+        if hist.ndim != 2:
+            raise ValueError(f"histories must be [rows, steps], got shape {hist.shape}")
+        if not 0 <= position < hist.shape[1]:
+            raise IndexError(f"position {position} outside histories of {hist.shape[1]} steps")
+        if hist.dtype.kind != "i" or hist.itemsize < 2:
+            hist = hist.astype(np.int64)  # int8 would overflow in the class arithmetic
+        return self._inputs_at(hist, position)
 
     def labels(self, events: np.ndarray) -> np.ndarray:
         """int32 [n-1]: entry i is note_seq's events_to_label(Melody(events), i + 1)."""
@@ -213,9 +240,62 @@ class MelodyEncoding:
                 flags[distance:, i] = ev[distance:] == ev[:-distance]
         return flags
 
-    def _inputs(self, ev: np.ndarray, origin: int = 0) -> np.ndarray:
-        """Input rows of cleaned events; ``origin`` is the melody position of ``ev[0]``."""
+    def _inputs(self, ev: np.ndarray) -> np.ndarray:
+        """Input rows of cleaned events, one per event."""
         raise NotImplementedError
+
+    def _inputs_at(self, hist: np.ndarray, position: int) -> np.ndarray:
+        """Input rows at ``position`` of raw (uncleaned, unchecked) signed-int histories."""
+        raise NotImplementedError
+
+    def _class_of(self, ev: np.ndarray) -> np.ndarray:
+        """Event classes of checked events, any shape (event_classes without the checks)."""
+        return np.where(ev < 0, ev + NUM_SPECIAL_EVENTS, ev - self.min_note + NUM_SPECIAL_EVENTS)
+
+    def _check_batch(self, ev: np.ndarray, gaps: bool = True) -> None:
+        """Raise what ``_checked`` raises for events of any shape; a few whole-array passes.
+
+        ``gaps=False`` leaves out pitches below min_note (the caller checks them itself).
+        """
+        if not ev.size:
+            return
+        bad = ev.min() < NO_EVENT or ev.max() >= self.max_note
+        if not bad and gaps and self.min_note > 0:
+            # Read as unsigned, the special events are huge: only pitches below min_note stay small.
+            bad = bool((ev.view(np.dtype(f"u{ev.itemsize}")) < self.min_note).any())
+        if bad:
+            self._checked(ev)  # raises, naming the first bad event
+
+    def _window(self, hist: np.ndarray, position: int) -> np.ndarray:
+        """Checked, cleaned events hist[:, position - context : position + 1] (clipped at 0)."""
+        start = max(0, position - self.context)
+        window = hist[:, start : position + 1]
+        self._check_batch(window)
+        early = window == NOTE_OFF
+        if early.any():
+            # Melody's cleaning: a note-off with no note-on at or before it is a no-event.
+            early &= ~np.logical_or.accumulate(window >= 0, axis=1)
+            if start and early.any():
+                rows = np.flatnonzero(early.any(axis=1))
+                early[rows] &= ~_any_note_before(hist[rows], start)[:, None]
+            if early.any():
+                window = np.where(early, NO_EVENT, window)
+        return window
+
+
+def _any_note_before(hist: np.ndarray, stop: int) -> np.ndarray:
+    """Per row: whether hist[:, :stop] holds a note-on. Recent columns first, then the rest."""
+    recent = max(0, stop - _RECENT_SCAN)
+    found = (hist[:, recent:stop] >= 0).any(axis=1)
+    if recent and not found.all():
+        rest = np.flatnonzero(~found)
+        found[rest] = (hist[rest, :recent] >= 0).any(axis=1)
+    return found
+
+
+def _counter_row(steps_so_far: int, bits: int) -> list[float]:
+    """``_counter_bits`` of one step count, as a list (cheaper for a single row)."""
+    return [1.0 if steps_so_far >> bit & 1 else -1.0 for bit in range(bits)]
 
 
 def _counter_bits(steps_so_far: np.ndarray, bits: int) -> np.ndarray:
@@ -233,9 +313,15 @@ class OneHotMelodyEncoding(MelodyEncoding):
         super().__init__(min_note, max_note)
         self.input_size = self.num_event_classes
 
-    def _inputs(self, ev: np.ndarray, origin: int = 0) -> np.ndarray:
+    def _inputs(self, ev: np.ndarray) -> np.ndarray:
         out = np.zeros((len(ev), self.input_size), dtype=np.float32)
         out[np.arange(len(ev)), self.event_classes(ev)] = 1.0
+        return out
+
+    def _inputs_at(self, hist: np.ndarray, position: int) -> np.ndarray:
+        current = self._window(hist, position)[:, -1]
+        out = np.zeros((len(hist), self.input_size), dtype=np.float32)
+        out[np.arange(len(hist)), self._class_of(current)] = 1.0
         return out
 
 
@@ -254,10 +340,10 @@ class LookbackMelodyEncoding(MelodyEncoding):
         lookbacks = len(self.lookback_distances)
         self.input_size = (lookbacks + 1) * self.num_event_classes + counter_bits + lookbacks
         self.context = max(self.lookback_distances, default=0)
+        # Where each lookback's one-hot block starts.
+        self._lookback_offsets = self.num_event_classes * np.arange(1, lookbacks + 1)
 
-    def _inputs(self, ev: np.ndarray, origin: int = 0) -> np.ndarray:
-        # Lookbacks index within ev: a window from input_at starts `context` steps back, so
-        # it reaches every lookback whenever origin > 0.
+    def _inputs(self, ev: np.ndarray) -> np.ndarray:
         rows = np.arange(len(ev))
         classes = self.event_classes(ev)
         out = np.zeros((len(ev), self.input_size), dtype=np.float32)
@@ -269,11 +355,28 @@ class LookbackMelodyEncoding(MelodyEncoding):
             lookback_class = np.where(source >= 0, classes[np.maximum(source, 0)], 0)
             out[rows, offset + lookback_class] = 1.0
             offset += self.num_event_classes
-        out[:, offset : offset + self.counter_bits] = _counter_bits(
-            origin + rows + 1, self.counter_bits
-        )
+        out[:, offset : offset + self.counter_bits] = _counter_bits(rows + 1, self.counter_bits)
         offset += self.counter_bits
         out[:, offset:] = self._repeat_flags(ev)
+        return out
+
+    def _inputs_at(self, hist: np.ndarray, position: int) -> np.ndarray:
+        window = self._window(hist, position)  # ends at position, reaches back `context`
+        width = window.shape[1]
+        distances = np.asarray(self.lookback_distances, dtype=np.int64)
+        classes = self._class_of(window)
+        # The event after each lookback, at window column width - d; class 0 (the default
+        # event) while the melody does not reach back that far.
+        reaches = position - distances + 1 >= 0
+        lookback_classes = np.where(reaches, classes[:, np.maximum(width - distances, 0)], 0)
+        hot = np.concatenate([classes[:, -1:], lookback_classes + self._lookback_offsets], axis=1)
+        out = np.zeros((len(hist), self.input_size), dtype=np.float32)
+        out[np.arange(len(hist))[:, None], hot] = 1.0
+        offset = (len(distances) + 1) * self.num_event_classes
+        out[:, offset : offset + self.counter_bits] = _counter_row(position + 1, self.counter_bits)
+        offset += self.counter_bits
+        earlier = window[:, np.maximum(width - 1 - distances, 0)]
+        out[:, offset:] = (earlier == window[:, -1:]) & (position - distances >= 0)
         return out
 
 
@@ -300,7 +403,7 @@ class KeyMelodyEncoding(MelodyEncoding):
         head = note_range + 2 + 1 + 1 + len(self.lookback_distances)
         self.input_size = head + counter_bits + 1 + 2 * NOTES_PER_OCTAVE
 
-    def _inputs(self, ev: np.ndarray, origin: int = 0) -> np.ndarray:
+    def _inputs(self, ev: np.ndarray) -> np.ndarray:
         n, r = len(ev), self.note_range
         out = np.zeros((n, self.input_size), dtype=np.float32)
         if n == 0:
@@ -342,11 +445,9 @@ class KeyMelodyEncoding(MelodyEncoding):
         lookbacks = len(self.lookback_distances)
         out[:, offset : offset + lookbacks] = self._repeat_flags(ev)
         offset += lookbacks
-        out[:, offset : offset + self.counter_bits] = _counter_bits(
-            origin + step + 1, self.counter_bits
-        )
+        out[:, offset : offset + self.counter_bits] = _counter_bits(step + 1, self.counter_bits)
         offset += self.counter_bits
-        out[:, offset] = (origin + step + 1) % STEPS_PER_BAR == 0
+        out[:, offset] = (step + 1) % STEPS_PER_BAR == 0
         offset += 1
 
         # Keys of the whole melody so far: running pitch-class counts times key membership.
@@ -356,6 +457,78 @@ class KeyMelodyEncoding(MelodyEncoding):
         out[:, offset : offset + NOTES_PER_OCTAVE] = key_counts == key_counts.max(
             axis=1, keepdims=True
         )
+        return out
+
+    def _inputs_at(self, hist: np.ndarray, position: int) -> np.ndarray:
+        ev = hist[:, : position + 1]
+        self._check_batch(ev, gaps=False)  # pitches below min_note: from the counts below
+        if ev.dtype != np.int16:
+            ev = ev.astype(np.int16)  # checked to fit; narrower passes are faster
+        rows, r = len(ev), self.note_range
+        at = np.arange(rows)
+
+        def latest(mask: np.ndarray) -> np.ndarray:
+            """Each row's event at the latest True of mask, else its event at position."""
+            return ev[at, position - mask[:, ::-1].argmax(axis=1)]
+
+        # The event at `position` stands in for "none": a no-event (no sounding note), a
+        # note-off (no attack) or, when a note-on, the latest note itself.
+        current = latest(ev != NO_EVENT)  # the latest note-on or note-off
+        playing = current > 0  # note_seq tests `if current_note:`, so pitch 0 is silence
+        attack = latest(ev != NOTE_OFF) >= 0
+        # The three most recently played distinct pitches (note_seq's last_3_notes deque).
+        is_note = ev >= 0
+        first = latest(is_note)
+        others = is_note & (ev != first[:, None])
+        second = latest(others)
+        third = latest(others & (ev != second[:, None]))
+        has_second = (second >= 0) & (second != first)
+        has_third = (third >= 0) & (third != first)
+        # Direction: the latest change of pitch between note-ons went from second to first.
+        direction = np.where(has_second, np.sign(first - second), 0)
+        recent_keys = _RECENT_KEY_FLAGS[
+            169 * _PITCH_CLASS[first]
+            + 13 * _PITCH_CLASS[np.where(has_second, second, NO_EVENT)]
+            + _PITCH_CLASS[np.where(has_third, third, NO_EVENT)]
+        ]
+
+        # Repeats compare cleaned events: a note-off before the row's first note-on is a
+        # no-event there.
+        distances = np.asarray(self.lookback_distances, dtype=np.int64)
+        columns = np.concatenate([[position], np.maximum(position - distances, 0)])
+        picked = ev[:, columns]
+        first_note = np.where(first >= 0, is_note.argmax(axis=1), position + 1)
+        picked = np.where((picked == NOTE_OFF) & (columns < first_note[:, None]), NO_EVENT, picked)
+        repeats = (picked[:, 1:] == picked[:, :1]) & (position - distances >= 0)
+
+        # Keys of the whole melody so far: how many note-ons of each row fit each key.
+        counts = np.bincount(
+            (ev + (NUM_SPECIAL_EVENTS + _EVENT_SLOTS * at)[:, None]).ravel(),
+            minlength=rows * _EVENT_SLOTS,
+        ).reshape(rows, _EVENT_SLOTS)
+        if (
+            self.min_note
+            and counts[:, NUM_SPECIAL_EVENTS : NUM_SPECIAL_EVENTS + self.min_note].any()
+        ):
+            self._checked(ev)  # a pitch below min_note: raises
+        key_counts = counts.astype(np.float32) @ _EVENT_KEYS
+
+        out = np.zeros((rows, self.input_size), dtype=np.float32)
+        out[at, np.where(playing, current - self.min_note, r + 1)] = 1.0
+        out[:, r] = playing
+        out[:, r + 2] = attack
+        out[:, r + 3] = direction
+        offset = r + 4
+        out[:, offset : offset + len(distances)] = repeats
+        offset += len(distances)
+        out[:, offset : offset + self.counter_bits] = _counter_row(position + 1, self.counter_bits)
+        offset += self.counter_bits
+        out[:, offset] = (position + 1) % STEPS_PER_BAR == 0
+        offset += 1
+        out[:, offset : offset + NOTES_PER_OCTAVE] = key_counts == key_counts.max(
+            axis=1, keepdims=True
+        )
+        out[:, offset + NOTES_PER_OCTAVE :] = recent_keys
         return out
 
     @staticmethod

@@ -183,6 +183,9 @@ class StepModel:
             for layer in self.recurrent
         ]
         self._step = _compile(self._step_function)
+        self._take = _compile(
+            lambda states, rows: [keras.ops.take(state, rows, axis=0) for state in states]
+        )
 
     def initial_state(self, batch: int) -> list:
         return [
@@ -206,8 +209,8 @@ class StepModel:
         return self.keras.ops.convert_to_numpy(logits), list(states)
 
     def take(self, states: list, rows: np.ndarray) -> list:
-        """Reorder or replicate batch rows of the state (beam search)."""
-        return [self.keras.ops.take(state, rows, axis=0) for state in states]
+        """Reorder or replicate batch rows of the state (beam search), in one compiled call."""
+        return list(self._take(states, self.keras.ops.convert_to_tensor(rows, "int32")))
 
 
 def _compile(function):
@@ -376,9 +379,7 @@ class MelodyGenerator:
         return events
 
     def _inputs(self, histories: np.ndarray, position: int) -> np.ndarray:
-        return np.stack(
-            [self.encoding.input_at(row[: position + 1], position) for row in histories]
-        )
+        return self.encoding.inputs_at(histories, position)
 
     def _prime(self, primer: list[int], rows: int):
         """States after reading the primer (all but its last event, which feeds the first step)."""
@@ -432,15 +433,12 @@ class MelodyGenerator:
         )
         self.last_beam_candidates = None
         for iteration, steps in enumerate(iterations):
-            if iteration:
-                keep = _top_rows(scores, outputs, beam)
-                histories, scores = histories[keep], scores[keep]
-                states = self.steps.take(states, keep)
-            # Branch: each beam entry once per branch, grouped by output.
-            order = np.arange(len(scores)).reshape(outputs, -1)
-            branched = np.concatenate([order] * branch, axis=1).reshape(-1)
-            histories, scores = histories[branched], scores[branched]
-            states = self.steps.take(states, branched)
+            # Prune to the beam (after the first iteration), then branch each entry
+            # `branch` ways; rows stay grouped by output. One gather does both.
+            keep = _top_rows(scores, outputs, beam) if iteration else np.arange(len(scores))
+            rows = np.tile(keep.reshape(outputs, -1), (1, branch)).reshape(-1)
+            histories, scores = histories[rows], scores[rows]
+            states = self.steps.take(states, rows)
             for _ in range(steps):
                 histories, states, scores = self._advance(
                     histories, states, scores, length, request, allowed, rng

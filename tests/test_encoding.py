@@ -218,3 +218,82 @@ def test_out_of_range_events_are_refused(name):
             ours.inputs([config.min_note, event])
         with pytest.raises(ValueError):
             ours.labels([config.min_note, event])
+
+
+def random_histories(rng: np.random.Generator, config: MelodyRnnConfig, steps: int) -> np.ndarray:
+    """[rows, steps] of histories whose rows differ in how Melody's cleaning treats them."""
+    low = config.min_note
+    rows = [random_melody(rng, steps, config) for _ in range(20)]
+    rows += [
+        np.where(rng.random(steps) < 0.3, NOTE_OFF, NO_EVENT),  # no note at all
+        np.full(steps, NOTE_OFF),
+        np.full(steps, NO_EVENT),
+        np.full(steps, low + 3),
+        np.tile([config.max_note - 1, NO_EVENT, low, NOTE_OFF, config.max_note - 1], steps)[:steps],
+        np.concatenate([[NOTE_OFF, NOTE_OFF, NO_EVENT], np.tile([low, NOTE_OFF], steps)])[:steps],
+    ]
+    # A note-off long after the last note-on (or with none before it at all): cleaning must
+    # look further back than the window and the recent columns.
+    for first in (low, NO_EVENT):
+        row = np.full(steps, NO_EVENT)
+        row[0], row[1], row[150::37] = first, NOTE_OFF, NOTE_OFF
+        rows.append(row)
+    histories = np.stack(rows)
+    return histories[rng.permutation(len(histories))]
+
+
+@pytest.mark.parametrize("name", list(ALL_CONFIGS))
+def test_inputs_at_matches_input_at_row_by_row(name):
+    config = ALL_CONFIGS[name]
+    ref, ours = reference(config), make_encoding(config)
+    rng = np.random.default_rng(sum(map(ord, name)) + 1)
+    steps = 300
+    histories = random_histories(rng, config, steps)
+    # inputs() of each whole row: input i only depends on the events up to i.
+    whole = np.stack([ours.inputs(row) for row in histories])
+    later = rng.choice(np.arange(40, steps), 20, replace=False)
+    # 150, 187 and 224: note-offs far from any note-on (see random_histories).
+    positions = list(range(40)) + sorted(map(int, later)) + [150, 160, 187, 200, 224, steps - 1]
+    for position in positions:
+        order = rng.permutation(len(histories))  # any row order
+        batch = histories[order]  # whole rows: the columns after position must be ignored
+        got = ours.inputs_at(batch, position)
+        assert got.dtype == np.float32 and got.shape == (len(batch), ours.input_size)
+        expected = np.stack([ours.input_at(row[: position + 1], position) for row in batch])
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got, whole[order, position])
+        if position in (0, 1, 2, 33, 150, 187, steps - 1):
+            for row, row_inputs in zip(batch[:4], got[:4], strict=True):  # and note_seq itself
+                melody = melodies_lib.Melody([int(e) for e in row[: position + 1]])
+                expected_row = np.array(ref.events_to_input(melody, position), dtype=np.float32)
+                np.testing.assert_array_equal(row_inputs, expected_row)
+    for position in (0, 1, 57, 187, steps - 1):  # a single row and other integer types
+        single = ours.inputs_at(histories[4:5, : position + 1].astype(np.int32), position)
+        np.testing.assert_array_equal(single, whole[4:5, position])
+        np.testing.assert_array_equal(
+            ours.inputs_at(histories.astype(np.int8), position), whole[:, position]
+        )
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_inputs_at_reads_only_up_to_position(name):
+    config = CONFIGS[name]
+    ours = make_encoding(config)
+    rng = np.random.default_rng(3)
+    histories = random_histories(rng, config, 60)
+    expected = ours.inputs_at(histories[:, :31], 30)
+    junk = histories.copy()
+    junk[:, 31:] = 999  # not an event: must not be read
+    np.testing.assert_array_equal(ours.inputs_at(junk, 30), expected)
+    with pytest.raises(ValueError):
+        ours.inputs_at(junk, 31)
+    below = [config.min_note - 1] if config.min_note > 0 else []
+    for event in [config.max_note, NO_EVENT - 1, *below]:
+        bad = histories.copy()
+        bad[5, 30] = event  # not an event, at the position itself
+        with pytest.raises(ValueError):
+            ours.inputs_at(bad, 30)
+    with pytest.raises(IndexError):
+        ours.inputs_at(histories, 60)
+    with pytest.raises(ValueError):
+        ours.inputs_at(histories[0], 3)
