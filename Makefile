@@ -36,6 +36,7 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/dataset_speed.py --input ../shared/data/nottingham/melody
+	$(BIN)/python benchmarks/generate_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,7 +1,8 @@
 """Generation speed after the model is loaded, and checkpoint load time.
 
 Measures, for a full-size network ([128, 128], Magenta's defaults):
-- loading a checkpoint (fresh `MelodyGenerator`, weights from disk);
+- loading a checkpoint (fresh `MelodyGenerator`, weights from disk), and
+  loading plus the first generation, which traces and compiles the step;
 - 8 variations of 128 steps, sampled (state carried between steps, one batch);
 - the same with beam search (beam_size 4, branch_factor 2);
 - the simple approach for comparison: re-running the whole network over the
@@ -87,6 +88,9 @@ def main() -> None:
             load_times.append(time.perf_counter() - started)
 
         sample = GenerationRequest(length_steps=128, num_outputs=8, seed=1)
+        started = time.perf_counter()
+        MelodyGenerator(checkpoint).generate(sample)
+        first_call = time.perf_counter() - started
         beam = GenerationRequest(
             length_steps=128, num_outputs=8, seed=1, beam_size=4, branch_factor=2
         )
@@ -100,6 +104,7 @@ def main() -> None:
     print("| what | median seconds | budget |")
     print("|---|---|---|")
     print(f"| load checkpoint | {statistics.median(load_times):.3f} | 2.0 |")
+    print(f"| load + first generation (traces and compiles the step) | {first_call:.3f} | - |")
     print(f"| 8 x 128 steps, sampled | {sampled:.3f} | 0.25 |")
     print(f"| 8 x 128 steps, beam 4, branch 2 | {beamed:.3f} | 1.5 |")
     if simple is not None:
