@@ -266,10 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps-per-iteration", type=_positive, default=1)
     generate.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     generate.add_argument(
-        "--program",
-        type=int,
-        default=0,
-        help="General MIDI program of the written files (0 = piano)",
+        "--instrument",
+        default="Piano",
+        help="General MIDI instrument of the written files: a name such as Piano, Strings, "
+        "Flute, 'Lead synth', or a program number 0-127",
+    )
+    generate.add_argument(
+        "--wav", action="store_true", help="also render each melody to WAV with FluidSynth"
     )
     generate.add_argument("--out", required=True, type=Path, help="folder for the MIDI files")
     generate.add_argument("--name", default=None, help="file name prefix (default: melody_<time>)")
@@ -338,6 +341,7 @@ def _run_generate(args) -> None:
         parse_key,
     )
     from melodygen.primer import midi_primer, parse_primer
+    from melodygen.render import Synth, program_number, write_wav
 
     if args.primer_midi is not None:
         primer = midi_primer(args.primer_midi, track=args.track, bars=args.primer_bars)
@@ -366,16 +370,18 @@ def _run_generate(args) -> None:
         include_primer=not args.exclude_primer,
     )
     request.validate()  # before loading the model: bad requests fail fast
-    if not 0 <= args.program <= 127:
-        raise MelodyGenError("--program must be a General MIDI program 0-127")
+    program = program_number(args.instrument)
+    synth = Synth() if args.wav else None  # says why audio is unavailable before generating
     generator = MelodyGenerator(args.checkpoint, device=args.device)
     result = generator.generate(request)
     prefix = args.name or time.strftime("melody_%Y%m%d-%H%M%S")
     width = max(2, len(str(len(result.melodies))))
     for melody in result.melodies:
         path = args.out / f"{prefix}_{melody.index + 1:0{width}d}.mid"
-        melody.write_midi(path, program=args.program)
+        melody.write_midi(path, program=program)
         print(f"{path}  ({melody.steps} steps, log-likelihood {melody.log_likelihood:.1f})")
+        if synth is not None:
+            print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
     print(
         f"{len(result.melodies)} melodies from {generator.config} in {result.seconds:.2f} s "
         f"written to {args.out}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -210,12 +211,19 @@ def test_cli_generate_writes_midi_files(checkpoints, tmp_path: Path, capsys):
             str(out),
             "--name",
             "tune",
+            "--wav",
+            "--instrument",
+            "Flute",
         ]
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     files = sorted(out.glob("*.mid"))
     assert [f.name for f in files] == ["tune_01.mid", "tune_02.mid", "tune_03.mid"]
+    for wav in sorted(out.glob("*.wav")):
+        with wave.open(str(wav)) as audio:  # 4 bars at 100 BPM plus the release tail
+            assert 9.6 <= audio.getnframes() / audio.getframerate() <= 11.0
+    assert len(list(out.glob("*.wav"))) == 3
     scale = {(2 + i) % 12 for i in MODES["minor"][0]}
     for file in files:
         midi = pretty_midi.PrettyMIDI(str(file))
@@ -223,6 +231,7 @@ def test_cli_generate_writes_midi_files(checkpoints, tmp_path: Path, capsys):
         assert [n.pitch for n in notes[:4]] == [62, 65, 69, 74]
         assert {n.pitch % 12 for n in notes} <= scale
         assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
+        assert midi.instruments[0].program == 73  # flute
         assert midi.get_end_time() <= 4 * 4 * 60 / 100 + 1e-6
     assert "3 melodies from attention_rnn" in captured.out
 
@@ -234,6 +243,7 @@ def test_cli_generate_writes_midi_files(checkpoints, tmp_path: Path, capsys):
         (["--temperature", "0"], "temperature must be above 0"),
         (["--primer", "C4:64", "--bars", "2"], "longer than"),
         (["--key", "X"], "unknown key"),
+        (["--instrument", "Kazoo"], "Kazoo"),
         (["--primer-midi", "{tmp}/missing.mid"], "missing.mid"),
     ],
 )
