@@ -23,8 +23,8 @@ FLAT_KEYS = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10}
 
 
 def _quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter out of the terminal unless asked for."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep TensorFlow's start-up chatter (such as CUDA probing on a CPU-only machine) quiet."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _transpositions(text: str) -> list[int]:
