@@ -124,16 +124,41 @@ def compile_model(model, info: ModelInfo) -> None:
     )
 
 
-def evaluate_batches(model, batches: list[tuple]) -> dict[str, float]:
-    """Run the compiled metrics over ``batches``; returns figures summed over real steps."""
-    model.reset_metrics()  # metrics then add up over every batch until the next reset
+def evaluate_batches(model, batches: list[tuple], info: ModelInfo) -> dict[str, float]:
+    """Event metrics summed over every real step of ``batches`` (dropout off)."""
+    from melodygen.metrics import make_metrics
+
+    # Fresh metric objects: Keras' test_on_batch resets its metrics on every call.
+    metrics = make_metrics(info.label_event_classes, info.num_event_classes)
     steps = 0
     for inputs, targets in batches:
-        logs = model.test_on_batch(inputs, targets, return_dict=True)
+        logits = model.predict_on_batch(inputs)
+        for metric in metrics:
+            metric.update_state(targets, logits)
         steps += int((targets[..., 0] >= 0).sum())
-    figures = {name: float(value) for name, value in logs.items() if name != "loss"}
+    figures = {metric.name: float(metric.result()) for metric in metrics}
     figures["steps"] = steps
     return figures
+
+
+class _RunningMeans:
+    """Step-weighted means of the per-batch training figures since the last evaluation."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weight = 0
+
+    def add(self, logs: dict, targets: np.ndarray) -> None:
+        real = int((targets[..., 0] >= 0).sum())
+        for name, value in logs.items():
+            if name != "loss":
+                self.sums[name] = self.sums.get(name, 0.0) + float(value) * real
+        self.weight += real
+
+    def pop(self) -> dict:
+        means = {name: total / max(self.weight, 1) for name, total in self.sums.items()}
+        self.sums, self.weight = {}, 0
+        return means
 
 
 def train(
@@ -204,22 +229,21 @@ def train(
     batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
     stopped_early = False
     if state["step"] == 0 and eval_data:  # where the curves start: an untrained model
-        logger.evaluation(0, None, evaluate_batches(model, eval_data), state)
-        model.reset_metrics()
+        logger.evaluation(0, None, evaluate_batches(model, eval_data, info), state)
     interval_started = time.perf_counter()
+    train_means = _RunningMeans()
     try:
         while state["step"] < steps:
             inputs, targets = next(batches)
             logs = model.train_on_batch(inputs, targets, return_dict=True)
+            train_means.add(logs, targets)
             state["step"] += 1
             logger.step(logs)
             if state["step"] % eval_every == 0 or state["step"] >= steps:
                 state["seconds"] += time.perf_counter() - interval_started
                 interval_started = time.perf_counter()
-                train_logs = {k: float(v) for k, v in logs.items()}
-                model.reset_metrics()
-                eval_logs = evaluate_batches(model, eval_data) if eval_data else None
-                model.reset_metrics()
+                train_logs = train_means.pop()
+                eval_logs = evaluate_batches(model, eval_data, info) if eval_data else None
                 improved = _track_best(state, eval_logs)
                 logger.evaluation(state["step"], train_logs, eval_logs, state)
                 _save_checkpoint(run_dir, model, info, state)
@@ -389,5 +413,5 @@ class _Logger:
 
 
 def _named(logs: dict) -> dict:
-    """Training logs under the names evaluation uses (the label_nll metric replaces 'loss')."""
-    return {k: float(v) for k, v in logs.items() if k != "loss"}
+    """Training figures under the names evaluation uses."""
+    return {k: float(v) for k, v in logs.items()}

@@ -125,6 +125,10 @@ def test_evaluate_reports_every_figure(datasets, tmp_path: Path):
     run_dir = tmp_path / "run"
     train(datasets["lookback_rnn"], run_dir, steps=2, hparams=TINY, eval_every=2, progress=False)
     figures = evaluate(run_dir, datasets["lookback_rnn"])
+    # Figures add up over every batch: the batch size must not change them.
+    one_by_one = evaluate(run_dir, datasets["lookback_rnn"], batch_size=1)
+    for key in REPORT_KEYS:
+        assert one_by_one[key] == pytest.approx(figures[key], rel=1e-5), key
     dataset = MelodyDataset.open(datasets["lookback_rnn"])
     assert figures["steps"] == int(dataset.load("eval").lengths.sum())
     assert figures["perplexity"] == pytest.approx(math.exp(figures["nll"]), rel=1e-5)
