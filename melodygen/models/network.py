@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from melodygen.models.configs import HParams
-from melodygen.models.layers import MelodyLSTM
+from melodygen.models.layers import AttentionRNN, MelodyLSTM
 
 
 @keras.saving.register_keras_serializable(package="melodygen")
@@ -114,7 +114,7 @@ def build_model(input_size: int, num_classes: int, hparams: HParams) -> keras.Mo
     dropout_rate = 1.0 - hparams.dropout_keep_prob
     for index, units in enumerate(hparams.rnn_layer_sizes):
         if index == 0 and hparams.attn_length:
-            layer = keras.layers.RNN(
+            layer = AttentionRNN(
                 AttentionLSTMCell(units, hparams.attn_length),
                 return_sequences=True,
                 name=f"rnn_{index}",
