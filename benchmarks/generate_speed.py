@@ -26,23 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from melodygen.checkpoint import ModelInfo, build_network, save_model  # noqa: E402
-from melodygen.dataset import EncodingSpec, _static_label_event_classes  # noqa: E402
-from melodygen.encoding import make_encoding  # noqa: E402
 from melodygen.generate import GenerationRequest, MelodyGenerator  # noqa: E402
-from melodygen.models.configs import get_config  # noqa: E402
 
 
 def full_size_checkpoint(folder: Path, config_name: str) -> Path:
-    config = get_config(config_name)
-    encoding = make_encoding(config)
-    info = ModelInfo(
-        spec=EncodingSpec.from_config(config),
-        hparams=config.hparams,
-        input_size=encoding.input_size,
-        num_classes=encoding.num_classes,
-        num_event_classes=encoding.num_event_classes,
-        label_event_classes=_static_label_event_classes(encoding),
-    )
+    info = ModelInfo.for_config(config_name)
     return save_model(folder / config_name, build_network(info), info)
 
 

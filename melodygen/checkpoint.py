@@ -54,6 +54,24 @@ class ModelInfo:
         }
 
     @classmethod
+    def for_config(cls, config: str, hparams: HParams | None = None) -> ModelInfo:
+        """The info of a fresh network for a registered configuration (sizes from its encoding)."""
+        from melodygen.dataset import static_label_event_classes
+        from melodygen.models.configs import get_config
+
+        registered = get_config(config)
+        spec = EncodingSpec.from_config(registered)
+        encoding = spec.make_encoding()
+        return cls(
+            spec=spec,
+            hparams=hparams or registered.hparams,
+            input_size=encoding.input_size,
+            num_classes=encoding.num_classes,
+            num_event_classes=encoding.num_event_classes,
+            label_event_classes=static_label_event_classes(encoding),
+        )
+
+    @classmethod
     def from_dict(cls, values: dict) -> ModelInfo:
         return cls(
             spec=EncodingSpec.from_dict(values["encoding"]),

@@ -406,7 +406,7 @@ def build_dataset(
         "input_size": encoding.input_size,
         "num_classes": encoding.num_classes,
         "num_event_classes": encoding.num_event_classes,
-        "label_event_classes": _static_label_event_classes(encoding),
+        "label_event_classes": static_label_event_classes(encoding),
         "extraction": dataclasses.asdict(params),
         "eval_ratio": eval_ratio,
         "transpositions": list(job.transpositions),
@@ -450,7 +450,7 @@ def _ensure_both_splits(songs: list[dict], eval_ratio: float) -> None:
             song["split"] = split
 
 
-def _static_label_event_classes(encoding: MelodyEncoding) -> list[int]:
+def static_label_event_classes(encoding: MelodyEncoding) -> list[int]:
     """The event class of each plain (non-repeat) label: fixed whatever came before."""
     table = encoding.label_event_classes(np.array([-2, -2], dtype=np.int16))
     repeats = len(encoding.lookback_distances)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -508,8 +507,3 @@ def _device_scope(device: str):
 
 def bars_to_steps(bars: float) -> int:
     return int(round(bars * STEPS_PER_BAR))
-
-
-def events_in_scale(events: Sequence[int], key: int, mode: str) -> bool:
-    scale = {(key + interval) % 12 for interval in MODES[mode][0]}
-    return all(e < 0 or e % 12 in scale for e in events)

@@ -11,8 +11,6 @@ import pytest
 
 from melodygen.checkpoint import ModelInfo, build_network, save_model
 from melodygen.cli import main
-from melodygen.dataset import EncodingSpec, _static_label_event_classes
-from melodygen.encoding import make_encoding
 from melodygen.errors import CheckpointError
 from melodygen.generate import (
     MODES,
@@ -31,18 +29,8 @@ def make_checkpoint(folder: Path, config: str, seed: int = 0) -> Path:
     import keras
 
     keras.utils.set_random_seed(seed)
-    spec = EncodingSpec.from_config(CONFIGS[config])
-    encoding = make_encoding(CONFIGS[config])
-    info = ModelInfo(
-        spec=spec,
-        hparams=HParams(
-            rnn_layer_sizes=(16, 16), attn_length=6 if config == "attention_rnn" else 0
-        ),
-        input_size=encoding.input_size,
-        num_classes=encoding.num_classes,
-        num_event_classes=encoding.num_event_classes,
-        label_event_classes=_static_label_event_classes(encoding),
-    )
+    hparams = HParams(rnn_layer_sizes=(16, 16), attn_length=6 if config == "attention_rnn" else 0)
+    info = ModelInfo.for_config(config, hparams)
     return save_model(folder / config, build_network(info), info)
 
 
