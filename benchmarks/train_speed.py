@@ -1,16 +1,24 @@
 """Seconds per training step of the Melody RNN networks on this machine.
 
-For each configuration the network is built with ``build_model`` (default
-hyperparameters, two layers of 128) and trained on random batches of 64
-sequences of 430 steps, the padded length of a length-bucketed batch: a
-compiled step (``tf.function``) runs the model with dropout, the masked
-softmax cross-entropy over the real steps, the gradients and Adam with the
-configuration's global-norm clipping. After warm-up the steps of all networks
-are timed round-robin, so that load from other processes falls on every
-network alike, and the median (and the fastest) step is reported as a markdown
-table. ``basic_rnn (plain Keras)`` is the same network built from plain
-``keras.layers.LSTM`` layers, the reference for MelodyGen's own layers.
+Two modes:
 
+- ``--data DATASET ...``: the shipped trainer's own path on real data. Each
+  dataset (built with ``melodygen dataset build``) gets the network
+  ``melodygen train`` builds for it (``build_network``, ``compile_model``),
+  fed length-bucketed batches of ``--batch-size`` melodies from its train
+  split (``length_bucketed_batches``, ``pad_batch``) through
+  ``train_on_batch``, as in ``melodygen train``. This is the measurement the
+  targets are about.
+- default: random batches of ``--length`` padded steps through a compiled
+  step, for each configuration, plus ``basic_rnn (plain Keras)``: the same
+  network from plain ``keras.layers.LSTM`` layers, the reference for
+  MelodyGen's own layers.
+
+After warm-up the networks are timed round-robin, so that load from other
+processes falls on all alike, and the median (and fastest) step is reported
+as a markdown table.
+
+    python benchmarks/train_speed.py --data data/folk_basic_rnn data/folk_attention_rnn
     python benchmarks/train_speed.py [--configs basic_rnn attention_rnn] [--steps 20]
 """
 
@@ -35,7 +43,6 @@ SIZES = {
     "attention_rnn": (74, 40),
 }
 BASELINE = "basic_rnn (plain Keras)"
-PROPOSED = " (fused layers)"
 # Magenta (TF1, LSTMBlockCell) on the same 2-core machine, seconds per step.
 MAGENTA = {"basic_rnn": 0.25, "attention_rnn": 1.9}
 
@@ -54,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-baseline", action="store_true", help="skip the plain-Keras basic_rnn network"
     )
     parser.add_argument(
-        "--no-fused", action="store_true", help="skip the '(fused layers)' variants"
+        "--data", nargs="+", default=None, metavar="DATASET", help="time real datasets instead"
     )
     return parser.parse_args(argv)
 
@@ -72,38 +79,6 @@ def plain_keras_model(input_size: int, num_classes: int, hparams):
             hidden = keras.layers.Dropout(rate, name=f"dropout_{index}")(hidden)
     logits = keras.layers.Dense(num_classes, name="logits")(hidden)
     return keras.Model(inputs, logits, name="plain_keras")
-
-
-def fused_model(input_size: int, num_classes: int, hparams):
-    """``build_model``'s network from ``MelodyLSTMStack`` and ``AttentionRNN`` (same weights)."""
-    import keras
-
-    from melodygen.models.layers import AttentionRNN, MelodyLSTM, MelodyLSTMStack
-    from melodygen.models.network import AttentionLSTMCell
-
-    rate = 1.0 - hparams.dropout_keep_prob
-    sizes = list(hparams.rnn_layer_sizes)
-    inputs = keras.Input(shape=(None, input_size), name="inputs")
-    hidden = inputs
-    if hparams.attn_length:
-        cell = AttentionLSTMCell(sizes.pop(0), hparams.attn_length)
-        hidden = AttentionRNN(cell, return_sequences=True, name="rnn_0")(hidden)
-        if rate > 0:
-            hidden = keras.layers.Dropout(rate, name="dropout_0")(hidden)
-    if len(sizes) == 1:
-        hidden = MelodyLSTM(sizes[0], return_sequences=True, name="rnn_1")(hidden)
-    elif sizes:
-        hidden = MelodyLSTMStack(sizes, dropout=rate, name="rnn")(hidden)
-    if sizes and rate > 0:
-        hidden = keras.layers.Dropout(rate, name="dropout")(hidden)
-    logits = keras.layers.Dense(num_classes, name="logits")(hidden)
-    return keras.Model(inputs, logits, name="melody_rnn_fused")
-
-
-def uses_fused_layers(model) -> bool:
-    from melodygen.models.layers import AttentionRNN, MelodyLSTMStack
-
-    return any(isinstance(layer, (AttentionRNN, MelodyLSTMStack)) for layer in model.layers)
 
 
 def random_batch(rng, batch_size: int, length: int, input_size: int, num_classes: int):
@@ -152,18 +127,69 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
     import keras
 
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    runs = dataset_runs(args, rng) if args.data else random_runs(args, rng)
+    timed_round_robin(runs, args)
+
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    shape = "real batches" if args.data else f"{args.length} steps"
+    print(
+        f"\nbatch {args.batch_size} x {shape}, TF threads inter-op {args.inter_op} "
+        f"intra-op {args.intra_op}, {os.cpu_count()} CPUs, load average {load}\n"
+    )
+    print("| network | median s/step | fastest s/step | Magenta s/step |")
+    print("|---|---:|---:|---:|")
+    for name, (_step, _batches, times) in runs.items():
+        magenta = MAGENTA.get(name.split(" ")[0]) if name != BASELINE else None
+        magenta = f"{magenta:.2f}" if magenta else ""
+        print(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f} | {magenta} |")
+    return 0
+
+
+def dataset_runs(args, rng) -> dict:
+    """Per dataset: the trainer's compiled network and a train-split batch source."""
+    import keras
+
+    from melodygen.checkpoint import build_network
+    from melodygen.dataset import MelodyDataset
+    from melodygen.train import compile_model, length_bucketed_batches, model_info, pad_batch
+
+    runs = {}
+    for path in args.data:
+        dataset = MelodyDataset.open(path)
+        info = model_info(dataset, f"batch_size={args.batch_size}")
+        model = build_network(info)
+        compile_model(model, info)
+        split = dataset.load("train")
+        order = length_bucketed_batches(split, args.batch_size, rng)
+        batches = [pad_batch(split, indices) for indices in order]
+        real = sum(int(split.lengths[indices].max()) for indices in order) / len(order)
+
+        def step(inputs, targets, model=model):
+            return model.train_on_batch(inputs, targets)
+
+        start = time.perf_counter()
+        for index in range(args.warmup):
+            step(*batches[index % len(batches)])
+        name = f"{dataset.spec.config} ({Path(path).name}, mean padded length {real:.0f})"
+        print(f"{name}: built and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
+        keras.utils.set_random_seed(1)
+        runs[name] = (step, batches, [])
+    return runs
+
+
+def random_runs(args, rng) -> dict:
+    """Per configuration: a compiled train step on two random batches."""
+    import tensorflow as tf
+
     from melodygen.models.configs import get_config
     from melodygen.models.network import build_model
 
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
     runs = {}
     names = []
     for name in args.configs:
         names.append(name)
-        hparams = get_config(name).hparams
-        if not (args.no_fused or uses_fused_layers(build_model(*SIZES[name], hparams))):
-            names.append(name + PROPOSED)
         if name == "basic_rnn" and not args.no_baseline:
             names.append(BASELINE)
     for name in names:
@@ -172,11 +198,13 @@ def main(argv=None) -> int:
         input_size, num_classes = SIZES[config_name]
         if name == BASELINE:
             model = plain_keras_model(input_size, num_classes, hparams)
-        elif name.endswith(PROPOSED):
-            model = fused_model(input_size, num_classes, hparams)
         else:
             model = build_model(input_size, num_classes, hparams)
-        step = make_train_step(model, hparams)
+        compiled = make_train_step(model, hparams)
+
+        def step(*batch, compiled=compiled):
+            return compiled(*batch).numpy()
+
         batches = [
             tuple(
                 tf.constant(a)
@@ -186,30 +214,25 @@ def main(argv=None) -> int:
         ]
         start = time.perf_counter()
         for index in range(args.warmup):
-            step(*batches[index % 2]).numpy()
+            step(*batches[index % 2])
         print(f"{name}: built and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
         runs[name] = (step, batches, [])
 
-    per_round = max(1, -(-args.steps // args.rounds))
-    for _ in range(args.rounds):
-        for _name, (step, batches, times) in runs.items():
-            for index in range(per_round):
-                start = time.perf_counter()
-                step(*batches[index % 2]).numpy()
-                times.append(time.perf_counter() - start)
+    return runs
 
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(
-        f"\nbatch {args.batch_size} x {args.length} steps, TF threads inter-op {args.inter_op} "
-        f"intra-op {args.intra_op}, {os.cpu_count()} CPUs, load average {load}\n"
-    )
-    print("| network | median s/step | fastest s/step | Magenta s/step |")
-    print("|---|---:|---:|---:|")
-    for name, (_step, _batches, times) in runs.items():
-        magenta = MAGENTA.get(name) or MAGENTA.get(name.removesuffix(PROPOSED))
-        magenta = f"{magenta:.2f}" if magenta else ""
-        print(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f} | {magenta} |")
-    return 0
+
+def timed_round_robin(runs: dict, args) -> None:
+    """Time ``args.steps`` steps per network, in rounds, cycling through its batches."""
+    per_round = max(1, -(-args.steps // args.rounds))
+    position = dict.fromkeys(runs, args.warmup)
+    for _ in range(args.rounds):
+        for name, (step, batches, times) in runs.items():
+            for _ in range(per_round):
+                batch = batches[position[name] % len(batches)]
+                position[name] += 1
+                start = time.perf_counter()
+                step(*batch)
+                times.append(time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -173,13 +173,13 @@ class StepModel:
         import keras
 
         self.keras = keras
-        self.recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+        self.cells = recurrent_cells(model)
         self.output_layer = model.get_layer("logits")
         self.state_sizes = [
-            list(layer.cell.state_size)
-            if isinstance(layer.cell.state_size, (list, tuple))
-            else [layer.cell.state_size]
-            for layer in self.recurrent
+            list(cell.state_size)
+            if isinstance(cell.state_size, (list, tuple))
+            else [cell.state_size]
+            for cell in self.cells
         ]
         self._step = _compile(self._step_function)
         self._take = _compile(
@@ -196,10 +196,10 @@ class StepModel:
     def _step_function(self, inputs, states):
         hidden = inputs
         new_states, offset = [], 0
-        for layer, sizes in zip(self.recurrent, self.state_sizes, strict=True):
+        for cell, sizes in zip(self.cells, self.state_sizes, strict=True):
             layer_state = list(states[offset : offset + len(sizes)])
             offset += len(sizes)
-            hidden, layer_state = layer.cell(hidden, layer_state, training=False)
+            hidden, layer_state = cell(hidden, layer_state, training=False)
             new_states += list(layer_state)
         return self.output_layer(hidden), new_states
 
@@ -210,6 +210,21 @@ class StepModel:
     def take(self, states: list, rows: np.ndarray) -> list:
         """Reorder or replicate batch rows of the state (beam search), in one compiled call."""
         return list(self._take(states, self.keras.ops.convert_to_tensor(rows, "int32")))
+
+
+def recurrent_cells(model) -> list:
+    """The network's recurrent cells from input to output, to step them one at a time."""
+    import keras
+
+    from melodygen.models.layers import MelodyLSTMStack
+
+    cells = []
+    for layer in model.layers:
+        if isinstance(layer, MelodyLSTMStack):
+            cells += [lstm.cell for lstm in layer.lstm_layers]
+        elif isinstance(layer, keras.layers.RNN):
+            cells.append(layer.cell)
+    return cells
 
 
 def _compile(function):

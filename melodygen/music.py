@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 
 from melodygen.errors import InputFileError
@@ -76,6 +77,14 @@ class ExtractionParams:
     """A rest of this many bars or more ends a melody; the next note starts a new one."""
     steps_per_quarter: int = STEPS_PER_QUARTER
     """Quantization grid used before extraction."""
+    time_signature: tuple[int, int] | None = None
+    """Read every file in this meter, e.g. (4, 4), at one tempo (see :func:`in_one_meter`).
+
+    For collections whose files declare a meter the music is not in: POP909
+    declares 1/4 or 2/4 and follows the recording with many tempo changes, so
+    Magenta's rules (a bar of 1 beat, a new piece at each tempo change) cut its
+    songs into fragments. None keeps each file's own meter and tempos.
+    """
 
 
 DEFAULT_EXTRACTION_PARAMS = ExtractionParams()
@@ -408,9 +417,51 @@ def extract_melodies(
         if others:
             stats["tracks_ignored_not_melody"] += len(others)
 
+    if params.time_signature is not None and not sequences_lib.is_quantized_sequence(sequence):
+        sequence = in_one_meter(sequence, *params.time_signature)
     for piece in _quantized_pieces(sequence, params.steps_per_quarter, stats):
         melodies.extend(_extract_from_quantized(piece, chosen, params, stats))
     return melodies, stats
+
+
+def in_one_meter(sequence: NoteSequence, numerator: int, denominator: int) -> NoteSequence:
+    """A copy in one meter and one tempo, every event at the same beat as before.
+
+    Times are mapped to beats through the sequence's own tempo map, then back
+    to seconds at the first tempo, so a file whose tempo follows a recording
+    keeps its notes on the beat grid; all time signatures are replaced by
+    ``numerator/denominator`` at time 0.
+    """
+    tempos = sorted(sequence.tempos, key=lambda tempo: tempo.time)
+    changes = [(0.0, tempos[0].qpm if tempos and tempos[0].time <= 0 else 120.0)]
+    for tempo in tempos:
+        if tempo.time > 0 and tempo.qpm > 0:
+            changes.append((tempo.time, tempo.qpm))
+    starts = np.array([time for time, _ in changes])
+    qpms = np.array([qpm for _, qpm in changes])
+    beats_at_start = np.concatenate([[0.0], np.cumsum(np.diff(starts) * qpms[:-1] / 60.0)])
+    seconds_per_beat = 60.0 / qpms[0]
+
+    def remap(times: list[float]) -> list[float]:
+        times = np.asarray(times, dtype=np.float64)
+        index = np.maximum(np.searchsorted(starts, times, side="right") - 1, 0)
+        beats = beats_at_start[index] + (times - starts[index]) * qpms[index] / 60.0
+        return (beats * seconds_per_beat).tolist()
+
+    result = copy.deepcopy(sequence)
+    note_starts = remap([note.start_time for note in result.notes])
+    note_ends = remap([note.end_time for note in result.notes])
+    for note, start, end in zip(result.notes, note_starts, note_ends, strict=True):
+        note.start_time, note.end_time = start, end
+    annotation_times = remap([annotation.time for annotation in result.text_annotations])
+    for annotation, time in zip(result.text_annotations, annotation_times, strict=True):
+        annotation.time = time
+    del result.tempos[:]
+    result.tempos.add(time=0.0, qpm=float(qpms[0]))
+    del result.time_signatures[:]
+    result.time_signatures.add(time=0.0, numerator=numerator, denominator=denominator)
+    result.total_time = max((note.end_time for note in result.notes), default=0.0)
+    return result
 
 
 def _quantized_pieces(

@@ -108,6 +108,18 @@ def evaluation_batches(split: MelodySplit, batch_size: int) -> list[tuple]:
 # The loop ---------------------------------------------------------------------------------
 
 
+def model_info(dataset: MelodyDataset, hparams: str | dict | None = None) -> ModelInfo:
+    """What a new network for ``dataset`` is: its configuration's hparams with overrides."""
+    return ModelInfo(
+        spec=dataset.spec,
+        hparams=get_config(dataset.spec.config).hparams.override(hparams),
+        input_size=dataset.input_size,
+        num_classes=dataset.num_classes,
+        num_event_classes=int(dataset.metadata["num_event_classes"]),
+        label_event_classes=dataset.label_event_classes,
+    )
+
+
 def compile_model(model, info: ModelInfo) -> None:
     """Attach Magenta's optimizer (Adam, clipped global norm) and the event metrics."""
     import keras
@@ -194,15 +206,7 @@ def train(
     if resume_from is not None:
         info, state = _resume_info(resume_from, dataset, hparams)
     else:
-        base = get_config(dataset.spec.config).hparams
-        info = ModelInfo(
-            spec=dataset.spec,
-            hparams=base.override(hparams),
-            input_size=dataset.input_size,
-            num_classes=dataset.num_classes,
-            num_event_classes=int(dataset.metadata["num_event_classes"]),
-            label_event_classes=dataset.label_event_classes,
-        )
+        info = model_info(dataset, hparams)
         state = {"step": 0, "best_eval_loss": None, "evals_since_best": 0, "seconds": 0.0}
     train_split = dataset.load("train")
     if len(train_split) == 0:

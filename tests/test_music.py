@@ -20,6 +20,7 @@ from melodygen.music import (
     NoteSequence,
     extract_melodies,
     find_music_files,
+    in_one_meter,
     load_note_sequences,
     sequences_lib,  # note_seq's, imported via melodygen.music, which hides its import warnings
     transposed_sequences,
@@ -274,6 +275,43 @@ def test_tempo_change_is_split_not_fatal() -> None:
 
     assert [melody_pitches(m) for m in melodies] == [SCALE * 4, list(reversed(SCALE)) * 4]
     assert all(len(m) == 8 * BAR for m in melodies)
+
+
+def test_one_meter_reads_a_tempo_mapped_one_four_file_as_one_four_four_melody() -> None:
+    # POP909's shape: 1/4 declared, tempo following a recording. Same tune as above.
+    sequence = make_sequence(quarter_notes(SCALE * 4))
+    for i, pitch in enumerate(list(reversed(SCALE)) * 4):
+        sequence.notes.add(pitch=pitch, velocity=90, start_time=16.0 + i, end_time=17.0 + i)
+    sequence.tempos.add(time=16.0, qpm=60.0)
+    sequence.time_signatures.add(time=0.0, numerator=1, denominator=4)
+    sequence.total_time = 48.0
+
+    split, _ = extract_melodies(sequence)
+    assert len(split) == 2 and all(m.steps_per_bar == 4 for m in split)
+
+    params = ExtractionParams(time_signature=(4, 4), max_steps=1024)
+    melodies, _ = extract_melodies(sequence, params)
+    assert [melody_pitches(m) for m in melodies] == [SCALE * 4 + list(reversed(SCALE)) * 4]
+    assert len(melodies[0]) == 16 * BAR and melodies[0].steps_per_bar == BAR
+    # The input is left as it was.
+    assert len(sequence.tempos) == 2 and sequence.time_signatures[-1].numerator == 1
+
+
+def test_in_one_meter_keeps_beats_and_maps_annotations() -> None:
+    sequence = NoteSequence()
+    sequence.tempos.add(time=0.0, qpm=100.0)
+    sequence.tempos.add(time=3.0, qpm=150.0)  # beat 5 at 3 s; then 0.4 s per beat
+    sequence.notes.add(pitch=60, velocity=90, start_time=3.4, end_time=3.8)  # beats 6-7
+    sequence.text_annotations.add(time=3.8, text="C")
+    result = in_one_meter(sequence, 3, 4)
+    seconds_per_beat = 0.6  # the first tempo
+    note = result.notes[0]
+    assert note.start_time == pytest.approx(6 * seconds_per_beat)
+    assert note.end_time == pytest.approx(7 * seconds_per_beat)
+    assert result.text_annotations[0].time == pytest.approx(7 * seconds_per_beat)
+    assert [(t.qpm, t.time) for t in result.tempos] == [(100.0, 0.0)]
+    assert [(t.numerator, t.denominator) for t in result.time_signatures] == [(3, 4)]
+    assert result.total_time == pytest.approx(note.end_time)
 
 
 def test_non_integer_steps_per_bar_is_counted() -> None:

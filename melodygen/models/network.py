@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from melodygen.models.configs import HParams
-from melodygen.models.layers import AttentionRNN, MelodyLSTM
+from melodygen.models.layers import AttentionRNN, MelodyLSTM, MelodyLSTMStack
 
 
 @keras.saving.register_keras_serializable(package="melodygen")
@@ -108,21 +108,29 @@ class AttentionLSTMCell(keras.layers.Layer):
 
 
 def build_model(input_size: int, num_classes: int, hparams: HParams) -> keras.Model:
-    """Build the Melody RNN as a Keras model from inputs [batch, time, input_size] to logits."""
+    """Build the Melody RNN as a Keras model from inputs [batch, time, input_size] to logits.
+
+    Magenta's layout, in the layers that train fastest here: the attention
+    layer (``AttentionRNN``, when ``attn_length`` > 0) first, then the plain
+    LSTM layers as one ``MelodyLSTMStack`` (all layers advance in one loop,
+    with dropout between them), or a single ``MelodyLSTM`` when only one is
+    left; dropout follows the top of each part. Generation steps the cells of
+    these layers one at a time (``generate.StepModel``).
+    """
     inputs = keras.Input(shape=(None, input_size), name="inputs")
     hidden = inputs
-    dropout_rate = 1.0 - hparams.dropout_keep_prob
-    for index, units in enumerate(hparams.rnn_layer_sizes):
-        if index == 0 and hparams.attn_length:
-            layer = AttentionRNN(
-                AttentionLSTMCell(units, hparams.attn_length),
-                return_sequences=True,
-                name=f"rnn_{index}",
-            )
-        else:
-            layer = MelodyLSTM(units, return_sequences=True, name=f"rnn_{index}")
-        hidden = layer(hidden)
-        if dropout_rate > 0:
-            hidden = keras.layers.Dropout(dropout_rate, name=f"dropout_{index}")(hidden)
+    rate = 1.0 - hparams.dropout_keep_prob
+    sizes = list(hparams.rnn_layer_sizes)
+    if hparams.attn_length:
+        cell = AttentionLSTMCell(sizes.pop(0), hparams.attn_length)
+        hidden = AttentionRNN(cell, return_sequences=True, name="rnn_attention")(hidden)
+        if rate > 0:
+            hidden = keras.layers.Dropout(rate, name="dropout_attention")(hidden)
+    if len(sizes) == 1:
+        hidden = MelodyLSTM(sizes[0], return_sequences=True, name="rnn")(hidden)
+    elif sizes:
+        hidden = MelodyLSTMStack(sizes, dropout=rate, name="rnn")(hidden)
+    if sizes and rate > 0:
+        hidden = keras.layers.Dropout(rate, name="dropout")(hidden)
     logits = keras.layers.Dense(num_classes, name="logits")(hidden)
     return keras.Model(inputs, logits, name="melody_rnn")
