@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages the project uses (installed when running as root).
-APT_PACKAGES := fluidsynth
+# Debian packages the project uses (installed when running as root): FluidSynth for audio,
+# Chromium and its WebDriver for the browser test of the studio.
+APT_PACKAGES := fluidsynth chromium chromium-driver
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean checkpoints
 
 setup: $(INSTALLED)
 
@@ -25,18 +26,24 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@touch $@
 
 run: $(INSTALLED)
-	$(BIN)/melodygen --help
+	$(BIN)/streamlit run app.py --server.headless true
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check melodygen tests benchmarks
+	$(BIN)/ruff check app.py pages melodygen tests benchmarks
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/dataset_speed.py --input ../shared/data/nottingham/melody
 	$(BIN)/python benchmarks/generate_speed.py
+	$(BIN)/python benchmarks/app_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Reproduce the shipped checkpoints (hours on a CPU) from the public datasets under DATA.
+DATA ?= ../shared/data
+checkpoints: $(INSTALLED)
+	$(BIN)/python -m melodygen.release --data-root $(DATA)

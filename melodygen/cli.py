@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--min-unique-pitches", type=int, default=5)
     build.add_argument("--gap-bars", type=float, default=1.0)
     build.add_argument(
+        "--time-signature",
+        type=_time_signature,
+        default=None,
+        metavar="N/D",
+        help="read every file in this meter at one tempo, e.g. 4/4 for POP909, whose files "
+        "declare 1/4 and change tempo with the recording (default: each file's own)",
+    )
+    build.add_argument(
         "--workers", type=_positive, default=None, help="processes to use (default: all cores)"
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -276,7 +284,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--out", required=True, type=Path, help="folder for the MIDI files")
     generate.add_argument("--name", default=None, help="file name prefix (default: melody_<time>)")
+
+    originality = commands.add_parser(
+        "originality",
+        help="do generated melodies copy training melodies? (and listen-free sanity figures)",
+        description="Generate melodies with no primer in the model's own key, find for each "
+        "the longest run of notes (pitch and time to the next onset) that a training melody "
+        "holds note for note, and compare with the held-out melodies of the dataset.",
+    )
+    originality.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a training run folder or a saved model folder",
+    )
+    originality.add_argument(
+        "--data", required=True, type=Path, help="the dataset folder the model was trained on"
+    )
+    originality.add_argument(
+        "--num", type=int, default=100, help="melodies to generate (default 100)"
+    )
+    originality.add_argument(
+        "--bars", type=int, default=8, help="length of each melody in 4/4 bars (default 8)"
+    )
+    originality.add_argument("--temperature", type=float, default=1.0)
+    originality.add_argument("--seed", type=int, default=0)
+    originality.add_argument(
+        "--window",
+        choices=["start", "random"],
+        default="start",
+        help="which bars of each held-out melody to compare: its first ones (default) or a "
+        "window at a random bar line (seeded)",
+    )
+    originality.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    originality.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
+    )
     return parser
+
+
+def _time_signature(text: str) -> tuple[int, int]:
+    """'4/4' as (4, 4), for argparse."""
+    parts = text.split("/")
+    if len(parts) == 2 and all(part.strip().isdigit() for part in parts):
+        numerator, denominator = (int(part) for part in parts)
+        if numerator > 0 and denominator in (1, 2, 4, 8, 16, 32):
+            return numerator, denominator
+    raise argparse.ArgumentTypeError(f"{text!r} is not a time signature such as 4/4, 3/4 or 6/8")
 
 
 def _run_build(args) -> None:
@@ -288,6 +342,7 @@ def _run_build(args) -> None:
         max_steps=args.max_steps,
         min_unique_pitches=args.min_unique_pitches,
         gap_bars=args.gap_bars,
+        time_signature=args.time_signature,
     )
     summary = build_dataset(
         args.input,
@@ -388,6 +443,26 @@ def _run_generate(args) -> None:
     )
 
 
+def _run_originality(args) -> None:
+    from melodygen.originality import format_report, originality_report
+
+    figures = originality_report(
+        args.checkpoint,
+        args.data,
+        num=args.num,
+        bars=args.bars,
+        temperature=args.temperature,
+        seed=args.seed,
+        window=args.window,
+        device=args.device,
+    )
+    print(format_report(figures))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -397,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": _run_train,
         "evaluate": _run_evaluate,
         "generate": _run_generate,
+        "originality": _run_originality,
     }
     try:
         handlers[args.command](args)

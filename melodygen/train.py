@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,7 +219,10 @@ def train(
     model = build_network(info)
     compile_model(model, info)
     if resume_from is not None:
-        model.load_weights(resume_from / "model.weights.h5")
+        with warnings.catch_warnings():
+            # The optimizer's moments come from optimizer.npz; Keras warns it skips them here.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(resume_from / "model.weights.h5")
         _load_optimizer(model, resume_from / OPTIMIZER_FILE)
         print(f"resuming from {resume_from} (step {state['step']})")
 

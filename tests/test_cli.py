@@ -161,3 +161,12 @@ def test_bad_flag_values_are_rejected_by_the_parser(tmp_path: Path):
         text=True,
     )
     assert result.returncode == 2 and "invalid choice: 'jazz_rnn'" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["4-4", "0/4", "4/3", "x/4"])
+def test_bad_time_signature_is_rejected_by_the_parser(tmp_path: Path, capsys, value):
+    argv = ["dataset", "build", "--input", str(tmp_path), "--config", "basic_rnn"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--output", str(tmp_path / "o"), "--time-signature", value])
+    assert exit_info.value.code == 2
+    assert "is not a time signature such as 4/4" in capsys.readouterr().err

@@ -1,0 +1,446 @@
+"""The checkpoints that ship in ``checkpoints/``: how each one is made, and its model card.
+
+Every shipped model is a (style, configuration) pair. A style says which
+public dataset it learns from and how that data is read; the recipe below is
+the whole of how a checkpoint is made, as the same ``melodygen`` commands a
+user would type (dataset build, train, evaluate, originality). ``make
+checkpoints`` runs it for every shipped model::
+
+    python -m melodygen.release --data-root ../shared/data
+
+Each step is skipped when its output already exists, and training resumes
+from its last checkpoint, so an interrupted run just continues. The last
+step copies each final model into ``checkpoints/<style>_<config>/`` with its
+``card.json`` (the model card: data, training, held-out figures, the
+commands) and ``metrics.jsonl`` (the training curves), and writes the table
+in ``checkpoints/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from melodygen.checkpoint import FINAL_MODEL_DIR, MODEL_JSON, WEIGHTS_FILE
+from melodygen.errors import MelodyGenError
+from melodygen.models.configs import get_config
+
+CARD_FILE = "card.json"
+CURVES_FILE = "metrics.jsonl"
+SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
+METRIC_KEYS = ("nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "steps")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A public dataset a style learns from, and the terms it comes under."""
+
+    name: str
+    licence: str
+    url: str
+    path: str  # inside the data root
+
+
+@dataclass(frozen=True)
+class Style:
+    """A family of shipped models: their data, how it is read, how long they train."""
+
+    name: str
+    description: str
+    sources: tuple[Source, ...]
+    build_flags: tuple[str, ...] = ()
+    train_steps: int = 1200
+    hparams: str = "batch_size=64"
+    eval_every: int = 50
+    early_stopping: int = 5
+    configs: tuple[str, ...] = SHIPPED_CONFIGS
+    extra: dict = field(default_factory=dict)
+
+
+NOTTINGHAM = Source(
+    name="Nottingham Music Database (jukedeck/nottingham-dataset, melody MIDI)",
+    licence="GPL-3.0",
+    url="https://github.com/jukedeck/nottingham-dataset",
+    path="nottingham/melody",
+)
+POP909 = Source(
+    name="POP909 (MELODY tracks), Wang et al., ISMIR 2020",
+    licence="MIT",
+    url="https://github.com/music-x-lab/POP909-Dataset",
+    path="pop909",
+)
+
+STYLES: dict[str, Style] = {
+    style.name: style
+    for style in [
+        Style(
+            name="folk",
+            description="British and Irish folk tunes: jigs, reels, hornpipes, waltzes",
+            sources=(NOTTINGHAM,),
+            train_steps=1200,
+        ),
+        Style(
+            name="pop",
+            description="Chinese pop song melodies",
+            sources=(POP909,),
+            # POP909 declares 1/4 and follows the recording's tempo: read it as 4/4.
+            build_flags=("--time-signature", "4/4"),
+            train_steps=1500,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The commands that make one shipped checkpoint, and where they write."""
+
+    style: Style
+    config: str
+    data_root: Path
+    work: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.style.name}_{self.config}"
+
+    @property
+    def dataset(self) -> Path:
+        return self.work / "data" / self.name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.work / "runs" / self.name
+
+    @property
+    def eval_json(self) -> Path:
+        return self.run_dir / "eval.json"
+
+    @property
+    def originality_json(self) -> Path:
+        return self.run_dir / "originality.json"
+
+    def commands(self, data_root: str | Path | None = None) -> dict[str, list[str]]:
+        """Each step's ``melodygen`` arguments (data paths under ``data_root``)."""
+        root = Path(data_root if data_root is not None else self.data_root)
+        inputs = [str(root / source.path) for source in self.style.sources]
+        data, run = str(self.dataset), str(self.run_dir)
+        return {
+            "build": [
+                "dataset", "build", "--input", *inputs, "--config", self.config,
+                "--output", data, *self.style.build_flags, "--quiet",
+            ],
+            "train": [
+                "train", "--data", data, "--run-dir", run,
+                "--steps", str(self.style.train_steps), "--hparams", self.style.hparams,
+                "--eval-every", str(self.style.eval_every),
+                "--early-stopping", str(self.style.early_stopping), "--quiet",
+            ],
+            "evaluate": [
+                "evaluate", "--checkpoint", run, "--data", data, "--json", str(self.eval_json),
+            ],
+            "originality": [
+                "originality", "--checkpoint", run, "--data", data,
+                "--json", str(self.originality_json),
+            ],
+        }  # fmt: skip
+
+    def done(self, step: str) -> bool:
+        """Whether ``step``'s output is already there (steps are skipped, not redone)."""
+        if step == "build":
+            return (self.dataset / "dataset.json").exists()
+        if step == "train":  # train() writes model/ only once it has finished
+            return (self.run_dir / FINAL_MODEL_DIR / MODEL_JSON).exists()
+        if step == "evaluate":
+            return self.eval_json.exists()
+        if step == "originality":
+            return self.originality_json.exists()
+        raise ValueError(step)
+
+
+STEPS = ("build", "train", "evaluate", "originality")
+
+
+def recipes(data_root: str | Path, work: str | Path, only: list[str] | None = None) -> list[Recipe]:
+    """The shipped checkpoints' recipes, or those named in ``only``."""
+    found = [
+        Recipe(style, config, Path(data_root), Path(work))
+        for style in STYLES.values()
+        for config in style.configs
+    ]
+    if only:
+        unknown = sorted(set(only) - {recipe.name for recipe in found})
+        if unknown:
+            names = ", ".join(recipe.name for recipe in found)
+            raise MelodyGenError(f"unknown checkpoint {', '.join(unknown)}; choose from {names}")
+        found = [recipe for recipe in found if recipe.name in only]
+    return found
+
+
+def run_recipe(recipe: Recipe, steps: tuple[str, ...] = STEPS) -> None:
+    """Run the recipe's missing steps through the ``melodygen`` command line."""
+    from melodygen.cli import main as melodygen
+
+    for step, argv in recipe.commands().items():
+        if step not in steps or recipe.done(step):
+            continue
+        print(f"[{recipe.name}] melodygen {shlex.join(argv)}", flush=True)
+        if melodygen(argv) != 0:
+            raise MelodyGenError(f"{recipe.name}: `melodygen {argv[0]}` failed (see above)")
+
+
+# Cards ------------------------------------------------------------------------------------
+
+
+def machine_description() -> str:
+    """Where a model was trained, in words (CPU model and cores, or the GPU)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()}-core {cpu}, no GPU, Python {platform.python_version()}"
+
+
+def make_card(recipe: Recipe, machine: str | None = None) -> dict:
+    """The model card of a trained, evaluated and measured recipe."""
+    model_dir = recipe.run_dir / FINAL_MODEL_DIR
+    info = json.loads((model_dir / MODEL_JSON).read_text())
+    training = info.get("training", {})
+    evaluation = json.loads(recipe.eval_json.read_text())
+    originality = json.loads(recipe.originality_json.read_text())
+    config = get_config(recipe.config)
+    hparams = info["hparams"]
+    display = recipe.commands(data_root="$DATA")
+    for argv in display.values():  # paths as a user would have them, relative to the repo
+        argv[:] = [_relative(arg, recipe.work) for arg in argv]
+    return {
+        "name": recipe.name,
+        "style": recipe.style.name,
+        "config": recipe.config,
+        "description": f"{recipe.style.description}. {config.description}",
+        "hparams": hparams,
+        "encoding": info["encoding"],
+        "data": {
+            "sources": [
+                {"name": s.name, "licence": s.licence, "url": s.url} for s in recipe.style.sources
+            ],
+            "train_melodies": training.get("train_melodies"),
+            "train_steps": training.get("train_steps"),
+            "eval_melodies": training.get("eval_melodies"),
+            "eval_steps": training.get("eval_steps"),
+            "read_as": " ".join(recipe.style.build_flags) or "each file's own meter and tempo",
+            "transpositions": _transpositions(recipe.dataset),
+        },
+        "training": {
+            "steps": training.get("step"),
+            "batch_size": hparams.get("batch_size"),
+            "wall_seconds": training.get("train_seconds"),
+            "machine": machine or machine_description(),
+            "selected": "the evaluation with the lowest held-out label NLL",
+        },
+        "size_bytes": (model_dir / WEIGHTS_FILE).stat().st_size,
+        "parameters": _parameter_count(model_dir / WEIGHTS_FILE),
+        "metrics": {
+            key: evaluation[key] for key in (*METRIC_KEYS, "label_nll") if key in evaluation
+        },
+        "originality": originality.get("generated", {}).get("originality"),
+        "originality_held_out": originality.get("held_out", {}).get("originality"),
+        "sanity": {
+            "generated": originality.get("generated", {}).get("sanity"),
+            "held_out": originality.get("held_out", {}).get("sanity"),
+        },
+        "originality_settings": originality.get("settings"),
+        "verdict": originality.get("verdict"),
+        "commands": ["melodygen " + shlex.join(argv) for argv in display.values()],
+    }
+
+
+def _relative(arg: str, work: Path) -> str:
+    try:
+        return str(Path(arg).resolve().relative_to(work.resolve()))
+    except ValueError:
+        return arg
+
+
+def _transpositions(dataset: Path) -> str:
+    meta = json.loads((dataset / "dataset.json").read_text())
+    spec = meta.get("encoding", {})
+    shifts = meta.get("transpositions") or []
+    key = spec.get("transpose_to_key")
+    moved = "none (kept in their key)" if key is None else f"moved to pitch class {key} (C = 0)"
+    extra = f"; augmented with shifts {shifts}" if shifts and shifts != [0] else "; no augmentation"
+    return moved + extra
+
+
+def _parameter_count(weights: Path) -> int:
+    """Number of weights stored in a Keras weights file."""
+    import h5py
+
+    total = 0
+
+    def add(_name, item):
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(item.size)
+
+    with h5py.File(weights, "r") as file:
+        file.visititems(add)
+    return total
+
+
+def write_checkpoint(recipe: Recipe, output: Path, machine: str | None = None) -> Path:
+    """Copy the final model, its card and curves to ``output/<name>/``."""
+    target = output / recipe.name
+    staging = output / f".{recipe.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, MODEL_JSON):
+        shutil.copy2(recipe.run_dir / FINAL_MODEL_DIR / name, staging / name)
+    shutil.copy2(recipe.run_dir / CURVES_FILE, staging / CURVES_FILE)
+    card = make_card(recipe, machine)
+    (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.replace(target)
+    return target
+
+
+def read_cards(checkpoints: str | Path) -> list[dict]:
+    """Every card under ``checkpoints/*/card.json``, sorted by name."""
+    return [
+        json.loads(path.read_text()) for path in sorted(Path(checkpoints).glob(f"*/{CARD_FILE}"))
+    ]
+
+
+def readme_table(cards: list[dict]) -> str:
+    """The Markdown table of checkpoints/README.md, and the quality-bar comparison."""
+    lines = [
+        "| checkpoint | train melodies | training | NLL | perplexity | accuracy | "
+        "event acc. | no-event acc. | copies > 2 bars (held-out) | in key (held-out) | "
+        "notes/bar (held-out) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for card in cards:
+        m, t, d = card["metrics"], card["training"], card["data"]
+        orig, held = card.get("originality") or {}, card.get("originality_held_out") or {}
+        gen_s, held_s = card["sanity"].get("generated") or {}, card["sanity"].get("held_out") or {}
+        minutes = (t.get("wall_seconds") or 0) / 60
+        lines.append(
+            f"| `{card['name']}` | {d['train_melodies']} | {t['steps']} steps, "
+            f"{minutes:.0f} min | {m['nll']:.3f} | {m['perplexity']:.2f} | {m['accuracy']:.3f} | "
+            f"{m['event_accuracy']:.3f} | {m['no_event_accuracy']:.3f} | "
+            f"{_share(orig, 'share_over_2_bars')} ({_share(held, 'share_over_2_bars')}) | "
+            f"{_share(gen_s, 'in_key_share')} ({_share(held_s, 'in_key_share')}) | "
+            f"{_number(gen_s, 'notes_per_bar')} ({_number(held_s, 'notes_per_bar')}) |"
+        )
+    lines += ["", *quality_bar(cards)]
+    return "\n".join(lines) + "\n"
+
+
+def quality_bar(cards: list[dict]) -> list[str]:
+    """Per style: how much lower lookback_rnn and attention_rnn's held-out NLL is than basic's."""
+    lines = []
+    by_name = {card["name"]: card for card in cards}
+    for style in sorted({card["style"] for card in cards}):
+        basic = by_name.get(f"{style}_basic_rnn")
+        if basic is None:
+            continue
+        for config in ("lookback_rnn", "attention_rnn"):
+            other = by_name.get(f"{style}_{config}")
+            if other is None:
+                continue
+            base, value = basic["metrics"]["nll"], other["metrics"]["nll"]
+            change = (base - value) / base * 100
+            word = "lower" if value < base else "HIGHER"
+            lines.append(
+                f"- {style}: {config} held-out NLL {value:.3f} is {abs(change):.1f}% {word} "
+                f"than basic_rnn's {base:.3f} nats per step."
+            )
+    return lines
+
+
+def _share(figures: dict, key: str) -> str:
+    value = figures.get(key)
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _number(figures: dict, key: str) -> str:
+    value = figures.get(key)
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.2f}"
+    )
+
+
+def write_readme(output: Path) -> Path:
+    """Regenerate the table between the markers of ``output/README.md``."""
+    path = output / "README.md"
+    begin, end = "<!-- table: begin -->", "<!-- table: end -->"
+    text = path.read_text() if path.exists() else f"# Shipped checkpoints\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{readme_table(read_cards(output))}{end}{tail}")
+    return path
+
+
+# Command line -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m melodygen.release",
+        description="Reproduce the shipped checkpoints from the public datasets.",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path("../shared/data"),
+        help="folder holding nottingham/ and pop909/ (default ../shared/data)",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("."), help="where data/ and runs/ go (default .)"
+    )
+    parser.add_argument("--output", type=Path, default=Path("checkpoints"))
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME")
+    parser.add_argument(
+        "--steps", nargs="+", default=[*STEPS, "package"], choices=[*STEPS, "package"]
+    )
+    args = parser.parse_args(argv)
+    try:
+        chosen = recipes(args.data_root, args.work, args.only)
+        for recipe in chosen:
+            missing = [
+                s.path for s in recipe.style.sources if not (args.data_root / s.path).exists()
+            ]
+            if missing and "build" in args.steps and not recipe.done("build"):
+                raise MelodyGenError(
+                    f"{recipe.name} needs {', '.join(missing)} under {args.data_root}; "
+                    "see the README's dataset section for where to get it"
+                )
+            run_recipe(recipe, tuple(args.steps))
+        if "package" in args.steps:
+            for recipe in chosen:
+                print(f"[{recipe.name}] -> {write_checkpoint(recipe, args.output)}")
+            print(f"table written to {write_readme(args.output)}")
+    except MelodyGenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
