@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodygen.checkpoint import FINAL_MODEL_DIR, MODEL_JSON, WEIGHTS_FILE
+from melodygen.checkpoint import FINAL_MODEL_DIR, MODEL_JSON, WEIGHTS_FILE, load_model, save_model
 from melodygen.errors import MelodyGenError
 from melodygen.models.configs import get_config
 
@@ -57,7 +57,7 @@ class Style:
     description: str
     sources: tuple[Source, ...]
     build_flags: tuple[str, ...] = ()
-    train_steps: int = 1200
+    train_steps: int = 800
     hparams: str = "batch_size=64"
     eval_every: int = 50
     early_stopping: int = 5
@@ -85,7 +85,7 @@ STYLES: dict[str, Style] = {
             name="folk",
             description="British and Irish folk tunes: jigs, reels, hornpipes, waltzes",
             sources=(NOTTINGHAM,),
-            train_steps=1200,
+            train_steps=800,
         ),
         Style(
             name="pop",
@@ -93,7 +93,7 @@ STYLES: dict[str, Style] = {
             sources=(POP909,),
             # POP909 declares 1/4 and follows the recording's tempo: read it as 4/4.
             build_flags=("--time-signature", "4/4"),
-            train_steps=1500,
+            train_steps=800,
         ),
     ]
 }
@@ -250,8 +250,6 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
             "machine": machine or machine_description(),
             "selected": "the evaluation with the lowest held-out label NLL",
         },
-        "size_bytes": (model_dir / WEIGHTS_FILE).stat().st_size,
-        "parameters": _parameter_count(model_dir / WEIGHTS_FILE),
         "metrics": {
             key: evaluation[key] for key in (*METRIC_KEYS, "label_nll") if key in evaluation
         },
@@ -284,32 +282,19 @@ def _transpositions(dataset: Path) -> str:
     return moved + extra
 
 
-def _parameter_count(weights: Path) -> int:
-    """Number of weights stored in a Keras weights file."""
-    import h5py
-
-    total = 0
-
-    def add(_name, item):
-        nonlocal total
-        if isinstance(item, h5py.Dataset):
-            total += int(item.size)
-
-    with h5py.File(weights, "r") as file:
-        file.visititems(add)
-    return total
-
-
 def write_checkpoint(recipe: Recipe, output: Path, machine: str | None = None) -> Path:
     """Copy the final model, its card and curves to ``output/<name>/``."""
     target = output / recipe.name
     staging = output / f".{recipe.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in (WEIGHTS_FILE, MODEL_JSON):
-        shutil.copy2(recipe.run_dir / FINAL_MODEL_DIR / name, staging / name)
+    # Re-saved from an uncompiled network: the weights alone, without Adam's moments.
+    model, info = load_model(recipe.run_dir / FINAL_MODEL_DIR)
+    save_model(staging, model, info)
     shutil.copy2(recipe.run_dir / CURVES_FILE, staging / CURVES_FILE)
     card = make_card(recipe, machine)
+    card["size_bytes"] = (staging / WEIGHTS_FILE).stat().st_size
+    card["parameters"] = int(model.count_params())
     (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.replace(target)
