@@ -32,7 +32,7 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check app.py pages melodygen tests benchmarks
+	$(BIN)/ruff check app.py pages melodygen tests benchmarks docs
 
 bench: $(INSTALLED)
 	$(BIN)/python benchmarks/train_speed.py

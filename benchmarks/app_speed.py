@@ -1,0 +1,214 @@
+"""Click to sound in the studio: what the Generate page does after Generate is pressed.
+
+The page runs exactly these library calls (``melodygen.studio``): check the settings,
+generate with the shared model, then render each variation (piano-roll PNG, MIDI, and
+WAV through FluidSynth), showing each one as soon as it is ready. Timed here for 8
+variations of 8 bars, after the model and synthesizer are loaded and the step is
+compiled (the page does both once per process), median of N runs with a new seed each:
+the first variation ready, all 8 ready (the total), and the "download all" zip, which
+the page makes only when its button is pressed.
+
+With --browser, the same is also timed end to end as a musician meets it: the app runs
+on localhost, headless Chromium (Debian's, as in tests/test_browser.py) presses Generate
+with 8 variations, and the clock stops when the first player, then all 8 players, have
+loaded their audio (and all 8 piano rolls are shown).
+
+Without --checkpoint, the first shipped model in checkpoints/ is used, else a full-size
+attention_rnn with random weights (speed does not depend on what the network learned,
+but the number of notes does: random weights play about 120 notes in 8 bars).
+Usage: python benchmarks/app_speed.py [--checkpoint DIR] [--repeats 7] [--instrument Piano]
+       [--browser]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from melodygen import studio  # noqa: E402
+from melodygen.checkpoint import ModelInfo, build_network, save_model  # noqa: E402
+from melodygen.primer import parse_primer  # noqa: E402
+
+BUDGET = 2.0  # seconds, from the studio issue
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pick_checkpoint(given: Path | None, scratch: Path) -> tuple[Path, str]:
+    if given is not None:
+        return given, given.name
+    shipped = studio.discover_models()
+    if shipped:
+        return shipped[0].path, shipped[0].name
+    info = ModelInfo.for_config("attention_rnn")
+    path = save_model(scratch / "attention_rnn", build_network(info), info)
+    return path, "attention_rnn (full size, random weights)"
+
+
+def click(model: studio.SharedModel, synth, seed: int, instrument: str) -> dict[str, float]:
+    """One press of Generate: seconds per stage and in total."""
+    started = time.perf_counter()
+    settings = studio.StudioSettings(bars=8, variations=8, seed=seed)
+    request = settings.to_request(parse_primer(""))
+    result = studio.generate(model, request)
+    generated = time.perf_counter()
+    first = None
+    for _ in result.iter_files(instrument, synth):
+        first = first or time.perf_counter()
+    rendered = time.perf_counter()
+    result.zip(instrument, synth)
+    zipped = time.perf_counter()
+    return {
+        "generate": generated - started,
+        "first variation ready (from the press)": first - started,
+        "render all 8 (PNG + MIDI + WAV)": rendered - generated,
+        "total: all 8 ready": rendered - started,
+        "zip, when Download all is pressed": zipped - rendered,
+    }
+
+
+def parts(model: studio.SharedModel, synth, instrument: str, repeats: int) -> dict[str, float]:
+    """The render stage's parts, each kind for all 8 variations at once."""
+    from melodygen.render import figure_png, piano_roll, program_number, wav_bytes
+
+    settings = studio.StudioSettings(bars=8, variations=8, seed=99)
+    melodies = studio.generate(model, settings.to_request(parse_primer(""))).melodies
+    program = program_number(instrument)
+    jobs = {
+        "8 piano rolls (PNG)": lambda: [
+            figure_png(piano_roll(m, title="Variation"), dpi=studio.PNG_DPI) for m in melodies
+        ],
+        "8 MIDI files": lambda: [studio.midi_bytes(m, program) for m in melodies],
+    }
+    if synth is not None:
+        jobs["8 WAV files"] = lambda: [
+            wav_bytes(synth.render(m, program=program)) for m in melodies
+        ]
+    medians = {}
+    for name, job in jobs.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            job()
+            times.append(time.perf_counter() - started)
+        medians[name] = statistics.median(times)
+    medians["notes per melody (mean)"] = statistics.mean(len(m.pitches()) for m in melodies)
+    return medians
+
+
+def in_browser(checkpoint: Path, repeats: int) -> list[tuple[float, float]]:
+    """Seconds from pressing Generate to the first, and to all 8, players loaded."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from browser_helpers import chromium, running_app
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Media the page shows now: loaded piano rolls and players that have read their audio.
+    # New results have new URLs, so only new ones count.
+    loaded = """
+        const images = [...document.querySelectorAll("[data-testid='stImage'] img")]
+            .filter(i => i.complete && i.naturalWidth > 0).map(i => i.src);
+        const players = [...document.querySelectorAll('audio')]
+            .filter(a => a.readyState >= 1).map(a => a.src);
+        return [images, players];
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        models = Path(folder) / "models"
+        models.mkdir()
+        (models / checkpoint.name).symlink_to(checkpoint.resolve())
+        with running_app(models, Path(folder) / "streamlit.log") as url, chromium() as driver:
+            driver.get(url)
+            wait = WebDriverWait(driver, 120, poll_frequency=0.02)
+            submit = (By.CSS_SELECTOR, "[data-testid='stFormSubmitButton'] button")
+            wait.until(ready.element_to_be_clickable(submit))
+            slider = "input[type='range'][aria-label='Variations']"
+            found = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, slider)))
+            driver.execute_script("arguments[0].focus()", found)
+            ActionChains(driver).send_keys(Keys.END).perform()  # 8 variations
+            wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, slider).get_attribute("value") == "8"
+            )
+            times: list[tuple[float, float]] = []
+            seen: set[str] = set()
+            for _ in range(repeats + 1):  # the first run compiles the step for 8 rows
+                started = time.perf_counter()
+                driver.find_element(*submit).click()
+                first = None
+                while time.perf_counter() - started < 120:
+                    images, players = driver.execute_script(loaded)
+                    new_images, new_players = set(images) - seen, set(players) - seen
+                    if new_players and first is None:
+                        first = time.perf_counter() - started
+                    if len(new_images) >= 8 and len(new_players) >= 8:
+                        break
+                    time.sleep(0.02)
+                else:
+                    raise TimeoutError("the results did not show within 120 s")
+                seen |= new_images | new_players
+                times.append((first, time.perf_counter() - started))
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--instrument", default="Piano")
+    parser.add_argument("--browser", action="store_true", help="also time it in Chromium")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
+        started = time.perf_counter()
+        model = studio.SharedModel(checkpoint, name=checkpoint.name)
+        model.warm_up(8)
+        synth, reason = studio.load_synth()
+        load = time.perf_counter() - started
+        if synth is None:
+            print(f"audio unavailable, timing without it: {reason}")
+        click(model, synth, seed=0, instrument=args.instrument)  # warm-up: fonts, caches
+        runs = [click(model, synth, seed, args.instrument) for seed in range(1, args.repeats + 1)]
+        separately = parts(model, synth, args.instrument, max(3, args.repeats // 2))
+        del model  # the browser run loads its own, in the app's process
+        browser = in_browser(checkpoint, args.repeats) if args.browser else None
+
+    print(f"model: {name}; instrument: {args.instrument}; {args.repeats} runs")
+    print(f"CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}")
+    print(f"first load (model, compiled step, synthesizer): {load:.2f} s")
+    print()
+    print("| stage | median s | best s | worst s |")
+    print("|---|---|---|---|")
+    for stage in runs[0]:
+        values = [run[stage] for run in runs]
+        print(
+            f"| {stage} | {statistics.median(values):.3f} | {min(values):.3f} | {max(values):.3f} |"
+        )
+    print()
+    for part, value in separately.items():
+        print(f"{part}: {value:.3f}" + ("" if part.startswith("notes") else " s (median, alone)"))
+    if browser:
+        print("\nin Chromium, from pressing Generate (median, best, worst s):")
+        for label, values in (
+            ("first player loaded", [first for first, _ in browser]),
+            ("all 8 players loaded and 8 rolls shown", [every for _, every in browser]),
+        ):
+            print(
+                f"  {label}: {statistics.median(values):.2f}, {min(values):.2f}, {max(values):.2f}"
+            )
+    total = statistics.median(run["total: all 8 ready"] for run in runs)
+    verdict = "within" if total <= BUDGET else "OVER"
+    print(f"\nclick to sound, 8 variations x 8 bars: median {total:.2f} s")
+    print(f"({verdict} the {BUDGET} s budget)")
+
+
+if __name__ == "__main__":
+    main()

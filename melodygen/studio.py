@@ -1,0 +1,904 @@
+"""The studio's logic, without Streamlit: the model catalog, primers, and results as files.
+
+The web app (``app.py`` and ``pages/``) only lays out widgets; everything it shows or
+offers for download is made here, with the same library calls the CLI uses
+(:class:`~melodygen.generate.MelodyGenerator`, :func:`~melodygen.primer.parse_primer`,
+:func:`~melodygen.primer.midi_primer`, :func:`~melodygen.render.piano_roll`,
+:class:`~melodygen.render.Synth`). This module never imports Streamlit, so all of it is
+tested and benchmarked on its own.
+
+- **Catalog**: every ``checkpoints/*/`` folder holding a saved model (``melodygen.json``),
+  with its ``card.json`` and ``metrics.jsonl`` when they are there. The folder is
+  ``$MELODYGEN_CHECKPOINTS`` when set.
+- **Primers**: typed notes, or an uploaded MIDI file checked for size and content before
+  any track of it is offered.
+- **Results**: a generation run kept as melodies; each variation is rendered to a
+  piano-roll PNG, MIDI and WAV bytes once per instrument, and all of them to one zip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from melodygen.checkpoint import MODEL_JSON, WEIGHTS_FILE
+from melodygen.errors import MelodyGenError
+from melodygen.generate import (
+    MODES,
+    NOTE_NAMES,
+    STEPS_PER_BAR,
+    GeneratedMelody,
+    GenerationRequest,
+    GenerationResult,
+    MelodyGenerator,
+    parse_key,
+)
+from melodygen.primer import Primer, PrimerError, TrackInfo, events_to_note_names, midi_primer
+from melodygen.render import (
+    INSTRUMENTS,
+    AudioUnavailableError,
+    Synth,
+    audio_available,
+    figure_png,
+    piano_roll,
+    program_number,
+    wav_bytes,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CHECKPOINTS_ENV",
+    "MAX_BARS",
+    "MAX_POLYPHONY",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_NOTES",
+    "MAX_VARIATIONS",
+    "MIME_TYPES",
+    "MidiUpload",
+    "Continuation",
+    "ModelEntry",
+    "SharedModel",
+    "StudioError",
+    "StudioResult",
+    "StudioSettings",
+    "VariationFiles",
+    "card_facts",
+    "checkpoints_dir",
+    "continuation",
+    "data_credits",
+    "default_track",
+    "discover_models",
+    "generate",
+    "iter_variations",
+    "load_synth",
+    "metric_curves",
+    "midi_bytes",
+    "primer_png",
+    "read_metrics",
+    "read_midi_upload",
+    "render_variations",
+    "track_label",
+    "upload_primer",
+    "weights_size",
+    "zip_bytes",
+]
+
+CHECKPOINTS_ENV = "MELODYGEN_CHECKPOINTS"
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CARD_FILE = "card.json"
+METRICS_FILE = "metrics.jsonl"
+
+MAX_VARIATIONS = 8
+MAX_BARS = 64
+MAX_UPLOAD_MB = 1
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
+"""Uploaded primer files larger than this are refused (a whole symphony is below it)."""
+MAX_UPLOAD_NOTES = 50_000
+"""More notes than this in one file is not a primer; reading it would hold up the server."""
+MAX_POLYPHONY = 32
+"""Tracks with more notes sounding at once are clusters, not a line a melody can come from."""
+PNG_DPI = 100
+MIME_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "zip": "application/zip"}
+
+SYNTAX_HINT = (
+    "Notes like C4 E4 G4:2 (letter, optional # or b, octave; :N = length in sixteenths, "
+    "default a quarter), r for a rest, - to hold, | bar lines optional."
+)
+
+
+class StudioError(MelodyGenError):
+    """A studio request that cannot be carried out: the message says why, in plain words."""
+
+
+# Catalog ------------------------------------------------------------------------------------
+
+
+def checkpoints_dir() -> Path:
+    """Where shipped models live: ``$MELODYGEN_CHECKPOINTS``, else the repository's checkpoints/."""
+    value = os.environ.get(CHECKPOINTS_ENV, "").strip()
+    return Path(value).expanduser() if value else DEFAULT_CHECKPOINTS
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One shipped model: its folder and what its card says (or what could be worked out)."""
+
+    name: str
+    path: Path
+    config: str
+    style: str
+    description: str
+    card: dict = field(default_factory=dict, compare=False, hash=False)
+    info: dict = field(default_factory=dict, compare=False, hash=False)
+    problems: tuple[str, ...] = ()
+    """Why the card is missing or partial, for the Models page."""
+
+    @property
+    def label(self) -> str:
+        """``Folk · attention_rnn``: how pickers name the model."""
+        return f"{self.style.replace('_', ' ').title()} · {self.config}"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def stamp(self) -> float:
+        """Changes when the saved model is replaced, so a cache holding it can notice."""
+        files = [self.path / MODEL_JSON, self.path / WEIGHTS_FILE]
+        return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
+
+
+def _read_json(path: Path) -> tuple[dict, str | None]:
+    """A JSON object from ``path``, or ({}, why not)."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, f"no {path.name}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return {}, f"{path.name} could not be read ({error})"
+    if not isinstance(value, dict):
+        return {}, f"{path.name} does not hold a JSON object"
+    return value, None
+
+
+def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
+    """Every folder directly under ``root`` (default :func:`checkpoints_dir`) with a saved model.
+
+    ``card.json`` supplies name, style, configuration and description; whatever it lacks
+    is worked out from ``melodygen.json`` and the folder name (``folk_attention_rnn`` is
+    style ``folk``, configuration ``attention_rnn``). Folders without ``melodygen.json``
+    are skipped. Sorted by style, then configuration.
+    """
+    root = Path(root) if root is not None else checkpoints_dir()
+    if not root.is_dir():
+        return []
+    entries = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / MODEL_JSON).is_file():
+            continue
+        info, info_problem = _read_json(folder / MODEL_JSON)
+        card, card_problem = _read_json(folder / CARD_FILE)
+        problems = tuple(p for p in (info_problem, card_problem) if p)
+        config = str(card.get("config") or info.get("config") or "unknown")
+        style = card.get("style")
+        if not style:
+            prefix = folder.name.removesuffix(config).rstrip("_-")
+            style = prefix if prefix and prefix != folder.name else "custom"
+        description = card.get("description")
+        if not isinstance(description, str) or not description.strip():
+            layers = info.get("hparams", {}).get("rnn_layer_sizes")
+            size = f" ({' x '.join(str(n) for n in layers)} LSTM)" if layers else ""
+            description = f"{config}{size}: no model card"
+        entries.append(
+            ModelEntry(
+                name=str(card.get("name") or folder.name),
+                path=folder,
+                config=config,
+                style=str(style),
+                description=description.strip(),
+                card=card,
+                info=info,
+                problems=problems,
+            )
+        )
+    return sorted(entries, key=lambda e: (e.style, e.config, e.name))
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return str(seconds)
+    minutes = round(seconds / 60)
+    return (
+        f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+    )
+
+
+def weights_size(entry: ModelEntry) -> tuple[int | None, int | None]:
+    """(bytes of the weights file, number of weights in it), None where it cannot be read."""
+    path = entry.path / WEIGHTS_FILE
+    if not path.is_file():
+        return None, None
+    count = None
+    try:
+        import h5py
+
+        sizes: list[int] = []
+        with h5py.File(path, "r") as handle:
+            handle.visititems(
+                lambda _, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
+            )
+        count = int(sum(sizes))
+    except Exception as error:  # noqa: BLE001 - a damaged file only loses this figure
+        logger.warning("could not count the weights in %s: %s", path, error)
+    return path.stat().st_size, count
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _share(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{100 * value:.0f}%"
+    return "n/a"
+
+
+def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
+    """What the Models page shows, grouped: data, model, training, held-out metrics, originality.
+
+    Each group is a list of (label, value) rows; rows and groups the card does not
+    support are left out, nothing is invented (only the Model group is always there).
+    """
+    card, info = entry.card, entry.info
+    groups: dict[str, list[tuple[str, str]]] = {}
+
+    data = _dict(card.get("data"))
+    rows = []
+    for source in data.get("sources") or []:
+        if isinstance(source, dict):
+            text = str(source.get("name", "?"))
+            if source.get("licence"):
+                text += f" ({source['licence']})"
+            if source.get("url"):
+                text += f", {source['url']}"
+            rows.append(("source", text))
+    for key, label in (
+        ("train_melodies", "training melodies"),
+        ("eval_melodies", "held-out melodies"),
+        ("train_steps", "training steps of music"),
+        ("read_as", "read as"),
+        ("transpositions", "keys"),
+    ):
+        if data.get(key) is not None:
+            rows.append((label, _number(data[key])))
+    if rows:
+        groups["Data"] = rows
+
+    hparams = _dict(card.get("hparams")) or _dict(info.get("hparams"))
+    rows = [("configuration", entry.config)]
+    if hparams.get("rnn_layer_sizes"):
+        layers = " x ".join(str(n) for n in hparams["rnn_layer_sizes"])
+        rows.append(("layers", f"{layers} LSTM"))
+    if hparams.get("attn_length"):
+        rows.append(("attention", f"over the last {hparams['attn_length']} steps"))
+    size, count = card.get("size_bytes"), card.get("parameters")
+    if not isinstance(size, int) or not isinstance(count, int):
+        size, count = weights_size(entry)
+    if size is not None:
+        weights = f"{size / 2**20:.1f} MB"
+        if count is not None:
+            weights += f", {count:,} weights"
+        rows.append(("size", weights))
+    groups["Model"] = rows
+
+    training = _dict(card.get("training"))
+    rows = []
+    for key, label in (("steps", "steps"), ("batch_size", "batch size")):
+        if training.get(key) is not None:
+            rows.append((label, _number(training[key])))
+    if training.get("wall_seconds") is not None:
+        rows.append(("time", _duration(training["wall_seconds"])))
+    for key in ("machine", "selected"):
+        if training.get(key):
+            rows.append((key, str(training[key])))
+    if rows:
+        groups["Training"] = rows
+
+    metrics = _dict(card.get("metrics"))
+    rows = []
+    for key, label in (
+        ("nll", "negative log-likelihood per step (lower is better)"),
+        ("perplexity", "perplexity (lower is better)"),
+        ("accuracy", "accuracy"),
+        ("event_accuracy", "event accuracy (note starts and ends)"),
+        ("no_event_accuracy", "no-event accuracy (held notes and rests)"),
+        ("steps", "steps evaluated"),
+    ):
+        if metrics.get(key) is not None:
+            rows.append((label, _number(metrics[key])))
+    if rows:
+        groups["Held-out metrics"] = rows
+
+    # Generated melodies against the training set; real held-out melodies in brackets.
+    generated, held = _dict(card.get("originality")), _dict(card.get("originality_held_out"))
+    sanity = _dict(card.get("sanity"))
+    made, real = _dict(sanity.get("generated")), _dict(sanity.get("held_out"))
+    rows = []
+    verdict = _dict(card.get("verdict"))
+    if verdict.get("status"):
+        reasons = "; ".join(str(r) for r in verdict.get("reasons") or [])
+        rows.append(("verdict", f"{verdict['status']}{': ' + reasons if reasons else ''}"))
+    if "share_over_2_bars" in generated:
+        rows.append(
+            (
+                "melodies copying > 2 bars (held-out songs)",
+                f"{_share(generated['share_over_2_bars'])} "
+                f"({_share(held.get('share_over_2_bars'))})",
+            )
+        )
+    if "max_bars" in generated:
+        rows.append(("longest copied run", f"{_number(generated['max_bars'], 1)} bars"))
+    if "in_key_share" in made:
+        rows.append(
+            (
+                "notes in key (held-out songs)",
+                f"{_share(made['in_key_share'])} ({_share(real.get('in_key_share'))})",
+            )
+        )
+    if "notes_per_bar" in made:
+        rows.append(
+            (
+                "notes per bar (held-out songs)",
+                f"{_number(made['notes_per_bar'], 2)} ({_number(real.get('notes_per_bar'), 2)})",
+            )
+        )
+    if rows:
+        groups["Originality"] = rows
+    return groups
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """A training log as flat records ``{"step", "split", metric: value, ...}``.
+
+    Reads both the trainer's own ``metrics.jsonl`` (one line per evaluation, with
+    ``"train"`` and ``"eval"`` objects) and flat lines carrying a ``"split"`` key. Lines
+    that are not JSON objects with a step are skipped; a missing file gives ``[]``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    records = []
+    for line in lines:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("step"), (int, float)):
+            continue
+        step = int(value["step"])
+        if "split" in value:
+            records.append({**value, "step": step})
+            continue
+        for split, figures in value.items():
+            if isinstance(figures, dict):
+                records.append({"step": step, "split": split, **figures})
+    return records
+
+
+def metric_curves(records: list[dict]) -> dict[str, dict[str, list]]:
+    """Per metric, columns for a chart: ``{"loss": {"step": [...], "train": [...], ...}}``.
+
+    Every split becomes a column aligned on ``step`` (None where a split has no value at
+    that step). ``steps`` (a count, not a figure) and non-numbers are left out.
+    """
+    values: dict[str, dict[str, dict[int, float]]] = {}
+    for record in records:
+        split = str(record.get("split", "?"))
+        for name, value in record.items():
+            if name in ("step", "split", "steps", "seconds") or isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                values.setdefault(name, {}).setdefault(split, {})[record["step"]] = float(value)
+    curves = {}
+    for name, by_split in values.items():
+        steps = sorted({step for points in by_split.values() for step in points})
+        columns: dict[str, list] = {"step": steps}
+        for split in sorted(by_split, key=lambda s: (s != "train", s)):
+            columns[split] = [by_split[split].get(step) for step in steps]
+        curves[name] = columns
+    return curves
+
+
+def data_credits(entries: list[ModelEntry]) -> list[dict]:
+    """The data sources named by the models' cards, each once, for the credits."""
+    seen: dict[str, dict] = {}
+    for entry in entries:
+        data = entry.card.get("data") if isinstance(entry.card.get("data"), dict) else {}
+        for source in data.get("sources") or []:
+            if isinstance(source, dict) and source.get("name"):
+                seen.setdefault(str(source["name"]), source)
+    return list(seen.values())
+
+
+# Models and synth, shared by every session ------------------------------------------------
+
+
+class SharedModel:
+    """A loaded generator that any number of threads (browser sessions) may use at once.
+
+    Generation runs one request at a time under a lock, so two sessions asking together
+    both get their own results, one after the other.
+    """
+
+    def __init__(self, checkpoint: str | Path, name: str | None = None) -> None:
+        self.generator = MelodyGenerator(checkpoint)
+        self.name = name or Path(checkpoint).name
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> str:
+        return self.generator.config
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """``MelodyGenerator.generate`` under the model's lock."""
+        with self._lock:
+            return self.generator.generate(request)
+
+    def warm_up(self, variations: int = 4) -> None:
+        """Trace and compile the step for ``variations`` rows now, not at the first click."""
+        self.generate(GenerationRequest(length_steps=2, num_outputs=variations, seed=0))
+
+
+def load_synth() -> tuple[Synth | None, str]:
+    """The synthesizer with its SoundFont loaded, or None and a sentence saying why audio is off."""
+    ok, reason = audio_available()
+    if not ok:
+        logger.warning("audio unavailable: %s", reason)
+        return None, reason
+    try:
+        synth = Synth()
+    except AudioUnavailableError as error:
+        logger.warning("audio unavailable: %s", error)
+        return None, str(error)
+    return synth, reason
+
+
+# Settings -----------------------------------------------------------------------------------
+
+AUTO_KEY = "Auto"
+KEY_CHOICES = [AUTO_KEY, *NOTE_NAMES]
+MODE_CHOICES = list(MODES)
+
+
+def mode_label(mode: str) -> str:
+    """``harmonic_minor`` -> ``harmonic minor``."""
+    return mode.replace("_", " ")
+
+
+@dataclass
+class StudioSettings:
+    """The Generate form's values, in the units a musician types them."""
+
+    key: str = AUTO_KEY
+    mode: str = "major"
+    in_scale: bool = False
+    bpm: float = 120.0
+    bars: int = 8
+    temperature: float = 1.0
+    variations: int = 4
+    seed: int | None = None
+    beam_size: int = 1
+    branch_factor: int = 1
+    steps_per_iteration: int = 1
+    top_k: int = 0
+    """0: no top-k truncation."""
+    top_p: float = 1.0
+    """1.0: no top-p truncation."""
+    min_pitch: int = 0
+    max_pitch: int = 127
+
+    def to_request(self, primer: Primer) -> GenerationRequest:
+        """The generation request these settings ask for, checked; a seed is drawn if none given.
+
+        Raises:
+            MelodyGenError: a value is out of range or the primer does not fit.
+        """
+        if not 1 <= self.variations <= MAX_VARIATIONS:
+            raise StudioError(f"variations must be 1 to {MAX_VARIATIONS}")
+        if not 1 <= self.bars <= MAX_BARS:
+            raise StudioError(f"length must be 1 to {MAX_BARS} bars")
+        seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
+        request = GenerationRequest(
+            primer=primer,
+            length_steps=int(self.bars) * STEPS_PER_BAR,
+            key=None if self.key == AUTO_KEY else parse_key(self.key),
+            mode=self.mode,
+            in_scale=bool(self.in_scale),
+            qpm=float(self.bpm),
+            temperature=float(self.temperature),
+            top_k=int(self.top_k) or None,
+            top_p=float(self.top_p) if self.top_p < 1.0 else None,
+            min_pitch=int(self.min_pitch),
+            max_pitch=int(self.max_pitch),
+            num_outputs=int(self.variations),
+            seed=int(seed),
+            beam_size=int(self.beam_size),
+            branch_factor=int(self.branch_factor),
+            steps_per_iteration=int(self.steps_per_iteration),
+        )
+        if primer.steps >= request.length_steps:
+            bars = math.ceil(primer.steps / STEPS_PER_BAR)
+            raise StudioError(
+                f"the primer is {bars} bar{'s' if bars != 1 else ''} long, so there is nothing "
+                f"left to generate in {self.bars} bars: ask for at least {bars + 1} bars"
+            )
+        request.validate()
+        return request
+
+
+# Primers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class MidiUpload:
+    """An uploaded MIDI file that passed the checks, with the tracks a primer can come from."""
+
+    name: str
+    data: bytes
+    tracks: list[TrackInfo]
+    usable: list[int]
+    """Indices of tracks a primer can be taken from: pitched, with notes, not too dense."""
+    notes: dict[int, str] = field(default_factory=dict)
+    """Why a track is not usable, or what happens to its chords, by track index."""
+
+
+def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> MidiUpload:
+    """Check an uploaded file and list its tracks.
+
+    Raises:
+        StudioError, PrimerError, InputFileError: the file is too big, not MIDI, corrupt,
+            empty, holds only drums, or no track can give a melody. Messages name the
+            upload, never a temporary path.
+    """
+    name = Path(name or "upload.mid").name
+    if not name.lower().endswith((".mid", ".midi")):
+        raise StudioError(f"{name}: only MIDI files (.mid, .midi) can be used as a primer")
+    if len(data) > max_bytes:
+        raise StudioError(
+            f"{name} is {len(data) / 2**20:.1f} MB; a primer file may be at most "
+            f"{max_bytes / 2**20:g} MB"
+        )
+    if not data:
+        raise StudioError(f"{name} is empty (0 bytes)")
+    if data[:4] not in (b"MThd", b"RIFF"):
+        raise StudioError(f"{name} is not a MIDI file (it does not start with a MIDI header)")
+    from melodygen.primer import midi_tracks
+
+    tracks = _with_upload(name, data, midi_tracks)
+    total = sum(t.note_count for t in tracks)
+    if total > MAX_UPLOAD_NOTES:
+        raise StudioError(
+            f"{name} holds {total:,} notes; a primer file may hold at most {MAX_UPLOAD_NOTES:,}"
+        )
+    usable, notes = [], {}
+    for track in tracks:
+        if track.is_drum:
+            notes[track.index] = "drums"
+        elif not track.note_count:
+            notes[track.index] = "no notes"
+        elif track.max_polyphony > MAX_POLYPHONY:
+            notes[track.index] = (
+                f"up to {track.max_polyphony} notes at once: too dense to follow as a melody"
+            )
+        else:
+            usable.append(track.index)
+            if track.max_polyphony > 1:
+                notes[track.index] = "chords: the top note of each is kept"
+    if not usable:
+        if tracks and all(t.is_drum or not t.note_count for t in tracks):
+            reason = "it holds only drums; a primer needs a pitched melody"
+        else:
+            reason = (
+                f"every pitched track plays more than {MAX_POLYPHONY} notes at once, "
+                "which no melody can be read from"
+            )
+        raise PrimerError(f"{name}: no track can be used as a primer: {reason}")
+    return MidiUpload(name=name, data=data, tracks=tracks, usable=usable, notes=notes)
+
+
+def _with_upload(name: str, data: bytes, function, *args, **kwargs):
+    """Run ``function(path, ...)`` on the bytes saved as a temporary file called ``name``.
+
+    Errors keep their type; the temporary path in their message becomes the upload's name.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))
+    path = folder / name
+    try:
+        path.write_bytes(data)
+        return function(path, *args, **kwargs)
+    except MelodyGenError as error:
+        message = str(error).replace(str(path), name)
+        raise type(error)(message) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def track_label(track: TrackInfo) -> str:
+    """``1: Lead (Flute), 120 notes``: how the track picker names a track."""
+    name = track.name or "untitled"
+    notes = f"{track.note_count:,} note{'s' if track.note_count != 1 else ''}"
+    return f"{track.index}: {name} ({track.instrument_name}), {notes}"
+
+
+def default_track(upload: MidiUpload) -> int:
+    """The track offered first: one named MELODY (as POP909 names it), else the first usable."""
+    for index in upload.usable:
+        if upload.tracks[index].name.strip().lower() == "melody":
+            return index
+    return upload.usable[0]
+
+
+def upload_primer(upload: MidiUpload, track: int, bars: int | None) -> Primer:
+    """The opening ``bars`` of ``track`` of an upload, one note at a time, as a primer."""
+    if track not in upload.usable:
+        reason = upload.notes.get(track, "it does not exist")
+        raise PrimerError(f"track {track} of {upload.name} cannot be used: {reason}")
+    return _with_upload(upload.name, upload.data, midi_primer, track=track, bars=bars)
+
+
+def primer_png(primer: Primer, dpi: int = PNG_DPI) -> bytes:
+    """A piano roll of the primer alone (shaded as primer), to check it before generating."""
+    title = f"Primer: {primer.description}" if primer.description else "Primer"
+    figure = piano_roll(primer.events, primer_steps=primer.steps, qpm=primer.qpm, title=title)
+    return figure_png(figure, dpi=dpi)
+
+
+@dataclass
+class Continuation:
+    """What "continue this one" puts into the form."""
+
+    text: str
+    """The variation in the typed note syntax: the next primer."""
+    bars: int
+    """Total length of the next run: the variation plus as many bars as it generated."""
+    key: str | None
+    """Key name that makes the engine read the primer exactly as it wrote it; None: keep."""
+    mode: str
+
+
+def continuation(result: StudioResult, index: int, max_bars: int = MAX_BARS) -> Continuation:
+    """Variation ``index`` of a result as the next primer, in the key it was generated in.
+
+    The new length adds as many bars as the variation generated (at least 4), capped at
+    ``max_bars``. The key is the one the result was made in (its primer's key when the
+    form said Auto): the engine then moves the primer into the model's key by exactly
+    the shift it used to make it, so no note of it is folded into another octave.
+
+    Raises:
+        StudioError: the variation already fills ``max_bars``.
+    """
+    melody = result.melodies[index]
+    bars = math.ceil(melody.steps / STEPS_PER_BAR)
+    if bars >= max_bars:
+        raise StudioError(
+            f"this variation is already {bars} bars long, the most the studio generates "
+            f"({max_bars}); download it and continue from a shorter one"
+        )
+    generated = math.ceil((melody.steps - melody.primer_steps) / STEPS_PER_BAR)
+    mode = result.request.mode
+    key = None
+    if result.model_key is not None:  # the model thinks in one key; results are shifted
+        tonic = (result.model_key + result.transpose - MODES[mode][1]) % 12
+        key = NOTE_NAMES[tonic]
+    return Continuation(
+        text=events_to_note_names(melody.events),
+        bars=min(max_bars, bars + max(4, generated)),
+        key=key,
+        mode=mode,
+    )
+
+
+# Results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class VariationFiles:
+    """One variation rendered for people: picture, MIDI, and WAV (None without audio)."""
+
+    index: int
+    stem: str
+    png: bytes
+    midi: bytes
+    wav: bytes | None
+
+
+@dataclass
+class StudioResult:
+    """A generation run as the page keeps it (in session state) between reruns."""
+
+    melodies: list[GeneratedMelody]
+    request: GenerationRequest
+    model_name: str
+    seconds: float
+    transpose: int = 0
+    """Semitones the engine added to the model's output to reach the requested key."""
+    model_key: int | None = 0
+    """The key (pitch class) the model's training melodies were moved to; None: kept."""
+    created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    _files: dict[tuple[int, bool], list[VariationFiles]] = field(default_factory=dict, repr=False)
+    _zips: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def seed(self) -> int | None:
+        return self.request.seed
+
+    def stem(self, index: int) -> str:
+        """File name without extension, e.g. ``melodygen_folk_attention_rnn_20250101-120000_03``."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.model_name).strip("-") or "model"
+        return f"melodygen_{safe}_{self.created}_{index + 1:02d}"
+
+    @property
+    def archive_name(self) -> str:
+        """File name of the "download all" zip."""
+        return self.stem(0).rsplit("_", 1)[0] + ".zip"
+
+    def files(self, program: int | str, synth: Synth | None) -> list[VariationFiles]:
+        """Every variation rendered with ``program``; made once per instrument, then reused."""
+        return list(self.iter_files(program, synth))
+
+    def iter_files(self, program: int | str, synth: Synth | None) -> Iterator[VariationFiles]:
+        """The variations one by one: from memory if made before, else as each is rendered."""
+        key = (program_number(program), synth is not None)
+        if key in self._files:
+            yield from self._files[key]
+            return
+        made = []
+        for item in iter_variations(self, program, synth):
+            made.append(item)
+            yield item
+        if len(self._files) >= 4:  # a few instruments back and forth; no more
+            self._files.pop(next(iter(self._files)))
+            self._zips.clear()
+        self._files[key] = made
+
+    def zip(self, program: int | str, synth: Synth | None) -> bytes:
+        """All variations' MIDI and WAV files and the settings, as one zip archive."""
+        key = (program_number(program), synth is not None)
+        if key not in self._zips:
+            self._zips[key] = zip_bytes(self, self.files(program, synth), program)
+        return self._zips[key]
+
+    def settings(self, program: int | str = 0) -> dict:
+        """What produced these melodies, to reproduce them (written into the zip)."""
+        request = dataclasses.asdict(self.request)
+        primer = request.pop("primer")
+        return {
+            "model": self.model_name,
+            "seed": self.seed,
+            "instrument": _instrument_name(program_number(program)),
+            "primer": {
+                "description": primer["description"],
+                "notes": events_to_note_names(primer["events"]) if primer["events"] else "",
+            },
+            "request": request,
+            "created": self.created,
+        }
+
+
+def _instrument_name(program: int) -> str:
+    for name, number in INSTRUMENTS.items():
+        if number == program:
+            return name
+    return f"General MIDI program {program}"
+
+
+def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
+    """Run a request on a shared model and keep the result for the page."""
+    started = time.perf_counter()
+    result = model.generate(request)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "generated %d variation(s) of %d steps with %s (seed %s) in %.2f s",
+        len(result.melodies),
+        request.length_steps,
+        model.name,
+        request.seed,
+        seconds,
+    )
+    return StudioResult(
+        melodies=result.melodies,
+        request=request,
+        model_name=model.name,
+        seconds=seconds,
+        transpose=int(result.transpose),
+        model_key=model.generator.info.spec.transpose_to_key,
+    )
+
+
+def midi_bytes(melody: GeneratedMelody, program: int | str = 0) -> bytes:
+    """A standard MIDI file of the melody, at its tempo, played by ``program``."""
+    from melodygen.music import note_seq
+
+    sequence = melody.to_note_sequence(program=program_number(program))
+    buffer = io.BytesIO()
+    note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
+    return buffer.getvalue()
+
+
+def iter_variations(
+    result: StudioResult, program: int | str, synth: Synth | None, dpi: int = PNG_DPI
+) -> Iterator[VariationFiles]:
+    """Piano roll, MIDI and WAV of each variation in turn, each as soon as it is ready.
+
+    The page shows each variation as it comes, so the first one can be played while the
+    others are still being made. They are made one after the other: rendering the audio
+    on a second thread while the pictures are drawn was slower on this 2-core machine
+    (the two threads take turns holding Python's lock at every FluidSynth call).
+    """
+    program = program_number(program)
+    started = time.perf_counter()
+    for melody in result.melodies:
+        title = f"Variation {melody.index + 1}"
+        yield VariationFiles(
+            index=melody.index,
+            stem=result.stem(melody.index),
+            png=figure_png(piano_roll(melody, title=title), dpi=dpi),
+            midi=midi_bytes(melody, program),
+            wav=wav_bytes(synth.render(melody, program=program)) if synth is not None else None,
+        )
+    logger.info(
+        "rendered %d variation(s) (program %d%s) in %.2f s",
+        len(result.melodies),
+        program,
+        "" if synth is not None else ", no audio",
+        time.perf_counter() - started,
+    )
+
+
+def render_variations(
+    result: StudioResult, program: int | str, synth: Synth | None, dpi: int = PNG_DPI
+) -> list[VariationFiles]:
+    """Piano roll, MIDI and WAV of every variation (see :func:`iter_variations`)."""
+    return list(iter_variations(result, program, synth, dpi))
+
+
+def zip_bytes(result: StudioResult, files: list[VariationFiles], program: int | str = 0) -> bytes:
+    """MIDI (and WAV) of every variation plus ``settings.json``, zipped."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for item in files:
+            archive.writestr(f"{item.stem}.mid", item.midi)
+            if item.wav is not None:
+                # PCM audio hardly compresses; storing it saves time.
+                archive.writestr(f"{item.stem}.wav", item.wav, compress_type=zipfile.ZIP_STORED)
+        archive.writestr("settings.json", json.dumps(result.settings(program), indent=2) + "\n")
+    return buffer.getvalue()

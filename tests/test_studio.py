@@ -1,0 +1,311 @@
+"""The studio's library module, without Streamlit: catalog, primers, results as real files."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import wave
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+from studio_fixtures import CARD, LEAD, cluster, drums_only, make_checkpoints, midi_file, song
+
+from melodygen import studio
+from melodygen.errors import InputFileError, MelodyGenError
+from melodygen.generate import GenerationError, GenerationRequest
+from melodygen.primer import PrimerError, parse_primer
+from melodygen.render import SAMPLE_RATE, events_to_notes
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> Path:
+    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def model(checkpoints) -> studio.SharedModel:
+    return studio.SharedModel(checkpoints / "folk_attention_rnn")
+
+
+@pytest.fixture(scope="module")
+def synth():
+    synth, reason = studio.load_synth()
+    assert synth is not None, reason
+    return synth
+
+
+@pytest.fixture(scope="module")
+def result(model) -> studio.StudioResult:
+    settings = studio.StudioSettings(bars=4, bpm=150, variations=3, seed=5, in_scale=True)
+    return studio.generate(model, settings.to_request(parse_primer("C4 E4 G4 C5")))
+
+
+# Catalog ------------------------------------------------------------------------------------
+
+
+def test_catalog_reads_cards_and_works_out_what_is_missing(checkpoints, monkeypatch):
+    monkeypatch.setenv(studio.CHECKPOINTS_ENV, str(checkpoints))
+    assert studio.checkpoints_dir() == checkpoints
+    entries = studio.discover_models()
+    assert [e.name for e in entries] == ["folk_attention_rnn", "pop_basic_rnn"]
+    folk, pop = entries
+    assert (folk.style, folk.config, folk.description) == (
+        "folk",
+        "attention_rnn",
+        CARD["description"],
+    )
+    assert folk.label == "Folk · attention_rnn" and folk.problems == ()
+    # No card: style from the folder name, configuration from melodygen.json.
+    assert (pop.style, pop.config) == ("pop", "basic_rnn")
+    assert pop.description == "basic_rnn (8 LSTM): no model card"
+    assert pop.problems == ("no card.json",)
+    assert pop.stamp > 0
+
+
+def test_catalog_survives_broken_cards_and_missing_folders(tmp_path, checkpoints):
+    assert studio.discover_models(tmp_path / "absent") == []
+    assert studio.discover_models(tmp_path) == []
+    copy = tmp_path / "mine"
+    copy.mkdir()
+    for name in ("melodygen.json", "model.weights.h5"):
+        (copy / name).write_bytes((checkpoints / "pop_basic_rnn" / name).read_bytes())
+    (copy / "card.json").write_text("{not json")
+    (entry,) = studio.discover_models(tmp_path)
+    assert (entry.style, entry.config) == ("custom", "basic_rnn")
+    assert "card.json could not be read" in entry.problems[0]
+
+
+def test_card_facts_show_data_size_training_and_metrics(checkpoints, model):
+    folk = studio.discover_models(checkpoints)[0]
+    facts = studio.card_facts(folk)
+    assert list(facts) == ["Data", "Model", "Training", "Held-out metrics", "Originality"]
+    data = dict(facts["Data"])
+    assert data["source"].startswith("Nottingham (GPL-3.0)")
+    assert data["training melodies"] == "844"
+    size = dict(facts["Model"])["size"]
+    assert f"{model.generator.model.count_params():,} weights" in size
+    assert dict(facts["Training"])["time"] == "1 h 30 min"
+    assert dict(facts["Held-out metrics"])["perplexity (lower is better)"] == "1.510"
+    assert dict(facts["Originality"]) == {
+        "verdict": "ok",
+        "melodies copying > 2 bars (held-out songs)": "4% (12%)",
+        "longest copied run": "2.5 bars",
+        "notes in key (held-out songs)": "93% (97%)",
+        "notes per bar (held-out songs)": "5.10 (n/a)",
+    }
+    sized = dataclasses.replace(folk, card={**CARD, "size_bytes": 3 * 2**20, "parameters": 1234})
+    assert dict(studio.card_facts(sized)["Model"])["size"] == "3.0 MB, 1,234 weights"
+    bare = studio.card_facts(studio.discover_models(checkpoints)[1])
+    assert list(bare) == ["Model"]  # nothing invented
+
+
+def test_training_log_becomes_curves(checkpoints, tmp_path):
+    records = studio.read_metrics(checkpoints / "folk_attention_rnn" / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in records][:3] == [
+        (0, "eval"),
+        (200, "train"),
+        (200, "eval"),
+    ]
+    curves = studio.metric_curves(records)
+    assert curves["nll"]["step"] == [0, 200, 400, 600]
+    assert curves["nll"]["eval"][0] == 3.6
+    assert curves["loss"] == {"step": [200, 400, 600], "train": [1.8, 1.6, 1.4]}
+    assert "steps" not in curves and "seconds" not in curves
+    # Flat lines with a split key, and junk lines, are read too.
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text(
+        '{"step": 10, "split": "train", "loss": 1.0}\nnot json\n[1]\n{"split": "eval"}\n'
+        '{"step": 10, "split": "eval", "loss": 2.0}\n'
+    )
+    assert studio.metric_curves(studio.read_metrics(flat)) == {
+        "loss": {"step": [10], "train": [1.0], "eval": [2.0]}
+    }
+    assert studio.read_metrics(tmp_path / "missing.jsonl") == []
+
+
+def test_data_credits_name_each_source_once(checkpoints):
+    entries = studio.discover_models(checkpoints)
+    assert [s["name"] for s in studio.data_credits(entries + entries)] == ["Nottingham"]
+
+
+# Settings -----------------------------------------------------------------------------------
+
+
+def test_settings_become_a_checked_request():
+    request = studio.StudioSettings(key="D", mode="dorian", bars=4, top_k=0, top_p=1.0).to_request(
+        parse_primer("D4 F4")
+    )
+    assert (request.key, request.mode, request.length_steps) == (2, "dorian", 64)
+    assert request.top_k is None and request.top_p is None
+    assert isinstance(request.seed, int)  # drawn, so the page can show it
+    auto = studio.StudioSettings(top_k=5, top_p=0.9, seed=3).to_request(parse_primer(""))
+    assert (auto.key, auto.top_k, auto.top_p, auto.seed) == (None, 5, 0.9, 3)
+    with pytest.raises(studio.StudioError, match="at least 3 bars"):
+        studio.StudioSettings(bars=2).to_request(parse_primer("C4:16 D4:16"))
+    with pytest.raises(GenerationError, match="temperature"):
+        studio.StudioSettings(temperature=0).to_request(parse_primer(""))
+    with pytest.raises(studio.StudioError, match="variations"):
+        studio.StudioSettings(variations=9).to_request(parse_primer(""))
+
+
+# Uploads ------------------------------------------------------------------------------------
+
+
+def test_upload_lists_tracks_and_gives_a_primer():
+    upload = studio.read_midi_upload("song.mid", song())
+    assert [(t.name, t.is_drum, t.note_count) for t in upload.tracks] == [
+        ("Drums", True, 8),
+        ("Piano", False, 6),
+        ("MELODY", False, 8),
+    ]
+    assert upload.usable == [1, 2]
+    assert upload.notes == {0: "drums", 1: "chords: the top note of each is kept"}
+    assert studio.default_track(upload) == 2
+    assert studio.track_label(upload.tracks[2]) == "2: MELODY (Flute), 8 notes"
+
+    primer = studio.upload_primer(upload, 2, bars=1)
+    assert primer.pitches() == list(LEAD[0])
+    assert primer.steps == 16 and primer.qpm == 100.0
+    assert "song.mid" in primer.description
+    whole = studio.upload_primer(upload, 2, bars=None)
+    assert whole.pitches() == [*LEAD[0], *LEAD[1]]
+    assert studio.upload_primer(upload, 1, bars=1).pitches() == [55]  # top note of the chord
+    with pytest.raises(PrimerError, match="track 0 of song.mid cannot be used: drums"):
+        studio.upload_primer(upload, 0, bars=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "error", "message"),
+    [
+        ("notes.txt", b"C4 E4", studio.StudioError, "only MIDI files"),
+        ("big.mid", b"MThd" + bytes(studio.MAX_UPLOAD_BYTES), studio.StudioError, "at most 1 MB"),
+        ("empty.mid", b"", studio.StudioError, "empty"),
+        ("fake.mid", b"RIFX not a midi file", studio.StudioError, "not a MIDI file"),
+        ("cut.mid", song()[:60], InputFileError, "cut.mid: the MIDI file is truncated"),
+        ("drums.mid", drums_only(), PrimerError, "only drums"),
+        ("dense.mid", cluster(), PrimerError, "more than 32 notes at once"),
+        ("silent.mid", midi_file([("Empty", 0, False, [])]), PrimerError, "contains no notes"),
+    ],
+)
+def test_bad_uploads_are_refused_with_a_reason(name, data, error, message):
+    with pytest.raises(error, match=message) as caught:
+        studio.read_midi_upload(name, data)
+    assert "melodygen-upload" not in str(caught.value)  # the user's name, not a temp path
+    assert isinstance(caught.value, MelodyGenError)
+
+
+# Results ------------------------------------------------------------------------------------
+
+
+def test_shared_model_serves_two_threads_at_once(model):
+    requests = [GenerationRequest(length_steps=32, num_outputs=2, seed=s) for s in (1, 2)]
+    expected = [[m.events for m in model.generate(r).melodies] for r in requests]
+    got: dict[int, list] = {}
+
+    def run(index: int) -> None:
+        got[index] = [m.events for m in model.generate(requests[index]).melodies]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [got[0], got[1]] == expected
+
+
+def test_variations_render_to_png_midi_and_wav(result, synth):
+    assert len(result.melodies) == 3
+    files = result.files("Flute", synth)
+    again = result.files("Flute", synth)
+    assert all(a is b for a, b in zip(again, files, strict=True))  # made once per instrument
+    for melody, item in zip(result.melodies, files, strict=True):
+        assert melody.events[:16] == parse_primer("C4 E4 G4 C5").events
+        assert item.png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert item.stem.startswith("melodygen_folk_attention_rnn_")
+        midi = pretty_midi.PrettyMIDI(io.BytesIO(item.midi))
+        assert midi.instruments[0].program == 73  # flute
+        assert round(midi.get_tempo_changes()[1][0]) == 150
+        expected = [(s, e, p) for s, e, p in events_to_notes(melody.events)]
+        step = 60 / 150 / 4
+        notes = sorted(
+            (round(n.start / step), round(n.end / step), n.pitch) for n in midi.instruments[0].notes
+        )
+        assert notes == expected
+        with wave.open(io.BytesIO(item.wav)) as reader:
+            assert (reader.getnchannels(), reader.getframerate()) == (1, SAMPLE_RATE)
+            frames = reader.getnframes()
+            samples = np.frombuffer(reader.readframes(frames), dtype="<i2") / 32768.0
+        # 4 bars of 4/4 at 150 BPM is 6.4 s, plus the 1-second release tail.
+        assert frames == pytest.approx((6.4 + 1.0) * SAMPLE_RATE, abs=64)
+        assert np.sqrt(np.mean(samples**2)) > 0.02  # real sound, not silence
+        assert np.abs(samples[: int(6.4 * SAMPLE_RATE)]).max() > 0.5
+    piano = result.files("Piano", synth)
+    assert piano[0].wav != files[0].wav and piano[0].png == files[0].png
+
+
+def test_variations_come_one_by_one_and_a_consumer_may_stop(result, synth):
+    stream = studio.iter_variations(result, "Oboe", synth)
+    first = next(stream)
+    assert first.index == 0 and first.wav is not None and first.png.startswith(b"\x89PNG")
+    stream.close()  # the page stopped (an error, a new click): nothing more is made
+    items = result.iter_files("Oboe", synth)
+    assert [next(items).index, next(items).index] == [0, 1]
+    items.close()
+    assert (68, True) not in result._files  # only complete sets are kept
+    assert [item.index for item in result.iter_files("Oboe", synth)] == [0, 1, 2]
+    assert (68, True) in result._files
+
+
+def test_without_audio_the_rest_still_renders(result):
+    files = studio.render_variations(result, "Piano", None)
+    assert all(item.wav is None and item.midi.startswith(b"MThd") for item in files)
+
+
+def test_download_all_zip_holds_every_file_and_the_settings(result, synth):
+    archive = zipfile.ZipFile(io.BytesIO(result.zip("Piano", synth)))
+    names = archive.namelist()
+    stems = [item.stem for item in result.files("Piano", synth)]
+    assert names == [f"{s}.{ext}" for s in stems for ext in ("mid", "wav")] + ["settings.json"]
+    settings = json.loads(archive.read("settings.json"))
+    assert settings["seed"] == 5 and settings["model"] == "folk_attention_rnn"
+    assert settings["instrument"] == "Piano"
+    assert settings["primer"]["notes"] == "C4 E4 G4 C5"
+    assert settings["request"]["length_steps"] == 64
+    assert archive.read(names[0]) == result.files("Piano", synth)[0].midi
+    assert result.archive_name == stems[0].rsplit("_", 1)[0] + ".zip"
+
+
+@pytest.mark.parametrize(("key", "mode"), [("Auto", "major"), ("F#", "minor"), ("Bb", "dorian")])
+def test_continue_turns_a_result_into_the_next_primer(model, key, mode):
+    settings = studio.StudioSettings(key=key, mode=mode, bars=4, variations=4, seed=21)
+    first = studio.generate(model, settings.to_request(parse_primer("A3 C4 E4 A4")))
+    for index, melody in enumerate(first.melodies):
+        follow = studio.continuation(first, index)
+        assert follow.bars == 8  # 4 bars, plus at least 4 more
+        assert follow.mode == mode and follow.key is not None
+        if key != "Auto":
+            assert follow.key == key
+        primer = parse_primer(follow.text)
+        assert primer.steps == melody.steps
+        assert events_to_notes(primer.events) == events_to_notes(melody.events)
+        # In the key it came from, the engine keeps every note of the primer where it was
+        # (in another key it may fold notes near the model's range by an octave).
+        again = studio.StudioSettings(key=follow.key, mode=follow.mode, bars=follow.bars, seed=1)
+        (grown,) = studio.generate(model, again.to_request(primer)).melodies[:1]
+        assert grown.steps == 128 and grown.primer_steps == 64
+        assert events_to_notes(grown.events[:64]) == events_to_notes(melody.events)
+    assert studio.continuation(first, 0, max_bars=6).bars == 6  # capped
+    with pytest.raises(studio.StudioError, match="already 4 bars long, the most"):
+        studio.continuation(first, 0, max_bars=4)
+
+
+def test_primer_preview_and_missing_soundfont(monkeypatch, tmp_path):
+    assert studio.primer_png(parse_primer("C4 D4 E4")).startswith(b"\x89PNG")
+    monkeypatch.setenv("MELODYGEN_SOUNDFONT", str(tmp_path / "none.sf2"))
+    synth, reason = studio.load_synth()
+    assert synth is None and "SoundFont not found" in reason
