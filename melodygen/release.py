@@ -266,10 +266,12 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
 
 
 def _relative(arg: str, work: Path) -> str:
-    try:
-        return str(Path(arg).resolve().relative_to(work.resolve()))
-    except ValueError:
-        return arg
+    """A path the recipe wrote under ``work``, relative to it; any other argument unchanged."""
+    for root in {work, work.resolve()}:
+        prefix = str(root).rstrip("/") + "/"
+        if str(root) != "." and arg.startswith(prefix):
+            return arg[len(prefix) :]
+    return arg
 
 
 def _transpositions(dataset: Path) -> str:
