@@ -32,15 +32,9 @@ def evaluate(
     dataset = MelodyDataset.open(data)
     model_dir = resolve_model_dir(checkpoint)
     model, info = load_model(model_dir)
-    if info.spec != dataset.spec:
-        raise DatasetError(
-            f"{dataset.path} is encoded for {dataset.spec.config} "
-            f"(key {dataset.spec.transpose_to_key}, notes {dataset.spec.min_note}-"
-            f"{dataset.spec.max_note}), but the model in {model_dir} expects "
-            f"{info.spec.config} (key {info.spec.transpose_to_key}, notes "
-            f"{info.spec.min_note}-{info.spec.max_note}); build a dataset with "
-            f"--config {info.spec.config}"
-        )
+    check_model_fits_dataset(
+        info.spec, model_dir, dataset, f"build a dataset with --config {info.spec.config}"
+    )
     melodies = dataset.load(split)
     if len(melodies) == 0:
         raise DatasetError(f"the {split} split of {dataset.path} holds no melodies")
@@ -69,3 +63,15 @@ def format_report(figures: dict) -> str:
             f"no-event accuracy:  {figures['no_event_accuracy']:.4f} (held notes and rests)",
         ]
     )
+
+
+def check_model_fits_dataset(spec, model_dir, dataset: MelodyDataset, advice: str) -> None:
+    """Refuse a dataset encoded differently from the model, saying how each is encoded."""
+    if spec != dataset.spec:
+        raise DatasetError(
+            f"{dataset.path} is encoded for {dataset.spec.config} "
+            f"(key {dataset.spec.transpose_to_key}, notes {dataset.spec.min_note}-"
+            f"{dataset.spec.max_note}), but the model in {model_dir} expects "
+            f"{spec.config} (key {spec.transpose_to_key}, notes "
+            f"{spec.min_note}-{spec.max_note}); {advice}"
+        )

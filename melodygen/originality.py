@@ -410,6 +410,7 @@ def originality_report(
     from melodygen.checkpoint import read_model_info
     from melodygen.dataset import MelodyDataset
     from melodygen.errors import DatasetError
+    from melodygen.evaluate import check_model_fits_dataset
     from melodygen.generate import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
 
     if num < 1:
@@ -428,14 +429,7 @@ def originality_report(
 
     dataset = MelodyDataset.open(data)
     model_dir, info = read_model_info(checkpoint)
-    if info.spec != dataset.spec:
-        raise DatasetError(
-            f"{dataset.path} is encoded for {dataset.spec.config} "
-            f"(key {dataset.spec.transpose_to_key}, notes {dataset.spec.min_note}-"
-            f"{dataset.spec.max_note}), but the model in {model_dir} expects "
-            f"{info.spec.config} (key {info.spec.transpose_to_key}, notes "
-            f"{info.spec.min_note}-{info.spec.max_note}); give the dataset it was trained on"
-        )
+    check_model_fits_dataset(info.spec, model_dir, dataset, "give the dataset it was trained on")
     train, held = dataset.load("train"), dataset.load("eval")
     if len(train) == 0 or len(held) == 0:
         raise DatasetError(f"{dataset.path} needs melodies in both its train and eval splits")
