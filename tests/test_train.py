@@ -154,3 +154,21 @@ def test_bad_hyperparameters_are_clear_errors(datasets, tmp_path: Path):
     )
     with pytest.raises(DatasetError, match="built for basic_rnn, not mono_rnn"):
         train(datasets["basic_rnn"], tmp_path / "r", config="mono_rnn", steps=1)
+
+
+def test_training_uses_one_thread_per_op_on_cpu():
+    """A fresh process (TensorFlow's runtime not yet started) gets the training threads."""
+    import subprocess
+    import sys
+
+    code = (
+        "from melodygen.train import use_training_threads\n"
+        "use_training_threads()\n"
+        "import tensorflow as tf\n"
+        "print(tf.config.threading.get_inter_op_parallelism_threads(),"
+        " tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["2", "1"]
