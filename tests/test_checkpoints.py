@@ -62,6 +62,47 @@ def test_card_has_held_out_figures_data_and_commands(shipped):
     assert curves[0]["step"] == 0 and "eval" in curves[-1]
 
 
+def test_card_commands_are_the_current_recipe(shipped):
+    """A card never describes a recipe that has changed since its weights were trained."""
+    folder, card = shipped
+    (recipe,) = release.recipes("data-root", "work", only=[folder.name])
+    assert card["commands"] == recipe.card_commands()
+
+
+def test_no_copying_defect(shipped):
+    """The checkpoint issue's rule: no more copying than real held-out melodies show."""
+    _, card = shipped
+    assert card["verdict"]["status"] == "ok", card["verdict"]["reasons"]
+    assert card["originality"]["over_4_bars"] == 0
+
+
+# Where a shipped model still misses the checkpoint issue's quality bar. Strict: once a
+# retrained checkpoint meets it, the test fails until the entry is removed.
+SHORTFALLS = {
+    ("pop", "attention_rnn"): "early stopping at 1.287 nats per step against basic_rnn's 1.240",
+}
+
+
+@pytest.mark.parametrize(
+    ("style", "config"),
+    [
+        pytest.param(
+            style,
+            config,
+            marks=[pytest.mark.xfail(strict=True, reason=SHORTFALLS[style, config])]
+            if (style, config) in SHORTFALLS
+            else [],
+        )
+        for style in release.STYLES
+        for config in ("lookback_rnn", "attention_rnn")
+    ],
+)
+def test_beats_basic_on_held_out_nll(style, config):
+    cards = {card["name"]: card for card in release.read_cards(CHECKPOINTS)}
+    basic = cards[f"{style}_basic_rnn"]["metrics"]["nll"]
+    assert cards[f"{style}_{config}"]["metrics"]["nll"] < basic
+
+
 def test_generates(shipped):
     folder, _ = shipped
     result = MelodyGenerator(folder).generate(

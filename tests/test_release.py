@@ -85,3 +85,18 @@ def test_unknown_checkpoint_and_missing_data_are_one_line_errors(tmp_path: Path,
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: folk_basic_rnn needs nottingham/melody under")
+
+
+def test_a_configuration_can_train_longer_than_its_style():
+    style = release.Style(
+        name="tiny",
+        description="Tiny tunes",
+        sources=TINY.sources,
+        train_steps=4,
+        config_train_steps={"attention_rnn": 9},
+    )
+    steps = {}
+    for config in ("basic_rnn", "attention_rnn"):
+        train = release.Recipe(style, config, Path("data"), Path("work")).commands()["train"]
+        steps[config] = train[train.index("--steps") + 1]
+    assert steps == {"basic_rnn": "4", "attention_rnn": "9"}
