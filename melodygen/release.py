@@ -87,7 +87,7 @@ STYLES: dict[str, Style] = {
             name="folk",
             description="British and Irish folk tunes: jigs, reels, hornpipes, waltzes",
             sources=(NOTTINGHAM,),
-            train_steps=1600,
+            train_steps=2400,
         ),
         Style(
             name="pop",

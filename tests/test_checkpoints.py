@@ -79,7 +79,8 @@ def test_no_copying_defect(shipped):
 # Where a shipped model still misses the checkpoint issue's quality bar. Strict: once a
 # retrained checkpoint meets it, the test fails until the entry is removed.
 SHORTFALLS = {
-    ("folk", "attention_rnn"): "0.8750 nats per step against basic_rnn's 0.8749 at 1,600 steps",
+    ("folk", "lookback_rnn"): "0.803 nats per step against basic_rnn's 0.800 at 2,400 steps",
+    ("folk", "attention_rnn"): "0.824 nats per step against basic_rnn's 0.800 at 2,400 steps",
     ("pop", "attention_rnn"): "early stopping at 1.287 nats per step against basic_rnn's 1.240",
 }
 
