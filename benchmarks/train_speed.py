@@ -35,6 +35,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from melodygen.train import INTER_OP_THREADS, INTRA_OP_THREADS  # noqa: E402
+
 # (input size, label classes) of each configuration's encoding.
 SIZES = {
     "basic_rnn": (38, 38),
@@ -55,8 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per network")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--length", type=int, default=430, help="padded steps per sequence")
-    parser.add_argument("--inter-op", type=int, default=2, help="TF inter-op threads (0: TF's)")
-    parser.add_argument("--intra-op", type=int, default=1, help="TF intra-op threads (0: TF's)")
+    parser.add_argument(
+        "--inter-op", type=int, default=INTER_OP_THREADS, help="TF inter-op threads (0: TF's)"
+    )
+    parser.add_argument(
+        "--intra-op", type=int, default=INTRA_OP_THREADS, help="TF intra-op threads (0: TF's)"
+    )
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip the plain-Keras basic_rnn network"
     )

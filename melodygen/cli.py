@@ -80,6 +80,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="melodygen",
@@ -180,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="stop after N evaluations without a lower eval loss",
+    )
+    train.add_argument(
+        "--time-limit",
+        type=_positive_float,
+        default=None,
+        metavar="MINUTES",
+        help="stop (evaluated and saved, resumable) after this many minutes of training",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -372,6 +389,7 @@ def _run_train(args) -> None:
         early_stopping=args.early_stopping,
         seed=args.seed,
         progress=not args.quiet,
+        time_limit=None if args.time_limit is None else args.time_limit * 60,
     )
     best = f", best eval loss {result.best_eval_loss:.4f}" if result.best_eval_loss else ""
     print(f"trained to step {result.steps}{best}; model saved in {result.model_dir}")

@@ -13,6 +13,8 @@ stores its melodies back to back, nanoGPT style, with row offsets:
 - ``sources``: the song each melody came from.
 
 Building needs no TensorFlow: it is NumPy and note_seq, spread over all cores.
+Reading a built dataset needs NumPy alone (note_seq is imported only to build), so
+training runs on machines without the MIDI stack.
 The split is by song (a MIDI file, or one tune of an ABC tunebook) and is
 decided by a hash of its name, so a song never sits on both sides and the
 split does not change when files are added.
@@ -30,20 +32,16 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from melodygen.encoding import MelodyEncoding, make_encoding
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError
 from melodygen.models.configs import MelodyRnnConfig, get_config
-from melodygen.music import (
-    ExtractionParams,
-    extract_melodies,
-    find_music_files,
-    load_note_sequences,
-    note_seq,
-    transposed_sequences,
-)
+
+if TYPE_CHECKING:
+    from melodygen.music import ExtractionParams
 
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
@@ -283,6 +281,8 @@ def encode_melody(encoding: MelodyEncoding, events: np.ndarray) -> tuple[np.ndar
 
 def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
     """Read one file and return its encoded melodies per split (runs in a worker)."""
+    from melodygen.music import extract_melodies, load_note_sequences, transposed_sequences
+
     result = {"file": str(path), "error": None, "dropped": collections.Counter(), "songs": []}
     try:
         sequences = load_note_sequences(path)
@@ -318,6 +318,8 @@ def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
 
 
 def _worker(args):
+    from melodygen.music import note_seq
+
     job, path, root = args
     try:
         return _process_file(job, path, root)
@@ -355,6 +357,8 @@ def build_dataset(
     only, so held-out figures stay honest. ``transpose_to_key`` overrides the
     configuration's key (an int 0-11, or None to keep melodies where they are).
     """
+    from melodygen.music import ExtractionParams, find_music_files
+
     started = time.perf_counter()
     if not 0.0 <= eval_ratio < 1.0:
         raise DatasetError("--eval-ratio must be at least 0 and below 1")

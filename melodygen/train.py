@@ -39,13 +39,16 @@ from melodygen.checkpoint import (
     save_model,
 )
 from melodygen.dataset import MelodyDataset, MelodySplit
-from melodygen.errors import CheckpointError, DatasetError
+from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.models.configs import get_config
 
 KEEP_CHECKPOINTS = 3
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 BUCKET_POOL = 50  # batches' worth of melodies sorted together: length-alike, still shuffled
+# On backends that compile per input shape, padded lengths are rounded up to this multiple:
+# melodies of up to 512 steps then need at most 4 compiled programs per batch size.
+COMPILED_STEP_MULTIPLE = 128
 
 
 @dataclass
@@ -63,18 +66,47 @@ class TrainResult:
 # Batches ----------------------------------------------------------------------------------
 
 
-def pad_batch(split: MelodySplit, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (float32, zero-padded) and packed targets (int32, label -1 on padding)."""
+def pad_batch(
+    split: MelodySplit, indices: np.ndarray, shape: BatchShape | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (float32, zero-padded) and packed targets (int32, label -1 on padding).
+
+    ``shape`` rounds the padded length up and fills the batch to a fixed number
+    of rows (padding rows are all masked), so a backend that compiles one
+    program per input shape compiles a handful, not one per melody length.
+    """
+    shape = shape or BatchShape()
     lengths = split.lengths[indices]
-    steps = int(lengths.max())
-    inputs = np.zeros((len(indices), steps, split.inputs.shape[1]), np.float32)
-    targets = np.full((len(indices), steps, split.targets.shape[1]), -1, np.int32)
+    steps = shape.steps(int(lengths.max()))
+    rows = max(len(indices), shape.rows or 0)
+    inputs = np.zeros((rows, steps, split.inputs.shape[1]), np.float32)
+    targets = np.full((rows, steps, split.targets.shape[1]), -1, np.int32)
     targets[:, :, 1:] = 0  # padded event classes must still be valid indices
     for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
         start = split.offsets[index]
         inputs[row, :length] = split.inputs[start : start + length]
         targets[row, :length] = split.targets[start : start + length]
     return inputs, targets
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """How batches are padded: lengths to a multiple of ``step_multiple``, ``rows`` rows."""
+
+    step_multiple: int = 1
+    rows: int | None = None
+
+    def steps(self, longest: int) -> int:
+        return -(-longest // self.step_multiple) * self.step_multiple
+
+    @classmethod
+    def for_backend(cls, batch_size: int) -> BatchShape:
+        """Exact shapes on TensorFlow; on JAX (one XLA program per shape) a few fixed ones."""
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            return cls()
+        return cls(step_multiple=COMPILED_STEP_MULTIPLE, rows=batch_size)
 
 
 def length_bucketed_batches(
@@ -92,18 +124,24 @@ def length_bucketed_batches(
     return batches
 
 
-def training_batches(split: MelodySplit, batch_size: int, seed: int) -> Iterator[tuple]:
+def training_batches(
+    split: MelodySplit, batch_size: int, seed: int, shape: BatchShape | None = None
+) -> Iterator[tuple]:
     """Endless batches, reshuffled every pass over the data."""
     rng = np.random.default_rng(seed)
     while True:
         for indices in length_bucketed_batches(split, batch_size, rng):
-            yield pad_batch(split, indices)
+            yield pad_batch(split, indices, shape)
 
 
-def evaluation_batches(split: MelodySplit, batch_size: int) -> list[tuple]:
+def evaluation_batches(
+    split: MelodySplit, batch_size: int, shape: BatchShape | None = None
+) -> list[tuple]:
     """The whole split once, sorted by length so little is padded."""
     order = np.argsort(split.lengths, kind="stable")
-    return [pad_batch(split, order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    return [
+        pad_batch(split, order[i : i + batch_size], shape) for i in range(0, len(order), batch_size)
+    ]
 
 
 # The loop ---------------------------------------------------------------------------------
@@ -174,6 +212,11 @@ class _RunningMeans:
         return means
 
 
+# TensorFlow CPU threads for training: ops at once, threads per op (see use_training_threads).
+INTER_OP_THREADS = 2
+INTRA_OP_THREADS = 1
+
+
 def use_training_threads() -> None:
     """Run TensorFlow's CPU ops one thread each, two at a time, when no GPU is visible.
 
@@ -192,8 +235,8 @@ def use_training_threads() -> None:
     if tf.config.list_physical_devices("GPU"):
         return
     try:
-        tf.config.threading.set_inter_op_parallelism_threads(2)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(INTER_OP_THREADS)
+        tf.config.threading.set_intra_op_parallelism_threads(INTRA_OP_THREADS)
     except RuntimeError:  # the runtime has started: keep its settings
         pass
 
@@ -208,11 +251,14 @@ def train(
     early_stopping: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train (or resume) a Melody RNN on a built dataset.
 
     ``early_stopping``: stop after that many evaluations without a lower
-    held-out loss. The final model is the one with the lowest held-out loss
+    held-out loss. ``time_limit``: seconds this call may train; past it the run
+    evaluates, saves a checkpoint and ends as if its steps were done (running it
+    again resumes). The final model is the one with the lowest held-out loss
     (the last one when the dataset has no eval split).
     """
     import keras
@@ -220,6 +266,7 @@ def train(
     use_training_threads()
     started = time.perf_counter()
     dataset = MelodyDataset.open(data)
+    check_backend_computes(dataset.spec.config)
     if config is not None and config != dataset.spec.config:
         raise DatasetError(
             f"dataset {dataset.path} was built for {dataset.spec.config}, not {config}; "
@@ -227,6 +274,8 @@ def train(
         )
     if steps < 1 or eval_every < 1:
         raise DatasetError("--steps and --eval-every must be positive")
+    if time_limit is not None and time_limit <= 0:
+        raise DatasetError("--time-limit must be positive")
     run_dir = Path(run_dir)
     resume_from = latest_checkpoint(run_dir)
     if resume_from is not None:
@@ -238,8 +287,19 @@ def train(
     if len(train_split) == 0:
         raise DatasetError(f"dataset {dataset.path} has no training melodies")
     eval_split = dataset.load("eval")
-    eval_data = evaluation_batches(eval_split, info.hparams.batch_size) if len(eval_split) else []
+    shape = BatchShape.for_backend(info.hparams.batch_size)
+    eval_data = (
+        evaluation_batches(eval_split, info.hparams.batch_size, shape) if len(eval_split) else []
+    )
 
+    # This call's stretch of the run, recorded in the run's history at every checkpoint.
+    stretch = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "backend": keras.backend.backend(),
+        "device": training_device(),
+        "from_step": state["step"],
+        "seconds_before": state["seconds"],
+    }
     keras.utils.set_random_seed(seed + state["step"])
     model = build_network(info)
     compile_model(model, info)
@@ -259,8 +319,11 @@ def train(
         "eval_steps": int(eval_split.lengths.sum()),
     }
     logger = _Logger(run_dir, progress, total=steps, start=state["step"])
-    batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
+    batches = training_batches(
+        train_split, info.hparams.batch_size, seed=seed + state["step"], shape=shape
+    )
     stopped_early = False
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     if state["step"] == 0 and eval_data:  # where the curves start: an untrained model
         logger.evaluation(0, None, evaluate_batches(model, eval_data, info), state)
     interval_started = time.perf_counter()
@@ -272,12 +335,14 @@ def train(
             train_means.add(logs, targets)
             state["step"] += 1
             logger.step(logs)
-            if state["step"] % eval_every == 0 or state["step"] >= steps:
+            out_of_time = deadline is not None and time.perf_counter() >= deadline
+            if state["step"] % eval_every == 0 or state["step"] >= steps or out_of_time:
                 state["seconds"] += time.perf_counter() - interval_started
                 interval_started = time.perf_counter()
                 train_logs = train_means.pop()
                 eval_logs = evaluate_batches(model, eval_data, info) if eval_data else None
                 improved = _track_best(state, eval_logs)
+                _record_stretch(state, stretch)
                 logger.evaluation(state["step"], train_logs, eval_logs, state)
                 _save_checkpoint(run_dir, model, info, state)
                 if improved or not eval_data:
@@ -288,8 +353,14 @@ def train(
                         f"early stopping: no lower eval loss in {early_stopping} evaluations"
                     )
                     break
+                if out_of_time:
+                    logger.message(
+                        f"time limit reached at step {state['step']}; run again to resume"
+                    )
+                    break
     except KeyboardInterrupt:
         state["seconds"] += time.perf_counter() - interval_started
+        _record_stretch(state, stretch)
         _save_checkpoint(run_dir, model, info, state)
         logger.message(f"interrupted: saved step {state['step']}; run again to resume")
         raise
@@ -322,8 +393,66 @@ def _track_best(state: dict, eval_logs: dict | None) -> bool:
     return False
 
 
+def _record_stretch(state: dict, stretch: dict) -> None:
+    """Put this call's stretch (backend, device, steps, seconds) last in the run's history."""
+    entry = {key: stretch[key] for key in ("started", "backend", "device", "from_step")} | {
+        "to_step": state["step"],
+        "seconds": round(state["seconds"] - stretch["seconds_before"], 1),
+    }
+    history = state.setdefault("history", [])
+    if history and history[-1].get("started") == entry["started"]:
+        history[-1] = entry
+    else:
+        history.append(entry)
+
+
+def training_device() -> str:
+    """The device the current Keras backend trains on, in words (``NVIDIA H200``, ``CPU``)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "CPU" if device.platform == "cpu" else str(device.device_kind)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return str(details.get("device_name", "GPU"))
+    return "CPU"
+
+
+def check_backend_computes(config: str) -> None:
+    """Refuse a combination measured to compute the network wrongly.
+
+    Under JAX on an NVIDIA H200 (JAX 0.11.2, Keras 3.15.1) the compiled program
+    of the attention layer gave held-out label NLL 2.83 where the same weights
+    give 1.02 under TensorFlow, under JAX on a CPU and under JAX run eagerly on
+    that GPU; the error grew with training, so early stopping and the choice of
+    the best model were wrong. LSTM-only configurations matched exactly.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax" or not get_config(config).hparams.attn_length:
+        return
+    import jax
+
+    if jax.devices()[0].platform == "gpu":
+        raise ConfigError(
+            f"{config} does not train correctly under JAX on a GPU: its compiled attention "
+            "layer gives wrong outputs there (benchmarks/README.md); train it with "
+            "KERAS_BACKEND=tensorflow, or under JAX on the CPU (JAX_PLATFORMS=cpu)"
+        )
+
+
 def _with_state(info: ModelInfo, state: dict, eval_logs: dict | None) -> ModelInfo:
     training = {**info.training, "step": state["step"], "train_seconds": round(state["seconds"], 1)}
+    if state.get("history"):
+        training["history"] = state["history"]
     if eval_logs is not None:
         training["eval"] = eval_logs
     return ModelInfo(**{**info.__dict__, "training": training})

@@ -170,3 +170,23 @@ def test_bad_time_signature_is_rejected_by_the_parser(tmp_path: Path, capsys, va
         main([*argv, "--output", str(tmp_path / "o"), "--time-signature", value])
     assert exit_info.value.code == 2
     assert "is not a time signature such as 4/4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "must be a positive number"), ("soon", "is not a number")]
+)
+def test_bad_time_limit_is_rejected_by_the_parser(tmp_path: Path, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path),
+                "--run-dir",
+                str(tmp_path / "r"),
+                "--time-limit",
+                value,
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

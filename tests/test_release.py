@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,9 +17,9 @@ TINY = release.Style(
     description="Tiny tunes",
     sources=(release.Source("Tunes made in code", "CC0-1.0", "https://example.org", "tunes"),),
     build_flags=("--eval-ratio", "0.25", "--time-signature", "4/4"),
-    train_steps=4,
-    hparams="rnn_layer_sizes=[8],batch_size=4",
-    eval_every=2,
+    training=release.Training(
+        steps=4, hparams="rnn_layer_sizes=[8],batch_size=4", eval_every=2, early_stopping=5
+    ),
     configs=("basic_rnn",),
 )
 
@@ -87,16 +88,28 @@ def test_unknown_checkpoint_and_missing_data_are_one_line_errors(tmp_path: Path,
     assert err.startswith("error: folk_basic_rnn needs nottingham/melody under")
 
 
-def test_a_configuration_can_train_longer_than_its_style():
-    style = release.Style(
-        name="tiny",
-        description="Tiny tunes",
-        sources=TINY.sources,
-        train_steps=4,
-        config_train_steps={"attention_rnn": 9},
-    )
-    steps = {}
+def test_a_configuration_can_train_its_own_way():
+    own = release.Training(steps=9, hparams="batch_size=2", eval_every=3, early_stopping=1)
+    style = dataclasses.replace(TINY, config_training={"attention_rnn": own})
+    flags = {}
     for config in ("basic_rnn", "attention_rnn"):
         train = release.Recipe(style, config, Path("data"), Path("work")).commands()["train"]
-        steps[config] = train[train.index("--steps") + 1]
-    assert steps == {"basic_rnn": "4", "attention_rnn": "9"}
+        flags[config] = [train[train.index(flag) + 1] for flag in
+                         ("--steps", "--hparams", "--eval-every", "--early-stopping")]  # fmt: skip
+    assert flags == {
+        "basic_rnn": ["4", "rnn_layer_sizes=[8],batch_size=4", "2", "5"],
+        "attention_rnn": ["9", "batch_size=2", "3", "1"],
+    }
+
+
+def test_card_says_where_each_stretch_of_a_run_trained():
+    history = [
+        {"from_step": 0, "to_step": 2959, "device": "NVIDIA H200", "backend": "jax",
+         "seconds": 474.4, "started": "a"},
+        {"from_step": 2959, "to_step": 4000, "device": "CPU", "backend": "tensorflow",
+         "seconds": 1800.0, "started": "b"},
+    ]  # fmt: skip
+    assert release.describe_history(history) == (
+        "steps 0-2959 on NVIDIA H200 (jax, 8 min); steps 2959-4000 on CPU (tensorflow, 30 min)"
+    )
+    assert release.describe_history(None) == ""

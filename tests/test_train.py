@@ -14,7 +14,14 @@ from melodygen.dataset import MelodyDataset, build_dataset
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.evaluate import REPORT_KEYS, evaluate
 from melodygen.models.configs import CONFIGS, HParams
-from melodygen.train import evaluation_batches, train
+from melodygen.train import (
+    BatchShape,
+    check_backend_computes,
+    evaluate_batches,
+    evaluation_batches,
+    pad_batch,
+    train,
+)
 
 TINY = "rnn_layer_sizes=[24,24],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
 
@@ -172,3 +179,80 @@ def test_training_uses_one_thread_per_op_on_cpu():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.split() == ["2", "1"]
+
+
+def test_fixed_batch_shapes_pad_without_changing_figures(datasets, tmp_path: Path):
+    """JAX compiles one program per shape: padded lengths and rows must be invisible."""
+    run_dir = tmp_path / "run"
+    hparams = TINY + ",attn_length=4"
+    train(
+        datasets["attention_rnn"], run_dir, steps=2, hparams=hparams, eval_every=2, progress=False
+    )
+    model, info = load_model(run_dir)
+    split = MelodyDataset.open(datasets["attention_rnn"]).load("eval")
+    shape = BatchShape(step_multiple=48, rows=5)
+    inputs, targets = pad_batch(split, np.arange(2), shape)
+    assert inputs.shape[:2] == targets.shape[:2] == (5, 144)  # 128-step tunes, 2 padded rows
+    assert (targets[2:, :, 0] == -1).all() and (targets[:, 128:, 0] == -1).all()
+    exact = evaluate_batches(model, evaluation_batches(split, 2), info)
+    padded = evaluate_batches(model, evaluation_batches(split, 2, shape), info)
+    assert padded["steps"] == exact["steps"] == int(split.lengths.sum())
+    for key, value in exact.items():
+        assert padded[key] == pytest.approx(value, rel=1e-5), key
+    assert BatchShape.for_backend(64) == BatchShape()  # TensorFlow: exact shapes
+
+
+def test_time_limit_ends_a_run_that_resumes_and_records_its_history(datasets, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    first = train(
+        datasets["basic_rnn"], run_dir, steps=50, hparams=TINY, eval_every=10,
+        time_limit=1e-6, progress=False,
+    )  # fmt: skip
+    assert first.steps == 1 and not first.stopped_early
+    assert latest_checkpoint(run_dir).name == "step-0000001"
+    assert [r["step"] for r in read_metrics(run_dir)] == [0, 1]
+    assert (run_dir / "model" / "melodygen.json").is_file()  # a usable model at once
+
+    second = train(datasets["basic_rnn"], run_dir, steps=3, eval_every=10, progress=False)
+    assert second.steps == 3
+    _, info = read_model_info(run_dir / "checkpoints" / "step-0000003")
+    history = info.training["history"]
+    assert [(h["from_step"], h["to_step"]) for h in history] == [(0, 1), (1, 3)]
+    assert {h["backend"] for h in history} == {"tensorflow"} and history[0]["device"] == "CPU"
+    assert all(h["seconds"] >= 0 for h in history)
+    assert len({h["started"] for h in history}) == 2
+    with pytest.raises(DatasetError, match="--time-limit must be positive"):
+        train(datasets["basic_rnn"], run_dir, steps=4, time_limit=0, progress=False)
+
+
+def test_training_and_evaluation_import_no_midi_stack():
+    """A training machine needs Keras and NumPy, not note_seq or pretty_midi."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, melodygen.train, melodygen.evaluate, melodygen.cli\n"
+        "print(sorted(m for m in ('note_seq', 'pretty_midi') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_attention_is_refused_under_jax_on_a_gpu(monkeypatch):
+    """Measured on an H200: the compiled attention layer computes wrong outputs there."""
+    import sys
+    import types
+
+    import keras
+
+    check_backend_computes("attention_rnn")  # TensorFlow here: fine
+    fake_jax = types.SimpleNamespace(devices=lambda: [types.SimpleNamespace(platform="gpu")])
+    monkeypatch.setitem(sys.modules, "jax", fake_jax)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ConfigError, match="KERAS_BACKEND=tensorflow"):
+        check_backend_computes("attention_rnn")
+    check_backend_computes("lookback_rnn")  # LSTM-only networks matched exactly
+    fake_jax.devices = lambda: [types.SimpleNamespace(platform="cpu")]
+    check_backend_computes("attention_rnn")
