@@ -27,7 +27,7 @@ def evaluate(
     ``checkpoint`` is a saved-model folder or a training run folder (its final
     model, or the latest checkpoint while it is still training).
     """
-    from melodygen.train import BatchShape, evaluate_batches, evaluation_batches
+    from melodygen.train import evaluate_batches, evaluation_batches
 
     dataset = MelodyDataset.open(data)
     model_dir = resolve_model_dir(checkpoint)
@@ -38,9 +38,7 @@ def evaluate(
     melodies = dataset.load(split)
     if len(melodies) == 0:
         raise DatasetError(f"the {split} split of {dataset.path} holds no melodies")
-    batch_size = batch_size or 64
-    batches = evaluation_batches(melodies, batch_size, BatchShape.for_backend(batch_size))
-    figures = evaluate_batches(model, batches, info)
+    figures = evaluate_batches(model, evaluation_batches(melodies, batch_size or 64), info)
     figures = {key: figures[key] for key in REPORT_KEYS}
     figures["steps"] = int(figures["steps"])
     figures["melodies"] = len(melodies)

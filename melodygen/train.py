@@ -127,7 +127,8 @@ def length_bucketed_batches(
 def training_batches(
     split: MelodySplit, batch_size: int, seed: int, shape: BatchShape | None = None
 ) -> Iterator[tuple]:
-    """Endless batches, reshuffled every pass over the data."""
+    """Endless batches, reshuffled every pass over the data (shaped for the backend by default)."""
+    shape = shape or BatchShape.for_backend(batch_size)
     rng = np.random.default_rng(seed)
     while True:
         for indices in length_bucketed_batches(split, batch_size, rng):
@@ -137,7 +138,8 @@ def training_batches(
 def evaluation_batches(
     split: MelodySplit, batch_size: int, shape: BatchShape | None = None
 ) -> list[tuple]:
-    """The whole split once, sorted by length so little is padded."""
+    """The whole split once, sorted by length so little is padded (shaped for the backend)."""
+    shape = shape or BatchShape.for_backend(batch_size)
     order = np.argsort(split.lengths, kind="stable")
     return [
         pad_batch(split, order[i : i + batch_size], shape) for i in range(0, len(order), batch_size)
@@ -287,10 +289,7 @@ def train(
     if len(train_split) == 0:
         raise DatasetError(f"dataset {dataset.path} has no training melodies")
     eval_split = dataset.load("eval")
-    shape = BatchShape.for_backend(info.hparams.batch_size)
-    eval_data = (
-        evaluation_batches(eval_split, info.hparams.batch_size, shape) if len(eval_split) else []
-    )
+    eval_data = evaluation_batches(eval_split, info.hparams.batch_size) if len(eval_split) else []
 
     # This call's stretch of the run, recorded in the run's history at every checkpoint.
     stretch = {
@@ -299,6 +298,7 @@ def train(
         "device": training_device(),
         "from_step": state["step"],
         "seconds_before": state["seconds"],
+        "index": len(state.setdefault("history", [])),  # its place in the history
     }
     keras.utils.set_random_seed(seed + state["step"])
     model = build_network(info)
@@ -319,9 +319,7 @@ def train(
         "eval_steps": int(eval_split.lengths.sum()),
     }
     logger = _Logger(run_dir, progress, total=steps, start=state["step"])
-    batches = training_batches(
-        train_split, info.hparams.batch_size, seed=seed + state["step"], shape=shape
-    )
+    batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
     stopped_early = False
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     if state["step"] == 0 and eval_data:  # where the curves start: an untrained model
@@ -399,11 +397,7 @@ def _record_stretch(state: dict, stretch: dict) -> None:
         "to_step": state["step"],
         "seconds": round(state["seconds"] - stretch["seconds_before"], 1),
     }
-    history = state.setdefault("history", [])
-    if history and history[-1].get("started") == entry["started"]:
-        history[-1] = entry
-    else:
-        history.append(entry)
+    state["history"][stretch["index"] :] = [entry]
 
 
 def training_device() -> str:
