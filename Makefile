@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project uses (installed when running as root): FluidSynth for audio,
-# Chromium and its WebDriver for the browser test of the studio.
-APT_PACKAGES := fluidsynth chromium chromium-driver
+# Chromium and its WebDriver for the browser test of the studio, g++ for the training kernels.
+APT_PACKAGES := fluidsynth chromium chromium-driver g++
 INSTALLED := $(VENV)/.installed
 
 .PHONY: setup run test lint bench clean checkpoints
@@ -23,6 +23,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m melodygen.models.kernels
 	@touch $@
 
 run: $(INSTALLED)

@@ -1,6 +1,8 @@
 """The fast TensorFlow paths of the recurrent layers must equal plain Keras.
 
-``MelodyLSTM`` and ``MelodyLSTMStack`` against ``keras.layers.LSTM`` (and the
+``MelodyLSTM`` and ``MelodyLSTMStack`` (through MelodyGen's compiled kernels,
+and through the TensorFlow loops used where those cannot be built) against
+``keras.layers.LSTM`` (and the
 stack against LSTM layers with dropout masks in between), ``AttentionRNN``
 against ``keras.layers.RNN`` stepping ``AttentionLSTMCell``: outputs, final
 states and the gradients of a random projection of them with respect to the
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melodygen.models import layers
+from melodygen.models import kernels, layers
 from melodygen.models.layers import (
     AttentionRNN,
     MelodyLSTM,
@@ -34,6 +36,21 @@ OUT_TOL = 1e-5
 GRAD_TOL = 1e-4
 
 pytestmark = pytest.mark.skipif(not _tf_cpu_only(), reason="the fast paths are TensorFlow-CPU only")
+
+
+@pytest.fixture(params=["kernels", "tf_loop"])
+def lstm_path(request):
+    """Each fast LSTM path in turn; yields (name, spy on the function that path calls)."""
+    if request.param == "kernels":
+        assert kernels.load() is not None, "MelodyGen's kernels did not build (is g++ installed?)"
+        with mock.patch.object(kernels, "lstm_sequence", wraps=kernels.lstm_sequence) as spy:
+            yield request.param, spy
+    else:
+        with (
+            mock.patch.object(kernels, "load", return_value=None),
+            mock.patch.object(layers, "_tf_lstm_stack", wraps=layers._tf_lstm_stack) as spy,
+        ):
+            yield request.param, spy
 
 
 def rng_tensor(rng, *shape, scale=1.0):
@@ -73,7 +90,7 @@ def assert_close(reference, fast):
 
 @pytest.mark.parametrize("batch", [4, 3])  # even: two batch chunks; odd: one
 @pytest.mark.parametrize("with_state", [False, True])
-def test_melody_lstm_equals_keras_lstm(batch, with_state):
+def test_melody_lstm_equals_keras_lstm(batch, with_state, lstm_path):
     rng = np.random.default_rng(0)
     steps, features, units = 9, 5, 6
     reference = keras.layers.LSTM(units, return_sequences=True, return_state=True)
@@ -93,8 +110,8 @@ def test_melody_lstm_equals_keras_lstm(batch, with_state):
         return lambda: layer(x, initial_state=states) if states else layer(x)
 
     ref = outputs_and_grads(call(reference), [x, *states], reference.trainable_weights)
-    with mock.patch.object(layers, "_tf_lstm_stack", wraps=layers._tf_lstm_stack) as fast_path:
-        assert_close(ref, outputs_and_grads(call(fast), [x, *states], fast.trainable_weights))
+    _, fast_path = lstm_path
+    assert_close(ref, outputs_and_grads(call(fast), [x, *states], fast.trainable_weights))
     assert fast_path.call_count == 1
     compiled = tf.function(lambda: outputs_and_grads(call(fast), [x, *states], fast.weights))
     assert_close(ref, compiled())
@@ -153,7 +170,7 @@ def test_lstm_stack_core_with_dropout_masks_equals_keras_layers():
     assert_close(ref, outputs_and_grads(fast, [x, *states], variables))
 
 
-def test_melody_lstm_stack_equals_plain_stack_and_shares_its_weights():
+def test_melody_lstm_stack_equals_plain_stack_and_shares_its_weights(lstm_path):
     rng = np.random.default_rng(3)
     x = rng_tensor(rng, 4, 7, 5)
     stack = MelodyLSTMStack([6, 6], dropout=0.5)
@@ -166,9 +183,9 @@ def test_melody_lstm_stack_equals_plain_stack_and_shares_its_weights():
     plain = keras.Model(inputs, hidden)
     plain.set_weights(stack.get_weights())
     ref = outputs_and_grads(lambda: plain(x), [x], plain.trainable_weights)
-    with mock.patch.object(layers, "_tf_lstm_stack", wraps=layers._tf_lstm_stack) as fast_path:
-        assert_close(ref, outputs_and_grads(lambda: stack(x), [x], stack.trainable_weights))
-    assert fast_path.call_count == 1
+    name, fast_path = lstm_path
+    assert_close(ref, outputs_and_grads(lambda: stack(x), [x], stack.trainable_weights))
+    assert fast_path.call_count == (2 if name == "kernels" else 1)  # per layer, or one loop
 
     training = stack(x, training=True)  # dropout between the layers
     assert training.shape == (4, 7, 6)

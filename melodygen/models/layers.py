@@ -1,15 +1,19 @@
-"""Recurrent layers used by the Melody RNN network, with fast TensorFlow CPU paths.
+"""Recurrent and dropout layers used by the Melody RNN network, with fast TensorFlow CPU paths.
 
 ``MelodyLSTM`` is a ``keras.layers.LSTM`` (same weights, same outputs),
-``MelodyLSTMStack`` a stack of them with dropout between the layers, and
-``AttentionRNN`` the ``keras.layers.RNN`` for ``network.AttentionLSTMCell``.
-On the TensorFlow backend without a GPU they run the whole sequence through
-``_tf_lstm_stack`` / ``_tf_attention_lstm``, hand-written loops with their own
-gradients, because Keras' generic RNN loop spends most of a CPU training step
-on per-step bookkeeping (and, for the attention cell, on copying its window
-state), not arithmetic. Anything those paths do not handle (other backends, a
-GPU, masks, recurrent dropout, initial states of the attention cell, ...) goes
-through plain Keras. ``tests/test_layers.py`` holds them equal to Keras.
+``MelodyLSTMStack`` a stack of them with dropout between the layers,
+``AttentionRNN`` the ``keras.layers.RNN`` for ``network.AttentionLSTMCell``,
+and ``MelodyDropout`` a ``keras.layers.Dropout``. Keras' generic RNN loop
+spends most of a CPU training step on per-step bookkeeping (and, for the
+attention cell, on copying its window state), not arithmetic. So on the
+TensorFlow backend without a GPU, LSTM layers run each whole sequence in
+MelodyGen's compiled op (``kernels.lstm_sequence``) and dropout draws its
+masks with ``kernels.dropout``; where those ops cannot be built, LSTM layers
+run ``_tf_lstm_stack``, a hand-written TensorFlow loop with its own gradient.
+The attention layer runs ``_tf_attention_lstm``, another such loop. Anything
+these paths do not handle (other backends, a GPU, masks, recurrent dropout,
+initial states of the attention cell, ...) goes through plain Keras.
+``tests/test_layers.py`` holds them equal to Keras.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import functools
 import keras
 import numpy as np
 from keras import ops
+
+from melodygen.models import kernels
 
 
 @functools.cache
@@ -330,9 +336,10 @@ def _lstm_weights(layer: keras.layers.LSTM) -> tuple:
 class MelodyLSTM(keras.layers.LSTM):
     """A ``keras.layers.LSTM`` (same weights, outputs and gradients) that is faster on a CPU.
 
-    On TensorFlow without a GPU the sequence runs through ``_tf_lstm_stack``
-    with the batch cut in two independent halves, so that two cores share one
-    layer's steps. Masks, recurrent dropout, ``go_backwards``, ``unroll``,
+    On TensorFlow without a GPU the sequence runs through
+    ``kernels.lstm_sequence`` or, where the kernels cannot be built,
+    ``_tf_lstm_stack``; both cut the batch in two independent halves, so
+    that two cores share one layer's steps. Masks, recurrent dropout, ``go_backwards``, ``unroll``,
     other activations or dtypes, a GPU and the other backends take Keras' own
     loop.
     """
@@ -347,6 +354,9 @@ class MelodyLSTM(keras.layers.LSTM):
         if training and self.cell.dropout:
             # The one input mask for every step, as Keras' own (cuDNN) path applies it.
             sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
+        if kernels.load() is not None:
+            outputs, h, c = kernels.lstm_sequence(sequences, *_lstm_weights(self), *initial_state)
+            return h, outputs, [h, c]
         batch = sequences.shape[0]
         chunks = 2 if batch is not None and batch % 2 == 0 else 1
         outputs, [(h, c)] = _tf_lstm_stack(
@@ -360,6 +370,24 @@ class MelodyLSTM(keras.layers.LSTM):
 
 
 @keras.saving.register_keras_serializable(package="melodygen")
+class MelodyDropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` whose masks come from ``kernels.dropout`` on a TensorFlow CPU.
+
+    Same function and no weights, so a model saved with either loads into the
+    other; only the random draws differ, and they take a tenth of the time.
+    """
+
+    def call(self, inputs, training=False):
+        if training and 0 < self.rate < 1 and self.noise_shape is None and _tf_cpu_only():
+            if kernels.load() is not None:
+                import tensorflow as tf
+
+                seed = tf.cast(self.seed_generator.next(), "int64")
+                return kernels.dropout(inputs, self.rate, seed)
+        return super().call(inputs, training=training)
+
+
+@keras.saving.register_keras_serializable(package="melodygen")
 class MelodyLSTMStack(keras.layers.Layer):
     """LSTM layers one above the other, with dropout on the output of each but the last.
 
@@ -367,7 +395,8 @@ class MelodyLSTMStack(keras.layers.Layer):
     returning the top layer's sequence, with the same weights in the same
     order: one ``MelodyLSTM`` (Keras' LSTM layout) per layer, so the weights
     of a model built either way load into the other with ``set_weights``. On
-    TensorFlow without a GPU all layers advance in one loop
+    TensorFlow without a GPU each layer runs as one ``kernels.lstm_sequence``
+    op; where the kernels cannot be built, all layers advance in one loop
     (``_tf_lstm_stack``), the lower layer's next step overlapping the upper
     layer's current one, which keeps two cores busy.
     """
@@ -397,6 +426,9 @@ class MelodyLSTMStack(keras.layers.Layer):
         if all(_lstm_fast_path_ok(layer, None, training) for layer in self.lstm_layers):
             import tensorflow as tf
 
+            if kernels.load() is not None:
+                return self._kernel_call(inputs, dropping)
+
             x = tf.transpose(inputs, [1, 0, 2])
             steps, batch = tf.shape(x)[0], tf.shape(x)[1]
             masks = []
@@ -416,6 +448,20 @@ class MelodyLSTMStack(keras.layers.Layer):
             hidden = layer(hidden, training=training)
             if dropping and index < len(self.lstm_layers) - 1:
                 hidden = keras.random.dropout(hidden, self.dropout, seed=self.seed_generator)
+        return hidden
+
+    def _kernel_call(self, inputs, dropping: bool):
+        """The stack through the fused kernel, one layer at a time, batch-major throughout."""
+        import tensorflow as tf
+
+        hidden = inputs
+        batch = tf.shape(inputs)[0]
+        for index, layer in enumerate(self.lstm_layers):
+            if dropping and index > 0:
+                seed = tf.cast(self.seed_generator.next(), "int64")
+                hidden = kernels.dropout(hidden, self.dropout, seed)
+            zeros = tf.zeros([batch, layer.units])
+            hidden, _, _ = kernels.lstm_sequence(hidden, *_lstm_weights(layer), zeros, zeros)
         return hidden
 
     def compute_output_shape(self, input_shape):
@@ -491,9 +537,9 @@ def _tf_attention_lstm(inputs, weights, attn_length: int):
         projected = tf.reshape(tf.matmul(x_ones, projection_in), [steps, batch, features])
         kernel_icfo = tf.gather(kernel, perm, axis=1)
         recurrent_icfo = tf.gather(recurrent_kernel, perm, axis=1)
-        lstm_kernel = tf.concat([kernel_icfo, recurrent_icfo, tf.gather(bias, perm)[None]], 0)
-        lstm_kernel *= scale  # i, f, o pre-activations halved: sigmoid from tanh
-        lstm_kernel_t = tf.transpose(tf.concat([kernel_icfo, recurrent_icfo], 0))
+        kernels = tf.concat([kernel_icfo, recurrent_icfo, tf.gather(bias, perm)[None]], 0)
+        kernels *= scale  # i, f, o pre-activations halved: sigmoid from tanh
+        kernels_t = tf.transpose(tf.concat([kernel_icfo, recurrent_icfo], 0))
         gate_scale = tiled(scale)
         gate_shift = tiled(_gate_constant([0.5, 0.0, 0.5, 0.5], units))
         query_kb = tf.concat([query_kernel, query_bias[None]], 0)
@@ -511,7 +557,7 @@ def _tf_attention_lstm(inputs, weights, attn_length: int):
             state_shapes = (h.shape, c.shape, attns.shape)
             xp = projected[t] + tf.matmul(attns, projection_attn)
             xh1 = tf.concat([xp, h, ones], 1)
-            gates = tf.tanh(tf.matmul(xh1, lstm_kernel)) * gate_scale + gate_shift
+            gates = tf.tanh(tf.matmul(xh1, kernels)) * gate_scale + gate_shift
             i, ci, f, o = tf.split(gates, 4, axis=1)
             c = f * c + i * ci
             co = tf.tanh(c)
@@ -619,7 +665,7 @@ def _tf_attention_lstm(inputs, weights, attn_length: int):
                     h_grad=dh,
                     use_peephole=False,
                 )
-                d_xh = tf.matmul(dz, lstm_kernel_t)
+                d_xh = tf.matmul(dz, kernels_t)
                 d_xp, dh = d_xh[:, :features], d_xh[:, features:]
                 d_attns = tf.matmul(d_xp, projection_attn, transpose_b=True)
                 for slot, value in enumerate((dz, d_xp, d_query, d_out, d_feat_row)):

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from melodygen.models.configs import HParams
-from melodygen.models.layers import AttentionRNN, MelodyLSTM, MelodyLSTMStack
+from melodygen.models.layers import AttentionRNN, MelodyDropout, MelodyLSTM, MelodyLSTMStack
 
 
 @keras.saving.register_keras_serializable(package="melodygen")
@@ -125,12 +125,12 @@ def build_model(input_size: int, num_classes: int, hparams: HParams) -> keras.Mo
         cell = AttentionLSTMCell(sizes.pop(0), hparams.attn_length)
         hidden = AttentionRNN(cell, return_sequences=True, name="rnn_attention")(hidden)
         if rate > 0:
-            hidden = keras.layers.Dropout(rate, name="dropout_attention")(hidden)
+            hidden = MelodyDropout(rate, name="dropout_attention")(hidden)
     if len(sizes) == 1:
         hidden = MelodyLSTM(sizes[0], return_sequences=True, name="rnn")(hidden)
     elif sizes:
         hidden = MelodyLSTMStack(sizes, dropout=rate, name="rnn")(hidden)
     if sizes and rate > 0:
-        hidden = keras.layers.Dropout(rate, name="dropout")(hidden)
+        hidden = MelodyDropout(rate, name="dropout")(hidden)
     logits = keras.layers.Dense(num_classes, name="logits")(hidden)
     return keras.Model(inputs, logits, name="melody_rnn")
