@@ -12,24 +12,28 @@ Two modes:
 - default: random batches of ``--length`` padded steps through a compiled
   step, for each configuration, plus ``basic_rnn (plain Keras)``: the same
   network from plain ``keras.layers.LSTM`` layers, the reference for
-  MelodyGen's own layers.
+  MelodyGen's own layers. ``--tf-loops`` adds each network once more without
+  MelodyGen's compiled kernels (what ``MELODYGEN_KERNELS=0`` runs), timed in
+  the same rounds, for a side-by-side comparison.
 
 After warm-up the networks are timed round-robin, so that load from other
 processes falls on all alike, and the median (and fastest) step is reported
 as a markdown table.
 
     python benchmarks/train_speed.py --data data/folk_basic_rnn data/folk_attention_rnn
-    python benchmarks/train_speed.py [--configs basic_rnn attention_rnn] [--steps 20]
+    python benchmarks/train_speed.py [--configs basic_rnn attention_rnn] [--steps 20] [--tf-loops]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,6 +49,7 @@ SIZES = {
     "attention_rnn": (74, 40),
 }
 BASELINE = "basic_rnn (plain Keras)"
+TF_LOOPS = "(TensorFlow loops)"
 # Magenta (TF1, LSTMBlockCell) on the same 2-core machine, seconds per step.
 MAGENTA = {"basic_rnn": 0.25, "attention_rnn": 1.9}
 
@@ -68,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data", nargs="+", default=None, metavar="DATASET", help="time real datasets instead"
+    )
+    parser.add_argument(
+        "--tf-loops",
+        action="store_true",
+        help="also time each network without MelodyGen's compiled kernels (TensorFlow loops)",
     )
     return parser.parse_args(argv)
 
@@ -147,7 +157,8 @@ def main(argv=None) -> int:
     print("| network | median s/step | fastest s/step | Magenta s/step |")
     print("|---|---:|---:|---:|")
     for name, (_step, _batches, times) in runs.items():
-        magenta = MAGENTA.get(name.split(" ")[0]) if name != BASELINE else None
+        own_layers = name != BASELINE and not name.endswith(TF_LOOPS)
+        magenta = MAGENTA.get(name.split(" ")[0]) if own_layers else None
         magenta = f"{magenta:.2f}" if magenta else ""
         print(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f} | {magenta} |")
     return 0
@@ -189,6 +200,7 @@ def random_runs(args, rng) -> dict:
     """Per configuration: a compiled train step on two random batches."""
     import tensorflow as tf
 
+    from melodygen.models import kernels
     from melodygen.models.configs import get_config
     from melodygen.models.network import build_model
 
@@ -198,29 +210,36 @@ def random_runs(args, rng) -> dict:
         names.append(name)
         if name == "basic_rnn" and not args.no_baseline:
             names.append(BASELINE)
+        if args.tf_loops:
+            names.append(f"{name} {TF_LOOPS}")
     for name in names:
         config_name = name.split(" ")[0]
         hparams = get_config(config_name).hparams
         input_size, num_classes = SIZES[config_name]
-        if name == BASELINE:
-            model = plain_keras_model(input_size, num_classes, hparams)
-        else:
-            model = build_model(input_size, num_classes, hparams)
-        compiled = make_train_step(model, hparams)
+        # The layers choose their path when the step is traced (the first warm-up step).
+        without_kernels = mock.patch.object(kernels, "load", return_value=None)
+        with without_kernels if name.endswith(TF_LOOPS) else contextlib.nullcontext():
+            if name == BASELINE:
+                model = plain_keras_model(input_size, num_classes, hparams)
+            else:
+                model = build_model(input_size, num_classes, hparams)
+            compiled = make_train_step(model, hparams)
 
-        def step(*batch, compiled=compiled):
-            return compiled(*batch).numpy()
+            def step(*batch, compiled=compiled):
+                return compiled(*batch).numpy()
 
-        batches = [
-            tuple(
-                tf.constant(a)
-                for a in random_batch(rng, args.batch_size, args.length, input_size, num_classes)
-            )
-            for _ in range(2)
-        ]
-        start = time.perf_counter()
-        for index in range(args.warmup):
-            step(*batches[index % 2])
+            batches = [
+                tuple(
+                    tf.constant(a)
+                    for a in random_batch(
+                        rng, args.batch_size, args.length, input_size, num_classes
+                    )
+                )
+                for _ in range(2)
+            ]
+            start = time.perf_counter()
+            for index in range(args.warmup):
+                step(*batches[index % 2])
         print(f"{name}: built and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
         runs[name] = (step, batches, [])
 
