@@ -172,3 +172,31 @@ def test_kernels_can_be_switched_off(monkeypatch):
             assert kernels.load() is None
     finally:
         kernels.load.cache_clear()
+
+
+def test_attention_ops_name_the_bad_shape(ops):
+    units, features, window = 4, 3, 2
+    x_proj = tf.zeros([2, 5, features])
+    weights = [
+        tf.zeros(shape)
+        for shape in [
+            (units, features),
+            (features, 4 * units),
+            (units, 4 * units),
+            (4 * units,),
+            (units, units),
+            (units,),
+            (2 * units, units),
+            (units,),
+            (2 * units, units),
+            (units,),
+        ]
+    ]
+    outputs = ops.melody_attention_sequence(x_proj, *weights, attn_length=window)
+    assert [tuple(o.shape) for o in outputs][-1] == (2, 5, window)
+    bad = list(weights)
+    bad[6] = tf.zeros([units, units])  # the query kernel takes [c, h]: 2 * units rows
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"attention weight 7 has shape"):
+        ops.melody_attention_sequence(x_proj, *bad, attn_length=window)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"attn_length must be at least 1"):
+        ops.melody_attention_sequence(x_proj, *weights, attn_length=0)

@@ -229,18 +229,27 @@ def attention_pair(rng, features, units, attn_length, **kwargs):
         (2, 4, 3, 4, 1),  # a window of one
     ],
 )
-def test_attention_rnn_equals_keras_rnn(batch, steps, features, units, attn_length):
+@pytest.mark.parametrize("path", ["kernels", "tf_loop"])
+def test_attention_rnn_equals_keras_rnn(batch, steps, features, units, attn_length, path):
     rng = np.random.default_rng(5)
     reference, fast = attention_pair(rng, features, units, attn_length, return_sequences=True)
     x = rng_tensor(rng, batch, steps, features)
     ref = outputs_and_grads(lambda: reference(x), [x], reference.trainable_weights)
-    spy = mock.patch.object(layers, "_tf_attention_lstm", wraps=layers._tf_attention_lstm)
+    if path == "kernels":
+        assert kernels.load() is not None, "MelodyGen's kernels did not build (is g++ installed?)"
+        spy = mock.patch.object(kernels, "attention_sequence", wraps=kernels.attention_sequence)
+        calls = 1
+    else:
+        mock.patch.object(kernels, "load", return_value=None).start()
+        spy = mock.patch.object(layers, "_tf_attention_lstm", wraps=layers._tf_attention_lstm)
+        calls = 2 if batch % 2 == 0 else 1  # one loop per half batch
     with spy as fast_path:
         assert_close(ref, outputs_and_grads(lambda: fast(x), [x], fast.trainable_weights))
-    assert fast_path.call_count == (2 if batch % 2 == 0 else 1)  # one loop per half batch
+    assert fast_path.call_count == calls
     compiled = tf.function(lambda: outputs_and_grads(lambda: fast(x), [x], fast.weights))
     assert_close(ref, compiled())
     assert_close(ref, compiled())  # buffers updated in place must start afresh each run
+    mock.patch.stopall()
 
 
 def test_attention_rnn_last_output_and_fallback():

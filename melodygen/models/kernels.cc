@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -310,6 +311,384 @@ class MelodyLstmSequenceGradOp : public OpKernel {
  private:
   int num_threads_;
 };
+
+// ---------------------------------------------------------------------------------
+// The attention LSTM cell (network.AttentionLSTMCell, Magenta's AttentionCellWrapper
+// around an LSTM) over a whole sequence, from zero states. Per step t and row:
+//   xp = x_proj[t] + a[t-1] @ P_a            (x_proj = x @ P_x + bias, from TensorFlow)
+//   LSTM(xp, h, c) -> gates, c', h'
+//   q = [c', h'] @ Q + q_bias
+//   over the window j = t-W .. t-1 (zeros before the start, which still take part in
+//   the softmax): e_j = tanh(feat_j + q), alpha = softmax(e_j . v), a[t] = sum alpha_j out_j
+//   out[t] = [h', a[t]] @ O + o_bias;  feat[t] = out[t] @ attn_w
+// The backward op returns the gradients of the step-wise pre-activations (dz, d_xp,
+// d_q, d_out, d_feat) and of v; the weight gradients are big matmuls in TensorFlow.
+
+REGISTER_OP("MelodyAttentionSequence")
+    .Input("x_proj: float")          // [B, T, F]
+    .Input("projection_attn: float")  // [A, F]
+    .Input("kernel: float")          // [F, 4U]
+    .Input("recurrent_kernel: float")  // [U, 4U]
+    .Input("bias: float")            // [4U]
+    .Input("attn_w: float")          // [A, A]
+    .Input("attn_v: float")          // [A]
+    .Input("query_kernel: float")    // [2U, A]
+    .Input("query_bias: float")      // [A]
+    .Input("output_kernel: float")   // [U + A, A]
+    .Input("output_bias: float")     // [A]
+    .Output("out: float")            // [B, T, A]: the layer's output
+    .Output("feat: float")           // [B, T, A]
+    .Output("xp: float")             // [B, T, F]
+    .Output("attns_prev: float")     // [B, T, A]: a[t-1]
+    .Output("h_prev: float")         // [B, T, U]
+    .Output("c: float")              // [B, T, U]
+    .Output("h: float")              // [B, T, U]
+    .Output("gates: float")          // [B, T, 4U], activated
+    .Output("attns: float")          // [B, T, A]
+    .Output("query: float")          // [B, T, A]
+    .Output("alpha: float")          // [B, T, W]
+    .Attr("attn_length: int")
+    .Attr("num_threads: int = 2")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x, recurrent;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &recurrent));
+      int window;
+      TF_RETURN_IF_ERROR(c->GetAttr("attn_length", &window));
+      DimensionHandle batch = c->Dim(x, 0), time = c->Dim(x, 1), units = c->Dim(recurrent, 0);
+      ShapeHandle per_unit = c->MakeShape({batch, time, units});
+      for (int index : {0, 1, 3, 8, 9}) c->set_output(index, per_unit);  // A == U
+      c->set_output(2, c->input(0));
+      for (int index : {4, 5, 6}) c->set_output(index, per_unit);
+      c->set_output(7, c->MakeShape({batch, time, c->Dim(recurrent, 1)}));
+      c->set_output(10, c->MakeShape({batch, time, window}));
+      return tensorflow::OkStatus();
+    });
+
+REGISTER_OP("MelodyAttentionSequenceGrad")
+    .Input("projection_attn: float")  // [A, F]
+    .Input("kernel: float")
+    .Input("recurrent_kernel: float")
+    .Input("attn_w: float")
+    .Input("attn_v: float")
+    .Input("query_kernel: float")
+    .Input("output_kernel: float")
+    .Input("out: float")             // the forward op's outputs ...
+    .Input("feat: float")
+    .Input("c: float")
+    .Input("gates: float")
+    .Input("query: float")
+    .Input("alpha: float")
+    .Input("d_out_above: float")     // [B, T, A]: gradient reaching every output from above
+    .Output("d_gates: float")        // [B, T, 4U]
+    .Output("d_xp: float")           // [B, T, F]
+    .Output("d_query: float")        // [B, T, A]
+    .Output("d_out: float")          // [B, T, A]: total, window and features included
+    .Output("d_feat: float")         // [B, T, A]
+    .Output("d_attn_v: float")       // [A]
+    .Attr("num_threads: int = 2")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle projection;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &projection));
+      ShapeHandle out = c->input(7);
+      c->set_output(0, c->input(10));
+      DimensionHandle batch = c->Dim(out, 0), time = c->Dim(out, 1);
+      c->set_output(1, c->MakeShape({batch, time, c->Dim(projection, 1)}));
+      c->set_output(2, out);
+      c->set_output(3, out);
+      c->set_output(4, out);
+      c->set_output(5, c->input(4));
+      return tensorflow::OkStatus();
+    });
+
+namespace {
+
+using RowVector = Eigen::Matrix<float, 1, Eigen::Dynamic>;
+
+struct AttentionWeights {
+  int64_t features, units, window;
+  ConstMatrixMap projection_attn, kernel, recurrent, attn_w, query, output;
+  Eigen::Map<const RowVector> bias, v, query_bias, output_bias;
+};
+
+}  // namespace
+
+class MelodyAttentionSequenceOp : public OpKernel {
+ public:
+  explicit MelodyAttentionSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("attn_length", &window_));
+    OP_REQUIRES_OK(context, context->GetAttr("num_threads", &num_threads_));
+    OP_REQUIRES(context, window_ >= 1, InvalidArgument("attn_length must be at least 1"));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x_proj = context->input(0);
+    OP_REQUIRES(context, x_proj.dims() == 3, InvalidArgument("x_proj must be [batch, time, features]"));
+    const int64_t batch = x_proj.dim_size(0), steps = x_proj.dim_size(1);
+    const int64_t features = x_proj.dim_size(2);
+    const Tensor& recurrent = context->input(3);
+    OP_REQUIRES(context, recurrent.dims() == 2 && recurrent.dim_size(1) == 4 * recurrent.dim_size(0),
+                InvalidArgument("recurrent kernel must be [units, 4 * units]"));
+    const int64_t units = recurrent.dim_size(0), width = 4 * units, window = window_;
+    // Inputs 1 to 10: rows and columns (0: a vector) of each weight.
+    const int64_t expected[10][2] = {{units, features},  {features, width}, {units, width},
+                                     {width, 0},         {units, units},    {units, 0},
+                                     {2 * units, units}, {units, 0},        {2 * units, units},
+                                     {units, 0}};
+    for (int index = 1; index <= 10; ++index) {
+      const Tensor& tensor = context->input(index);
+      const int64_t rows = expected[index - 1][0], cols = expected[index - 1][1];
+      const bool ok = cols == 0 ? tensor.dims() == 1 && tensor.dim_size(0) == rows
+                                : IsMatrix(tensor, rows, cols);
+      OP_REQUIRES(context, ok,
+                  InvalidArgument("attention weight ", index, " has shape ",
+                                  tensor.shape().DebugString(), "; expected [", rows,
+                                  cols ? ", " + std::to_string(cols) : std::string(), "]"));
+    }
+    const AttentionWeights w{
+        features, units, window,
+        ConstMatrixMap(context->input(1).flat<float>().data(), units, features),
+        ConstMatrixMap(context->input(2).flat<float>().data(), features, width),
+        ConstMatrixMap(recurrent.flat<float>().data(), units, width),
+        ConstMatrixMap(context->input(5).flat<float>().data(), units, units),
+        ConstMatrixMap(context->input(7).flat<float>().data(), 2 * units, units),
+        ConstMatrixMap(context->input(9).flat<float>().data(), 2 * units, units),
+        Eigen::Map<const RowVector>(context->input(4).flat<float>().data(), width),
+        Eigen::Map<const RowVector>(context->input(6).flat<float>().data(), units),
+        Eigen::Map<const RowVector>(context->input(8).flat<float>().data(), units),
+        Eigen::Map<const RowVector>(context->input(10).flat<float>().data(), units)};
+
+    float* out[11];
+    const int64_t widths[11] = {units, units, features, units, units, units,
+                                units, width, units,    units, window};
+    for (int index = 0; index < 11; ++index) {
+      Tensor* tensor;
+      OP_REQUIRES_OK(context, context->allocate_output(
+                                  index, TensorShape({batch, steps, widths[index]}), &tensor));
+      out[index] = tensor->flat<float>().data();
+    }
+    float *out_all = out[0], *feat_all = out[1], *xp_all = out[2], *a_prev_all = out[3],
+          *h_prev_all = out[4], *c_all = out[5], *h_all = out[6], *gates_all = out[7],
+          *a_all = out[8], *q_all = out[9], *alpha_all = out[10];
+    const float* x_all = x_proj.flat<float>().data();
+
+    ForEachRowChunk(batch, num_threads_, [&](int64_t begin, int64_t end) {
+      const int64_t rows = end - begin;
+      const Steps step(begin, rows, steps);
+      Matrix h = Matrix::Zero(rows, units), c = Matrix::Zero(rows, units);
+      Matrix a = Matrix::Zero(rows, units), z(rows, width), ch(rows, 2 * units);
+      Matrix ha(rows, 2 * units), q(rows, units), e(rows, units);
+      Eigen::ArrayXXf scores(rows, window);
+      for (int64_t t = 0; t < steps; ++t) {
+        step.at(a_prev_all, t, units) = a;
+        step.at(h_prev_all, t, units) = h;
+        auto xp = step.at(xp_all, t, features);
+        xp.noalias() = a * w.projection_attn;
+        xp += step.at(x_all, t, features);
+        z.noalias() = xp * w.kernel;
+        z.noalias() += h * w.recurrent;
+        z.rowwise() += w.bias;
+        auto gates = step.at(gates_all, t, width);
+        gates.leftCols(2 * units) = z.leftCols(2 * units).array().logistic();
+        gates.middleCols(2 * units, units) = z.middleCols(2 * units, units).array().tanh();
+        gates.rightCols(units) = z.rightCols(units).array().logistic();
+        c.array() = gates.middleCols(units, units).array() * c.array() +
+                    gates.leftCols(units).array() * gates.middleCols(2 * units, units).array();
+        h.array() = gates.rightCols(units).array() * c.array().tanh();
+        step.at(c_all, t, units) = c;
+        step.at(h_all, t, units) = h;
+
+        ch << c, h;
+        q.noalias() = ch * w.query;
+        q.rowwise() += w.query_bias;
+        step.at(q_all, t, units) = q;
+        for (int64_t slot = 0; slot < window; ++slot) {
+          const int64_t j = t - window + slot;
+          if (j >= 0) {
+            e.array() = (step.at(feat_all, j, units) + q).array().tanh();
+          } else {
+            e.array() = q.array().tanh();
+          }
+          scores.col(slot) = (e * w.v.transpose()).array();
+        }
+        auto alpha = step.at(alpha_all, t, window);
+        const Eigen::ArrayXf peak = scores.rowwise().maxCoeff();
+        alpha.array() = (scores.colwise() - peak).exp();
+        const Eigen::ArrayXf total = alpha.array().rowwise().sum();
+        alpha.array().colwise() /= total;
+        a.setZero();
+        for (int64_t slot = 0; slot < window; ++slot) {
+          const int64_t j = t - window + slot;
+          if (j >= 0) {
+            a.array() += step.at(out_all, j, units).array().colwise() * alpha.col(slot).array();
+          }
+        }
+        step.at(a_all, t, units) = a;
+        ha << h, a;
+        auto output = step.at(out_all, t, units);
+        output.noalias() = ha * w.output;
+        output.rowwise() += w.output_bias;
+        step.at(feat_all, t, units).noalias() = output * w.attn_w;
+      }
+    });
+  }
+
+ private:
+  int window_;
+  int num_threads_;
+};
+
+class MelodyAttentionSequenceGradOp : public OpKernel {
+ public:
+  explicit MelodyAttentionSequenceGradOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("num_threads", &num_threads_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& projection = context->input(0);
+    const Tensor& recurrent = context->input(2);
+    const Tensor& alpha_in = context->input(12);
+    OP_REQUIRES(context, projection.dims() == 2 && recurrent.dims() == 2 && alpha_in.dims() == 3,
+                InvalidArgument("bad ranks for the attention gradient's inputs"));
+    const int64_t units = recurrent.dim_size(0), width = 4 * units;
+    const int64_t features = projection.dim_size(1);
+    const int64_t batch = alpha_in.dim_size(0), steps = alpha_in.dim_size(1);
+    const int64_t window = alpha_in.dim_size(2);
+    OP_REQUIRES(context,
+                IsMatrix(projection, units, features) && IsMatrix(context->input(1), features, width) &&
+                    IsMatrix(recurrent, units, width) && IsMatrix(context->input(3), units, units) &&
+                    context->input(4).NumElements() == units &&
+                    IsMatrix(context->input(5), 2 * units, units) &&
+                    IsMatrix(context->input(6), 2 * units, units),
+                InvalidArgument("attention weights do not match the units"));
+    for (int index : {7, 8, 9, 11, 13}) {
+      OP_REQUIRES(context, IsSequence(context->input(index), batch, steps, units),
+                  InvalidArgument("attention sequence input ", index, " must be [batch, time, units]"));
+    }
+    OP_REQUIRES(context, IsSequence(context->input(10), batch, steps, width),
+                InvalidArgument("gates must be [batch, time, 4 * units]"));
+
+    const Matrix projection_t = ConstMatrixMap(projection.flat<float>().data(), units, features).transpose();
+    const Matrix kernel_t =
+        ConstMatrixMap(context->input(1).flat<float>().data(), features, width).transpose();
+    const Matrix recurrent_t = ConstMatrixMap(recurrent.flat<float>().data(), units, width).transpose();
+    const Matrix attn_w_t = ConstMatrixMap(context->input(3).flat<float>().data(), units, units).transpose();
+    const Eigen::Map<const RowVector> v(context->input(4).flat<float>().data(), units);
+    const Matrix query_t = ConstMatrixMap(context->input(5).flat<float>().data(), 2 * units, units).transpose();
+    const Matrix output_t =
+        ConstMatrixMap(context->input(6).flat<float>().data(), 2 * units, units).transpose();
+    const float* out_all = context->input(7).flat<float>().data();
+    const float* feat_all = context->input(8).flat<float>().data();
+    const float* c_all = context->input(9).flat<float>().data();
+    const float* gates_all = context->input(10).flat<float>().data();
+    const float* q_all = context->input(11).flat<float>().data();
+    const float* alpha_all = alpha_in.flat<float>().data();
+    const float* d_above_all = context->input(13).flat<float>().data();
+
+    float* grads[5];
+    const int64_t widths[5] = {width, features, units, units, units};
+    for (int index = 0; index < 5; ++index) {
+      Tensor* tensor;
+      OP_REQUIRES_OK(context, context->allocate_output(
+                                  index, TensorShape({batch, steps, widths[index]}), &tensor));
+      grads[index] = tensor->flat<float>().data();
+    }
+    Tensor* d_v_out;
+    OP_REQUIRES_OK(context, context->allocate_output(5, TensorShape({units}), &d_v_out));
+    float *dz_all = grads[0], *d_xp_all = grads[1], *d_q_all = grads[2], *d_out_all = grads[3],
+          *d_feat_all = grads[4];
+    // Later steps add to earlier steps' output and feature gradients through the window.
+    std::copy(d_above_all, d_above_all + batch * steps * units, d_out_all);
+    std::fill(d_feat_all, d_feat_all + batch * steps * units, 0.0f);
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads_, batch));
+    const int64_t chunk_rows = (batch + chunks - 1) / chunks;
+    Matrix v_sums = Matrix::Zero(chunks, units);
+
+    ForEachRowChunk(batch, num_threads_, [&](int64_t begin, int64_t end) {
+      const int64_t rows = end - begin;
+      const Steps step(begin, rows, steps);
+      Matrix dh_next = Matrix::Zero(rows, units), dc_next = Matrix::Zero(rows, units);
+      Matrix da_next = Matrix::Zero(rows, units), d_ha(rows, 2 * units), d_ch(rows, 2 * units);
+      Matrix d_h(rows, units), d_a(rows, units), e(rows, units), d_pre(rows, units);
+      Eigen::ArrayXXf d_alpha(rows, window), d_scores(rows, window), dc(rows, units),
+          tanh_c(rows, units);
+      RowVector v_sum = RowVector::Zero(units);
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        auto d_out = step.at(d_out_all, t, units);
+        auto d_feat = step.at(d_feat_all, t, units);
+        d_out.noalias() += d_feat * attn_w_t;  // complete now: later steps are done
+        d_ha.noalias() = d_out * output_t;
+        d_h = d_ha.leftCols(units);
+        d_a = d_ha.rightCols(units) + da_next;
+
+        // Attention: the window's outputs and features, and the query.
+        const auto alpha = step.at(alpha_all, t, window).array();
+        const auto q = step.at(q_all, t, units);
+        for (int64_t slot = 0; slot < window; ++slot) {
+          const int64_t j = t - window + slot;
+          if (j >= 0) {
+            d_alpha.col(slot) = (step.at(out_all, j, units).array() * d_a.array()).rowwise().sum();
+            step.at(d_out_all, j, units).array() += d_a.array().colwise() * alpha.col(slot);
+          } else {
+            d_alpha.col(slot).setZero();
+          }
+        }
+        const Eigen::ArrayXf mean = (alpha * d_alpha).rowwise().sum();
+        d_scores = alpha * (d_alpha.colwise() - mean);
+        auto d_q = step.at(d_q_all, t, units);
+        d_q.setZero();
+        for (int64_t slot = 0; slot < window; ++slot) {
+          const int64_t j = t - window + slot;
+          if (j >= 0) {
+            e.array() = (step.at(feat_all, j, units) + q).array().tanh();
+          } else {
+            e.array() = q.array().tanh();
+          }
+          v_sum.noalias() += d_scores.col(slot).matrix().transpose() * e;
+          d_pre.array() = (d_scores.col(slot).matrix() * v).array() * (1.0f - e.array().square());
+          d_q += d_pre;
+          if (j >= 0) step.at(d_feat_all, j, units) += d_pre;
+        }
+        d_ch.noalias() = d_q * query_t;
+
+        // The LSTM cell.
+        const auto gates = step.at(gates_all, t, width);
+        const auto i = gates.leftCols(units).array();
+        const auto f = gates.middleCols(units, units).array();
+        const auto g = gates.middleCols(2 * units, units).array();
+        const auto o = gates.rightCols(units).array();
+        const auto c = step.at(c_all, t, units).array();
+        d_h.array() += d_ch.rightCols(units).array() + dh_next.array();
+        tanh_c = c.tanh();
+        dc = dc_next.array() + d_ch.leftCols(units).array() + d_h.array() * o * (1.0f - tanh_c.square());
+        auto dz = step.at(dz_all, t, width);
+        if (t > 0) {
+          dz.middleCols(units, units).array() = dc * step.at(c_all, t - 1, units).array() * f * (1.0f - f);
+        } else {
+          dz.middleCols(units, units).setZero();  // c starts at zero
+        }
+        dz.leftCols(units).array() = dc * g * i * (1.0f - i);
+        dz.middleCols(2 * units, units).array() = dc * i * (1.0f - g.square());
+        dz.rightCols(units).array() = d_h.array() * tanh_c * o * (1.0f - o);
+        dc_next.array() = dc * f;
+        dh_next.noalias() = dz * recurrent_t;
+        auto d_xp = step.at(d_xp_all, t, features);
+        d_xp.noalias() = dz * kernel_t;
+        da_next.noalias() = d_xp * projection_t;
+      }
+      v_sums.row(begin / chunk_rows) = v_sum;
+    });
+    Eigen::Map<RowVector>(d_v_out->flat<float>().data(), units) = v_sums.colwise().sum();
+  }
+
+ private:
+  int num_threads_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("MelodyAttentionSequence").Device(DEVICE_CPU),
+                        MelodyAttentionSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("MelodyAttentionSequenceGrad").Device(DEVICE_CPU),
+                        MelodyAttentionSequenceGradOp);
 
 REGISTER_OP("MelodyDropout")
     .Input("x: float")     // [B, ...]

@@ -180,6 +180,109 @@ def lstm_sequence(inputs, kernel, recurrent_kernel, bias, h0, c0):
     return run(inputs, kernel, recurrent_kernel, bias, h0, c0)
 
 
+def attention_sequence(inputs, weights, attn_length: int):
+    """``network.AttentionLSTMCell`` over a batch-major sequence from zero states.
+
+    ``inputs`` is [batch, time, features]; ``weights`` the cell's eleven
+    weights in ``layers._attention_weights`` (input projection and its bias, the
+    LSTM's kernel, recurrent kernel and bias, attention W and v, query kernel
+    and bias, output kernel and bias). Returns the outputs [batch, time,
+    attn_size], as ``keras.layers.RNN(cell)`` computes them. Differentiable:
+    the recurrence and the attention window run in the kernels, the weight
+    gradients are big matmuls over every step. Needs ``load()``.
+    """
+    import tensorflow as tf
+
+    ops = load()
+    if ops is None:
+        raise KernelBuildError("MelodyGen's CPU kernels are not loaded")
+
+    @tf.custom_gradient
+    def run(x, *args):
+        projection, projection_bias, kernel, recurrent, bias = args[:5]
+        attn_w, attn_v, query_kernel, query_bias, output_kernel, output_bias = args[5:]
+        features = x.shape[-1]
+        projection_x, projection_attn = projection[:features], projection[features:]
+        x_flat = tf.reshape(x, [-1, features])
+        x_proj = tf.reshape(tf.matmul(x_flat, projection_x) + projection_bias, tf.shape(x))
+        (out, feat, xp, attns_prev, h_prev, c, h, gates, attns, query, alpha) = (
+            ops.melody_attention_sequence(
+                x_proj,
+                projection_attn,
+                kernel,
+                recurrent,
+                bias,
+                attn_w,
+                attn_v,
+                query_kernel,
+                query_bias,
+                output_kernel,
+                output_bias,
+                attn_length=attn_length,
+                num_threads=DEFAULT_THREADS,
+            )
+        )
+
+        def grad(d_above):
+            d_gates, d_xp, d_query, d_out, d_feat, d_v = ops.melody_attention_sequence_grad(
+                projection_attn,
+                kernel,
+                recurrent,
+                attn_w,
+                attn_v,
+                query_kernel,
+                output_kernel,
+                out,
+                feat,
+                c,
+                gates,
+                query,
+                alpha,
+                d_above,
+                num_threads=DEFAULT_THREADS,
+            )
+
+            def flat(value):
+                return tf.reshape(value, [-1, value.shape[-1]])
+
+            d_xp, d_gates, d_query, d_out = map(flat, (d_xp, d_gates, d_query, d_out))
+            h_flat, c_flat = flat(h), flat(c)
+            d_projection = tf.concat(
+                [_split_matmul(x_flat, d_xp), _split_matmul(flat(attns_prev), d_xp)], 0
+            )
+            d_query_kernel = tf.concat(
+                [_split_matmul(c_flat, d_query), _split_matmul(h_flat, d_query)], 0
+            )
+            d_output_kernel = tf.concat(
+                [_split_matmul(h_flat, d_out), _split_matmul(flat(attns), d_out)], 0
+            )
+            return [
+                tf.reshape(tf.matmul(d_xp, projection_x, transpose_b=True), tf.shape(x)),
+                d_projection,
+                _column_sums(d_xp),
+                _split_matmul(flat(xp), d_gates),
+                _split_matmul(flat(h_prev), d_gates),
+                _column_sums(d_gates),
+                _split_matmul(flat(out), flat(d_feat)),
+                d_v,
+                d_query_kernel,
+                _column_sums(d_query),
+                d_output_kernel,
+                _column_sums(d_out),
+            ]
+
+        return out, grad
+
+    return run(inputs, *weights)
+
+
+def _column_sums(values):
+    """Sums over rows as a matmul by ones: TensorFlow's one-thread column reduce is far slower."""
+    import tensorflow as tf
+
+    return tf.matmul(tf.ones([1, tf.shape(values)[0]]), values)[0]
+
+
 def dropout(inputs, rate: float, seed):
     """Dropout of ``inputs`` [batch, ...] at ``rate``, as ``keras.random.dropout`` computes it.
 

@@ -809,6 +809,11 @@ class AttentionRNN(keras.layers.RNN):
             )
         import tensorflow as tf
 
+        if kernels.load() is not None:
+            outputs = kernels.attention_sequence(
+                sequences, _attention_weights(self.cell), self.cell.attn_length
+            )
+            return outputs if self.return_sequences else outputs[:, -1]
         # Every step of the cell depends on the one before, so one sequence keeps one core
         # busy; two independent halves of the batch, each in its own loop, keep two.
         batch = sequences.shape[0]
