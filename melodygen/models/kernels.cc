@@ -1,12 +1,13 @@
 // TensorFlow CPU ops for training the Melody RNN networks faster: a whole LSTM
-// layer's recurrence (forward and backward), and dropout.
+// layer's recurrence (forward and backward), the same for the attention layer,
+// and dropout.
 //
-// Why the LSTM ops: on a CPU, TensorFlow's own loop pays a few microseconds of dispatch for
-// every small op of every step (about 20 per layer and step), and its element-wise
-// gate math is a dozen passes over memory. Here each step is one Eigen GEMM plus
-// one fused pass, and the batch is cut into independent row chunks that run on
-// their own threads (the recurrence never mixes rows), the input projection
-// included. What is not sequential in the gradient (the weight gradients, sums
+// Why the recurrent ops: on a CPU, TensorFlow's own loop pays a few microseconds
+// of dispatch for every small op of every step (about 20 per LSTM layer and step,
+// 30 for the attention cell), and its element-wise math is a dozen passes over
+// memory. Here each LSTM step is one Eigen GEMM plus one fused pass, and the batch
+// is cut into independent row chunks that run on their own threads (the recurrence
+// never mixes rows), the input projection included. What is not sequential in the gradient (the weight gradients, sums
 // over every step, and the inputs' gradient) stays in TensorFlow as big matmuls;
 // see kernels.py.
 //

@@ -3,9 +3,10 @@
 TensorFlow's own loop runs each LSTM step as some twenty small ops, and on a
 CPU their dispatch and separate passes over memory cost more than the
 arithmetic. ``kernels.cc`` runs a whole LSTM layer's recurrence in one op (and
-its gradient in another), each step two GEMMs and one fused pass, with the
-batch rows split over threads; and dropout with a fast generator, where
-TensorFlow's Philox draws take longer than a layer. The ops are compiled with
+its gradient in another), each step a GEMM and one fused pass, with the batch
+rows split over threads; the attention layer's the same way; and dropout with
+a fast generator, where TensorFlow's Philox draws take half as long as a
+layer. The ops are compiled with
 the machine's C++ compiler against the installed TensorFlow the first time a
 layer needs them (about 20 seconds), into a cache folder keyed by the source,
 TensorFlow's version and the CPU, and loaded from there afterwards; ``python -m

@@ -10,7 +10,8 @@ TensorFlow backend without a GPU, LSTM layers run each whole sequence in
 MelodyGen's compiled op (``kernels.lstm_sequence``) and dropout draws its
 masks with ``kernels.dropout``; where those ops cannot be built, LSTM layers
 run ``_tf_lstm_stack``, a hand-written TensorFlow loop with its own gradient.
-The attention layer runs ``_tf_attention_lstm``, another such loop. Anything
+The attention layer runs ``kernels.attention_sequence``, or where the ops
+cannot be built ``_tf_attention_lstm``, another such loop. Anything
 these paths do not handle (other backends, a GPU, masks, recurrent dropout,
 initial states of the attention cell, ...) goes through plain Keras.
 ``tests/test_layers.py`` holds them equal to Keras.
@@ -773,8 +774,9 @@ class AttentionRNN(keras.layers.RNN):
     Same weights and outputs as ``keras.layers.RNN(cell)``. On TensorFlow
     without a GPU, for whole sequences from zero states (no mask, initial or
     returned state, statefulness, ``go_backwards`` or ``unroll``), the
-    sequence runs through ``_tf_attention_lstm``; otherwise Keras' own loop
-    steps the cell.
+    sequence runs through ``kernels.attention_sequence`` (or, where the
+    kernels cannot be built, ``_tf_attention_lstm``); otherwise Keras' own
+    loop steps the cell.
     """
 
     def __init__(self, cell, **kwargs):
