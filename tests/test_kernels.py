@@ -200,3 +200,28 @@ def test_attention_ops_name_the_bad_shape(ops):
         ops.melody_attention_sequence(x_proj, *bad, attn_length=window)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"attn_length must be at least 1"):
         ops.melody_attention_sequence(x_proj, *weights, attn_length=0)
+
+
+def test_empty_batches_and_sequences(ops):
+    """No rows or no steps: empty outputs and zero gradients, not a crash."""
+    features, units = 3, 4
+    weights = [tf.Variable(tf.ones(shape)) for shape in [(3, 16), (4, 16), (16,)]]
+    for batch, steps in [(0, 5), (2, 0)]:
+        x = tf.ones([batch, steps, features])
+        state = tf.zeros([batch, units])
+        with tf.GradientTape() as tape:
+            h, h_last, c_last = kernels.lstm_sequence(x, *weights, state, state)
+            loss = tf.reduce_sum(h) + tf.reduce_sum(h_last)
+        assert tuple(h.shape) == (batch, steps, units) and tuple(c_last.shape) == (batch, units)
+        for grad in tape.gradient(loss, weights):
+            assert not np.asarray(grad).any()
+        empty = np.asarray(kernels.dropout(x, 0.5, tf.constant([1, 2], tf.int64)))
+        assert empty.shape == (batch, steps, features)
+        shapes = [(7, 3), (3,), (3, 16), (4, 16), (16,), (4, 4), (4,), (8, 4), (4,), (8, 4), (4,)]
+        attention = [tf.Variable(tf.ones(shape) * 0.1) for shape in shapes]
+        with tf.GradientTape() as tape:
+            out = kernels.attention_sequence(x, attention, attn_length=2)
+            loss = tf.reduce_sum(out)
+        assert tuple(out.shape) == (batch, steps, units)
+        for grad in tape.gradient(loss, attention):
+            assert not np.asarray(grad).any()

@@ -268,7 +268,7 @@ class MelodyLstmSequenceGradOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(3, c0.shape(), &d_c0));
     // Each chunk sums its own rows' bias gradient; the chunks' sums are added at the end.
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads_, batch));
-    const int64_t chunk_rows = (batch + chunks - 1) / chunks;
+    const int64_t chunk_rows = std::max<int64_t>(1, (batch + chunks - 1) / chunks);
     Matrix bias_sums = Matrix::Zero(chunks, width);
 
     // The transpose kept row-major, so that each step's GEMM streams rows.
@@ -623,7 +623,7 @@ class MelodyAttentionSequenceGradOp : public OpKernel {
     std::copy(d_above_all, d_above_all + batch * steps * units, d_out_all);
     std::fill(d_feat_all, d_feat_all + batch * steps * units, 0.0f);
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(num_threads_, batch));
-    const int64_t chunk_rows = (batch + chunks - 1) / chunks;
+    const int64_t chunk_rows = std::max<int64_t>(1, (batch + chunks - 1) / chunks);
     Matrix v_sums = Matrix::Zero(chunks, units);
 
     ForEachRowChunk(batch, num_threads_, [&](int64_t begin, int64_t end) {

@@ -97,6 +97,7 @@ def build(force: bool = False) -> Path:
     if not compiler:
         raise KernelBuildError("no C++ compiler found (install g++, or set CXX)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Compiling MelodyGen's CPU kernels into {target} (once, about 20 s)...", file=sys.stderr)
     # Build beside the target and rename, so concurrent processes never load half a file.
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
