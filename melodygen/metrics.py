@@ -38,6 +38,54 @@ class MaskedLabelCrossEntropy(keras.losses.Loss):
         return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="melodygen")
+class MaskedEventCrossEntropy(keras.losses.Loss):
+    """Mean -log P(actual event) over the real steps: every label that decodes to it counts.
+
+    For the one-hot encoding this is the label cross-entropy. For the lookback
+    encodings the encoder picks "repeat 1 bar ago" whenever it fits, although
+    the plain label would decode to the same event; training on the label asks
+    the network to learn that arbitrary choice, training on the event lets it
+    put the probability where it likes (a copy mechanism trained on the
+    likelihood of the melody, which is also what ``nll`` measures).
+    """
+
+    def __init__(self, label_event_classes, num_event_classes, name="nll", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_event_classes = [int(c) for c in label_event_classes]
+        self.num_event_classes = int(num_event_classes)
+
+    def call(self, y_true, y_pred):
+        mask = _mask(y_true)
+        logits = ops.cast(y_pred, "float32")
+        events = ops.cast(y_true[..., 1], "int32")
+        plain_to_event = np.eye(self.num_event_classes, dtype="float32")[
+            np.asarray(self.label_event_classes)
+        ]
+        fits = [ops.matmul(ops.one_hot(events, self.num_event_classes), plain_to_event.T)]
+        for index in range(y_true.shape[-1] - 2):
+            repeated = ops.equal(ops.cast(y_true[..., 2 + index], "int32"), events)
+            fits.append(ops.cast(repeated, "float32")[..., None])
+        fits = ops.concatenate(fits, axis=-1)
+        event_logits = ops.where(fits > 0, logits, ops.full_like(logits, -1e9))
+        losses = ops.logsumexp(logits, axis=-1) - ops.logsumexp(event_logits, axis=-1)
+        return ops.sum(losses * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "label_event_classes": self.label_event_classes,
+            "num_event_classes": self.num_event_classes,
+        }
+
+
+def make_loss(loss: str, label_event_classes, num_event_classes: int) -> keras.losses.Loss:
+    """The training loss an hparam names: ``label`` (Magenta's) or ``event``."""
+    if loss == "event":
+        return MaskedEventCrossEntropy(label_event_classes, num_event_classes)
+    return MaskedLabelCrossEntropy()
+
+
 def event_log_probs(targets, logits, label_event_classes: np.ndarray, num_event_classes: int):
     """log P(event) for every event class, [..., num_event_classes], from label logits."""
     probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)

@@ -252,6 +252,10 @@ def describe_history(history: list[dict] | None) -> str:
     )
 
 
+# What ``melodygen train`` keeps, by training loss (train.SELECTION_METRIC), in words.
+SELECTED_BY = {"label": "label NLL", "event": "NLL (the event's probability)"}
+
+
 def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     """The model card of a trained, evaluated and measured recipe."""
     model_dir = recipe.run_dir / FINAL_MODEL_DIR
@@ -287,7 +291,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
             or describe_history(training.get("history"))
             or machine_description(),
             "history": training.get("history") or [],
-            "selected": "the evaluation with the lowest held-out label NLL",
+            "selected": "the evaluation with the lowest held-out "
+            + SELECTED_BY[hparams.get("loss", "label")],
         },
         "metrics": {
             key: evaluation[key] for key in (*METRIC_KEYS, "label_nll") if key in evaluation

@@ -165,14 +165,14 @@ def compile_model(model, info: ModelInfo) -> None:
     """Attach Magenta's optimizer (Adam, clipped global norm) and the event metrics."""
     import keras
 
-    from melodygen.metrics import MaskedLabelCrossEntropy, make_metrics
+    from melodygen.metrics import make_loss, make_metrics
 
     optimizer = keras.optimizers.Adam(
         learning_rate=info.hparams.learning_rate, global_clipnorm=info.hparams.clip_norm
     )
     model.compile(
         optimizer=optimizer,
-        loss=MaskedLabelCrossEntropy(),
+        loss=make_loss(info.hparams.loss, info.label_event_classes, info.num_event_classes),
         metrics=make_metrics(info.label_event_classes, info.num_event_classes),
     )
 
@@ -339,7 +339,7 @@ def train(
                 interval_started = time.perf_counter()
                 train_logs = train_means.pop()
                 eval_logs = evaluate_batches(model, eval_data, info) if eval_data else None
-                improved = _track_best(state, eval_logs)
+                improved = _track_best(state, eval_logs, SELECTION_METRIC[info.hparams.loss])
                 _record_stretch(state, stretch)
                 logger.evaluation(state["step"], train_logs, eval_logs, state)
                 _save_checkpoint(run_dir, model, info, state)
@@ -379,10 +379,14 @@ def train(
     )
 
 
-def _track_best(state: dict, eval_logs: dict | None) -> bool:
+# The held-out figure each training loss is judged by (best model, early stopping).
+SELECTION_METRIC = {"label": "label_nll", "event": "nll"}
+
+
+def _track_best(state: dict, eval_logs: dict | None, metric: str) -> bool:
     if eval_logs is None:
         return False
-    loss = eval_logs["label_nll"]
+    loss = eval_logs[metric]
     if state["best_eval_loss"] is None or loss < state["best_eval_loss"]:
         state["best_eval_loss"] = loss
         state["evals_since_best"] = 0
@@ -549,7 +553,8 @@ class _Logger:
                 self.writers[split].flush()
         parts = []
         if train is not None:
-            parts.append(f"train loss {figures['train']['label_nll']:.3f}")
+            means = figures["train"]
+            parts.append(f"train nll {means['nll']:.3f} label nll {means['label_nll']:.3f}")
         if evaluation is not None:
             parts.append(
                 f"eval nll {evaluation['nll']:.3f} ppl {evaluation['perplexity']:.2f}"

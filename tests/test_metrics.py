@@ -8,7 +8,13 @@ from note_seq import encoder_decoder, melodies_lib, melody_encoder_decoder
 
 from melodygen.dataset import encode_melody
 from melodygen.encoding import make_encoding
-from melodygen.metrics import LabelNLL, event_log_probs, make_metrics
+from melodygen.metrics import (
+    LabelNLL,
+    MaskedEventCrossEntropy,
+    MaskedLabelCrossEntropy,
+    event_log_probs,
+    make_metrics,
+)
 from melodygen.models.configs import CONFIGS
 
 
@@ -92,3 +98,45 @@ def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str
     label.update_state(padded.astype(np.int32), padded_logits.astype(np.float32))
     expected_label = -np.log(probs[np.arange(len(targets)), targets[:, 0]]).mean()
     assert float(label.result()) == pytest.approx(expected_label, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_event_loss_is_the_event_nll_and_trains_every_label_that_fits(name: str):
+    import tensorflow as tf
+
+    config = CONFIGS[name]
+    rng = np.random.default_rng(5)
+    encoding = make_encoding(config)
+    events = repeating_melody(rng)
+    _, targets = encode_melody(encoding, events)
+    targets = np.concatenate([targets, np.full((4, targets.shape[1]), -1, np.int16)])[None]
+    targets[0, -4:, 1:] = 0  # padding, as batches pad it
+    logits = tf.Variable(rng.normal(size=(1, targets.shape[1], encoding.num_classes)) * 3)
+    static = encoding.label_event_classes(events)[
+        0, : encoding.num_classes - len(config.lookback_distances)
+    ]
+    loss = MaskedEventCrossEntropy(static, encoding.num_event_classes)
+    with tf.GradientTape() as tape:
+        value = loss(targets.astype(np.int32), tf.cast(logits, tf.float32))
+    gradient = tape.gradient(value, logits).numpy()
+
+    nll = make_metrics(static, encoding.num_event_classes)[0]
+    nll.update_state(targets.astype(np.int32), tf.cast(logits, tf.float32))
+    assert nll.name == "nll" and float(value) == pytest.approx(float(nll.result()), rel=1e-5)
+    label = float(MaskedLabelCrossEntropy()(targets.astype(np.int32), tf.cast(logits, tf.float32)))
+    assert np.isfinite(gradient).all() and not gradient[0, -4:].any()  # padding learns nothing
+    real = targets[0, :-4]
+    if not config.lookback_distances:
+        assert float(value) == pytest.approx(label, rel=1e-5)
+        return
+    assert float(value) < label
+    # Where a repeat label stands for the actual event, the loss raises it and its plain twin.
+    num_plain = len(static)
+    repeat = np.flatnonzero(real[:, 0] == num_plain)
+    assert len(repeat)
+    step = repeat[0]
+    plain_twin = list(static).index(real[step, 1])
+    assert gradient[0, step, num_plain] < 0 and gradient[0, step, plain_twin] < 0
+    assert MaskedEventCrossEntropy.from_config(loss.get_config()).label_event_classes == list(
+        static
+    )

@@ -128,6 +128,25 @@ def test_early_stopping_stops_when_eval_loss_stops_falling(datasets, tmp_path: P
     assert info.training["eval"]["label_nll"] == pytest.approx(result.best_eval_loss)
 
 
+def test_event_loss_trains_and_keeps_the_lowest_held_out_nll(datasets, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    result = train(
+        datasets["lookback_rnn"],
+        run_dir,
+        steps=90,
+        hparams=TINY + ",loss=event",
+        eval_every=30,
+        progress=False,
+    )
+    history = read_metrics(run_dir)
+    assert history[-1]["eval"]["nll"] < 0.3 * history[0]["eval"]["nll"]
+    best = min(record["eval"]["nll"] for record in history[1:])
+    assert result.best_eval_loss == pytest.approx(best)
+    _, info = read_model_info(run_dir)
+    assert info.hparams.loss == "event"
+    assert info.training["eval"]["nll"] == pytest.approx(best)
+
+
 def test_evaluate_reports_every_figure(datasets, tmp_path: Path):
     run_dir = tmp_path / "run"
     train(datasets["lookback_rnn"], run_dir, steps=2, hparams=TINY, eval_every=2, progress=False)
@@ -159,6 +178,8 @@ def test_bad_hyperparameters_are_clear_errors(datasets, tmp_path: Path):
         64,
         64,
     )
+    with pytest.raises(ConfigError, match="loss must be one of label, event, not 'events'"):
+        HParams().override("loss=events")
     with pytest.raises(DatasetError, match="built for basic_rnn, not mono_rnn"):
         train(datasets["basic_rnn"], tmp_path / "r", config="mono_rnn", steps=1)
 

@@ -15,6 +15,7 @@ from melodygen.errors import ConfigError
 
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter note, as Magenta assumes.
+LOSSES = ("label", "event")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class HParams:
     attn_length: int = 0
     clip_norm: float = 5.0
     learning_rate: float = 0.001
+    # "label": Magenta's cross-entropy of the one label the encoder chose; "event": the
+    # probability of the actual event, summed over every label that decodes to it (for the
+    # lookback encodings a repeat label and the plain label can both stand for one event).
+    loss: str = "label"
 
     def override(self, overrides: str | dict | None) -> HParams:
         """Return a copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
@@ -60,6 +65,8 @@ class HParams:
             raise ConfigError("clip_norm must be positive")
         if self.learning_rate <= 0:
             raise ConfigError("learning_rate must be positive")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -189,6 +196,8 @@ def _coerce(key: str, raw, current):
         if isinstance(current, tuple):
             parts = [p for p in raw.strip("[]() ").replace(";", ",").split(",") if p.strip()]
             return tuple(int(p) for p in parts)
+        if isinstance(current, str):
+            return raw
         if isinstance(current, int):
             return int(raw)
         return float(raw)
