@@ -2,9 +2,10 @@
 
 The network runs one step at a time with each layer's recurrent state carried
 between steps (never re-running the whole sequence), and all variations (and
-all beam-search branches) run as one batch. Sampling happens on the label
-distribution with temperature, top-k / top-p and masks for scale and pitch
-range; beam search is Magenta's (``magenta/common/beam_search.py``).
+all beam-search branches) run as one batch. Sampling happens on the event
+distribution (every label that decodes to an event adds to it) with
+temperature, top-k / top-p and masks for scale and pitch range; beam search
+is Magenta's (``magenta/common/beam_search.py``).
 
 Keys work as in Magenta: a model trained on melodies transposed to C thinks in
 C major / A minor, so a request for D minor generates in the model's key and
@@ -28,6 +29,7 @@ from melodygen.music import note_seq
 from melodygen.primer import Primer
 
 STEPS_PER_BAR = 16
+EVENT_SLOTS = 130  # no event, note-off and the 128 MIDI pitches, at event + 2
 DEFAULT_QPM = 120.0
 MAX_OUTPUTS = 64
 MAX_STEPS = 4096
@@ -366,31 +368,31 @@ class MelodyGenerator:
 
     # Sampling -----------------------------------------------------------------------------
 
-    def _label_mask(self, histories: np.ndarray, length: int, allowed: np.ndarray) -> np.ndarray:
-        """[rows, labels] True where a label decodes to an allowed event at this step."""
-        plain = self._label_events
-        plain_ok = (plain < 0) | allowed[np.clip(plain, 0, 127)]
-        mask = np.tile(plain_ok, (len(histories), 1))
+    def _label_events_at(self, histories: np.ndarray, length: int) -> np.ndarray:
+        """[rows, labels] the event each label stands for at this step, given each history."""
+        columns = [np.tile(self._label_events, (len(histories), 1))]
         for distance in self.encoding.lookback_distances:
             if length >= distance:
                 repeated = histories[:, length - distance]
             else:
                 repeated = np.full(len(histories), NO_EVENT)
-            ok = (repeated < 0) | allowed[np.clip(repeated, 0, 127)]
-            mask = np.concatenate([mask, ok[:, None]], axis=1)
-        return mask
+            columns.append(repeated[:, None])
+        return np.concatenate(columns, axis=1)
 
-    def _decode(self, labels: np.ndarray, histories: np.ndarray, length: int) -> np.ndarray:
-        """The event each sampled label stands for, given every row's history."""
-        num_plain = len(self._label_events)
-        events = self._label_events[np.minimum(labels, num_plain - 1)].copy()
-        for index, distance in enumerate(self.encoding.lookback_distances):
-            chosen = labels == num_plain + index
-            if chosen.any():
-                events[chosen] = (
-                    histories[chosen, length - distance] if length >= distance else NO_EVENT
-                )
-        return events
+    def _event_log_probs(self, logits: np.ndarray, histories: np.ndarray, length: int):
+        """[rows, EVENT_SLOTS] log P(event) at slot event + 2, summed over its labels.
+
+        With the lookback encodings a repeat label and a plain label can stand
+        for the same note; temperature, top-k/top-p and beam scores apply to
+        the melody's events, so they do not depend on which label carries it.
+        """
+        probs = np.exp(logits - _logsumexp(logits))
+        rows = np.arange(len(logits))[:, None]
+        slots = self._label_events_at(histories, length) - NO_EVENT
+        event_probs = np.zeros((len(logits), EVENT_SLOTS))
+        np.add.at(event_probs, (rows, slots), probs)
+        with np.errstate(divide="ignore"):
+            return np.log(event_probs)
 
     def _inputs(self, histories: np.ndarray, position: int) -> np.ndarray:
         return self.encoding.inputs_at(histories, position)
@@ -407,13 +409,13 @@ class MelodyGenerator:
     def _advance(self, histories, states, scores, length, request, allowed, rng):
         """Sample one more event for every row; returns updated histories, states and scores."""
         logits, states = self.steps.step(self._inputs(histories, length - 1), states)
-        logits = logits.astype(np.float64) / request.temperature
-        mask = self._label_mask(histories, length, allowed)
-        logits = np.where(mask, logits, -np.inf)
-        log_probs = logits - _logsumexp(logits)
-        labels = _sample(log_probs, request.top_k, request.top_p, rng)
-        scores = scores + log_probs[np.arange(len(labels)), labels]
-        histories[:, length] = self._decode(labels, histories, length)
+        event_log_probs = self._event_log_probs(logits.astype(np.float64), histories, length)
+        allowed_slots = np.concatenate([[True, True], allowed])  # no event, note-off, pitches
+        tempered = np.where(allowed_slots, event_log_probs / request.temperature, -np.inf)
+        log_probs = tempered - _logsumexp(tempered)
+        slots = _sample(log_probs, request.top_k, request.top_p, rng)
+        scores = scores + log_probs[np.arange(len(slots)), slots]
+        histories[:, length] = slots + NO_EVENT
         return histories, states, scores
 
     def _sample(self, request, primer, allowed, rng, rows):
@@ -476,7 +478,7 @@ def _logsumexp(logits: np.ndarray) -> np.ndarray:
 
 
 def _sample(log_probs: np.ndarray, top_k, top_p, rng: np.random.Generator) -> np.ndarray:
-    """One label per row from the (optionally truncated) distribution."""
+    """One index per row from the (optionally truncated) distribution; never a zero one."""
     probs = np.exp(log_probs)
     if top_k is not None and top_k < probs.shape[1]:
         threshold = -np.sort(-probs, axis=1)[:, top_k - 1 : top_k]
@@ -489,11 +491,12 @@ def _sample(log_probs: np.ndarray, top_k, top_p, rng: np.random.Generator) -> np
         keep = np.zeros_like(keep_sorted)
         np.put_along_axis(keep, order, keep_sorted, axis=1)
         probs = np.where(keep, probs, 0.0)
-    probs = probs / probs.sum(axis=1, keepdims=True)
     cumulative = np.cumsum(probs, axis=1)
-    draws = rng.random((len(probs), 1))
-    labels = (cumulative < draws).sum(axis=1)
-    return np.minimum(labels, probs.shape[1] - 1)
+    draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
+    chosen = (cumulative <= draws).sum(axis=1)
+    # Rounding can leave a draw at the very top: take the last index that has probability.
+    last = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    return np.minimum(chosen, last)
 
 
 def _nearest_shift(semitones: int) -> int:

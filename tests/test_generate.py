@@ -60,6 +60,34 @@ def test_stepping_gives_the_logits_of_a_full_forward_pass(generators, config):
         np.testing.assert_allclose(logits[0], full[position], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("config", ["lookback_rnn", "attention_rnn"])
+def test_scores_are_the_melody_log_likelihood_with_repeat_labels_folded_in(generators, config):
+    from melodygen.dataset import encode_melody
+    from melodygen.metrics import event_log_probs
+
+    generator = generators[config]
+    request = GenerationRequest(
+        primer=parse_primer("C4 E4 G4 C5"), length_steps=80, num_outputs=3, seed=2
+    )
+    melodies = generator.generate(request).melodies
+    encoding = generator.encoding
+    for melody in melodies:
+        events = np.array(melody.events)
+        inputs, targets = encode_melody(encoding, events)
+        logits = np.asarray(generator.model(inputs[None], training=False))
+        log_probs = np.asarray(
+            event_log_probs(
+                targets[None].astype(np.int32),
+                logits,
+                np.asarray(generator.info.label_event_classes),
+                encoding.num_event_classes,
+            )
+        )[0]
+        picked = np.take_along_axis(log_probs, targets[:, 1:2].astype(int), axis=-1)[:, 0]
+        expected = picked[melody.primer_steps - 1 :].sum()
+        assert melody.log_likelihood == pytest.approx(expected, rel=1e-4)
+
+
 def test_same_seed_same_melodies_and_primer_kept(generators):
     generator = generators["lookback_rnn"]
     request = GenerationRequest(
