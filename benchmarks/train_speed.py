@@ -45,7 +45,7 @@ from melodygen.train import INTER_OP_THREADS, INTRA_OP_THREADS  # noqa: E402
 SIZES = {
     "basic_rnn": (38, 38),
     "mono_rnn": (130, 130),
-    "lookback_rnn": (120, 40),
+    "lookback_rnn": (121, 40),
     "attention_rnn": (74, 40),
 }
 BASELINE = "basic_rnn (plain Keras)"
