@@ -14,14 +14,16 @@ Two modes:
   network from plain ``keras.layers.LSTM`` layers, the reference for
   MelodyGen's own layers. ``--tf-loops`` adds each network once more without
   MelodyGen's compiled kernels (what ``MELODYGEN_KERNELS=0`` runs), timed in
-  the same rounds, for a side-by-side comparison.
+  the same rounds, for a side-by-side comparison. ``--bfloat16`` adds each
+  network once more trained with ``gradient_precision=bfloat16``.
 
 After warm-up the networks are timed round-robin, so that load from other
 processes falls on all alike, and the median (and fastest) step is reported
 as a markdown table.
 
     python benchmarks/train_speed.py --data data/folk_basic_rnn data/folk_attention_rnn
-    python benchmarks/train_speed.py [--configs basic_rnn attention_rnn] [--steps 20] [--tf-loops]
+    python benchmarks/train_speed.py [--configs basic_rnn attention_rnn] [--steps 20]
+        [--tf-loops] [--bfloat16]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ SIZES = {
 }
 BASELINE = "basic_rnn (plain Keras)"
 TF_LOOPS = "(TensorFlow loops)"
+BFLOAT16 = "(bfloat16 gradients)"
 # Magenta (TF1, LSTMBlockCell) on the same 2-core machine, seconds per step.
 MAGENTA = {"basic_rnn": 0.25, "attention_rnn": 1.9}
 
@@ -78,6 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--tf-loops",
         action="store_true",
         help="also time each network without MelodyGen's compiled kernels (TensorFlow loops)",
+    )
+    parser.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="also time each network with --hparams gradient_precision=bfloat16",
     )
     return parser.parse_args(argv)
 
@@ -157,7 +165,7 @@ def main(argv=None) -> int:
     print("| network | median s/step | fastest s/step | Magenta s/step |")
     print("|---|---:|---:|---:|")
     for name, (_step, _batches, times) in runs.items():
-        own_layers = name != BASELINE and not name.endswith(TF_LOOPS)
+        own_layers = name != BASELINE and not name.endswith((TF_LOOPS, BFLOAT16))
         magenta = MAGENTA.get(name.split(" ")[0]) if own_layers else None
         magenta = f"{magenta:.2f}" if magenta else ""
         print(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f} | {magenta} |")
@@ -173,9 +181,10 @@ def dataset_runs(args, rng) -> dict:
     from melodygen.train import compile_model, length_bucketed_batches, model_info, pad_batch
 
     runs = {}
-    for path in args.data:
+    variants = [(path, precision) for path in args.data for precision in precisions(args)]
+    for path, precision in variants:
         dataset = MelodyDataset.open(path)
-        info = model_info(dataset, f"batch_size={args.batch_size}")
+        info = model_info(dataset, f"batch_size={args.batch_size},gradient_precision={precision}")
         model = build_network(info)
         compile_model(model, info)
         split = dataset.load("train")
@@ -190,10 +199,15 @@ def dataset_runs(args, rng) -> dict:
         for index in range(args.warmup):
             step(*batches[index % len(batches)])
         name = f"{dataset.spec.config} ({Path(path).name}, mean padded length {real:.0f})"
+        name += f" {BFLOAT16}" if precision == "bfloat16" else ""
         print(f"{name}: built and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
         keras.utils.set_random_seed(1)
         runs[name] = (step, batches, [])
     return runs
+
+
+def precisions(args) -> list[str]:
+    return ["float32", "bfloat16"] if args.bfloat16 else ["float32"]
 
 
 def random_runs(args, rng) -> dict:
@@ -212,9 +226,13 @@ def random_runs(args, rng) -> dict:
             names.append(BASELINE)
         if args.tf_loops:
             names.append(f"{name} {TF_LOOPS}")
+        if args.bfloat16:
+            names.append(f"{name} {BFLOAT16}")
     for name in names:
         config_name = name.split(" ")[0]
         hparams = get_config(config_name).hparams
+        if name.endswith(BFLOAT16):
+            hparams = hparams.override("gradient_precision=bfloat16")
         input_size, num_classes = SIZES[config_name]
         # The layers choose their path when the step is traced (the first warm-up step).
         without_kernels = mock.patch.object(kernels, "load", return_value=None)

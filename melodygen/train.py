@@ -301,6 +301,7 @@ def train(
         "index": len(state.setdefault("history", [])),  # its place in the history
     }
     keras.utils.set_random_seed(seed + state["step"])
+    warn_unused_precision(info.hparams)
     model = build_network(info)
     compile_model(model, info)
     if resume_from is not None:
@@ -444,6 +445,20 @@ def check_backend_computes(config: str) -> None:
             f"{config} does not train correctly under JAX on a GPU: its compiled attention "
             "layer gives wrong outputs there (benchmarks/README.md); train it with "
             "KERAS_BACKEND=tensorflow, or under JAX on the CPU (JAX_PLATFORMS=cpu)"
+        )
+
+
+def warn_unused_precision(hparams) -> None:
+    """Say so when ``gradient_precision`` asks for what this run's layers do not do."""
+    from melodygen.models import kernels
+    from melodygen.models.layers import _tf_cpu_only
+
+    if hparams.gradient_precision == "float32":
+        return
+    if not _tf_cpu_only() or kernels.load() is None:
+        print(
+            f"note: gradient_precision={hparams.gradient_precision} applies to MelodyGen's "
+            "compiled CPU kernels only; this run computes its gradients in float32"
         )
 
 

@@ -261,3 +261,42 @@ def test_attention_rnn_last_output_and_fallback():
     np.testing.assert_allclose(  # an initial state takes Keras' loop
         fast(x, initial_state=states), reference(x, initial_state=states), atol=1e-6
     )
+
+
+def _bfloat16_errors(reference, fast):
+    """Outputs must be identical; each gradient's largest error relative to its largest value."""
+    (ref_out, ref_grads), (fast_out, fast_grads) = reference, fast
+    for a, b in zip(ref_out, fast_out, strict=True):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+    return [
+        float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(a)).max())
+        for a, b in zip(ref_grads, fast_grads, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("layer", ["stack", "single", "attention"])
+def test_bfloat16_gradients_round_only_the_gradient_matmuls(layer):
+    assert kernels.load() is not None, "MelodyGen's kernels did not build (is g++ installed?)"
+    rng = np.random.default_rng(7)
+    x = rng_tensor(rng, 8, 30, 5)
+
+    def make(precision):
+        if layer == "stack":
+            return MelodyLSTMStack([16, 16], gradient_precision=precision)
+        if layer == "single":
+            return MelodyLSTM(16, precision, return_sequences=True)
+        return AttentionRNN(AttentionLSTMCell(16, 4), precision, return_sequences=True)
+
+    exact, rounded = make("float32"), make("bfloat16")
+    exact.build((None, None, 5))
+    rounded.build((None, None, 5))
+    randomize(exact, rng, scale=0.3)
+    rounded.set_weights(exact.get_weights())
+    errors = _bfloat16_errors(
+        outputs_and_grads(lambda: exact(x), [x], exact.trainable_weights),
+        outputs_and_grads(lambda: rounded(x), [x], rounded.trainable_weights),
+    )
+    # bfloat16 keeps 8 bits of mantissa: errors of a few parts in a thousand, and some there.
+    assert max(errors) < 2e-2
+    assert max(errors) > 1e-5
+    assert rounded.get_config()["gradient_precision"] == "bfloat16"

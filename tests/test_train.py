@@ -128,13 +128,14 @@ def test_early_stopping_stops_when_eval_loss_stops_falling(datasets, tmp_path: P
     assert info.training["eval"]["label_nll"] == pytest.approx(result.best_eval_loss)
 
 
-def test_event_loss_trains_and_keeps_the_lowest_held_out_nll(datasets, tmp_path: Path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_event_loss_trains_and_keeps_the_lowest_held_out_nll(datasets, tmp_path: Path, precision):
     run_dir = tmp_path / "run"
     result = train(
         datasets["lookback_rnn"],
         run_dir,
         steps=90,
-        hparams=TINY + ",loss=event",
+        hparams=f"{TINY},loss=event,gradient_precision={precision}",
         eval_every=30,
         progress=False,
     )
@@ -144,6 +145,7 @@ def test_event_loss_trains_and_keeps_the_lowest_held_out_nll(datasets, tmp_path:
     assert result.best_eval_loss == pytest.approx(best)
     _, info = read_model_info(run_dir)
     assert info.hparams.loss == "event"
+    assert info.hparams.gradient_precision == precision
     assert info.training["eval"]["nll"] == pytest.approx(best)
 
 
@@ -180,6 +182,8 @@ def test_bad_hyperparameters_are_clear_errors(datasets, tmp_path: Path):
     )
     with pytest.raises(ConfigError, match="loss must be one of label, event, not 'events'"):
         HParams().override("loss=events")
+    with pytest.raises(ConfigError, match="gradient_precision must be one of float32, bfloat16"):
+        HParams().override("gradient_precision=float16")
     with pytest.raises(DatasetError, match="built for basic_rnn, not mono_rnn"):
         train(datasets["basic_rnn"], tmp_path / "r", config="mono_rnn", steps=1)
 
@@ -277,3 +281,15 @@ def test_attention_is_refused_under_jax_on_a_gpu(monkeypatch):
     check_backend_computes("lookback_rnn")  # LSTM-only networks matched exactly
     fake_jax.devices = lambda: [types.SimpleNamespace(platform="cpu")]
     check_backend_computes("attention_rnn")
+
+
+def test_bfloat16_gradients_without_the_kernels_are_said_to_be_float32(capsys, monkeypatch):
+    from melodygen.models import kernels
+    from melodygen.train import warn_unused_precision
+
+    warn_unused_precision(HParams())
+    warn_unused_precision(HParams(gradient_precision="bfloat16"))
+    assert capsys.readouterr().out == ""  # the kernels are there: nothing to say
+    monkeypatch.setattr(kernels, "load", lambda: None)
+    warn_unused_precision(HParams(gradient_precision="bfloat16"))
+    assert "computes its gradients in float32" in capsys.readouterr().out

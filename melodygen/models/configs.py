@@ -16,6 +16,7 @@ from melodygen.errors import ConfigError
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter note, as Magenta assumes.
 LOSSES = ("label", "event")
+GRADIENT_PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class HParams:
     # probability of the actual event, summed over every label that decodes to it (for the
     # lookback encodings a repeat label and the plain label can both stand for one event).
     loss: str = "label"
+    # Inputs of the big weight- and input-gradient matmuls of the compiled CPU kernels' backward
+    # pass: "bfloat16" makes a training step about 10% faster, with float32 accumulation;
+    # every other path (TensorFlow loops, JAX, GPUs) computes in float32 whatever it says.
+    gradient_precision: str = "float32"
 
     def override(self, overrides: str | dict | None) -> HParams:
         """Return a copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
@@ -67,6 +72,11 @@ class HParams:
             raise ConfigError("learning_rate must be positive")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.gradient_precision not in GRADIENT_PRECISIONS:
+            raise ConfigError(
+                f"gradient_precision must be one of {', '.join(GRADIENT_PRECISIONS)}, "
+                f"not {self.gradient_precision!r}"
+            )
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

@@ -136,7 +136,9 @@ def load():
         return None
 
 
-def lstm_sequence(inputs, kernel, recurrent_kernel, bias, h0, c0):
+def lstm_sequence(
+    inputs, kernel, recurrent_kernel, bias, h0, c0, gradient_precision: str = "float32"
+):
     """One LSTM layer over a batch-major sequence, as ``keras.layers.LSTM`` computes it.
 
     ``inputs`` is [batch, time, features]; the weights are in Keras' layout
@@ -145,7 +147,9 @@ def lstm_sequence(inputs, kernel, recurrent_kernel, bias, h0, c0):
     the recurrence's gradient runs in the kernel; the weight and input
     gradients are big matmuls over every step, which TensorFlow drops from the
     graph where nothing uses them (the inputs' gradient of a first layer).
-    Needs ``load()`` to have returned the ops.
+    ``gradient_precision`` is the dtype those matmuls read their inputs in
+    (``"bfloat16"``: faster, float32 sums). Needs ``load()`` to have returned
+    the ops.
     """
     import tensorflow as tf
 
@@ -169,9 +173,9 @@ def lstm_sequence(inputs, kernel, recurrent_kernel, bias, h0, c0):
             x_flat = tf.reshape(x, [-1, tf.shape(x)[-1]])
             h_prev_flat = tf.reshape(h_prev, [-1, tf.shape(h0)[-1]])
             return (
-                tf.reshape(_split_rows_matmul(d_flat, kernel), tf.shape(x)),
-                _split_matmul(x_flat, d_flat),
-                _split_matmul(h_prev_flat, d_flat),
+                tf.reshape(_split_rows_matmul(d_flat, kernel, gradient_precision), tf.shape(x)),
+                _split_matmul(x_flat, d_flat, gradient_precision),
+                _split_matmul(h_prev_flat, d_flat, gradient_precision),
                 d_bias,
                 d_h0,
                 d_c0,
@@ -182,7 +186,7 @@ def lstm_sequence(inputs, kernel, recurrent_kernel, bias, h0, c0):
     return run(inputs, kernel, recurrent_kernel, bias, h0, c0)
 
 
-def attention_sequence(inputs, weights, attn_length: int):
+def attention_sequence(inputs, weights, attn_length: int, gradient_precision: str = "float32"):
     """``network.AttentionLSTMCell`` over a batch-major sequence from zero states.
 
     ``inputs`` is [batch, time, features]; ``weights`` the cell's eleven
@@ -191,7 +195,8 @@ def attention_sequence(inputs, weights, attn_length: int):
     and bias, output kernel and bias). Returns the outputs [batch, time,
     attn_size], as ``keras.layers.RNN(cell)`` computes them. Differentiable:
     the recurrence and the attention window run in the kernels, the weight
-    gradients are big matmuls over every step. Needs ``load()``.
+    gradients are big matmuls over every step, reading their inputs in
+    ``gradient_precision``. Needs ``load()``.
     """
     import tensorflow as tf
 
@@ -250,22 +255,34 @@ def attention_sequence(inputs, weights, attn_length: int):
             d_xp, d_gates, d_query, d_out = map(flat, (d_xp, d_gates, d_query, d_out))
             h_flat, c_flat = flat(h), flat(c)
             d_projection = tf.concat(
-                [_split_matmul(x_flat, d_xp), _split_matmul(flat(attns_prev), d_xp)], 0
+                [
+                    _split_matmul(x_flat, d_xp, gradient_precision),
+                    _split_matmul(flat(attns_prev), d_xp, gradient_precision),
+                ],
+                0,
             )
             d_query_kernel = tf.concat(
-                [_split_matmul(c_flat, d_query), _split_matmul(h_flat, d_query)], 0
+                [
+                    _split_matmul(c_flat, d_query, gradient_precision),
+                    _split_matmul(h_flat, d_query, gradient_precision),
+                ],
+                0,
             )
             d_output_kernel = tf.concat(
-                [_split_matmul(h_flat, d_out), _split_matmul(flat(attns), d_out)], 0
+                [
+                    _split_matmul(h_flat, d_out, gradient_precision),
+                    _split_matmul(flat(attns), d_out, gradient_precision),
+                ],
+                0,
             )
             return [
                 tf.reshape(tf.matmul(d_xp, projection_x, transpose_b=True), tf.shape(x)),
                 d_projection,
                 _column_sums(d_xp),
-                _split_matmul(flat(xp), d_gates),
-                _split_matmul(flat(h_prev), d_gates),
+                _split_matmul(flat(xp), d_gates, gradient_precision),
+                _split_matmul(flat(h_prev), d_gates, gradient_precision),
                 _column_sums(d_gates),
-                _split_matmul(flat(out), flat(d_feat)),
+                _split_matmul(flat(out), flat(d_feat), gradient_precision),
                 d_v,
                 d_query_kernel,
                 _column_sums(d_query),
@@ -308,24 +325,34 @@ def dropout(inputs, rate: float, seed):
     return run(inputs)
 
 
-def _split_rows_matmul(a, b):
+def _split_rows_matmul(a, b, precision: str = "float32"):
     """a @ b^T over many rows as two halves, so TensorFlow's two inter-op threads share it."""
     import tensorflow as tf
 
+    a, b = _as_precision(a, precision), _as_precision(b, precision)
     half = tf.shape(a)[0] // 2
-    return tf.concat(
+    product = tf.concat(
         [tf.matmul(a[:half], b, transpose_b=True), tf.matmul(a[half:], b, transpose_b=True)], 0
     )
+    return tf.cast(product, tf.float32)
 
 
-def _split_matmul(a, b):
+def _split_matmul(a, b, precision: str = "float32"):
     """a^T @ b over many rows as two halves, so TensorFlow's two inter-op threads share it."""
     import tensorflow as tf
 
+    a, b = _as_precision(a, precision), _as_precision(b, precision)
     half = tf.shape(a)[0] // 2
-    return tf.matmul(a[:half], b[:half], transpose_a=True) + tf.matmul(
-        a[half:], b[half:], transpose_a=True
+    # Each half's product is cast back before the sum: only the inputs are rounded.
+    return tf.cast(tf.matmul(a[:half], b[:half], transpose_a=True), tf.float32) + tf.cast(
+        tf.matmul(a[half:], b[half:], transpose_a=True), tf.float32
     )
+
+
+def _as_precision(values, precision: str):
+    import tensorflow as tf
+
+    return values if precision == "float32" else tf.cast(values, tf.bfloat16)
 
 
 def main() -> int:

@@ -342,8 +342,16 @@ class MelodyLSTM(keras.layers.LSTM):
     ``_tf_lstm_stack``; both cut the batch in two independent halves, so
     that two cores share one layer's steps. Masks, recurrent dropout, ``go_backwards``, ``unroll``,
     other activations or dtypes, a GPU and the other backends take Keras' own
-    loop.
+    loop. ``gradient_precision`` (``"float32"`` or ``"bfloat16"``): the dtype
+    the kernel's gradient matmuls read their inputs in.
     """
+
+    def __init__(self, units, gradient_precision: str = "float32", **kwargs):
+        super().__init__(units, **kwargs)
+        self.gradient_precision = gradient_precision
+
+    def get_config(self):
+        return {**super().get_config(), "gradient_precision": self.gradient_precision}
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if isinstance(mask, (list, tuple)):
@@ -356,7 +364,9 @@ class MelodyLSTM(keras.layers.LSTM):
             # The one input mask for every step, as Keras' own (cuDNN) path applies it.
             sequences = sequences * self.cell.get_dropout_mask(sequences[:, 0, :])[:, None, :]
         if kernels.load() is not None:
-            outputs, h, c = kernels.lstm_sequence(sequences, *_lstm_weights(self), *initial_state)
+            outputs, h, c = kernels.lstm_sequence(
+                sequences, *_lstm_weights(self), *initial_state, self.gradient_precision
+            )
             return h, outputs, [h, c]
         batch = sequences.shape[0]
         chunks = 2 if batch is not None and batch % 2 == 0 else 1
@@ -399,14 +409,18 @@ class MelodyLSTMStack(keras.layers.Layer):
     TensorFlow without a GPU each layer runs as one ``kernels.lstm_sequence``
     op; where the kernels cannot be built, all layers advance in one loop
     (``_tf_lstm_stack``), the lower layer's next step overlapping the upper
-    layer's current one, which keeps two cores busy.
+    layer's current one, which keeps two cores busy. ``gradient_precision``
+    as in ``MelodyLSTM``.
     """
 
-    def __init__(self, units, dropout: float = 0.0, seed=None, **kwargs):
+    def __init__(
+        self, units, dropout: float = 0.0, seed=None, gradient_precision="float32", **kwargs
+    ):
         super().__init__(**kwargs)
         self.units = [int(u) for u in units]
         self.dropout = float(dropout)
         self.seed = seed
+        self.gradient_precision = gradient_precision
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.lstm_layers = [
             MelodyLSTM(size, return_sequences=True, name=f"lstm_{index}")
@@ -462,7 +476,9 @@ class MelodyLSTMStack(keras.layers.Layer):
                 seed = tf.cast(self.seed_generator.next(), "int64")
                 hidden = kernels.dropout(hidden, self.dropout, seed)
             zeros = tf.zeros([batch, layer.units])
-            hidden, _, _ = kernels.lstm_sequence(hidden, *_lstm_weights(layer), zeros, zeros)
+            hidden, _, _ = kernels.lstm_sequence(
+                hidden, *_lstm_weights(layer), zeros, zeros, self.gradient_precision
+            )
         return hidden
 
     def compute_output_shape(self, input_shape):
@@ -474,6 +490,7 @@ class MelodyLSTMStack(keras.layers.Layer):
             "units": self.units,
             "dropout": self.dropout,
             "seed": self.seed,
+            "gradient_precision": self.gradient_precision,
         }
 
 
@@ -776,13 +793,17 @@ class AttentionRNN(keras.layers.RNN):
     returned state, statefulness, ``go_backwards`` or ``unroll``), the
     sequence runs through ``kernels.attention_sequence`` (or, where the
     kernels cannot be built, ``_tf_attention_lstm``); otherwise Keras' own
-    loop steps the cell.
+    loop steps the cell. ``gradient_precision`` as in ``MelodyLSTM``.
     """
 
-    def __init__(self, cell, **kwargs):
+    def __init__(self, cell, gradient_precision: str = "float32", **kwargs):
         super().__init__(cell, **kwargs)
+        self.gradient_precision = gradient_precision
         if keras.backend.backend() == "tensorflow":
             self.supports_jit = False  # the fast path's kernels have no XLA version
+
+    def get_config(self):
+        return {**super().get_config(), "gradient_precision": self.gradient_precision}
 
     def _fast_path_ok(self, initial_state, mask, training) -> bool:
         cell = self.cell
@@ -813,7 +834,10 @@ class AttentionRNN(keras.layers.RNN):
 
         if kernels.load() is not None:
             outputs = kernels.attention_sequence(
-                sequences, _attention_weights(self.cell), self.cell.attn_length
+                sequences,
+                _attention_weights(self.cell),
+                self.cell.attn_length,
+                self.gradient_precision,
             )
             return outputs if self.return_sequences else outputs[:, -1]
         # Every step of the cell depends on the one before, so one sequence keeps one core

@@ -121,15 +121,16 @@ def build_model(input_size: int, num_classes: int, hparams: HParams) -> keras.Mo
     hidden = inputs
     rate = 1.0 - hparams.dropout_keep_prob
     sizes = list(hparams.rnn_layer_sizes)
+    precision = hparams.gradient_precision
     if hparams.attn_length:
         cell = AttentionLSTMCell(sizes.pop(0), hparams.attn_length)
-        hidden = AttentionRNN(cell, return_sequences=True, name="rnn_attention")(hidden)
+        hidden = AttentionRNN(cell, precision, return_sequences=True, name="rnn_attention")(hidden)
         if rate > 0:
             hidden = MelodyDropout(rate, name="dropout_attention")(hidden)
     if len(sizes) == 1:
-        hidden = MelodyLSTM(sizes[0], return_sequences=True, name="rnn")(hidden)
+        hidden = MelodyLSTM(sizes[0], precision, return_sequences=True, name="rnn")(hidden)
     elif sizes:
-        hidden = MelodyLSTMStack(sizes, dropout=rate, name="rnn")(hidden)
+        hidden = MelodyLSTMStack(sizes, rate, gradient_precision=precision, name="rnn")(hidden)
     if sizes and rate > 0:
         hidden = MelodyDropout(rate, name="dropout")(hidden)
     logits = keras.layers.Dense(num_classes, name="logits")(hidden)
