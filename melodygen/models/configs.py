@@ -34,7 +34,7 @@ class HParams:
     # lookback encodings a repeat label and the plain label can both stand for one event).
     loss: str = "label"
     # Inputs of the big weight- and input-gradient matmuls of the compiled CPU kernels' backward
-    # pass: "bfloat16" makes a training step about 10% faster, with float32 accumulation;
+    # pass: "bfloat16" makes a training step about 8% faster, with float32 accumulation;
     # every other path (TensorFlow loops, JAX, GPUs) computes in float32 whatever it says.
     gradient_precision: str = "float32"
 
