@@ -59,9 +59,7 @@ class MaskedEventCrossEntropy(keras.losses.Loss):
         mask = _mask(y_true)
         logits = ops.cast(y_pred, "float32")
         events = ops.cast(y_true[..., 1], "int32")
-        plain_to_event = np.eye(self.num_event_classes, dtype="float32")[
-            np.asarray(self.label_event_classes)
-        ]
+        plain_to_event = _plain_to_event(self.label_event_classes, self.num_event_classes)
         fits = [ops.matmul(ops.one_hot(events, self.num_event_classes), plain_to_event.T)]
         for index in range(y_true.shape[-1] - 2):
             repeated = ops.equal(ops.cast(y_true[..., 2 + index], "int32"), events)
@@ -86,12 +84,18 @@ def make_loss(loss: str, label_event_classes, num_event_classes: int) -> keras.l
     return MaskedLabelCrossEntropy()
 
 
+def _plain_to_event(label_event_classes, num_event_classes: int) -> np.ndarray:
+    """[plain labels, event classes] 1 where a plain label decodes to that event."""
+    return np.eye(num_event_classes, dtype="float32")[np.asarray(label_event_classes)]
+
+
 def event_log_probs(targets, logits, label_event_classes: np.ndarray, num_event_classes: int):
     """log P(event) for every event class, [..., num_event_classes], from label logits."""
     probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
     num_plain = len(label_event_classes)
-    plain_to_event = np.eye(num_event_classes, dtype="float32")[np.asarray(label_event_classes)]
-    event_probs = ops.matmul(probs[..., :num_plain], plain_to_event)
+    event_probs = ops.matmul(
+        probs[..., :num_plain], _plain_to_event(label_event_classes, num_event_classes)
+    )
     repeats = targets.shape[-1] - 2
     for index in range(repeats):
         repeated = ops.one_hot(ops.cast(targets[..., 2 + index], "int32"), num_event_classes)

@@ -41,13 +41,21 @@ def repeating_melody(rng: np.random.Generator, bars: int = 6) -> np.ndarray:
     return np.concatenate([bar_patterns[rng.integers(3)] for _ in range(bars)]).astype(np.int16)
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str):
+def encoded_example(name: str, seed: int):
+    """A repeating melody encoded for a configuration, and its plain labels' event classes."""
     config = CONFIGS[name]
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     events = repeating_melody(rng)
     encoding = make_encoding(config)
     _, targets = encode_melody(encoding, events)
+    num_plain = encoding.num_classes - len(config.lookback_distances)
+    static = [int(c) for c in encoding.label_event_classes(events)[0, :num_plain]]
+    return config, rng, encoding, events, targets, static
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str):
+    config, rng, encoding, events, targets, static = encoded_example(name, seed=3)
     logits = rng.normal(size=(1, len(targets), encoding.num_classes)).astype(np.float32)
 
     reference, one_hot = note_seq_encoder(config)
@@ -65,12 +73,6 @@ def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str
         expected.append(-np.log(mass))
         assert one_hot.encode_event(actual) == targets[step, 1]
 
-    static = [
-        int(c)
-        for c in encoding.label_event_classes(events)[
-            0, : encoding.num_classes - len(config.lookback_distances)
-        ]
-    ]
     log_probs = np.asarray(
         event_log_probs(targets[None], logits, np.array(static), encoding.num_event_classes)
     )
@@ -104,17 +106,10 @@ def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str
 def test_event_loss_is_the_event_nll_and_trains_every_label_that_fits(name: str):
     import tensorflow as tf
 
-    config = CONFIGS[name]
-    rng = np.random.default_rng(5)
-    encoding = make_encoding(config)
-    events = repeating_melody(rng)
-    _, targets = encode_melody(encoding, events)
+    config, rng, encoding, events, targets, static = encoded_example(name, seed=5)
     targets = np.concatenate([targets, np.full((4, targets.shape[1]), -1, np.int16)])[None]
     targets[0, -4:, 1:] = 0  # padding, as batches pad it
     logits = tf.Variable(rng.normal(size=(1, targets.shape[1], encoding.num_classes)) * 3)
-    static = encoding.label_event_classes(events)[
-        0, : encoding.num_classes - len(config.lookback_distances)
-    ]
     loss = MaskedEventCrossEntropy(static, encoding.num_event_classes)
     with tf.GradientTape() as tape:
         value = loss(targets.astype(np.int32), tf.cast(logits, tf.float32))
