@@ -34,24 +34,26 @@ except that note-offs before the first note become no-events, as in
 
 from __future__ import annotations
 
-import collections
+import bisect
 import math
 import operator
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pretty_midi
 
 from melodygen.errors import MelodyGenError
+from melodygen.keys import estimate_key, key_name, pitch_name
+from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
 from melodygen.music import (
     MIDI_SUFFIXES,
     STEPS_PER_QUARTER,
-    _quantized_pieces,
     load_note_sequences,
     melody_instruments,
     note_seq,
+    sequences_lib,
 )
 
 __all__ = [
@@ -85,7 +87,6 @@ allocate gigabytes; 256 bars is far beyond any sensible primer."""
 _MIN_PITCH = note_seq.MIN_MIDI_PITCH
 _MAX_PITCH = note_seq.MAX_MIDI_PITCH
 _PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_SHARP_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 _SEPARATORS = re.compile(r"[\s,|]+")
 _NOTE = re.compile(r"^(?P<letter>[A-Ga-g])(?P<accidentals>##?|bb?)?(?P<octave>-?[0-9]+)$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
@@ -106,20 +107,53 @@ class Primer:
     """Opening events for the generator, plus where they came from (for the user to see)."""
 
     events: list[int]
-    """Magenta melody events, one per sixteenth-note step."""
+    """Magenta melody events, one per sixteenth-note step, starting on a bar line."""
     qpm: float | None = None
     """Tempo carried by a MIDI primer, so the output can keep it; None for typed primers."""
     description: str = ""
     """Short human-readable origin, e.g. "4 notes typed" or "bars 1-2 of track 0 'Lead' ..."."""
+    meter: Meter = FOUR_FOUR
+    """Time signature: the file's, or one typed first (``3/4 D4 F4 A4``); 4/4 otherwise."""
+    key: int | None = None
+    """Tonic pitch class (0 = C) from the file's key signature, else estimated from the notes."""
+    mode: str | None = None
+    """"major" or "minor" (with ``key``); None without notes."""
+    key_source: str = ""
+    """Where ``key`` comes from: "key signature" or "estimated"."""
+    notices: list[str] = field(default_factory=list)
+    """One-line remarks on how the primer was read (e.g. a tempo-map meter replaced)."""
 
     @property
     def steps(self) -> int:
         """Length in sixteenth-note steps: where the generator takes over."""
         return len(self.events)
 
+    @property
+    def bars(self) -> float:
+        """Length in bars of the primer's meter."""
+        return self.meter.bars(self.steps)
+
     def pitches(self) -> list[int]:
         """MIDI pitches of the note-ons in order (e.g. to check them against a model's range)."""
         return [event for event in self.events if event >= 0]
+
+    def key_label(self) -> str:
+        """``"G major (from the file's key signature)"``, ``"D minor (estimated)"``; "" without."""
+        if self.key is None or self.mode is None:
+            return ""
+        origin = (
+            "from the file's key signature" if self.key_source == "key signature" else "estimated"
+        )
+        return f"{key_name(self.key, self.mode)} ({origin})"
+
+
+def _with_estimated_key(primer: Primer) -> Primer:
+    """The primer with ``key``/``mode`` estimated from its notes (unchanged without notes)."""
+    found = estimate_key(primer.events)
+    if found is not None:
+        primer.key, primer.mode = found
+        primer.key_source = "estimated"
+    return primer
 
 
 # --------------------------------------------------------------------------------------
@@ -156,7 +190,19 @@ def parse_note_primer(text: str) -> Primer:
     events: list[int] = []
     sounding = False  # is a note sounding at the end of ``events``?
     notes = 0
+    meter = FOUR_FOUR
     for position, token in _tokens(text):
+        if "/" in token:
+            if position != 1:
+                raise PrimerError(
+                    f"'{token}' (token {position}): a time signature can only come first, "
+                    "e.g. 3/4 D4 F#4 A4."
+                )
+            try:
+                meter = parse_meter(token) or FOUR_FOUR
+            except MeterError as error:
+                raise PrimerError(f"'{token}' (token 1): {error}.") from None
+            continue
         if set(token) == {"-"}:
             if not events:
                 raise PrimerError(
@@ -178,7 +224,8 @@ def parse_note_primer(text: str) -> Primer:
             sounding = True
             notes += 1
         events.extend([NO_EVENT] * (duration - 1))
-    return Primer(events=events, description=_typed_description(notes, "typed"))
+    primer = Primer(events=events, description=_typed_description(notes, "typed"), meter=meter)
+    return _with_estimated_key(primer)
 
 
 def parse_event_primer(text: str) -> Primer:
@@ -224,25 +271,34 @@ def parse_event_primer(text: str) -> Primer:
         events.append(value)
     events = list(note_seq.Melody(events))
     notes = sum(1 for event in events if event >= 0)
-    return Primer(events=events, description=_typed_description(notes, "given as events"))
+    primer = Primer(events=events, description=_typed_description(notes, "given as events"))
+    return _with_estimated_key(primer)
 
 
-def events_to_note_names(events: list[int]) -> str:
+def events_to_note_names(
+    events: list[int],
+    meter: Meter | None = None,
+    key: int | None = None,
+    mode: str = "major",
+) -> str:
     """Write melody events in the note syntax, e.g. to show a MIDI primer so it can be edited.
 
-    ``parse_note_primer(events_to_note_names(events)).events == events`` for every list the
-    note syntax can produce (any ``note_seq.Melody`` event list without a note-off while
-    nothing sounds). A ``|`` is written where a note or rest starts on a 4/4 bar line.
-    Sharps are used for black keys.
+    ``parse_note_primer(events_to_note_names(events, meter)).events == events`` for every
+    list the note syntax can produce (any ``note_seq.Melody`` event list without a
+    note-off while nothing sounds). A ``|`` is written where a note or rest starts on a
+    bar line of ``meter`` (4/4 by default); a meter other than 4/4 is written first
+    (``3/4 ...``). Black keys are spelled in ``key`` and ``mode`` (flats in flat keys),
+    sharps without a key.
 
     Raises:
         PrimerError: an event is outside -2..127.
     """
-    parts: list[str] = []
+    meter = meter or FOUR_FOUR
+    parts: list[str] = [] if meter == FOUR_FOUR else [str(meter)]
     for start, event, length in _segments(events):
-        if start and start % STEPS_PER_BAR == 0:
+        if start and start % meter.steps_per_bar == 0:
             parts.append("|")
-        name = "r" if event < 0 else _note_name(event)
+        name = "r" if event < 0 else pitch_name(event, key, mode)
         parts.append(name if length == DEFAULT_DURATION else f"{name}:{length}")
     return " ".join(parts)
 
@@ -319,10 +375,6 @@ def _check_length(steps: int, token: str, position: int) -> None:
         )
 
 
-def _note_name(pitch: int) -> str:
-    return f"{_SHARP_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
 def _typed_description(notes: int, how: str) -> str:
     return f"{notes} note{'' if notes == 1 else 's'} {how}"
 
@@ -355,30 +407,35 @@ class TrackInfo:
 
 
 def midi_tracks(path: str | Path) -> list[TrackInfo]:
-    """List the instruments of a MIDI file, drums included, so a user can choose one.
+    """List the instruments (parts) of a MIDI or MusicXML file, drums included.
 
     Raises:
         InputFileError: the file is missing, empty, not MIDI, or corrupt (from music.py).
-        PrimerError: the file is not a .mid/.midi file or contains no notes at all.
+        PrimerError: the file is not a .mid/.midi/.musicxml/.mxl file, cannot be read
+            as MusicXML, or contains no notes at all.
     """
     path = Path(path)
     return _tracks(_read_midi(path))
 
 
 def midi_primer(path: str | Path, track: int | None = None, bars: int | None = None) -> Primer:
-    """Take the opening of one track of a MIDI file as a primer.
+    """Take the opening of one track of a MIDI (or MusicXML) file as a primer.
 
-    The file is read like training data (music.py): split at tempo and time-signature
-    changes and quantized to sixteenth steps. The primer is the melody of the chosen
-    track in the first such piece where that track plays, reduced to one note at a time
-    the way Magenta extracts melodies (``ignore_polyphonic_notes``: of notes starting
-    together the highest is kept, and a note that starts while another sounds cuts it
-    off). It starts at the track's first note, keeps every rest inside (no split at
-    long gaps) and, if ``bars`` is given, is cut after that many 4/4 bars (16 steps).
+    The primer keeps its place in the bar: it starts at the bar line of the bar that
+    holds the track's first note, with the rests before that note, in the file's meter
+    (a short first bar before a change of meter is a pickup: it ends where the next
+    meter's first full bar starts). Times are read in beats through the file's tempo
+    map, so tempo changes neither split nor shift the primer; the primer stops at the
+    next change of meter. The chosen track is reduced to one note at a time the way
+    Magenta extracts melodies (``ignore_polyphonic_notes``: of notes starting together
+    the highest is kept, and a note that starts while another sounds cuts it off),
+    keeps every rest inside and, if ``bars`` is given, is cut after that many bars.
 
     ``track`` defaults to a track named MELODY if there is one, else the first
-    non-drum track with notes. ``qpm`` is the tempo at the primer's first note (the
-    file's first tempo unless the track starts after a tempo change), to 3 decimals.
+    non-drum track with notes. ``qpm`` is the tempo at the primer's first note, to 3
+    decimals; ``meter`` the file's time signature there (a one-beat meter such as 1/4,
+    which only carries a tempo map, is read as 4/4); ``key``/``mode`` come from the
+    file's key signature at the first note, else they are estimated from the notes.
 
     Raises:
         InputFileError: the file is missing, empty, not MIDI, or corrupt (from music.py).
@@ -394,11 +451,11 @@ def midi_primer(path: str | Path, track: int | None = None, bars: int | None = N
     tracks = _tracks(sequence)
     chosen = _choose_track(path, sequence, tracks, track)
 
-    piece = _first_piece_with(path, sequence, chosen.index)
+    placed = _in_primer_meter(path, sequence, chosen.index)
     melody = note_seq.Melody()
     try:
         melody.from_quantized_sequence(
-            piece,
+            placed.sequence,
             instrument=chosen.index,
             gap_bars=math.inf,  # as Magenta's generator reads primers: never split at rests
             ignore_polyphonic_notes=True,
@@ -415,39 +472,257 @@ def midi_primer(path: str | Path, track: int | None = None, bars: int | None = N
             f"{path}: track {chosen.index} could not be read as a melody ({exc})."
         ) from None
 
+    # The Melody starts at the bar line before the first note: leading rests are kept.
     events = list(melody)
-    first = next((i for i, event in enumerate(events) if event >= 0), len(events))
-    events = events[first:]  # Melody starts at the bar line before the first note
-    if not events:
+    if not any(event >= 0 for event in events):
         raise PrimerError(f"{path}: track {chosen.index} has no notes.")
-    first_bar = (melody.start_step + first) // STEPS_PER_BAR + 1
+    meter = placed.meter
+    first_bar = placed.first_bar + melody.start_step // meter.steps_per_bar
     if bars is not None:
-        events = events[: bars * STEPS_PER_BAR]
-        taken = math.ceil(len(events) / STEPS_PER_BAR)
+        events = events[: bars * meter.steps_per_bar]
+        taken = math.ceil(len(events) / meter.steps_per_bar)
         last_bar = first_bar + taken - 1
         span = f"bar {first_bar}" if taken == 1 else f"bars {first_bar}-{last_bar}"
         description = f"{span} of {_track_label(chosen)} in {path.name}"
     else:
         description = f"{_track_label(chosen)} in {path.name}"
-    qpm = piece.tempos[0].qpm if piece.tempos else note_seq.DEFAULT_QUARTERS_PER_MINUTE
-    qpm = round(float(qpm), 3)  # MIDI stores microseconds per beat: 100 qpm reads 99.99999...
-    return Primer(events=events, qpm=qpm, description=description)
+    primer = Primer(
+        events=events,
+        qpm=placed.qpm,
+        description=description,
+        meter=meter,
+        notices=placed.notices,
+    )
+    if placed.key is not None:
+        primer.key, primer.mode = placed.key
+        primer.key_source = "key signature"
+        return primer
+    return _with_estimated_key(primer)
+
+
+@dataclass
+class _Placed:
+    """A track's piece of a file in one meter and tempo, bar lines at multiples of the bar."""
+
+    sequence: object
+    """Quantized NoteSequence: time 0 is a bar line of ``meter``."""
+    meter: Meter
+    qpm: float
+    first_bar: int
+    """Bar number (from 1) of the file's bar at time 0 of ``sequence``."""
+    key: tuple[int, str] | None
+    notices: list[str]
+
+
+def _beat_map(sequence):
+    """A function mapping seconds to quarter-note beats through the sequence's tempo map."""
+    tempos = sorted(sequence.tempos, key=lambda tempo: tempo.time)
+    first_qpm = tempos[0].qpm if tempos and tempos[0].time <= 0 and tempos[0].qpm > 0 else 120.0
+    changes = [(0.0, first_qpm)]
+    changes += [(t.time, t.qpm) for t in tempos if t.time > 0 and t.qpm > 0]
+    starts = [time for time, _ in changes]
+    beats_at = [0.0]
+    for (start, qpm), (next_start, _) in zip(changes, changes[1:], strict=False):
+        beats_at.append(beats_at[-1] + (next_start - start) * qpm / 60.0)
+
+    def beats(seconds: float) -> float:
+        index = max(0, bisect.bisect_right(starts, seconds) - 1)
+        return beats_at[index] + (seconds - starts[index]) * changes[index][1] / 60.0
+
+    def qpm_at(seconds: float) -> float:
+        return changes[max(0, bisect.bisect_right(starts, seconds + 1e-9) - 1)][1]
+
+    return beats, qpm_at
+
+
+def _in_primer_meter(path: Path, sequence, index: int) -> _Placed:
+    """Track ``index``'s part of the file laid on the bars of the meter at its first note."""
+    beats, qpm_at = _beat_map(sequence)
+    track_notes = [
+        n for n in sequence.notes if n.instrument == index and not n.is_drum and n.velocity > 0
+    ]
+    first_time = min(n.start_time for n in track_notes)
+    first = beats(first_time)
+    # Meter segments (start, end, numerator, denominator), in beats; 4/4 before any.
+    signatures: dict[float, tuple[int, int]] = {}
+    for ts in sorted(sequence.time_signatures, key=lambda ts: ts.time):
+        signatures[round(beats(ts.time), 6)] = (ts.numerator, ts.denominator)
+    if 0.0 not in signatures:
+        signatures[0.0] = (4, 4)
+    starts = sorted(signatures)
+    segments = [
+        [start, end, *signatures[start]]
+        for start, end in zip(starts, [*starts[1:], math.inf], strict=True)
+    ]
+    notices: list[str] = []
+    if len(segments) > 1:
+        start, end, numerator, denominator = segments[0]
+        next_bar = 4 * segments[1][2] / segments[1][3]
+        if end - start < next_bar - 1e-6:  # a short first bar: a pickup into the next meter
+            segments = segments[1:]
+            segments[0][0] = end - next_bar
+    holding = max(i for i, segment in enumerate(segments) if segment[0] <= first or i == 0)
+    origin, end, numerator, denominator = segments[holding]
+    bars_before = sum(round((e - s) / (4 * n / d)) for s, e, n, d in segments[:holding])
+    try:
+        meter = Meter(int(numerator), int(denominator))
+    except MeterError:
+        raise PrimerError(
+            f"{path}: track {index} cannot be cut into sixteenth-note bars (its time "
+            f"signature {numerator}/{denominator} is not a whole number of sixteenths); "
+            "choose another file."
+        ) from None
+    if meter.numerator == 1:
+        notices.append(
+            f"The file's time signature {meter} has one beat per bar (a tempo map, not a "
+            "meter): read as 4/4."
+        )
+        meter = FOUR_FOUR
+    qpm = round(float(qpm_at(first_time)), 3)  # MIDI stores microseconds per beat
+    seconds_per_beat = 60.0 / qpm
+
+    placed = note_seq.NoteSequence()
+    placed.ticks_per_quarter = sequence.ticks_per_quarter or note_seq.STANDARD_PPQ
+    placed.tempos.add(time=0.0, qpm=qpm)
+    placed.time_signatures.add(time=0.0, numerator=meter.numerator, denominator=meter.denominator)
+    placed.instrument_infos.extend(sequence.instrument_infos)
+    for note in sequence.notes:
+        start, stop = beats(note.start_time), min(beats(note.end_time), end)
+        if start < origin - 1e-6 or start >= end or note.velocity <= 0:
+            continue
+        copied = placed.notes.add()
+        copied.CopyFrom(note)
+        copied.start_time = (start - origin) * seconds_per_beat
+        copied.end_time = max(copied.start_time, (stop - origin) * seconds_per_beat)
+    placed.total_time = max((n.end_time for n in placed.notes), default=0.0)
+    key = None
+    signatures_before = [
+        k
+        for k in sorted(sequence.key_signatures, key=lambda k: k.time)
+        if k.time <= first_time + 1e-6
+    ]
+    if signatures_before:
+        signature = signatures_before[-1]
+        key = (int(signature.key) % 12, "minor" if signature.mode == 1 else "major")
+    try:
+        quantized = sequences_lib.quantize_note_sequence(placed, STEPS_PER_QUARTER)
+    except sequences_lib.QuantizationStatusError as error:
+        raise PrimerError(
+            f"{path}: track {index} could not be quantized to sixteenth steps ({error})."
+        ) from None
+    return _Placed(quantized, meter, qpm, bars_before + 1, key, notices)
 
 
 def _read_midi(path: Path):
-    """The file as a NoteSequence, with music.py's error handling, refusing non-MIDI files.
+    """The file as a NoteSequence, with music.py's error handling, refusing other files.
 
-    music.py accepts ABC too; a primer track only makes sense for MIDI, so other existing
-    files are refused here before music.py reads them (missing files keep its message).
+    MIDI files are read by music.py, MusicXML files (.musicxml, .mxl) by music21
+    (:func:`_read_musicxml`); music.py accepts ABC too, which is refused here.
     """
-    if path.is_file() and path.suffix.lower() not in MIDI_SUFFIXES:
-        raise PrimerError(
-            f"{path}: a primer file must be a MIDI file (.mid or .midi), not "
-            f"'{path.suffix or '(no extension)'}'."
-        )
-    sequence = load_note_sequences(path)[0]
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix not in PRIMER_SUFFIXES:
+        raise PrimerError(f"{path}: {unsupported_file_reason(path.name)}")
+    if suffix in MUSICXML_SUFFIXES:
+        sequence = _read_musicxml(path)
+    else:
+        sequence = load_note_sequences(path)[0]
     if not any(note.velocity > 0 for note in sequence.notes):
-        raise PrimerError(f"{path}: the MIDI file contains no notes.")
+        raise PrimerError(f"{path}: the file contains no notes.")
+    return sequence
+
+
+MUSICXML_SUFFIXES = (".musicxml", ".mxl")
+"""MusicXML, plain (.musicxml) or compressed (.mxl), read with music21."""
+PRIMER_SUFFIXES = (*MIDI_SUFFIXES, *MUSICXML_SUFFIXES)
+"""Files a primer can be taken from."""
+_AUDIO_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac", ".aif", ".aiff", ".m4a", ".opus")
+_OTHER_NOTATION = {
+    ".xml": "if it is MusicXML, save it as .musicxml",
+    ".abc": "ABC tunes are training data here; convert it to MIDI or MusicXML",
+    ".mscz": "export it from MuseScore as MusicXML (.mxl) or MIDI",
+    ".gp": "export it from Guitar Pro as MusicXML or MIDI",
+    ".pdf": "a PDF is a picture of the music; export MusicXML from the program that made it",
+}
+
+
+def unsupported_file_reason(name: str) -> str:
+    """One line saying which files a primer can come from and what to do with ``name``."""
+    suffix = Path(name).suffix.lower()
+    accepted = "a primer file must be MIDI (.mid, .midi) or MusicXML (.musicxml, .mxl)"
+    if suffix in _AUDIO_SUFFIXES:
+        return (
+            f"{accepted}: '{suffix}' is recorded sound, and MelodyGen reads notes, not "
+            "audio; export the melody as MIDI or MusicXML from your DAW or notation program"
+        )
+    if suffix in _OTHER_NOTATION:
+        return f"{accepted}, not '{suffix}': {_OTHER_NOTATION[suffix]}"
+    return f"{accepted}, not '{suffix or '(no extension)'}'"
+
+
+def _read_musicxml(path: Path):
+    """A MusicXML file as a NoteSequence (one instrument per part), read with music21.
+
+    Ties are joined, grace notes and unpitched notes skipped, each chord's notes kept
+    (the melody reduction keeps the top one). A pickup measure is padded with the rest
+    before it, so its notes keep their beats; times use the first metronome mark (120
+    quarters per minute without one).
+    """
+    from music21 import converter, key, meter, tempo
+
+    if not path.is_file():
+        load_note_sequences(path)  # music.py's message for a missing path
+    try:
+        score = converter.parse(str(path), format="musicxml")
+    except Exception as error:  # noqa: BLE001 - music21 raises many kinds on bad files
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise PrimerError(
+            f"{path}: not a readable MusicXML file{f' ({reason})' if reason else ''}."
+        ) from None
+    parts = list(getattr(score, "parts", [])) or [score]
+    marks = score.flatten().getElementsByClass(tempo.MetronomeMark)
+    qpm = float(marks[0].getQuarterBPM()) if marks else 120.0
+    qpm = qpm if qpm > 0 else 120.0
+    measures = parts[0].getElementsByClass("Measure")
+    pickup = float(measures[0].paddingLeft) if measures else 0.0
+    seconds = 60.0 / qpm
+
+    sequence = note_seq.NoteSequence()
+    sequence.ticks_per_quarter = note_seq.STANDARD_PPQ
+    sequence.tempos.add(time=0.0, qpm=qpm)
+    flat = parts[0].flatten()
+    for signature in flat.getElementsByClass(meter.TimeSignature):
+        offset = float(signature.offset)
+        sequence.time_signatures.add(
+            time=0.0 if offset == 0 else (offset + pickup) * seconds,
+            numerator=signature.numerator,
+            denominator=signature.denominator,
+        )
+    for signature in flat.getElementsByClass(key.KeySignature):
+        found = signature if isinstance(signature, key.Key) else signature.asKey("major")
+        sequence.key_signatures.add(
+            time=0.0 if signature.offset == 0 else (float(signature.offset) + pickup) * seconds,
+            key=found.tonic.pitchClass,
+            mode=1 if found.mode == "minor" else 0,
+        )
+    for index, part in enumerate(parts):
+        instrument = part.getInstrument(returnDefault=True)
+        program = instrument.midiProgram if instrument.midiProgram is not None else 0
+        name = part.partName or instrument.instrumentName or ""
+        sequence.instrument_infos.add(instrument=index, name=str(name))
+        for element in part.stripTies().flatten().notes:
+            length = float(element.quarterLength)
+            if length <= 0 or not hasattr(element, "pitches"):
+                continue  # grace notes; unpitched percussion has no pitches
+            start = (float(element.offset) + pickup) * seconds
+            end = (float(element.offset) + pickup + length) * seconds
+            for pitch in element.pitches:
+                if not 0 <= pitch.midi <= 127:
+                    continue
+                note = sequence.notes.add()
+                note.pitch, note.velocity = int(pitch.midi), 80
+                note.instrument, note.program = index, int(program)
+                note.start_time, note.end_time = start, end
+    sequence.total_time = max((note.end_time for note in sequence.notes), default=0.0)
     return sequence
 
 
@@ -526,21 +801,6 @@ def _choose_track(path: Path, sequence, tracks: list[TrackInfo], track: int | No
         hint = f"tracks with notes: {others}" if pitched else "no track has pitched notes"
         raise PrimerError(f"track {track} of {path} has no notes; {hint}.")
     return chosen
-
-
-def _first_piece_with(path: Path, sequence, index: int):
-    """The first quantized tempo/time-signature piece in which track ``index`` plays."""
-    problems: collections.Counter = collections.Counter()
-    for piece in _quantized_pieces(sequence, STEPS_PER_QUARTER, problems):
-        if any(
-            note.instrument == index and not note.is_drum and note.velocity > 0
-            for note in piece.notes
-        ):
-            return piece
-    reason = ", ".join(sorted(problems)) or "no notes left after quantization"
-    raise PrimerError(
-        f"{path}: track {index} could not be quantized to sixteenth steps ({reason})."
-    )
 
 
 def _track_label(track: TrackInfo) -> str:

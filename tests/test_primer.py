@@ -14,6 +14,7 @@ import pytest
 
 from melodygen import primer as primer_module
 from melodygen.errors import InputFileError, MelodyGenError
+from melodygen.meter import Meter
 from melodygen.music import NoteSequence, note_seq
 from melodygen.primer import (
     MAX_TYPED_STEPS,
@@ -27,6 +28,7 @@ from melodygen.primer import (
     parse_event_primer,
     parse_note_primer,
     parse_primer,
+    unsupported_file_reason,
 )
 
 OFF = -1
@@ -491,13 +493,90 @@ def test_midi_primer_later_note_cuts_a_sounding_one(tmp_path):
     assert midi_primer(path).events == [72, NO, 60, NO, NO, NO]
 
 
-def test_midi_primer_starts_at_first_note_and_keeps_gaps(tmp_path):
-    # First note on step 6 (inside bar 1); then a gap of over two bars, which melody
-    # extraction for training would split at, but a primer keeps.
+def test_midi_primer_keeps_its_place_in_the_bar_and_keeps_gaps(tmp_path):
+    # First note on step 6 (inside bar 1): the primer starts at the bar line with the
+    # rests before it; then a gap of over two bars, which melody extraction for
+    # training would split at, but a primer keeps.
     notes = [(60, 6, 10), (62, 48, 52)]
     path = write_midi(tmp_path / "gap.mid", [("Lead", notes)])
     primer = midi_primer(path)
-    assert primer.events == [60, NO, NO, NO, OFF, *hold(37), 62, NO, NO, NO]
+    assert primer.events == [*hold(6), 60, NO, NO, NO, OFF, *hold(37), 62, NO, NO, NO]
+
+
+def test_midi_primer_pickup_stays_on_its_beat(tmp_path):
+    # A reel's pickup on beat 3 of bar 1, and a pop song whose first note is on beat 19
+    # (bar 5, beat 3): both keep their beat instead of landing on beat 1.
+    reel = write_midi(
+        tmp_path / "reel.mid", [("Fiddle", [(67, 8, 10), (69, 10, 12), (71, 12, 16)])]
+    )
+    assert midi_primer(reel).events[:10] == [*hold(8), 67, NO]
+    pop = write_midi(tmp_path / "pop.mid", [("MELODY", notes_of([64, 62, 60] * 4, start=72))])
+    primer = midi_primer(pop, bars=2)
+    assert primer.events[:9] == [*hold(8), 64]
+    assert primer.steps == 32 and primer.description.startswith("bars 5-6 ")
+    # Half a beat late (an EDM line on the off-beat) stays half a beat late.
+    edm = write_midi(tmp_path / "edm.mid", [("Lead", notes_of([60, 63, 67], start=2))])
+    assert midi_primer(edm).events[:3] == [NO, NO, 60]
+
+
+def write_meter_midi(path: Path, notes: list[Note], signatures, keys=(), qpm=120.0) -> Path:
+    """One 'Lead' track; ``signatures`` are (numerator, denominator, step), ``keys`` are
+    (pretty_midi key number, step)."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=qpm)
+    step = 60.0 / qpm / STEPS_PER_QUARTER
+    lead = pretty_midi.Instrument(0, name="Lead")
+    lead.notes = [pretty_midi.Note(100, p, s * step, e * step) for p, s, e in notes]
+    midi.instruments.append(lead)
+    midi.time_signature_changes = [
+        pretty_midi.TimeSignature(n, d, at * step) for n, d, at in signatures
+    ]
+    midi.key_signature_changes = [pretty_midi.KeySignature(k, at * step) for k, at in keys]
+    midi.write(str(path))
+    return path
+
+
+def test_midi_primer_meter_from_the_file(tmp_path):
+    jig = write_meter_midi(tmp_path / "jig.mid", notes_of([62, 66, 69] * 8, 2, 2), [(6, 8, 0)])
+    primer = midi_primer(jig, bars=2)
+    assert primer.meter == Meter(6, 8) and primer.steps == 24 and primer.bars == 2
+    waltz = write_meter_midi(tmp_path / "waltz.mid", notes_of([67, 71, 74] * 4), [(3, 4, 0)])
+    assert midi_primer(waltz, bars=1).events == [*notes_events([67, 71, 74]), OFF]
+    # A one-beat meter is a tempo map (POP909 declares 1/4): read as 4/4, and said so.
+    pop = write_meter_midi(tmp_path / "pop.mid", notes_of([60, 62], start=72), [(1, 4, 0)])
+    primer = midi_primer(pop)
+    assert primer.meter == Meter(4, 4) and primer.events[:9] == [*hold(8), 60]
+    assert "1/4" in primer.notices[0]
+
+
+def test_midi_primer_waltz_pickup_bar(tmp_path):
+    # A waltz whose 2-beat pickup is written as a 2/4 bar before the 3/4: the pickup is
+    # the last two beats of a 3/4 bar, and the primer continues past the change.
+    notes = notes_of([62, 64, 66, 67, 69, 71, 72, 74])
+    path = write_meter_midi(tmp_path / "waltz.mid", notes, [(2, 4, 0), (3, 4, 8)])
+    primer = midi_primer(path)
+    assert primer.meter == Meter(3, 4)
+    assert primer.events[:5] == [NO, NO, NO, NO, 62] and primer.pitches() == [n[0] for n in notes]
+
+
+def notes_events(pitches: list[int]) -> list[int]:
+    events: list[int] = []
+    for pitch in pitches:
+        events += [pitch, NO, NO, OFF]
+    return events[:-1]
+
+
+def test_midi_primer_key_from_the_key_signature_else_estimated(tmp_path):
+    # G major tune (key signature: one sharp); D minor arpeggio without a key signature.
+    g = write_meter_midi(
+        tmp_path / "g.mid", notes_of([67, 71, 74, 72, 71, 69, 67]), [(4, 4, 0)], keys=[(7, 0)]
+    )
+    primer = midi_primer(g)
+    assert (primer.key, primer.mode, primer.key_source) == (7, "major", "key signature")
+    assert primer.key_label() == "G major (from the file's key signature)"
+    d = write_meter_midi(tmp_path / "d.mid", notes_of([62, 65, 69, 74, 69, 65, 62]), [])
+    assert midi_primer(d).key_label() == "D minor (estimated)"
+    e_minor = write_meter_midi(tmp_path / "e.mid", notes_of([64, 67, 71]), [], keys=[(16, 0)])
+    assert midi_primer(e_minor).key_label() == "E minor (from the file's key signature)"
 
 
 def test_midi_primer_late_start_description(tmp_path):
@@ -550,13 +629,16 @@ def test_midi_primer_quantizes_loose_timing(tmp_path):
     assert midi_primer(path).events == [60, NO, NO, OFF, 62, NO, NO, OFF, 64, NO, NO]
 
 
-def test_midi_primer_stops_at_tempo_change(tmp_path):
+def test_midi_primer_reads_on_through_a_tempo_change(tmp_path):
+    # Tempo changes neither cut the primer nor shift its beats (POP909 changes tempo
+    # every few beats): every note keeps its step, at the first note's tempo.
+    pitches = [60, 62, 64, 65, 67, 69, 71, 72]
     path = write_midi_with_tempo_change(
-        tmp_path / "tempo.mid", [notes_of([60, 62, 64, 65, 67, 69, 71, 72])], [(0, 90), (16, 140)]
+        tmp_path / "tempo.mid", [notes_of(pitches)], [(0, 90), (16, 140)]
     )
     primer = midi_primer(path)
     assert primer.qpm == 90.0
-    assert primer.pitches() == [60, 62, 64, 65]  # the first tempo's bar only
+    assert primer.events == notes_events(pitches)
 
 
 def test_midi_primer_track_starting_after_tempo_change(tmp_path):
@@ -692,7 +774,7 @@ def test_midi_primer_wrong_file_type(tmp_path, name):
     path = tmp_path / name
     path.write_text("X:1\nK:C\nCDEF|\n")
     for call in (midi_primer, midi_tracks):
-        with pytest.raises(PrimerError, match="must be a MIDI file"):
+        with pytest.raises(PrimerError, match="must be MIDI"):
             call(path)
 
 
@@ -701,3 +783,53 @@ def test_midi_primer_folder(tmp_path):
     folder.mkdir()
     with pytest.raises(InputFileError, match="folder"):
         midi_primer(folder)
+
+
+# --------------------------------------------------------------------------------------
+# MusicXML primers
+# --------------------------------------------------------------------------------------
+
+
+def write_musicxml(path: Path) -> Path:
+    """A waltz in G major at 90 BPM for a violin, with a one-beat pickup, via music21."""
+    from music21 import instrument, key, meter, note, stream, tempo
+
+    part = stream.Part()
+    part.partName = "Fiddle"
+    part.insert(0, instrument.Violin())
+    pickup = stream.Measure(number=0)
+    pickup.append([meter.TimeSignature("3/4"), key.KeySignature(1), tempo.MetronomeMark(number=90)])
+    pickup.append(note.Note("D4", quarterLength=1))
+    pickup.paddingLeft = 2.0
+    part.append(pickup)
+    for pitches in (["G4", "B4", "D5"], ["F#5", "E5", "D5"]):
+        bar = stream.Measure()
+        bar.append([note.Note(p, quarterLength=1) for p in pitches])
+        part.append(bar)
+    stream.Score([part]).write("mxl" if path.suffix == ".mxl" else "musicxml", str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["waltz.musicxml", "waltz.mxl"])
+def test_musicxml_primer_keeps_pickup_meter_key_and_tempo(tmp_path, name):
+    path = write_musicxml(tmp_path / name)
+    (track,) = midi_tracks(path)
+    assert (track.name, track.instrument_name, track.note_count) == ("Fiddle", "Violin", 7)
+    assert track.max_polyphony == 1
+    primer = midi_primer(path)
+    assert events_to_note_names(primer.events, primer.meter) == "3/4 r:8 D4 | G4 B4 D5 | F#5 E5 D5"
+    assert (primer.meter, primer.qpm) == (Meter(3, 4), 90.0)
+    assert primer.key_label() == "G major (from the file's key signature)"
+    assert primer.description == f"track 0 'Fiddle' in {name}"
+
+
+def test_bad_musicxml_and_other_files_say_what_is_accepted(tmp_path):
+    broken = tmp_path / "broken.musicxml"
+    broken.write_text("<score-partwise><part>")
+    with pytest.raises(PrimerError, match="not a readable MusicXML file"):
+        midi_primer(broken)
+    audio = tmp_path / "take.wav"
+    audio.write_bytes(b"RIFF....WAVE")
+    with pytest.raises(PrimerError, match=r"MIDI \(.mid, .midi\) or MusicXML .*not audio"):
+        midi_primer(audio)
+    assert "MuseScore" in unsupported_file_reason("song.mscz")
