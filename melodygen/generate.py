@@ -25,6 +25,8 @@ import numpy as np
 from melodygen.checkpoint import load_model
 from melodygen.encoding import NO_EVENT
 from melodygen.errors import MelodyGenError
+from melodygen.keys import MODES, key_name, pitch_name, relative_major
+from melodygen.meter import FOUR_FOUR, Meter
 from melodygen.music import note_seq
 from melodygen.primer import Primer
 
@@ -38,20 +40,6 @@ NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 _KEY_NAMES = {name.upper(): index for index, name in enumerate(NOTE_NAMES)}
 _KEY_NAMES.update({"DB": 1, "D#": 3, "GB": 6, "G#": 8, "A#": 10, "CB": 11, "E#": 5, "FB": 4})
 _KEY_NAMES.update({"B#": 0})
-
-# Mode: (scale intervals above the tonic, semitones from the tonic up to its relative major).
-MODES: dict[str, tuple[tuple[int, ...], int]] = {
-    "major": ((0, 2, 4, 5, 7, 9, 11), 0),
-    "minor": ((0, 2, 3, 5, 7, 8, 10), 3),
-    "harmonic_minor": ((0, 2, 3, 5, 7, 8, 11), 3),
-    "dorian": ((0, 2, 3, 5, 7, 9, 10), 10),
-    "phrygian": ((0, 1, 3, 5, 7, 8, 10), 8),
-    "lydian": ((0, 2, 4, 6, 7, 9, 11), 7),
-    "mixolydian": ((0, 2, 4, 5, 7, 9, 10), 5),
-    "locrian": ((0, 1, 3, 5, 6, 8, 10), 1),
-    "major_pentatonic": ((0, 2, 4, 7, 9), 0),
-    "minor_pentatonic": ((0, 3, 5, 7, 10), 3),
-}
 
 
 class GenerationError(MelodyGenError):
@@ -77,10 +65,15 @@ def parse_key(text: str | int | None) -> int | None:
 class GenerationRequest:
     """Everything a user can ask of one generation run.
 
-    ``length_steps`` is the total length including the primer (16 steps per
-    4/4 bar). ``key`` is a pitch class (0 = C) or None to keep the primer's
-    key (the model's own, C major / A minor, when there is no primer).
-    Pitch limits are MIDI numbers in the output's key.
+    ``length_steps`` is the total length including the primer, in sixteenth-note
+    steps (16 per 4/4 bar, 12 per 3/4 or 6/8 bar: ``meter.steps_per_bar``).
+    ``time_signature`` is the output's meter, None for the primer's (4/4 without
+    one); the networks generate the same way in every meter (see the README,
+    "Meters"). ``key`` is a pitch class (0 = C) or None to keep the primer's key
+    and mode (its key signature, else estimated; the model's own, C major / A
+    minor in ``mode``, when there is no primer). Pitch limits are MIDI numbers in
+    the output's key. ``start_on_downbeat``: without a primer, the first step is
+    a note (drawn from the model's note-ons), so bar 1 does not start with rests.
     """
 
     primer: Primer = field(default_factory=lambda: Primer(events=[]))
@@ -100,6 +93,13 @@ class GenerationRequest:
     branch_factor: int = 1
     steps_per_iteration: int = 1
     include_primer: bool = True
+    time_signature: Meter | None = None
+    start_on_downbeat: bool = True
+
+    @property
+    def meter(self) -> Meter:
+        """The output's meter: ``time_signature``, else the primer's."""
+        return self.time_signature or self.primer.meter
 
     def validate(self) -> None:
         """Refuse what cannot be generated, each with a message a musician can act on."""
@@ -140,24 +140,47 @@ class GeneratedMelody:
     log_likelihood: float
     qpm: float
     index: int = 0
+    meter: Meter = FOUR_FOUR
+    """Time signature: bar lines every ``meter.steps_per_bar`` steps from step 0."""
+    key: int | None = None
+    """Tonic pitch class of the output's key (None: unknown, a model that keeps keys)."""
+    mode: str = "major"
 
     @property
     def steps(self) -> int:
         return len(self.events)
 
+    @property
+    def key_name(self) -> str:
+        """``"G major"``, or "" when the key is unknown."""
+        return key_name(self.key, self.mode) if self.key is not None else ""
+
     def pitches(self) -> list[int]:
         return [e for e in self.events if e >= 0]
 
-    def to_note_sequence(self, program: int = 0, velocity: int = 100):
-        """A note_seq NoteSequence at the melody's tempo (one sixteenth per step)."""
+    def to_note_sequence(self, program: int = 0, velocity: int = 100, name: str = "Melody"):
+        """A NoteSequence at the melody's tempo (one sixteenth per step), with its time
+        signature, key signature (major/minor; other modes as their relative major's) and
+        ``name`` as the instrument's (track) name."""
         melody = note_seq.Melody(self.events)
         sequence = melody.to_sequence(velocity=velocity, program=program, qpm=self.qpm)
+        sequence.time_signatures.add(
+            time=0.0, numerator=self.meter.numerator, denominator=self.meter.denominator
+        )
+        if self.key is not None:
+            minor = self.mode in ("minor", "harmonic_minor", "minor_pentatonic")
+            tonic = self.key if minor else relative_major(self.key, self.mode)
+            sequence.key_signatures.add(time=0.0, key=tonic, mode=1 if minor else 0)
+        sequence.instrument_infos.add(instrument=0, name=name)
+        sequence.total_time = max(sequence.total_time, self.steps * 15.0 / self.qpm)
         return sequence
 
-    def write_midi(self, path: str | Path, program: int = 0) -> Path:
+    def write_midi(self, path: str | Path, program: int = 0, name: str = "Melody") -> Path:
+        """Write a standard MIDI file (see :meth:`to_note_sequence`); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        note_seq.sequence_proto_to_midi_file(self.to_note_sequence(program=program), str(path))
+        sequence = self.to_note_sequence(program=program, name=name)
+        note_seq.sequence_proto_to_midi_file(sequence, str(path))
         return path
 
 
@@ -166,6 +189,15 @@ class GenerationResult:
     melodies: list[GeneratedMelody]
     seconds: float
     transpose: int  # semitones added to the model's output to reach the requested key
+    key: int | None = None
+    """Tonic of the output's key: asked for, or the primer's (see ``key_source``)."""
+    mode: str = "major"
+    key_source: str = ""
+    """"chosen", "key signature", "estimated" (from the primer's notes) or "model"."""
+    notices: list[str] = field(default_factory=list)
+    """How the primer was changed to fit the model (notes moved by octaves), one line each."""
+    warnings: list[str] = field(default_factory=list)
+    """Settings that left the model almost no choice, and what came of it, one line each."""
 
 
 class StepModel:
@@ -273,7 +305,8 @@ class MelodyGenerator:
         request.validate()
         started = time.perf_counter()
         rng = np.random.default_rng(request.seed)
-        primer, transpose = self._primer_in_model_key(request)
+        tonic, mode, key_source = self._resolved_key(request)
+        primer, transpose, notices = self._primer_in_model_key(request)
         allowed = self._allowed_pitches(request, transpose)
         with _device_scope(self.device):
             if request.beam_size > 1 or request.branch_factor > 1:
@@ -296,33 +329,70 @@ class MelodyGenerator:
                     log_likelihood=float(score),
                     qpm=float(qpm),
                     index=index,
+                    meter=request.meter,
+                    key=tonic,
+                    mode=mode,
                 )
             )
-        return GenerationResult(melodies, time.perf_counter() - started, transpose)
+        warnings = self._choice_warnings(request, allowed, transpose, tonic, mode)
+        warnings += _outcome_warnings(request, melodies, bool(warnings))
+        return GenerationResult(
+            melodies,
+            time.perf_counter() - started,
+            transpose,
+            key=tonic,
+            mode=mode,
+            key_source=key_source,
+            notices=notices,
+            warnings=warnings,
+        )
+
+    def primer_notices(self, request: GenerationRequest) -> list[str]:
+        """What generating ``request`` would change in its primer (notes moved by octaves
+        into the model's range), one line each; [] when it is used as written."""
+        request.validate()
+        return self._primer_in_model_key(request)[2]
 
     # Keys, scales and masks ---------------------------------------------------------------
 
-    def _primer_in_model_key(self, request: GenerationRequest) -> tuple[list[int], int]:
-        """The primer moved into the model's key and range, and the shift back to the output."""
+    def _resolved_key(self, request: GenerationRequest) -> tuple[int | None, str, str]:
+        """(tonic, mode, source) of the output: asked for, the primer's, or the model's."""
+        if request.key is not None:
+            return request.key, request.mode, "chosen"
+        primer = request.primer
+        if any(e >= 0 for e in primer.events):
+            if primer.key is not None and primer.mode in MODES:
+                return primer.key, primer.mode, primer.key_source or "estimated"
+            major = note_seq.Melody(list(primer.events)).get_major_key()
+            return (major - MODES[request.mode][1]) % 12, request.mode, "estimated"
+        if self.info.spec.transpose_to_key is None:
+            return None, request.mode, "model"
+        return (
+            (self.info.spec.transpose_to_key - MODES[request.mode][1]) % 12,
+            request.mode,
+            ("model"),
+        )
+
+    def _primer_in_model_key(self, request: GenerationRequest) -> tuple[list[int], int, list[str]]:
+        """The primer moved into the model's key and range, the shift back to the output,
+        and a notice when notes had to move by octaves to fit the model's range."""
         spec = self.info.spec
         events = list(request.primer.events) or [NO_EVENT]
-        if spec.transpose_to_key is None:
+        tonic, mode, _ = self._resolved_key(request)
+        if spec.transpose_to_key is None or tonic is None:
             transpose = 0
-        elif request.key is not None:
-            relative_major = (request.key + MODES[request.mode][1]) % 12
-            transpose = _nearest_shift(relative_major - spec.transpose_to_key)
-        elif any(e >= 0 for e in events):
-            melody = note_seq.Melody(events)
-            transpose = _nearest_shift(melody.get_major_key() - spec.transpose_to_key)
         else:
-            transpose = 0
+            transpose = _nearest_shift(relative_major(tonic, mode) - spec.transpose_to_key)
         shifted = [e - transpose if e >= 0 else e for e in events]
         melody = note_seq.Melody(shifted)
         if any(e >= 0 for e in shifted):
             melody.squash(spec.min_note, spec.max_note, None)
         model_events = list(melody)
         model_events += [NO_EVENT] * (len(events) - len(model_events))
-        return [int(e) for e in model_events[: len(events)]], transpose
+        model_events = [int(e) for e in model_events[: len(events)]]
+        low, high = spec.min_note + transpose, spec.max_note - 1 + transpose
+        notices = _range_notices(events, model_events, transpose, (low, high), tonic, mode)
+        return model_events, transpose, notices
 
     def _allowed_pitches(self, request: GenerationRequest, transpose: int) -> np.ndarray:
         """Boolean mask over model-space MIDI pitches the sampler may choose."""
@@ -331,25 +401,58 @@ class MelodyGenerator:
         allowed = (output >= request.min_pitch) & (output <= request.max_pitch)
         allowed &= (pitches >= self.info.spec.min_note) & (pitches < self.info.spec.max_note)
         if request.in_scale:
-            tonic = request.key if request.key is not None else self._default_tonic(request)
-            scale = {(tonic + interval) % 12 for interval in MODES[request.mode][0]}
+            tonic, mode, _ = self._resolved_key(request)
+            tonic = tonic if tonic is not None else (-MODES[mode][1]) % 12  # C major
+            scale = {(tonic + interval) % 12 for interval in MODES[mode][0]}
             allowed &= np.isin(output % 12, sorted(scale))
         if not allowed.any():
+            low, high = self.info.spec.min_note + transpose, self.info.spec.max_note - 1 + transpose
             raise GenerationError(
-                f"no pitch of the model's range {self.info.spec.min_note}-"
-                f"{self.info.spec.max_note - 1} (shifted by {transpose}) lies inside the "
-                "requested pitch range and scale"
+                f"no note is left to play: this model plays {pitch_name(low)}-"
+                f"{pitch_name(high)} here, and none of those lies between the lowest "
+                f"({pitch_name(request.min_pitch)}) and highest ({pitch_name(request.max_pitch)})"
+                f" note{' in the scale' if request.in_scale else ''}"
             )
         return allowed
 
-    def _default_tonic(self, request: GenerationRequest) -> int:
-        """Without a key, the scale is the primer's (or the model's C major) in this mode."""
-        relative = MODES[request.mode][1]
-        if any(e >= 0 for e in request.primer.events):
-            major = note_seq.Melody(list(request.primer.events)).get_major_key()
-        else:
-            major = self.info.spec.transpose_to_key or 0
-        return (major - relative) % 12
+    def _choice_warnings(
+        self,
+        request: GenerationRequest,
+        allowed: np.ndarray,
+        transpose: int,
+        tonic: int | None,
+        mode: str,
+    ) -> list[str]:
+        """One line per setting that leaves the model (almost) no choice."""
+        warnings = []
+        playable = [int(p) + transpose for p in np.flatnonzero(allowed)]
+        scale = {((tonic or 0) + step) % 12 for step in MODES[mode][0]}
+        in_key = [p for p in playable if p % 12 in scale] if tonic is not None else playable
+        if len(playable) <= 2 or (len(in_key) <= 2 and len(playable) <= 4):
+            names = ", ".join(pitch_name(p, tonic, mode) for p in playable)
+            key = f" ({len(in_key)} in {key_name(tonic, mode)})" if tonic is not None else ""
+            warnings.append(
+                f"Only {names} can be played{key}: the melody will mostly repeat "
+                f"{'it' if len(in_key) == 1 else 'them'}; widen the range between the "
+                "lowest and highest note."
+            )
+        if request.top_k is not None and request.top_k <= 2:
+            warnings.append(
+                f"Top-k {request.top_k} leaves the model {request.top_k} choice"
+                f"{'s' if request.top_k > 1 else ''} per step, so it holds or repeats the "
+                "likeliest note; set top-k to 0 (off) or 5 and more."
+            )
+        if request.top_p is not None and request.top_p <= 0.2:
+            warnings.append(
+                f"Top-p {request.top_p:g} keeps little more than the likeliest event at each "
+                "step: expect long held or repeated notes; try 0.9, or 1 (off)."
+            )
+        if request.temperature <= 0.25:
+            warnings.append(
+                f"Temperature {request.temperature:g} nearly always takes the likeliest event: "
+                "expect long held or repeated notes; try 0.8 to 1.2."
+            )
+        return warnings
 
     def _to_output_key(self, events: np.ndarray, transpose: int, request) -> np.ndarray:
         events = np.asarray(events, dtype=np.int64).copy()
@@ -407,10 +510,15 @@ class MelodyGenerator:
         return states
 
     def _advance(self, histories, states, scores, length, request, allowed, rng):
-        """Sample one more event for every row; returns updated histories, states and scores."""
+        """Sample one more event for every row; returns updated histories, states and scores.
+
+        Without a primer the first step (``length`` 1, after the silent start) may only
+        be a note-on when ``request.start_on_downbeat``: the melody starts on beat 1.
+        """
         logits, states = self.steps.step(self._inputs(histories, length - 1), states)
         event_log_probs = self._event_log_probs(logits.astype(np.float64), histories, length)
-        allowed_slots = np.concatenate([[True, True], allowed])  # no event, note-off, pitches
+        downbeat = request.start_on_downbeat and request.primer.steps == 0 and length == 1
+        allowed_slots = np.concatenate([[not downbeat, not downbeat], allowed])
         tempered = np.where(allowed_slots, event_log_probs / request.temperature, -np.inf)
         log_probs = tempered - _logsumexp(tempered)
         slots = _sample(log_probs, request.top_k, request.top_p, rng)
@@ -463,6 +571,87 @@ class MelodyGenerator:
         self.last_beam_candidates = (histories.copy(), scores.copy())
         best = _top_rows(scores, outputs, 1)
         return histories[best], scores[best]
+
+
+def _range_notices(
+    events: list[int],
+    model_events: list[int],
+    transpose: int,
+    model_range: tuple[int, int],
+    tonic: int | None,
+    mode: str,
+) -> list[str]:
+    """One line saying which primer notes the model's range moved by octaves, and where."""
+    before = [e for e in events if e >= 0]
+    after = [e + transpose for e in model_events if e >= 0]
+    moved = [(b, a) for b, a in zip(before, after, strict=False) if a != b]
+    if not moved:
+        return []
+
+    def name(pitch: int) -> str:
+        return pitch_name(pitch, tonic, mode)
+
+    def span(pitches: list[int]) -> str:
+        low, high = min(pitches), max(pitches)
+        return name(low) if low == high else f"{name(low)}-{name(high)}"
+
+    model_span = f"{name(model_range[0])}-{name(model_range[1])}"
+    shifts = {a - b for b, a in moved}
+    if len(shifts) == 1:
+        octaves = abs(next(iter(shifts))) // 12
+        direction = "lower" if moved[0][1] < moved[0][0] else "higher"
+        how = f"{octaves} octave{'s' if octaves != 1 else ''} {direction}"
+    elif all(shift < 0 for shift in shifts):
+        how = "down by octaves"
+    elif all(shift > 0 for shift in shifts):
+        how = "up by octaves"
+    else:
+        how = "by octaves"
+    low, high = span([b for b, _ in moved]), span([a for _, a in moved])
+    if len(moved) == len(before):
+        subject, verb, pronoun = f"The primer's notes {low}", "are", "they are"
+    else:
+        subject = f"{len(moved)} of the primer's notes ({low})"
+        verb, pronoun = ("is", "it is") if len(moved) == 1 else ("are", "they are")
+    return [
+        f"{subject} {verb} outside what this model plays here ({model_span}): "
+        f"{pronoun} moved {how}, to {high}."
+    ]
+
+
+def _outcome_warnings(
+    request: GenerationRequest, melodies: list[GeneratedMelody], warned: bool
+) -> list[str]:
+    """Variations that came out nearly empty or on one note: one line saying so and why."""
+    bar = request.meter.steps_per_bar
+    sparse = monotone = 0
+    for melody in melodies:
+        new = melody.events[melody.primer_steps :]
+        notes = [e for e in new if e >= 0]
+        if len(new) >= bar and len(notes) < len(new) / bar:
+            sparse += 1
+        elif len(notes) >= 4 and len(set(notes)) == 1:
+            monotone += 1
+    count = len(melodies)
+    beam = request.beam_size > 1 or request.branch_factor > 1
+    warnings = []
+    if sparse:
+        share = f"{sparse} of {count} variations" if count > 1 else "The variation"
+        if beam:
+            warnings.append(
+                f"{share} hold fewer than one new note per bar: beam search keeps the "
+                "likeliest melodies, and for these models those are long held notes; use "
+                "beam size 1 (sampling) for livelier tunes."
+            )
+        elif not warned:
+            warnings.append(
+                f"{share} hold fewer than one new note per bar; raise the temperature or "
+                "generate again with another seed."
+            )
+    if monotone and not warned:
+        share = f"{monotone} of {count} variations" if count > 1 else "The variation"
+        warnings.append(f"{share} repeat a single note; raise the temperature or widen the range.")
+    return warnings
 
 
 def _top_rows(scores: np.ndarray, groups: int, k: int) -> np.ndarray:
@@ -523,5 +712,6 @@ def _device_scope(device: str):
     return tf.device("/GPU:0" if device == "gpu" else "/CPU:0")
 
 
-def bars_to_steps(bars: float) -> int:
-    return int(round(bars * STEPS_PER_BAR))
+def bars_to_steps(bars: float, meter: Meter | None = None) -> int:
+    """Bars of ``meter`` (4/4 by default) in sixteenth-note steps: 8 bars of 3/4 are 96."""
+    return int(round(bars * (meter or FOUR_FOUR).steps_per_bar))

@@ -487,7 +487,11 @@ def generate_in_model_space(
     for batch_seed in seeds:
         count = min(MAX_OUTPUTS, num - len(melodies))
         request = GenerationRequest(
-            length_steps=steps, temperature=temperature, num_outputs=count, seed=int(batch_seed)
+            length_steps=steps,
+            temperature=temperature,
+            num_outputs=count,
+            seed=int(batch_seed),
+            start_on_downbeat=False,  # the model's own openings, as in the held-out melodies
         )
         result = generator.generate(request)
         for melody in result.melodies:

@@ -18,8 +18,10 @@ from melodygen.generate import (
     GenerationRequest,
     MelodyGenerator,
     StepModel,
+    bars_to_steps,
     parse_key,
 )
+from melodygen.meter import Meter
 from melodygen.models.configs import CONFIGS, HParams
 from melodygen.primer import Primer, parse_primer
 
@@ -272,3 +274,107 @@ def test_cli_generate_errors_exit_2(checkpoints, tmp_path: Path, capsys, argv, m
     assert code == 2 and message in err and "Traceback" not in err
     code = main(["generate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path)])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+# Meter, key, downbeat, notices and warnings ------------------------------------------------
+
+
+def test_meter_carries_into_the_melody_and_its_midi_file(generators, tmp_path: Path):
+    generator = generators["attention_rnn"]
+    primer = parse_primer("3/4 D4 F#4 A4 | D5:12")
+    assert primer.meter == Meter(3, 4)
+    request = GenerationRequest(
+        primer=primer, length_steps=bars_to_steps(4, primer.meter), num_outputs=2, seed=3
+    )
+    assert request.length_steps == 48
+    result = generator.generate(request)
+    for melody in result.melodies:
+        assert melody.meter == Meter(3, 4) and melody.steps == 48
+    path = result.melodies[0].write_midi(tmp_path / "waltz.mid", name="Waltz 1")
+    midi = pretty_midi.PrettyMIDI(str(path))
+    assert [(t.numerator, t.denominator, t.time) for t in midi.time_signature_changes] == [
+        (3, 4, 0.0)
+    ]
+    assert [k.key_number for k in midi.key_signature_changes] == [2]  # D major
+    assert midi.instruments[0].name == "Waltz 1"
+    # A meter chosen in the request wins over the primer's.
+    chosen = generator.generate(
+        GenerationRequest(**{**request.__dict__, "time_signature": Meter(6, 8)})
+    )
+    assert chosen.melodies[0].meter == Meter(6, 8)
+    assert [m.events for m in chosen.melodies] == [m.events for m in result.melodies]
+
+
+def test_auto_key_uses_the_primer_key_and_mode(generators):
+    generator = generators["basic_rnn"]
+    # A typed D minor arpeggio is continued in D minor (B flats), not in C major.
+    d_minor = parse_primer("D4 F4 A4 D5 A4 F4 D4:8")
+    request = GenerationRequest(
+        primer=d_minor, length_steps=128, num_outputs=8, seed=4, in_scale=True, temperature=1.5
+    )
+    result = generator.generate(request)
+    assert (result.key, result.mode, result.key_source) == (2, "minor", "estimated")
+    assert result.transpose == 5  # D minor's relative major F, from the model's C
+    pitches = {p % 12 for m in result.melodies for p in m.pitches()}
+    assert 10 in pitches and 11 not in pitches  # Bb, never B
+    # A file's key signature (G major) is used as given: F sharps, never F naturals.
+    g_major = Primer(
+        events=[67, -2, 71, -2, 74, -2], key=7, mode="major", key_source="key signature"
+    )
+    result = generator.generate(GenerationRequest(**{**request.__dict__, "primer": g_major}))
+    assert (result.key, result.mode, result.transpose) == (7, "major", -5)
+    pitches = {p % 12 for m in result.melodies for p in m.pitches()}
+    assert 6 in pitches and 5 not in pitches
+    assert result.melodies[0].key_name == "G major"
+
+
+def rest_loving(checkpoint: Path) -> MelodyGenerator:
+    """A generator whose network strongly prefers no-events and note-offs (rests, holds)."""
+    generator = MelodyGenerator(checkpoint)
+    bias = generator.model.get_layer("logits").bias
+    values = bias.numpy()
+    values[np.isin(generator._label_events, [-2, -1])] += 8.0
+    bias.assign(values)
+    return generator
+
+
+def test_without_primer_every_variation_starts_on_the_downbeat(checkpoints):
+    generator = rest_loving(checkpoints["basic_rnn"])
+    request = GenerationRequest(length_steps=32, num_outputs=8, seed=2)
+    for melody in generator.generate(request).melodies:
+        assert melody.events[0] >= 0
+    late = generator.generate(GenerationRequest(**{**request.__dict__, "start_on_downbeat": False}))
+    assert all(melody.events[0] < 0 for melody in late.melodies)
+
+
+def test_settings_that_leave_no_choice_are_warned_about(generators, checkpoints):
+    generator = generators["basic_rnn"]
+    plain = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=1))
+    assert plain.warnings == []
+    greedy = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=1, top_k=1))
+    assert len(greedy.warnings) == 1 and greedy.warnings[0].startswith("Top-k 1 ")
+    # E4-F#4 in C major: three notes, two of them in the key.
+    narrow = generator.generate(
+        GenerationRequest(length_steps=32, key=0, min_pitch=64, max_pitch=66, seed=1)
+    )
+    assert narrow.warnings == [
+        "Only E4, F4, F#4 can be played (2 in C major): the melody will mostly repeat them; "
+        "widen the range between the lowest and highest note."
+    ]
+    beam = rest_loving(checkpoints["basic_rnn"]).generate(
+        GenerationRequest(length_steps=64, num_outputs=2, seed=1, beam_size=4, branch_factor=2)
+    )
+    assert any("beam search" in warning for warning in beam.warnings)
+
+
+def test_primer_notes_moved_into_the_model_range_are_reported(generators):
+    generator = generators["basic_rnn"]
+    high = GenerationRequest(primer=parse_primer("C8 E8 G8 C9 G9"), key=0, length_steps=48, seed=1)
+    notices = generator.primer_notices(high)
+    assert notices == [
+        "The primer's notes C8-G9 are outside what this model plays here (C3-B5): "
+        "they are moved down by octaves, to C5-G5."
+    ]
+    assert generator.generate(high).notices == notices
+    in_range = GenerationRequest(primer=parse_primer("C4 E4 G4"), key=0, length_steps=48)
+    assert generator.primer_notices(in_range) == []
