@@ -13,18 +13,36 @@ either kind of folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from melodygen.dataset import EncodingSpec
-from melodygen.errors import CheckpointError
-from melodygen.models.configs import HParams
+from melodygen.errors import CheckpointError, ConfigError, ModelFileError
+from melodygen.models.configs import CONFIGS, HParams
 
 MODEL_JSON = "melodygen.json"
 WEIGHTS_FILE = "model.weights.h5"
 FINAL_MODEL_DIR = "model"
 CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_PREFIX = "step-"
+# A real melodygen.json is about 2 KB; past this it is not one, and is not parsed at all.
+MAX_MODEL_JSON_BYTES = 1_000_000
+ENCODINGS = ("onehot", "lookback", "key")
+# Bounds of the encoding fields: wide around every registered configuration.
+MAX_LOOKBACKS = 8
+MAX_LOOKBACK_DISTANCE = 1024
+MAX_COUNTER_BITS = 16
+MAX_STEPS_PER_QUARTER = 24
+# A weights file holds the network's weights and, saved from a compiled model (a training
+# run's), Adam's two moments of each; never more. A compressed HDF5 dataset of 10^10 zeros
+# is a few KB on disk and 40 GB once read, so the shapes are checked before any reading.
+WEIGHTS_FILE_FACTOR = 3
 
 
 @dataclass
@@ -72,7 +90,9 @@ class ModelInfo:
         )
 
     @classmethod
-    def from_dict(cls, values: dict) -> ModelInfo:
+    def from_dict(cls, values: dict, source: str | Path = MODEL_JSON) -> ModelInfo:
+        """The info ``values`` describe, checked whole first (``validate_model_dict``)."""
+        validate_model_dict(values, source)
         return cls(
             spec=EncodingSpec.from_dict(values["encoding"]),
             hparams=HParams.from_dict(values["hparams"]),
@@ -92,16 +112,85 @@ def build_network(info: ModelInfo):
 
 
 def save_model(path: str | Path, model, info: ModelInfo) -> Path:
-    """Write weights and JSON to ``path``, replacing the files only once both are complete."""
+    """Write weights and JSON to ``path``, replacing the files only once both are on disk.
+
+    Each file is replaced whole, but not both at once: to swap a whole model folder in
+    one step, save into a fresh folder and ``replace_folder`` it (training does).
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     temporary_weights = path / ("tmp-" + WEIGHTS_FILE)
     model.save_weights(temporary_weights)
+    fsync_file(temporary_weights)
     temporary_json = path / (MODEL_JSON + ".tmp")
-    temporary_json.write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+    write_synced(temporary_json, json.dumps(info.to_dict(), indent=2) + "\n")
     temporary_weights.replace(path / WEIGHTS_FILE)
     temporary_json.replace(path / MODEL_JSON)
+    fsync_folder(path)
     return path
+
+
+# Writing folders so that a kill at any moment leaves the old one or the new one -------------
+
+
+def fsync_file(path: str | Path) -> None:
+    """Push a written file to the disk, so a rename after it never names a half-written file."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(path: str | Path) -> None:
+    """Make a folder's renames and new entries durable (a no-op where folders cannot be opened)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def write_synced(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` and fsync it."""
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def staging_folder(target: str | Path) -> Path:
+    """A fresh hidden folder beside ``target`` (same file system, so renaming it is atomic)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".partial-{target.name}-", dir=target.parent))
+
+
+def replace_folder(staging: str | Path, target: str | Path) -> Path:
+    """Put the complete folder ``staging`` in ``target``'s place.
+
+    Every file is fsynced first. ``target`` never holds a mix of old and new files: a kill
+    leaves the old folder, the new one, or (between two renames) a hidden ``.old-`` copy of
+    the old one beside a missing ``target``.
+    """
+    staging, target = Path(staging), Path(target)
+    for file in staging.rglob("*"):
+        if file.is_file():
+            fsync_file(file)
+    fsync_folder(staging)
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        target.rename(old)
+    staging.rename(target)
+    fsync_folder(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -126,27 +215,51 @@ def resolve_model_dir(path: str | Path) -> Path:
     )
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a training run, or None."""
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """Every ``step-NNNNNNN`` folder of a run, newest first, whole or not."""
     folder = Path(run_dir) / CHECKPOINTS_DIR
     if not folder.is_dir():
-        return None
-    complete = [p for p in folder.glob("step-*") if (p / MODEL_JSON).is_file()]
-    return max(complete, key=lambda p: p.name) if complete else None
+        return []
+    found = [p for p in folder.glob(CHECKPOINT_PREFIX + "*") if p.is_dir()]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint of a training run that has its model files, or None."""
+    for checkpoint in checkpoint_folders(run_dir):
+        if (checkpoint / MODEL_JSON).is_file() and (checkpoint / WEIGHTS_FILE).is_file():
+            return checkpoint
+    return None
+
+
+def read_model_json(path: str | Path) -> object:
+    """The JSON at ``path``, refused unparsed when too big (``ModelInfo.from_dict`` checks it)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_MODEL_JSON_BYTES:
+            raise ModelFileError(
+                f"{path} is {size:,} bytes, more than a model file can be "
+                f"({MAX_MODEL_JSON_BYTES:,}); it is not a MelodyGen model file"
+            )
+        values = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise ModelFileError(f"{path} cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(
+            f"{path} is not UTF-8 text; it is not a MelodyGen model file"
+        ) from None
+    except RecursionError:
+        raise ModelFileError(f"{path} is nested too deeply to be a MelodyGen model file") from None
+    except ValueError as error:
+        raise ModelFileError(f"{path} is not valid JSON ({_one_line(error)})") from None
+    return values
 
 
 def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
-    """The model folder and its parsed JSON, with clear errors for anything else."""
+    """The model folder and its checked JSON, with one clear line for anything else."""
     model_dir = resolve_model_dir(path)
-    try:
-        values = json.loads((model_dir / MODEL_JSON).read_text())
-        if values.get("format") != "melodygen-model":
-            raise ValueError("not a melodygen-model file")
-        info = ModelInfo.from_dict(values)
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"{model_dir / MODEL_JSON} is not a valid MelodyGen model file ({error})"
-        ) from None
+    info = ModelInfo.from_dict(read_model_json(model_dir / MODEL_JSON), model_dir / MODEL_JSON)
     if not (model_dir / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{model_dir} has no {WEIGHTS_FILE}")
     return model_dir, info
@@ -155,11 +268,187 @@ def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
 def load_model(path: str | Path):
     """Rebuild the network from its JSON and load its weights; returns (model, info)."""
     model_dir, info = read_model_info(path)
+    weights = model_dir / WEIGHTS_FILE
+    expected = info.hparams.parameter_count(info.input_size, info.num_classes)
+    check_weights_file(weights, max_values=WEIGHTS_FILE_FACTOR * expected + 1024)
     model = build_network(info)
     try:
-        model.load_weights(model_dir / WEIGHTS_FILE)
-    except (ValueError, OSError, KeyError) as error:
+        model.load_weights(weights)
+    except (ValueError, OSError, KeyError, TypeError) as error:
         raise CheckpointError(
-            f"weights in {model_dir} do not fit the network its {MODEL_JSON} describes ({error})"
+            f"weights in {model_dir} do not fit the network its {MODEL_JSON} describes "
+            f"({_one_line(error)})"
         ) from None
     return model, info
+
+
+def check_weights_file(path: str | Path, max_values: int, read: bool = False) -> None:
+    """Refuse a weights file that is not HDF5 or holds more numbers than the network has.
+
+    Only the datasets' shapes are read, so a hostile file is refused before a byte of it
+    is decompressed. With ``read``, every value is also read and must be finite: that is
+    how a checkpoint proves it is whole before a run resumes from it.
+    """
+    import h5py
+    import numpy as np
+
+    path = Path(path)
+    datasets = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(
+                lambda _, item: datasets.append(item) if isinstance(item, h5py.Dataset) else None
+            )
+            total = sum(int(item.size or 0) for item in datasets)
+            if total > max_values:
+                raise CheckpointError(
+                    f"{path} holds {total:,} numbers, more than the {max_values:,} its network "
+                    "has; it does not belong to this model"
+                )
+            if read:
+                for item in datasets:
+                    if not np.isfinite(item[()]).all():
+                        raise CheckpointError(f"{path} holds weights that are not finite")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable weights file ({_one_line(error)})"
+        ) from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# The model file's schema --------------------------------------------------------------------
+
+
+class _Schema:
+    """Type and range checks of one model file, each failing with the file and the field."""
+
+    def __init__(self, source: str | Path) -> None:
+        self.source = source
+
+    def fail(self, name: str, problem: str) -> NoReturn:
+        raise ModelFileError(f"{self.source}: {name} {problem}")
+
+    def get(self, values: dict, key: str, prefix: str = "") -> object:
+        if key not in values:
+            self.fail(prefix + key, "is missing")
+        return values[key]
+
+    def object(self, values: object, name: str) -> dict:
+        if not isinstance(values, dict):
+            self.fail(name, f"must be a JSON object, not {_kind(values)}")
+        return values
+
+    def integer(self, values: dict, key: str, low: int, high: int, prefix: str = "") -> int:
+        value = self.get(values, key, prefix)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(prefix + key, f"must be an integer, not {_kind(value)}")
+        if not low <= value <= high:
+            self.fail(prefix + key, f"must be from {low} to {high}, not {_shown(value)}")
+        return value
+
+    def integers(self, values: dict, key: str, low: int, high: int, most: int, prefix="") -> list:
+        value = self.get(values, key, prefix)
+        if not isinstance(value, list) or len(value) > most:
+            self.fail(prefix + key, f"must be a list of at most {most} integers")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+                self.fail(
+                    prefix + key, f"must hold integers from {low} to {high}, not {_shown(item)}"
+                )
+        return value
+
+    def choice(self, values: dict, key: str, choices, prefix: str = "") -> str:
+        value = self.get(values, key, prefix)
+        if not isinstance(value, str) or value not in choices:
+            self.fail(prefix + key, f"must be one of {', '.join(choices)}, not {_shown(value)}")
+        return value
+
+
+def _kind(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if type(value) in names:
+        return names[type(value)]
+    return f"the number {_shown(value)}" if isinstance(value, int | float) else type(value).__name__
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
+        return "a huge integer"
+    text = json.dumps(value) if isinstance(value, str | int | float | None) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None:
+    """Check a whole model file against its schema before anything is built from it.
+
+    Types, ranges and the sizes the encoding implies are all checked, so a hostile or
+    damaged file ends in one line naming the file and the field, never in a traceback
+    from Keras or an attempt to allocate a 10^9-unit layer.
+    """
+    from melodygen.dataset import static_label_event_classes
+
+    schema = _Schema(source)
+    if not isinstance(values, dict):
+        schema.fail("the top level", f"must be a JSON object, not {_kind(values)}")
+    if values.get("format") != "melodygen-model":
+        schema.fail("format", f'must be "melodygen-model", not {_shown(values.get("format"))}')
+    version = values.get("format_version")
+    if type(version) is not int or version != 1:
+        schema.fail(
+            "format_version", f"must be 1, the version this MelodyGen reads, not {_shown(version)}"
+        )
+    config = schema.choice(values, "config", tuple(CONFIGS))
+
+    encoding = schema.object(schema.get(values, "encoding"), "encoding")
+    known = {f.name for f in dataclasses.fields(EncodingSpec)}
+    for key in encoding:
+        if key not in known:
+            schema.fail(f"encoding.{key[:40]}", "is not a known field")
+    if schema.get(encoding, "config", "encoding.") != config:
+        schema.fail("encoding.config", f"must be the model's config {_shown(config)}")
+    kind = schema.choice(encoding, "encoding", ENCODINGS, "encoding.")
+    low = schema.integer(encoding, "min_note", 0, 127, "encoding.")
+    high = schema.integer(encoding, "max_note", 1, 128, "encoding.")
+    if low >= high:
+        schema.fail("encoding.min_note", f"({low}) must be below encoding.max_note ({high})")
+    if schema.get(encoding, "transpose_to_key", "encoding.") is not None:
+        schema.integer(encoding, "transpose_to_key", 0, 11, "encoding.")
+    lookbacks = schema.integers(
+        encoding, "lookback_distances", 1, MAX_LOOKBACK_DISTANCE, MAX_LOOKBACKS, "encoding."
+    )
+    if kind == "key" and not lookbacks:
+        schema.fail("encoding.lookback_distances", "must hold at least one distance for key")
+    schema.integer(encoding, "binary_counter_bits", 0, MAX_COUNTER_BITS, "encoding.")
+    schema.integer(encoding, "steps_per_quarter", 1, MAX_STEPS_PER_QUARTER, "encoding.")
+
+    raw = schema.object(schema.get(values, "hparams"), "hparams")
+    try:
+        hparams = HParams.from_dict(raw)
+        hparams.validate()
+    except ConfigError as error:  # its messages start with the field's name
+        raise ModelFileError(f"{source}: hparams.{error}") from None
+
+    try:
+        made = EncodingSpec.from_dict(encoding).make_encoding()
+    except (ValueError, TypeError) as error:
+        schema.fail("encoding", f"cannot be built ({_one_line(error)})")
+    for key, size in (
+        ("input_size", made.input_size),
+        ("num_classes", made.num_classes),
+        ("num_event_classes", made.num_event_classes),
+    ):
+        if schema.integer(values, key, 1, 100_000) != size:
+            schema.fail(key, f"must be {size}, as the encoding makes it, not {values[key]}")
+    label_events = schema.integers(values, "label_event_classes", 0, 100_000, 100_000)
+    if label_events != static_label_event_classes(made):
+        schema.fail("label_event_classes", "does not match the encoding")
+    if not isinstance(values.get("training", {}), dict):
+        schema.fail("training", f"must be a JSON object, not {_kind(values['training'])}")

@@ -24,3 +24,11 @@ class ConfigError(MelodyGenError):
 
 class CheckpointError(MelodyGenError):
     """A checkpoint folder is missing or is not a MelodyGen checkpoint."""
+
+
+class ModelFileError(CheckpointError):
+    """A model's ``melodygen.json`` is malformed or asks for a network outside sane bounds."""
+
+
+class TrainingDivergedError(MelodyGenError):
+    """Training reached a non-finite loss; the run keeps its last good checkpoint."""

@@ -10,6 +10,12 @@ A run folder holds everything a run writes:
 - ``metrics.jsonl``: the same figures, one JSON line per evaluation;
 - ``model/``: the final model, the weights with the lowest held-out loss.
 
+Every folder is written whole beside its place and renamed into it, so a kill
+at any moment leaves the previous checkpoint or model, never half of one. A
+run resumes from its newest checkpoint that reads back whole (a damaged newer
+one is set aside as ``checkpoints/damaged-step-NNNNNNN``), and stops at the
+first non-finite loss without saving anything past its last good checkpoint.
+
 Batches group melodies of similar length (as Magenta pads each batch to its
 longest melody, sorting first wastes far fewer padded steps) and are built
 with NumPy, so the loop runs on any Keras backend.
@@ -20,8 +26,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,22 +37,34 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.checkpoint import (
+    CHECKPOINT_PREFIX,
     CHECKPOINTS_DIR,
     FINAL_MODEL_DIR,
     MODEL_JSON,
+    WEIGHTS_FILE,
+    WEIGHTS_FILE_FACTOR,
     ModelInfo,
     build_network,
+    check_weights_file,
+    checkpoint_folders,
     latest_checkpoint,
     read_model_info,
+    replace_folder,
     save_model,
+    staging_folder,
+    write_synced,
 )
 from melodygen.dataset import MelodyDataset, MelodySplit
-from melodygen.errors import CheckpointError, ConfigError, DatasetError
+from melodygen.errors import CheckpointError, ConfigError, DatasetError, TrainingDivergedError
 from melodygen.models.configs import get_config
 
 KEEP_CHECKPOINTS = 3
 OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
+METRICS_FILE = "metrics.jsonl"
+BEST_DIR = "best"
+DAMAGED_PREFIX = "damaged-"
+MAX_STATE_BYTES = 10_000_000
 BUCKET_POOL = 50  # batches' worth of melodies sorted together: length-alike, still shuffled
 # On backends that compile per input shape, padded lengths are rounded up to this multiple:
 # melodies of up to 512 steps then need at most 4 compiled programs per batch size.
@@ -279,10 +299,13 @@ def train(
     if time_limit is not None and time_limit <= 0:
         raise DatasetError("--time-limit must be positive")
     run_dir = Path(run_dir)
-    resume_from = latest_checkpoint(run_dir)
-    if resume_from is not None:
-        info, state = _resume_info(resume_from, dataset, hparams)
+    _tidy_run_dir(run_dir)
+    resume = find_resume_point(run_dir)
+    if resume is not None:
+        resume_from, info, state = resume
+        _check_resume_fits(resume_from, info, dataset, hparams)
     else:
+        resume_from = None
         info = model_info(dataset, hparams)
         state = {"step": 0, "best_eval_loss": None, "evals_since_best": 0, "seconds": 0.0}
     train_split = dataset.load("train")
@@ -305,12 +328,20 @@ def train(
     model = build_network(info)
     compile_model(model, info)
     if resume_from is not None:
-        with warnings.catch_warnings():
-            # The optimizer's moments come from optimizer.npz; Keras warns it skips them here.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(resume_from / "model.weights.h5")
-        _load_optimizer(model, resume_from / OPTIMIZER_FILE)
+        try:
+            with warnings.catch_warnings():
+                # The optimizer's moments come from optimizer.npz; Keras warns it skips them here.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(resume_from / WEIGHTS_FILE)
+            _load_optimizer(model, resume_from / OPTIMIZER_FILE)
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            raise CheckpointError(
+                f"{resume_from} does not fit the network it describes ({error}); "
+                "start a new --run-dir"
+            ) from None
         print(f"resuming from {resume_from} (step {state['step']})")
+    # The curves say what the checkpoint resumed from saw: nothing later, no step twice.
+    _trim_metrics(run_dir / METRICS_FILE, through=state["step"] if resume_from else -1)
 
     info.training = {
         "dataset": str(dataset.path),
@@ -331,6 +362,9 @@ def train(
         while state["step"] < steps:
             inputs, targets = next(batches)
             logs = model.train_on_batch(inputs, targets, return_dict=True)
+            loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                raise _diverged(run_dir, state["step"] + 1, f"training loss became {loss}", info)
             train_means.add(logs, targets)
             state["step"] += 1
             logger.step(logs)
@@ -340,12 +374,18 @@ def train(
                 interval_started = time.perf_counter()
                 train_logs = train_means.pop()
                 eval_logs = evaluate_batches(model, eval_data, info) if eval_data else None
-                improved = _track_best(state, eval_logs, SELECTION_METRIC[info.hparams.loss])
+                selection = SELECTION_METRIC[info.hparams.loss]
+                if eval_logs is not None and not math.isfinite(eval_logs[selection]):
+                    what = f"held-out {selection} became {eval_logs[selection]}"
+                    raise _diverged(run_dir, state["step"], what, info)
+                if not _weights_finite(model):
+                    raise _diverged(run_dir, state["step"], "weights became non-finite", info)
+                improved = _track_best(state, eval_logs, selection)
                 _record_stretch(state, stretch)
                 logger.evaluation(state["step"], train_logs, eval_logs, state)
                 _save_checkpoint(run_dir, model, info, state)
                 if improved or not eval_data:
-                    save_model(run_dir / "best", model, _with_state(info, state, eval_logs))
+                    _save_best(run_dir, model, _with_state(info, state, eval_logs))
                 if early_stopping and state["evals_since_best"] >= early_stopping:
                     stopped_early = True
                     logger.message(
@@ -358,18 +398,16 @@ def train(
                     )
                     break
     except KeyboardInterrupt:
-        state["seconds"] += time.perf_counter() - interval_started
-        _record_stretch(state, stretch)
-        _save_checkpoint(run_dir, model, info, state)
-        logger.message(f"interrupted: saved step {state['step']}; run again to resume")
+        if _weights_finite(model):
+            state["seconds"] += time.perf_counter() - interval_started
+            _record_stretch(state, stretch)
+            _save_checkpoint(run_dir, model, info, state)
+            logger.message(f"interrupted: saved step {state['step']}; run again to resume")
         raise
     finally:
         logger.close()
 
-    final = run_dir / FINAL_MODEL_DIR
-    if final.exists():
-        shutil.rmtree(final)
-    shutil.copytree(run_dir / "best", final)
+    final = _publish_final_model(run_dir)
     return TrainResult(
         run_dir=run_dir,
         steps=state["step"],
@@ -471,8 +509,128 @@ def _with_state(info: ModelInfo, state: dict, eval_logs: dict | None) -> ModelIn
     return ModelInfo(**{**info.__dict__, "training": training})
 
 
-def _resume_info(checkpoint: Path, dataset: MelodyDataset, hparams) -> tuple[ModelInfo, dict]:
+def find_resume_point(run_dir: Path) -> tuple[Path, ModelInfo, dict] | None:
+    """The newest checkpoint that reads back whole, with its info and run state.
+
+    Newer damaged ones are moved aside to ``damaged-step-NNNNNNN`` (kept, not deleted)
+    and named on stderr, so a run loses at most the damaged checkpoint. When every
+    checkpoint is damaged, nothing is moved and the run is refused.
+    """
+    damaged = []
+    for checkpoint in checkpoint_folders(run_dir):
+        try:
+            info, state = check_checkpoint(checkpoint)
+        except CheckpointError as error:
+            damaged.append((checkpoint, error))
+            continue
+        for folder, error in damaged:
+            aside = _set_aside(folder)
+            print(
+                f"warning: skipped damaged checkpoint {folder.name} ({error}); "
+                f"moved it to {aside.name}",
+                file=sys.stderr,
+            )
+        return checkpoint, info, state
+    if damaged:
+        newest, error = damaged[0]
+        raise CheckpointError(
+            f"no checkpoint in {newest.parent} is whole (all {len(damaged)} damaged; "
+            f"{newest.name}: {error}); move {newest.parent} aside to train the run from step 0"
+        )
+    return None
+
+
+def check_checkpoint(checkpoint: Path) -> tuple[ModelInfo, dict]:
+    """Read a whole checkpoint back (model file, run state, every weight, the optimizer).
+
+    Raises CheckpointError naming the first part that is missing, truncated or not finite.
+    """
+    if not (checkpoint / MODEL_JSON).is_file():
+        raise CheckpointError(f"{checkpoint} has no {MODEL_JSON}")
     _, info = read_model_info(checkpoint)
+    state = _read_state(checkpoint)
+    weights = info.hparams.parameter_count(info.input_size, info.num_classes)
+    check_weights_file(
+        checkpoint / WEIGHTS_FILE, max_values=WEIGHTS_FILE_FACTOR * weights + 1024, read=True
+    )
+    # Adam keeps two moments per weight, plus a few counters.
+    _check_optimizer_file(checkpoint / OPTIMIZER_FILE, max_values=3 * weights + 1024)
+    return info, state
+
+
+def _read_state(checkpoint: Path) -> dict:
+    path = checkpoint / STATE_FILE
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise ValueError("far too big")
+        state = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise CheckpointError(f"{path} is not readable ({_short(error)})") from None
+    name_step = checkpoint.name.removeprefix(CHECKPOINT_PREFIX)
+    problem = None
+    if not isinstance(state, dict):
+        problem = "it is not a JSON object"
+    elif not _is_count(state.get("step")) or f"{state['step']:07d}" != name_step:
+        problem = f"its step {state.get('step')!r} is not the folder's"
+    elif not _finite_or_none(state.get("best_eval_loss")):
+        problem = "best_eval_loss is not a number"
+    elif not _is_count(state.get("evals_since_best")):
+        problem = "evals_since_best is not a count"
+    elif state.get("seconds") is None or not _finite_or_none(state["seconds"]):
+        problem = "seconds is not a number"
+    elif not isinstance(state.get("history", []), list):
+        problem = "history is not a list"
+    if problem:
+        raise CheckpointError(f"{path} is not a run state: {problem}")
+    return state
+
+
+def _finite_or_none(value) -> bool:
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_optimizer_file(path: Path, max_values: int) -> None:
+    """Every array of ``optimizer.npz`` reads back and is finite; sizes are checked unread."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # 8 bytes a value at most, and a small .npy header each
+            stored = sum(item.file_size for item in archive.infolist())
+            if stored > 8 * max_values + 1024 * (len(archive.infolist()) + 1):
+                raise CheckpointError(f"{path} holds more than an optimizer state of this network")
+        with np.load(path) as saved:
+            for name in saved.files:
+                if not np.isfinite(saved[name]).all():
+                    raise CheckpointError(f"{path} holds optimizer values that are not finite")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is not readable ({_short(error)})") from None
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _set_aside(checkpoint: Path) -> Path:
+    """Rename a damaged checkpoint out of the run's way, keeping its files."""
+    aside = checkpoint.with_name(DAMAGED_PREFIX + checkpoint.name)
+    number = 1
+    while aside.exists():
+        aside = checkpoint.with_name(f"{DAMAGED_PREFIX}{checkpoint.name}-{number}")
+        number += 1
+    checkpoint.rename(aside)
+    return aside
+
+
+def _check_resume_fits(checkpoint: Path, info: ModelInfo, dataset: MelodyDataset, hparams) -> None:
+    """Refuse to resume a run on other data or with other hyperparameters."""
     if info.spec != dataset.spec:
         raise CheckpointError(
             f"the run in {checkpoint.parent.parent} was trained on data encoded for "
@@ -486,29 +644,105 @@ def _resume_info(checkpoint: Path, dataset: MelodyDataset, hparams) -> tuple[Mod
                 f"cannot change hyperparameters when resuming {checkpoint.parent.parent}; "
                 "start a new --run-dir"
             )
-    try:
-        state = json.loads((checkpoint / STATE_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"{checkpoint} has no readable {STATE_FILE} ({error})") from None
-    return info, state
+
+
+def _tidy_run_dir(run_dir: Path) -> None:
+    """Clear what a killed run left half-written; put back a folder caught mid-swap."""
+    for folder in (run_dir, run_dir / CHECKPOINTS_DIR):
+        if not folder.is_dir():
+            continue
+        for partial in folder.glob(".partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+        for old in folder.glob(".old-*"):
+            name = old.name.removeprefix(".old-").rsplit("-", 1)[0]
+            if (folder / name).exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.rename(folder / name)
+
+
+def _trim_metrics(path: Path, through: int) -> None:
+    """Keep one line per step up to ``through`` (the last of each), dropping broken lines."""
+    if not path.is_file():
+        return
+    text = path.read_text(errors="replace")
+    kept = {}
+    for line in text.splitlines():
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue
+        if _is_count(step) and step <= through:
+            kept[step] = line
+    trimmed = "".join(kept[step] + "\n" for step in sorted(kept))
+    if trimmed != text:
+        temporary = path.with_name(path.name + ".tmp")
+        write_synced(temporary, trimmed)
+        temporary.replace(path)
+
+
+def _weights_finite(model) -> bool:
+    import keras
+
+    return all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in model.weights)
+
+
+def _diverged(run_dir: Path, step: int, what: str, info: ModelInfo) -> TrainingDivergedError:
+    """The error that ends a run whose numbers stopped being finite; nothing of it is saved."""
+    kept = []
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        kept.append(f"the last good checkpoint is {checkpoint.name}")
+    if (run_dir / BEST_DIR / MODEL_JSON).is_file():
+        final = _publish_final_model(run_dir)
+        kept.append(f"{final} holds the best model")
+    return TrainingDivergedError(
+        f"training stopped at step {step}: the {what}; nothing of that step was saved, "
+        f"{' and '.join(kept) or 'and no checkpoint had been written yet'}; lower learning_rate "
+        f"(now {info.hparams.learning_rate:g}) or clip_norm in a new --run-dir"
+    )
 
 
 def _save_checkpoint(run_dir: Path, model, info: ModelInfo, state: dict) -> None:
-    """Write a complete checkpoint folder, then drop the oldest ones."""
-    folder = run_dir / CHECKPOINTS_DIR
-    final = folder / f"step-{state['step']:07d}"
-    partial = folder / f".partial-{state['step']:07d}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    save_model(partial, model, _with_state(info, state, None))
-    _save_optimizer(model, partial / OPTIMIZER_FILE)
-    (partial / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    partial.rename(final)
-    complete = sorted(p for p in folder.glob("step-*") if (p / MODEL_JSON).is_file())
-    for old in complete[:-KEEP_CHECKPOINTS]:
+    """Write a checkpoint beside its place, fsync it, rename it in; only then drop old ones."""
+    final = run_dir / CHECKPOINTS_DIR / f"{CHECKPOINT_PREFIX}{state['step']:07d}"
+    partial = staging_folder(final)
+    try:
+        save_model(partial, model, _with_state(info, state, None))
+        _save_optimizer(model, partial / OPTIMIZER_FILE)
+        write_synced(partial / STATE_FILE, json.dumps(state, indent=2) + "\n")
+        replace_folder(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    complete = [p for p in checkpoint_folders(run_dir) if (p / MODEL_JSON).is_file()]
+    for old in complete[KEEP_CHECKPOINTS:]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_best(run_dir: Path, model, info: ModelInfo) -> None:
+    """Replace ``best/`` as one folder, so its weights and JSON always belong together."""
+    target = run_dir / BEST_DIR
+    staging = staging_folder(target)
+    try:
+        save_model(staging, model, info)
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _publish_final_model(run_dir: Path) -> Path:
+    """Copy ``best/`` to ``model/`` as one folder: the old model stays until the new is whole."""
+    target = run_dir / FINAL_MODEL_DIR
+    staging = staging_folder(target)
+    try:
+        shutil.copytree(run_dir / BEST_DIR, staging, dirs_exist_ok=True)
+        replace_folder(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
 
 
 def _save_optimizer(model, path: Path) -> None:
@@ -536,7 +770,7 @@ class _Logger:
         from tqdm import tqdm
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.jsonl = (run_dir / "metrics.jsonl").open("a")
+        self.jsonl = (run_dir / METRICS_FILE).open("a")
         self.bar = tqdm(total=total, initial=start, unit="step", disable=not progress or None)
         self.writers = {}
         try:

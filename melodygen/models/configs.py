@@ -9,6 +9,7 @@ that trains, evaluates or generates looks configurations up here by name.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from melodygen.errors import ConfigError
@@ -17,6 +18,15 @@ STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter note, as Magenta assumes.
 LOSSES = ("label", "event")
 GRADIENT_PRECISIONS = ("float32", "bfloat16")
+# Sane bounds of the hyperparameters (Magenta's defaults are far inside them): past these a
+# network is a typo or a hostile file, and would exhaust memory before training a step.
+MAX_BATCH_SIZE = 4096
+MAX_LAYERS = 8
+MAX_LAYER_SIZE = 4096
+MAX_ATTN_LENGTH = 512
+MAX_CLIP_NORM = 1e6
+MAX_LEARNING_RATE = 10.0
+MAX_PARAMETERS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -57,26 +67,56 @@ class HParams:
         return updated
 
     def validate(self) -> None:
-        """Reject values no network could train with."""
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be at least 1")
-        if not self.rnn_layer_sizes or any(size < 1 for size in self.rnn_layer_sizes):
-            raise ConfigError("rnn_layer_sizes must be one or more positive sizes, e.g. [128,128]")
-        if not 0.0 < self.dropout_keep_prob <= 1.0:
-            raise ConfigError("dropout_keep_prob must be in (0, 1]")
-        if self.attn_length < 0:
-            raise ConfigError("attn_length must be 0 (no attention) or positive")
-        if self.clip_norm <= 0:
-            raise ConfigError("clip_norm must be positive")
-        if self.learning_rate <= 0:
-            raise ConfigError("learning_rate must be positive")
+        """Reject values no network could train with, or whose network would not fit in memory.
+
+        Every field is checked for its type too: a model file or a Python caller can hand
+        over anything, and a NaN learning rate or a 10^9-unit layer must stop here, not
+        after Keras has tried to allocate or train it.
+        """
+        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        sizes = self.rnn_layer_sizes
+        if (
+            not isinstance(sizes, tuple)
+            or not 1 <= len(sizes) <= MAX_LAYERS
+            or not all(_is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
+        ):
+            raise ConfigError(
+                f"rnn_layer_sizes must be 1 to {MAX_LAYERS} layer sizes from 1 to "
+                f"{MAX_LAYER_SIZE}, e.g. [128,128], not "
+                f"{_shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
+            )
+        _check_number("dropout_keep_prob", self.dropout_keep_prob, 0.0, 1.0, "a number in (0, 1]")
+        _check_int("attn_length", self.attn_length, 0, MAX_ATTN_LENGTH, "(0: no attention)")
+        _check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
+        _check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
         if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {_shown(self.loss)}")
         if self.gradient_precision not in GRADIENT_PRECISIONS:
             raise ConfigError(
                 f"gradient_precision must be one of {', '.join(GRADIENT_PRECISIONS)}, "
-                f"not {self.gradient_precision!r}"
+                f"not {_shown(self.gradient_precision)}"
             )
+        weights = self.parameter_count()
+        if weights > MAX_PARAMETERS:
+            raise ConfigError(
+                f"rnn_layer_sizes {list(sizes)} make a network of about {weights:,} weights, "
+                f"over the limit of {MAX_PARAMETERS:,}; use fewer or smaller layers"
+            )
+
+    def parameter_count(self, input_size: int = 0, num_classes: int = 0) -> int:
+        """About how many weights the network has (LSTMs, attention, output layer).
+
+        Checked before anything is built, so an absurd size is refused instead of allocated.
+        """
+        total, width = 0, input_size
+        for size in self.rnn_layer_sizes:
+            total += 4 * (width + size + 1) * size
+            width = size
+        if self.attn_length:
+            first = self.rnn_layer_sizes[0]
+            # input projection, then attention, query and output kernels with their biases
+            total += (input_size + first + 1) * input_size + 5 * first * first + 3 * first
+        return total + (width + 1) * num_classes
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -86,8 +126,8 @@ class HParams:
     @classmethod
     def from_dict(cls, values: dict) -> HParams:
         values = dict(values)
-        if "rnn_layer_sizes" in values:
-            values["rnn_layer_sizes"] = tuple(int(v) for v in values["rnn_layer_sizes"])
+        if isinstance(values.get("rnn_layer_sizes"), list | tuple):
+            values["rnn_layer_sizes"] = tuple(values["rnn_layer_sizes"])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -200,9 +240,11 @@ def _parse_overrides(text: str) -> dict[str, str]:
 
 def _coerce(key: str, raw, current):
     """Turn an override into the type of the field it replaces."""
-    if not isinstance(raw, str):
-        return tuple(int(v) for v in raw) if isinstance(current, tuple) else type(current)(raw)
     try:
+        if not isinstance(raw, str):
+            if isinstance(current, tuple):
+                return tuple(raw) if isinstance(raw, list | tuple) else raw
+            return raw  # validate() checks its type and range
         if isinstance(current, tuple):
             parts = [p for p in raw.strip("[]() ").replace(";", ",").split(",") if p.strip()]
             return tuple(int(p) for p in parts)
@@ -211,10 +253,36 @@ def _coerce(key: str, raw, current):
         if isinstance(current, int):
             return int(raw)
         return float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         kind = (
             "a list of integers like [128,128]"
             if isinstance(current, tuple)
             else type(current).__name__
         )
-        raise ConfigError(f"hyperparameter {key}={raw!r} is not {kind}") from None
+        raise ConfigError(f"hyperparameter {key}={_shown(raw)} is not {kind}") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: repr, cut short (a hostile file may hold megabytes)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_int(name: str, value: object, low: int, high: int, note: str = "") -> None:
+    if not _is_int(value) or not low <= value <= high:
+        note = f" {note}" if note else ""
+        raise ConfigError(
+            f"{name} must be an integer from {low} to {high}{note}, not {_shown(value)}"
+        )
+
+
+def _check_number(name: str, value: object, low: float, high: float, what: str = "") -> None:
+    """A finite number in (low, high]: NaN compares false with everything and would slip by."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not low < number <= high:
+        what = what or f"a positive number up to {high:g}"
+        raise ConfigError(f"{name} must be {what}, not {_shown(value)}")
