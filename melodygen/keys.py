@@ -59,9 +59,12 @@ def uses_flats(tonic: int | None, mode: str = "major") -> bool:
 def pitch_name(pitch: int, tonic: int | None = None, mode: str = "major") -> str:
     """Scientific pitch name spelled in the key: 70 is A#4 in E major, Bb4 in D minor.
 
-    Without a key, black keys are sharps (the primer note syntax reads both).
+    Black keys are flats in flat keys and sharps otherwise, except a minor key's raised
+    seventh (C# in D minor); without a key they are sharps (the note syntax reads both).
     """
     names = FLAT_NAMES if uses_flats(tonic, mode) else SHARP_NAMES
+    if tonic is not None and "minor" in mode and (pitch - tonic) % 12 == 11:
+        names = SHARP_NAMES  # the raised seventh, the leading tone: C# in D minor
     return f"{names[pitch % 12]}{pitch // 12 - 1}"
 
 

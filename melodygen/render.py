@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from melodygen.errors import MelodyGenError
+from melodygen.keys import pitch_name
+from melodygen.meter import FOUR_FOUR, Meter
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,6 +71,11 @@ __all__ = [
 SAMPLE_RATE = 44100
 STEPS_PER_QUARTER = 4
 STEPS_PER_BAR = 16
+DISPLAY_PPI = 100
+"""Screen pixels per figure inch a piano roll is designed for: ``width=4.25`` is a
+picture shown 425 px wide, where 9-point text is 12.5 px high."""
+PNG_DPI = 2 * DISPLAY_PPI
+"""PNG pixels per inch: twice the display density, sharp on high-density screens."""
 DEFAULT_QPM = 120.0
 DEFAULT_VELOCITY = 100
 # Seconds rendered after the melody's last step, so the last note can ring and decay.
@@ -163,9 +170,12 @@ class Note:
     is_drum: bool = False
 
 
-def note_name(pitch: int) -> str:
-    """Scientific pitch name with sharps (60 -> C4), as the primer note syntax writes it."""
-    return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+def note_name(pitch: int, key: int | None = None, mode: str = "major") -> str:
+    """Scientific pitch name (60 -> C4), as the primer note syntax writes it: sharps, or
+    spelled in ``key`` and ``mode`` when given (70 is Bb4 in D minor, A#4 in E major)."""
+    if key is None:
+        return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+    return pitch_name(pitch, key, mode)
 
 
 def events_to_notes(events: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -607,44 +617,64 @@ def piano_roll(
     qpm: float | None = None,
     title: str | None = None,
     *,
-    width: float = 8.0,
+    width: float = 4.25,
+    meter: Meter | None = None,
+    key: int | None = None,
+    mode: str | None = None,
 ) -> Figure:
     """A piano-roll picture of a melody: time in bars and beats, pitch by note name.
 
     Primer notes are grey and generated notes blue (a legend says which), drawn as two
-    separate collections with gids ``primer`` and ``generated``. ``primer_steps`` and
-    ``qpm`` default to the melody's own (0 and 120 for a plain event list). The figure
-    is about ``width`` x 3 inches, a little taller for melodies with a wide range.
+    separate collections with gids ``primer`` and ``generated``. ``primer_steps``,
+    ``qpm``, ``meter``, ``key`` and ``mode`` default to the melody's own (0, 120 BPM,
+    4/4 and sharps for a plain event list). Bar lines follow the meter, beat lines its
+    beats (dotted quarters in 6/8); note names are spelled in the key.
+
+    Sized for the screen: ``width`` inches is the width it is shown at in hundreds of
+    pixels (:data:`DISPLAY_PPI`; 4.25 is a picture 425 px wide), with text of 9 points
+    (12.5 px there) and only as many note names and bar numbers as fit without
+    touching. Save it with :func:`figure_png` at :data:`PNG_DPI` for sharp text.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PatchCollection, PolyCollection
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-    from matplotlib.ticker import FixedLocator, MaxNLocator, MultipleLocator
+    from matplotlib.ticker import FixedLocator
 
     events, primer, tempo = _melody_parts(melody, primer_steps, qpm)
+    meter = meter or getattr(melody, "meter", None) or FOUR_FOUR
+    key = key if key is not None else getattr(melody, "key", None)
+    mode = mode or getattr(melody, "mode", None) or "major"
+    bar_steps, beat_steps = meter.steps_per_bar, meter.steps_per_beat
     notes = events_to_notes(events)
     steps = max(len(events), 1)
-    bars = max(1, math.ceil(steps / STEPS_PER_BAR))
+    bars = max(1, math.ceil(steps / bar_steps))
     pitches = sorted({pitch for _, _, pitch in notes})
     low, high = (pitches[0], pitches[-1]) if pitches else (60, 72)
     low, high = max(0, low - _PITCH_PADDING), min(127, high + _PITCH_PADDING)
     rows = high - low + 1
 
-    height = min(6.0, max(3.0, 1.1 + 0.085 * rows))
+    font = 9.0
+    margins = (0.55, 0.1, 0.42, 0.3)  # left, right, bottom, top, in inches
+    height = min(4.0, max(2.2, margins[2] + margins[3] + 0.06 * rows))
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     # Fixed margins in inches: a layout engine would lay the figure out on every draw,
     # doubling the time to make a PNG.
     fig.subplots_adjust(
-        left=0.62 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.32 / height
+        left=margins[0] / width,
+        right=1 - margins[1] / width,
+        bottom=margins[2] / height,
+        top=1 - margins[3] / height,
     )
     ax = fig.add_subplot()
+    plot_width = width - margins[0] - margins[1]
+    plot_height = height - margins[2] - margins[3]
 
     def x(step: float) -> float:  # steps to bars, bar 1 starting at 1
-        return 1.0 + step / STEPS_PER_BAR
+        return 1.0 + step / bar_steps
 
-    end = x(bars * STEPS_PER_BAR)
+    end = x(bars * bar_steps)
     ax.set_xlim(1.0, end)
     ax.set_ylim(low - 0.5, high + 0.5)
     # Rows, bar and beat lines are one collection each: one artist per line would make
@@ -660,18 +690,19 @@ def piano_roll(
         ax.add_collection(rows_of_black_keys, autolim=False)
     if primer > 0:
         ax.axvspan(1.0, x(min(primer, steps)), color=_PRIMER_BACKGROUND, lw=0, zorder=0)
-    beat_lines = bars <= 16
+    beat_width = plot_width * DISPLAY_PPI / (bars * meter.beats_per_bar)  # px per beat
     across = ax.get_xaxis_transform()  # x in data, y from the bottom (0) to the top (1)
-    if beat_lines:
-        beats = [1.0 + beat / 4 for beat in range(bars * 4 + 1)]
+    if beat_width >= 6 and meter.beats_per_bar > 1:
+        beats = [x(step) for step in range(0, bars * bar_steps + 1, beat_steps)]
         ax.vlines(beats, 0, 1, transform=across, colors="#dde1e6", lw=0.5, zorder=1)
     if bars <= 128:
         bar_starts = [1.0 + bar for bar in range(bars + 1)]
         ax.vlines(bar_starts, 0, 1, transform=across, colors="#9099a3", lw=0.9, zorder=1.5)
 
     boxes: dict[bool, list[list[tuple[float, float]]]] = {True: [], False: []}
+    gap = 0.4 / (plot_width * DISPLAY_PPI) * (end - 1.0)  # 0.4 px keeps repeated notes apart
     for start, stop, pitch in notes:
-        x0, x1 = x(start), x(stop) - 0.004  # a hair's gap keeps repeated notes apart
+        x0, x1 = x(start), max(x(start) + gap, x(stop) - gap)
         y0, y1 = pitch - 0.4, pitch + 0.4
         boxes[start < primer].append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
     for is_primer, label, face, edge in (
@@ -680,51 +711,66 @@ def piano_roll(
     ):
         if boxes[is_primer]:
             collection = PolyCollection(
-                boxes[is_primer], facecolors=face, edgecolors=edge, linewidths=0.6, zorder=3
+                boxes[is_primer], facecolors=face, edgecolors=edge, linewidths=0.5, zorder=3
             )
             collection.set_label(label)
             collection.set_gid(label)
             ax.add_collection(collection)
 
-    if pitches:
-        ax.yaxis.set_major_locator(FixedLocator(pitches))
-        ax.set_yticklabels([note_name(p) for p in pitches])
-    else:
-        ax.yaxis.set_major_locator(FixedLocator([low, high]))
-        ax.set_yticklabels([note_name(low), note_name(high)])
-    label_size = 8 if rows <= 28 else 7 if rows <= 40 else 6
-    ax.tick_params(axis="y", labelsize=label_size, length=2)
-    ax.tick_params(axis="x", labelsize=8)
-    if bars <= 32:
-        ax.xaxis.set_major_locator(MultipleLocator(1))
-        if not beat_lines:  # beat lines already show the beats; tick marks cost time
-            ax.xaxis.set_minor_locator(MultipleLocator(0.25))
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=16, integer=True))
-    # Bar numbers sit under the start of their bar; the closing bar line gets none.
-    ax.set_xticks([t for t in ax.get_xticks() if 1.0 <= t < end])
-    ax.set_xlabel(f"bar (4/4, {tempo:g} BPM)", fontsize=8)
-    ax.set_ylabel("pitch", fontsize=8)
+    # Note names: as many as fit one above the other with a little air (a label is
+    # about 1.4 font heights), preferring the notes the melody plays.
+    label_px = font / 72 * DISPLAY_PPI * 1.4
+    row_px = plot_height * DISPLAY_PPI / rows
+    spacing = max(1, math.ceil(label_px / row_px))  # semitones between labels
+    shown = _spread(pitches or [low, high], spacing)
+    ax.yaxis.set_major_locator(FixedLocator(shown))
+    ax.set_yticklabels([note_name(p, key, mode) for p in shown])
+    ax.tick_params(axis="both", labelsize=font, length=2, pad=2)
+    # Bar numbers: as many as fit (about 3 characters each), on whole bars.
+    most = max(1, int(plot_width * DISPLAY_PPI / (font / 72 * DISPLAY_PPI * 2.6)))
+    steps_between = (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100)
+    every = next((n for n in steps_between if bars / n <= most), math.ceil(bars / most))
+    ax.set_xticks([1.0 + bar for bar in range(0, bars, every)])
+    ax.set_xticklabels([str(1 + bar) for bar in range(0, bars, every)])
+    ax.set_xlabel(f"bar ({meter}, {tempo:g} BPM)", fontsize=font, labelpad=1)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     if title:
         # y given: nothing sits above the axes, so Matplotlib's search for a free spot
         # (a quarter of the drawing time) would put the title at 1.0 anyway.
-        ax.set_title(title, fontsize=10, loc="left", y=1.0)
+        ax.set_title(title, fontsize=font + 1, loc="left", y=1.0, pad=3)
     if primer > 0 and notes:
         ax.legend(
             loc="lower right",
             bbox_to_anchor=(1.0, 1.0),
             ncols=2,
-            fontsize=8,
+            fontsize=font,
             frameon=False,
-            handlelength=1.2,
-            borderaxespad=0.2,
+            handlelength=1.0,
+            columnspacing=0.8,
+            borderaxespad=0.1,
+            borderpad=0.1,
         )
     return fig
 
 
-def figure_png(fig: Figure, dpi: int = 120, close: bool = True) -> bytes:
+def _spread(pitches: list[int], spacing: int) -> list[int]:
+    """The lowest and highest pitch and, between them, pitches at least ``spacing`` apart."""
+    if spacing <= 1 or len(pitches) <= 1:
+        return list(pitches)
+    chosen = [pitches[0]]
+    top = pitches[-1]
+    for pitch in pitches[1:-1]:
+        if pitch - chosen[-1] >= spacing and top - pitch >= spacing:
+            chosen.append(pitch)
+    if top - chosen[-1] >= spacing:
+        chosen.append(top)
+    elif len(chosen) > 1:
+        chosen[-1] = top
+    return chosen
+
+
+def figure_png(fig: Figure, dpi: int = PNG_DPI, close: bool = True) -> bytes:
     """PNG bytes of a figure (drawn by Agg); with ``close``, release it from pyplot if tracked.
 
     Figures from :func:`piano_roll` are never tracked by pyplot, so they are freed with

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from melodygen import render
 from melodygen.errors import MelodyGenError
 from melodygen.generate import GeneratedMelody
+from melodygen.meter import Meter
 
 RATE = render.SAMPLE_RATE
 HOLD, OFF = -2, -1
@@ -300,3 +301,45 @@ def test_figure_png_closes_pyplot_figures() -> None:
     assert len(plt.get_fignums()) == before
     render.figure_png(render.piano_roll(EVENTS))
     assert len(plt.get_fignums()) == before  # piano rolls never join pyplot's list
+
+
+def test_piano_roll_is_readable_at_the_size_it_is_shown() -> None:
+    # 16 bars over more than three octaves, shown 425 px wide (two cards in a row).
+    rng = np.random.default_rng(3)
+    events = [int(p) if i % 2 == 0 else HOLD for i, p in enumerate(rng.integers(48, 90, 256))]
+    melody = GeneratedMelody(events=events, primer_steps=32, log_likelihood=0.0, qpm=120.0)
+    fig = render.piano_roll(melody, title="Variation 1")
+    renderer = fig.canvas.get_renderer()
+    scale = 425 / fig.bbox.width  # displayed size per figure pixel at the figure's dpi
+    ax = fig.axes[0]
+    for labels in (ax.get_yticklabels(), ax.get_xticklabels()):
+        boxes = [label.get_window_extent(renderer) for label in labels if label.get_text()]
+        assert len(boxes) >= 2
+        assert min(box.height for box in boxes) * scale >= 11  # pixels on screen
+        for first, second in zip(boxes, boxes[1:], strict=False):
+            assert not first.overlaps(second)
+    assert ax.xaxis.label.get_window_extent(renderer).height * scale >= 11
+    png = render.figure_png(fig)
+    width = int.from_bytes(png[16:20], "big")
+    assert width >= 2 * 425  # sharp on high-density screens
+
+
+def test_piano_roll_follows_the_meter_key_and_tempo() -> None:
+    # 4 bars of 3/4 (12 steps each) in D minor: B flat, and the leading tone C sharp.
+    events = [65, HOLD, 70, HOLD, 61, HOLD, 65] + [HOLD] * 41
+    melody = GeneratedMelody(
+        events=events,
+        primer_steps=0,
+        log_likelihood=0.0,
+        qpm=96.0,
+        meter=Meter(3, 4),
+        key=2,
+        mode="minor",
+    )
+    ax = render.piano_roll(melody).axes[0]
+    assert ax.get_xlim() == (1.0, 5.0)
+    assert ax.get_xlabel() == "bar (3/4, 96 BPM)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C#4", "F4", "Bb4"]
+    sharps = render.piano_roll(events, meter=Meter(6, 8), key=4).axes[0]  # E major
+    assert [t.get_text() for t in sharps.get_yticklabels()] == ["C#4", "F4", "A#4"]
+    assert sharps.get_xlim() == (1.0, 5.0) and "6/8" in sharps.get_xlabel()
