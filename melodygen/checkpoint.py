@@ -9,6 +9,12 @@ unchanged under TensorFlow.
 A training run folder holds its final model in ``model/`` and resumable
 checkpoints in ``checkpoints/``; anything that takes a checkpoint accepts
 either kind of folder.
+
+A model folder may come from anywhere, so ``melodygen.json`` is checked whole
+against a schema with sane bounds (``validate_model_dict``) and the weights
+file's shapes against the network it describes before anything is built or
+read: a hostile file ends in one ``ModelFileError`` line naming the file and
+the field, never in an attempt to allocate a 10^9-unit layer.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from melodygen.dataset import EncodingSpec
 from melodygen.errors import CheckpointError, ConfigError, ModelFileError
 from melodygen.models.configs import CONFIGS, HParams
+
+if TYPE_CHECKING:
+    import keras
 
 MODEL_JSON = "melodygen.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -232,8 +241,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return None
 
 
-def read_model_json(path: str | Path) -> object:
-    """The JSON at ``path``, refused unparsed when too big (``ModelInfo.from_dict`` checks it)."""
+def read_model_json(path: str | Path) -> dict:
+    """The checked JSON of the model file at ``path`` (refused unparsed when too big).
+
+    Anything that shows a model file (the studio's catalog too) reads it here, so a
+    hostile one is one ``ModelFileError`` line, never a RecursionError or AttributeError.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -253,6 +266,7 @@ def read_model_json(path: str | Path) -> object:
         raise ModelFileError(f"{path} is nested too deeply to be a MelodyGen model file") from None
     except ValueError as error:
         raise ModelFileError(f"{path} is not valid JSON ({_one_line(error)})") from None
+    validate_model_dict(values, path)
     return values
 
 
@@ -265,7 +279,7 @@ def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
     return model_dir, info
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path) -> tuple[keras.Model, ModelInfo]:
     """Rebuild the network from its JSON and load its weights; returns (model, info)."""
     model_dir, info = read_model_info(path)
     weights = model_dir / WEIGHTS_FILE
