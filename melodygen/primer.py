@@ -35,6 +35,7 @@ except that note-offs before the first note become no-events, as in
 from __future__ import annotations
 
 import bisect
+import io
 import math
 import operator
 import re
@@ -69,6 +70,8 @@ __all__ = [
     "events_to_note_names",
     "midi_primer",
     "midi_tracks",
+    "musicxml_to_midi",
+    "unsupported_file_reason",
     "parse_event_primer",
     "parse_note_primer",
     "parse_primer",
@@ -657,6 +660,23 @@ def unsupported_file_reason(name: str) -> str:
     if suffix in _OTHER_NOTATION:
         return f"{accepted}, not '{suffix}': {_OTHER_NOTATION[suffix]}"
     return f"{accepted}, not '{suffix or '(no extension)'}'"
+
+
+def musicxml_to_midi(path: str | Path) -> bytes:
+    """A MusicXML file (.musicxml, .mxl) as standard MIDI file bytes, read as a primer
+    reads it: one track per part with its name and program, the first tempo, the time
+    and key signatures, and a pickup measure padded so that its notes keep their beats.
+
+    Raises:
+        InputFileError: the file is missing.
+        PrimerError: the file is not MusicXML, cannot be read, or holds no notes.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in MUSICXML_SUFFIXES:
+        raise PrimerError(f"{path}: not a MusicXML file (.musicxml, .mxl).")
+    buffer = io.BytesIO()
+    note_seq.note_sequence_to_pretty_midi(_read_midi(path)).write(buffer)
+    return buffer.getvalue()
 
 
 def _read_musicxml(path: Path):
