@@ -41,20 +41,33 @@ from melodygen.errors import MelodyGenError
 from melodygen.generate import (
     MODES,
     NOTE_NAMES,
-    STEPS_PER_BAR,
     GeneratedMelody,
     GenerationRequest,
     GenerationResult,
     MelodyGenerator,
     parse_key,
 )
-from melodygen.primer import Primer, PrimerError, TrackInfo, events_to_note_names, midi_primer
+from melodygen.keys import key_name
+from melodygen.meter import COMMON_METERS, Meter, parse_meter
+from melodygen.primer import (
+    MUSICXML_SUFFIXES,
+    PRIMER_SUFFIXES,
+    Primer,
+    PrimerError,
+    TrackInfo,
+    events_to_note_names,
+    midi_primer,
+    musicxml_to_midi,
+    unsupported_file_reason,
+)
 from melodygen.render import (
     INSTRUMENTS,
+    PNG_DPI,
     AudioUnavailableError,
     Synth,
     audio_available,
     figure_png,
+    note_name,
     piano_roll,
     program_number,
     wav_bytes,
@@ -89,9 +102,12 @@ __all__ = [
     "load_synth",
     "metric_curves",
     "midi_bytes",
+    "primer_notices",
     "primer_png",
+    "primer_problem",
     "read_metrics",
     "read_midi_upload",
+    "read_upload",
     "render_variations",
     "track_label",
     "upload_primer",
@@ -113,7 +129,10 @@ MAX_UPLOAD_NOTES = 50_000
 """More notes than this in one file is not a primer; reading it would hold up the server."""
 MAX_POLYPHONY = 32
 """Tracks with more notes sounding at once are clusters, not a line a melody can come from."""
-PNG_DPI = 100
+RESULT_WIDTH = 4.25
+"""Inches of a variation's piano roll: shown about 425 px wide, two cards in a row."""
+PRIMER_WIDTH = 7.0
+"""Inches of the primer's piano roll, shown across the page (700 px and more)."""
 MIME_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "zip": "application/zip"}
 
 SYNTAX_HINT = (
@@ -497,6 +516,9 @@ def load_synth() -> tuple[Synth | None, str]:
 AUTO_KEY = "Auto"
 KEY_CHOICES = [AUTO_KEY, *NOTE_NAMES]
 MODE_CHOICES = list(MODES)
+FROM_PRIMER = "From primer"
+METER_CHOICES = [FROM_PRIMER, *(str(meter) for meter in COMMON_METERS)]
+"""The meter picker: the primer's (4/4 without one), or 4/4, 3/4, 6/8, 2/4."""
 
 
 def mode_label(mode: str) -> str:
@@ -525,6 +547,12 @@ class StudioSettings:
     """1.0: no top-p truncation."""
     min_pitch: int = 0
     max_pitch: int = 127
+    meter: str = FROM_PRIMER
+    """A :data:`METER_CHOICES` entry (or any ``N/D``): bars are counted in this meter."""
+
+    def meter_for(self, primer: Primer) -> Meter:
+        """The meter these settings generate in: the chosen one, else the primer's."""
+        return parse_meter(self.meter) or primer.meter
 
     def to_request(self, primer: Primer) -> GenerationRequest:
         """The generation request these settings ask for, checked; a seed is drawn if none given.
@@ -536,10 +564,20 @@ class StudioSettings:
             raise StudioError(f"variations must be 1 to {MAX_VARIATIONS}")
         if not 1 <= self.bars <= MAX_BARS:
             raise StudioError(f"length must be 1 to {MAX_BARS} bars")
+        meter = self.meter_for(primer)
+        problem = primer_problem(primer, self)
+        if problem:
+            raise StudioError(problem)
+        if self.min_pitch > self.max_pitch:
+            raise StudioError(
+                f"the lowest note ({note_name(self.min_pitch)}) is above the highest "
+                f"({note_name(self.max_pitch)}): choose a lowest note at or below the highest"
+            )
         seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
         request = GenerationRequest(
             primer=primer,
-            length_steps=int(self.bars) * STEPS_PER_BAR,
+            length_steps=int(self.bars) * meter.steps_per_bar,
+            time_signature=meter,
             key=None if self.key == AUTO_KEY else parse_key(self.key),
             mode=self.mode,
             in_scale=bool(self.in_scale),
@@ -556,13 +594,54 @@ class StudioSettings:
             steps_per_iteration=int(self.steps_per_iteration),
         )
         if primer.steps >= request.length_steps:
-            bars = math.ceil(primer.steps / STEPS_PER_BAR)
+            bars = math.ceil(primer.steps / meter.steps_per_bar)
             raise StudioError(
-                f"the primer is {bars} bar{'s' if bars != 1 else ''} long, so there is nothing "
-                f"left to generate in {self.bars} bars: ask for at least {bars + 1} bars"
+                f"the primer is {_bars(bars)} long, so nothing is left to generate in "
+                f"{_bars(self.bars)}: set the length to at least {_bars(bars + 1)}"
             )
         request.validate()
         return request
+
+
+def _bars(count: int | float) -> str:
+    return f"{count:g} bar{'' if count == 1 else 's'}"
+
+
+def primer_problem(
+    primer: Primer, settings: StudioSettings, max_bars: int = MAX_BARS
+) -> str | None:
+    """Why the primer cannot be continued within the studio's length limit, or None.
+
+    The page shows it next to the primer, before anything is generated: the length in
+    bars counts the primer, and is at most ``max_bars``.
+    """
+    meter = settings.meter_for(primer)
+    bars = math.ceil(primer.steps / meter.steps_per_bar)
+    if bars < max_bars:
+        return None
+    return (
+        f"this primer is {_bars(bars)} of {meter} long, and the studio makes melodies of at "
+        f"most {_bars(max_bars)}, primer included: use at most {_bars(max_bars - 1)} of it"
+    )
+
+
+def primer_notices(model: SharedModel, primer: Primer, settings: StudioSettings) -> list[str]:
+    """One-line remarks to show next to the primer: how it was read (a meter replaced),
+    and the notes the model will move by octaves to fit its range, in these settings."""
+    notices = list(primer.notices)
+    if not primer.pitches():
+        return notices
+    try:
+        request = GenerationRequest(
+            primer=primer,
+            length_steps=max(primer.steps, 1),
+            key=None if settings.key == AUTO_KEY else parse_key(settings.key),
+            mode=settings.mode,
+        )
+        notices += model.generator.primer_notices(request)
+    except MelodyGenError:  # the form's values are checked, and reported, at Generate
+        pass
+    return notices
 
 
 # Primers ------------------------------------------------------------------------------------
@@ -635,6 +714,44 @@ def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) 
     return MidiUpload(name=name, data=data, tracks=tracks, usable=usable, notes=notes)
 
 
+def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> MidiUpload:
+    """Check an uploaded MIDI or MusicXML file and list its tracks.
+
+    MIDI goes to :func:`read_midi_upload`. MusicXML (.musicxml, .mxl) is read with
+    music21 and turned into MIDI first (:func:`~melodygen.primer.musicxml_to_midi`:
+    parts, tempo, meter, key signature and pickup kept), then checked the same way;
+    the upload keeps its own name. Any other file is refused with what is accepted
+    and why (audio is sound, not notes; other notation formats: export MusicXML).
+
+    Raises:
+        StudioError, PrimerError, InputFileError: as :func:`read_midi_upload`, or the
+            file is of another kind or not readable MusicXML.
+    """
+    shown = Path(name or "upload.mid").name
+    suffix = Path(shown).suffix.lower()
+    if suffix not in PRIMER_SUFFIXES:
+        raise StudioError(f"{shown}: {unsupported_file_reason(shown)}")
+    if suffix not in MUSICXML_SUFFIXES:
+        return read_midi_upload(name, data, max_bytes)
+    if len(data) > max_bytes:
+        raise StudioError(
+            f"{shown} is {len(data):,} bytes; a primer file may be at most {max_bytes:,} bytes"
+        )
+    if not data:
+        raise StudioError(f"{shown} is empty (0 bytes)")
+    folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))
+    path = folder / f"upload{suffix}"  # the user's name is only shown, never a path
+    try:
+        path.write_bytes(data)
+        midi = musicxml_to_midi(path)
+    except MelodyGenError as error:
+        message = str(error).replace(str(path), shown)
+        raise type(error)(message) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return read_midi_upload(f"{Path(shown).stem}.mid", midi, max(max_bytes, len(midi)))
+
+
 def _with_upload(name: str, data: bytes, function, *args, **kwargs):
     """Run ``function(path, ...)`` on the bytes saved as a temporary file called ``name``.
 
@@ -675,10 +792,29 @@ def upload_primer(upload: MidiUpload, track: int, bars: int | None) -> Primer:
     return _with_upload(upload.name, upload.data, midi_primer, track=track, bars=bars)
 
 
-def primer_png(primer: Primer, dpi: int = PNG_DPI) -> bytes:
-    """A piano roll of the primer alone (shaded as primer), to check it before generating."""
+def primer_png(
+    primer: Primer,
+    qpm: float | None = None,
+    meter: Meter | None = None,
+    dpi: int = PNG_DPI,
+    width: float = PRIMER_WIDTH,
+) -> bytes:
+    """A piano roll of the primer alone (shaded as primer), to check it before generating.
+
+    ``qpm`` and ``meter`` are the tempo and meter the run will use (the form's), else
+    the primer's own; note names are spelled in the primer's key.
+    """
     title = f"Primer: {primer.description}" if primer.description else "Primer"
-    figure = piano_roll(primer.events, primer_steps=primer.steps, qpm=primer.qpm, title=title)
+    figure = piano_roll(
+        primer.events,
+        primer_steps=primer.steps,
+        qpm=qpm or primer.qpm,
+        title=title,
+        width=width,
+        meter=meter or primer.meter,
+        key=primer.key,
+        mode=primer.mode,
+    )
     return figure_png(figure, dpi=dpi)
 
 
@@ -693,6 +829,8 @@ class Continuation:
     key: str | None
     """Key name that makes the engine read the primer exactly as it wrote it; None: keep."""
     mode: str
+    meter: str = "4/4"
+    """The variation's meter (also written first in ``text`` when it is not 4/4)."""
 
 
 def continuation(result: StudioResult, index: int, max_bars: int = MAX_BARS) -> Continuation:
@@ -707,23 +845,28 @@ def continuation(result: StudioResult, index: int, max_bars: int = MAX_BARS) -> 
         StudioError: the variation already fills ``max_bars``.
     """
     melody = result.melodies[index]
-    bars = math.ceil(melody.steps / STEPS_PER_BAR)
+    bar = melody.meter.steps_per_bar
+    bars = math.ceil(melody.steps / bar)
     if bars >= max_bars:
         raise StudioError(
-            f"this variation is already {bars} bars long, the most the studio generates "
+            f"this variation is already {_bars(bars)} long, the most the studio makes "
             f"({max_bars}); download it and continue from a shorter one"
         )
-    generated = math.ceil((melody.steps - melody.primer_steps) / STEPS_PER_BAR)
-    mode = result.request.mode
+    generated = math.ceil((melody.steps - melody.primer_steps) / bar)
+    mode = result.mode if result.key is not None else result.request.mode
     key = None
-    if result.model_key is not None:  # the model thinks in one key; results are shifted
+    if result.model_key is not None and result.key is not None:
+        # The model thinks in one key; the result was shifted from it to this key.
+        key = NOTE_NAMES[result.key]
+    elif result.model_key is not None:
         tonic = (result.model_key + result.transpose - MODES[mode][1]) % 12
         key = NOTE_NAMES[tonic]
     return Continuation(
-        text=events_to_note_names(melody.events),
+        text=events_to_note_names(melody.events, melody.meter, result.key, mode),
         bars=min(max_bars, bars + max(4, generated)),
         key=key,
         mode=mode,
+        meter=str(melody.meter),
     )
 
 
@@ -753,6 +896,15 @@ class StudioResult:
     """Semitones the engine added to the model's output to reach the requested key."""
     model_key: int | None = 0
     """The key (pitch class) the model's training melodies were moved to; None: kept."""
+    key: int | None = None
+    """Tonic of the key the melodies are in (asked for, the primer's, or the model's)."""
+    mode: str = "major"
+    key_source: str = ""
+    """"chosen", "key signature", "estimated" or "model": where ``key`` came from."""
+    notices: list[str] = field(default_factory=list)
+    """Primer notes moved by octaves into the model's range, one line each."""
+    warnings: list[str] = field(default_factory=list)
+    """Settings that left the model almost no choice, one line each."""
     created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     _files: dict[tuple[int, bool], list[VariationFiles]] = field(default_factory=dict, repr=False)
     _zips: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
@@ -797,19 +949,48 @@ class StudioResult:
             self._zips[key] = zip_bytes(self, self.files(program, synth), program)
         return self._zips[key]
 
+    @property
+    def key_name(self) -> str:
+        """``"G major"``; "" when the key is unknown (a model that keeps keys)."""
+        return key_name(self.key, self.mode) if self.key is not None else ""
+
     def settings(self, program: int | str = 0) -> dict:
-        """What produced these melodies, to reproduce them (written into the zip)."""
+        """What produced these melodies, to reproduce them (written into the zip).
+
+        Keys are names (``"G major"``, with where they came from), the meter is
+        ``"3/4"``, the primer is written in the note syntax and spelled in its key.
+        """
         request = dataclasses.asdict(self.request)
-        primer = request.pop("primer")
+        request.pop("primer")
+        primer = self.request.primer
+        meter = self.request.meter
+        request["time_signature"] = str(meter)
+        request["key"] = (
+            key_name(self.request.key, self.request.mode)
+            if (self.request.key is not None)
+            else "Auto"
+        )
         return {
             "model": self.model_name,
             "seed": self.seed,
             "instrument": _instrument_name(program_number(program)),
+            "key": self.key_name,
+            "key_source": self.key_source,
+            "time_signature": str(meter),
+            "bars": meter.bars(self.request.length_steps),
             "primer": {
-                "description": primer["description"],
-                "notes": events_to_note_names(primer["events"]) if primer["events"] else "",
+                "description": primer.description,
+                "notes": events_to_note_names(
+                    primer.events, primer.meter, primer.key, primer.mode or "major"
+                )
+                if primer.events
+                else "",
+                "key": primer.key_label(),
+                "time_signature": str(primer.meter),
             },
             "request": request,
+            "notices": list(self.notices),
+            "warnings": list(self.warnings),
             "created": self.created,
         }
 
@@ -841,14 +1022,20 @@ def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
         seconds=seconds,
         transpose=int(result.transpose),
         model_key=model.generator.info.spec.transpose_to_key,
+        key=result.key,
+        mode=result.mode,
+        key_source=result.key_source,
+        notices=list(result.notices),
+        warnings=list(result.warnings),
     )
 
 
-def midi_bytes(melody: GeneratedMelody, program: int | str = 0) -> bytes:
-    """A standard MIDI file of the melody, at its tempo, played by ``program``."""
+def midi_bytes(melody: GeneratedMelody, program: int | str = 0, name: str = "Melody") -> bytes:
+    """A standard MIDI file of the melody played by ``program``: its tempo, time signature
+    and key signature, and ``name`` as the track name."""
     from melodygen.music import note_seq
 
-    sequence = melody.to_note_sequence(program=program_number(program))
+    sequence = melody.to_note_sequence(program=program_number(program), name=name)
     buffer = io.BytesIO()
     note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
     return buffer.getvalue()
@@ -868,11 +1055,14 @@ def iter_variations(
     started = time.perf_counter()
     for melody in result.melodies:
         title = f"Variation {melody.index + 1}"
+        if melody.key is not None:
+            title += f" · {key_name(melody.key, melody.mode)}"
+        track = f"MelodyGen {result.model_name} variation {melody.index + 1}"
         yield VariationFiles(
             index=melody.index,
             stem=result.stem(melody.index),
-            png=figure_png(piano_roll(melody, title=title), dpi=dpi),
-            midi=midi_bytes(melody, program),
+            png=figure_png(piano_roll(melody, title=title, width=RESULT_WIDTH), dpi=dpi),
+            midi=midi_bytes(melody, program, name=track),
             wav=wav_bytes(synth.render(melody, program=program)) if synth is not None else None,
         )
     logger.info(
@@ -892,11 +1082,12 @@ def render_variations(
 
 
 def zip_bytes(result: StudioResult, files: list[VariationFiles], program: int | str = 0) -> bytes:
-    """MIDI (and WAV) of every variation plus ``settings.json``, zipped."""
+    """MIDI, piano roll (PNG) and WAV of every variation plus ``settings.json``, zipped."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for item in files:
             archive.writestr(f"{item.stem}.mid", item.midi)
+            archive.writestr(f"{item.stem}.png", item.png, compress_type=zipfile.ZIP_STORED)
             if item.wav is not None:
                 # PCM audio hardly compresses; storing it saves time.
                 archive.writestr(f"{item.stem}.wav", item.wav, compress_type=zipfile.ZIP_STORED)

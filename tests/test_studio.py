@@ -18,6 +18,7 @@ from studio_fixtures import CARD, LEAD, cluster, drums_only, make_checkpoints, m
 from melodygen import studio
 from melodygen.errors import InputFileError, MelodyGenError
 from melodygen.generate import GenerationError, GenerationRequest
+from melodygen.meter import Meter
 from melodygen.primer import PrimerError, parse_primer
 from melodygen.render import SAMPLE_RATE, events_to_notes
 
@@ -270,8 +271,12 @@ def test_download_all_zip_holds_every_file_and_the_settings(result, synth):
     archive = zipfile.ZipFile(io.BytesIO(result.zip("Piano", synth)))
     names = archive.namelist()
     stems = [item.stem for item in result.files("Piano", synth)]
-    assert names == [f"{s}.{ext}" for s in stems for ext in ("mid", "wav")] + ["settings.json"]
+    extensions = ("mid", "png", "wav")
+    assert names == [f"{s}.{ext}" for s in stems for ext in extensions] + ["settings.json"]
+    assert archive.read(names[1]) == result.files("Piano", synth)[0].png
     settings = json.loads(archive.read("settings.json"))
+    assert settings["key"] == "C major" and settings["key_source"] == "estimated"
+    assert settings["request"]["key"] == "Auto" and settings["time_signature"] == "4/4"
     assert settings["seed"] == 5 and settings["model"] == "folk_attention_rnn"
     assert settings["instrument"] == "Piano"
     assert settings["primer"]["notes"] == "C4 E4 G4 C5"
@@ -287,7 +292,8 @@ def test_continue_turns_a_result_into_the_next_primer(model, key, mode):
     for index, melody in enumerate(first.melodies):
         follow = studio.continuation(first, index)
         assert follow.bars == 8  # 4 bars, plus at least 4 more
-        assert follow.mode == mode and follow.key is not None
+        # Auto: the primer's key and mode (A minor, estimated from its notes).
+        assert follow.mode == (mode if key != "Auto" else "minor") and follow.key is not None
         if key != "Auto":
             assert follow.key == key
         primer = parse_primer(follow.text)
@@ -309,3 +315,78 @@ def test_primer_preview_and_missing_soundfont(monkeypatch, tmp_path):
     monkeypatch.setenv("MELODYGEN_SOUNDFONT", str(tmp_path / "none.sf2"))
     synth, reason = studio.load_synth()
     assert synth is None and "SoundFont not found" in reason
+
+
+# Meter, key, notices, warnings, downloads ---------------------------------------------------
+
+
+def test_length_in_bars_follows_the_meter_and_limits_are_said_up_front():
+    waltz = parse_primer("3/4 D4 F#4 A4")
+    request = studio.StudioSettings(bars=4).to_request(waltz)  # From primer: 3/4
+    assert (request.length_steps, request.meter) == (48, Meter(3, 4))
+    jig = studio.StudioSettings(bars=4, meter="6/8").to_request(parse_primer("D4 F#4 A4"))
+    assert (jig.length_steps, str(jig.meter)) == (48, "6/8")
+    march = studio.StudioSettings(bars=8, meter="2/4").to_request(parse_primer(""))
+    assert march.length_steps == 64 and studio.METER_CHOICES[1:] == ["4/4", "3/4", "6/8", "2/4"]
+    # A 188-bar primer: the limit is said next to the primer, in bars a musician can set.
+    long = parse_primer("C4:16 " * 188)
+    settings = studio.StudioSettings(bars=64)
+    problem = studio.primer_problem(long, settings)
+    assert problem == (
+        "this primer is 188 bars of 4/4 long, and the studio makes melodies of at most "
+        "64 bars, primer included: use at most 63 bars of it"
+    )
+    with pytest.raises(studio.StudioError, match="use at most 63 bars of it"):
+        settings.to_request(long)
+    assert studio.primer_problem(parse_primer("C4:16"), settings) is None
+    with pytest.raises(studio.StudioError, match=r"primer is 1 bar long, .* in 1 bar: .* 2 bars$"):
+        studio.StudioSettings(bars=1).to_request(parse_primer("C4:16"))
+    with pytest.raises(studio.StudioError, match=r"lowest note \(C5\) is above the highest \(C4\)"):
+        studio.StudioSettings(min_pitch=72, max_pitch=60).to_request(parse_primer(""))
+
+
+def test_primer_notices_and_result_warnings_reach_the_page(model):
+    settings = studio.StudioSettings(key="C", bars=4, variations=2, seed=1)
+    high = parse_primer("C8 E8 G8 C9 G9")
+    (notice,) = studio.primer_notices(model, high, settings)
+    assert notice.startswith("The primer's notes C8-G9 are outside what this model plays")
+    assert studio.primer_notices(model, parse_primer("C4 E4"), settings) == []
+    result = studio.generate(model, settings.to_request(high))
+    assert result.notices == [notice] and result.warnings == []
+    greedy = dataclasses.replace(settings, top_k=1)
+    warned = studio.generate(model, greedy.to_request(parse_primer("C4 E4")))
+    assert warned.warnings and warned.warnings[0].startswith("Top-k 1 ")
+    assert studio.generate(model, settings.to_request(parse_primer(""))).melodies[0].events[0] >= 0
+
+
+def test_midi_download_names_its_track_and_carries_meter_and_key(model):
+    settings = studio.StudioSettings(key="G", bars=4, variations=1, seed=2, meter="3/4")
+    result = studio.generate(model, settings.to_request(parse_primer("G4 B4 D5")))
+    (item,) = studio.render_variations(result, "Violin", None)
+    midi = pretty_midi.PrettyMIDI(io.BytesIO(item.midi))
+    assert midi.instruments[0].name == "MelodyGen folk_attention_rnn variation 1"
+    assert [(t.numerator, t.denominator) for t in midi.time_signature_changes] == [(3, 4)]
+    assert [k.key_number for k in midi.key_signature_changes] == [7]  # G major
+    assert result.settings()["key"] == "G major" and result.settings()["bars"] == 4
+    assert result.key_name == "G major"
+
+
+def test_musicxml_uploads_are_read_and_other_kinds_say_why_not(tmp_path):
+    from music21 import key, meter, note, stream
+
+    part = stream.Part()
+    part.partName = "Fiddle"
+    part.append([meter.TimeSignature("6/8"), key.KeySignature(-1)])
+    part.append([note.Note(p, quarterLength=0.5) for p in ["F4", "A4", "C5", "F5", "C5", "A4"] * 2])
+    path = Path(stream.Score([part]).write("mxl", str(tmp_path / "jig.mxl")))
+    upload = studio.read_upload("jig.mxl", path.read_bytes())
+    assert upload.name.startswith("jig.") and upload.usable == [0]
+    primer = studio.upload_primer(upload, 0, bars=1)
+    assert primer.meter == Meter(6, 8) and primer.steps == 12
+    assert primer.key_label() == "F major (from the file's key signature)"
+    assert "jig." in primer.description
+    with pytest.raises(studio.StudioError, match="recorded sound, and MelodyGen reads notes"):
+        studio.read_upload("take.wav", b"RIFF0000WAVEfmt ")
+    with pytest.raises(PrimerError, match="not a readable MusicXML file"):
+        studio.read_upload("broken.musicxml", b"<score-partwise><part>")
+    assert studio.read_upload("song.mid", song()).usable == [1, 2]
