@@ -109,7 +109,7 @@ def test_default_generation_shows_rolls_players_and_downloads(app, media):
     archive = zipfile.ZipFile(
         io.BytesIO(next(m.data for m in files.values() if m.mimetype == "application/zip"))
     )
-    assert len(archive.namelist()) == 7  # 3 MIDI, 3 WAV, settings.json
+    assert len(archive.namelist()) == 10  # 3 MIDI, 3 piano rolls, 3 WAV, settings.json
     audio = [m for m in media if not m.download and m.mimetype == "audio/wav"]
     assert len(audio) == 3
 
@@ -125,21 +125,31 @@ def test_default_generation_shows_rolls_players_and_downloads(app, media):
     assert program.instruments[0].program == 48
 
 
-def test_typed_primer_is_checked_as_you_type_and_leads_the_result(app):
+def press(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_typed_primer_is_checked_when_pressed_and_leads_the_result(app):
     app.radio(key="primer_source").set_value("Typed notes").run()
-    app.text_area(key="primer_text").set_value("C4 E4 H4").run()
+    assert "when you press Check notes" in app.caption[-1].value  # what the page says
+    app.text_area(key="primer_text").input("C4 E4 H4")  # typed: in the form, not sent yet
+    press(app, "Check notes")
     assert "'H4' (token 3) is not a note" in app.error[0].value
     generate(app)
     assert app.error[-1].value.startswith("Fix the primer first")
     assert "result" not in app.session_state
 
-    app.text_area(key="primer_text").set_value("D4 F4 A4:8").run()
+    app.text_area(key="primer_text").input("D4 F4 A4:8")
+    press(app, "Check notes")
     assert not app.error
     assert len(app.image) == 1  # the primer's piano roll, before generating
-    assert "4 notes typed" in app.caption[-1].value or "3 notes typed" in app.caption[-1].value
+    assert any("3 notes typed" in c.value for c in app.caption)
+    app.text_area(key="primer_text").input("D4 F4 A4:8 G4")
     generate(app, bars=4, variations=2, seed=3, key="D", mode="minor", in_scale=True)
-    assert not app.error
-    primer = parse_primer("D4 F4 A4:8").events
+    assert not app.error  # typed and generated with one press: the new notes are used
+    primer = parse_primer("D4 F4 A4:8 G4").events
     for melody in app.session_state["result"].melodies:
         assert melody.events[: len(primer)] == primer
         assert {p % 12 for p in melody.pitches()} <= {2, 4, 5, 7, 9, 10, 0}  # D natural minor
