@@ -269,7 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--bars",
         type=float,
         default=None,
-        help="total length in 4/4 bars, primer included (default 8)",
+        help="total length in bars, primer included (default 8)",
+    )
+    generate.add_argument(
+        "--time-signature",
+        "--meter",
+        dest="meter",
+        default=None,
+        metavar="N/D",
+        help="time signature of the output: 4/4, 3/4, 6/8, 2/4, ... (default: the primer's, "
+        "else 4/4); --bars counts bars of it (12 steps for 3/4 and 6/8, 8 for 2/4)",
     )
     length.add_argument(
         "--steps",
@@ -422,10 +431,14 @@ def _run_generate(args) -> None:
         if args.track is not None or args.primer_bars is not None:
             raise MelodyGenError("--track and --primer-bars go with --primer-midi")
         primer = parse_primer(args.primer)
-    length = args.steps if args.steps is not None else bars_to_steps(args.bars or 8)
+    from melodygen.meter import parse_meter
+
+    meter = parse_meter(args.meter) or primer.meter
+    length = args.steps if args.steps is not None else bars_to_steps(args.bars or 8, meter)
     request = GenerationRequest(
         primer=primer,
         length_steps=length,
+        time_signature=meter,
         key=parse_key(args.key),
         mode=args.mode.strip().lower().replace(" ", "_"),
         in_scale=args.in_scale,

@@ -378,3 +378,35 @@ def test_primer_notes_moved_into_the_model_range_are_reported(generators):
     assert generator.generate(high).notices == notices
     in_range = GenerationRequest(primer=parse_primer("C4 E4 G4"), key=0, length_steps=48)
     assert generator.primer_notices(in_range) == []
+
+
+def test_cli_generate_in_a_meter(checkpoints, tmp_path: Path, capsys):
+    # A 6/8 jig from a MIDI primer in 6/8 with a pickup: --bars counts 6/8 bars (12 steps),
+    # the files say 6/8; --time-signature overrides it.
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    lead = pretty_midi.Instrument(0, name="Fiddle")
+    step = 0.125
+    lead.notes = [
+        pretty_midi.Note(100, p, (10 + 2 * i) * step, (12 + 2 * i) * step)
+        for i, p in enumerate([62, 66, 69, 74])
+    ]
+    midi.instruments.append(lead)
+    midi.time_signature_changes = [pretty_midi.TimeSignature(6, 8, 0.0)]
+    primer = tmp_path / "jig.mid"
+    midi.write(str(primer))
+    base = ["generate", "--checkpoint", str(checkpoints["basic_rnn"]), "--seed", "1"]
+    assert (
+        main([*base, "--primer-midi", str(primer), "--bars", "4", "--out", str(tmp_path / "a")])
+        == 0
+    )
+    (file,) = (tmp_path / "a").glob("*.mid")
+    written = pretty_midi.PrettyMIDI(str(file))
+    assert [(t.numerator, t.denominator) for t in written.time_signature_changes] == [(6, 8)]
+    assert written.instruments[0].notes[0].start == pytest.approx(10 * step)  # the pickup's beat
+    assert "(48 steps" in capsys.readouterr().out
+    assert (
+        main([*base, "--time-signature", "3/4", "--bars", "2", "--out", str(tmp_path / "b")]) == 0
+    )
+    (file,) = (tmp_path / "b").glob("*.mid")
+    assert pretty_midi.PrettyMIDI(str(file)).time_signature_changes[0].numerator == 3
+    assert "(24 steps" in capsys.readouterr().out
