@@ -96,8 +96,8 @@ _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _DIGITS = re.compile(r"^[0-9]+$")
 _NOTE_HINT = (
     "write notes like C4, F#3, Bb4:8 (letter A-G, optional # or b, octave -1 to 9, "
-    "optional :N length in sixteenths), r for a rest, - to hold; or give Magenta events "
-    "in brackets: [60, -2, 62, -1]"
+    "optional :N length in sixteenths), r for a rest, - to hold, and a time signature "
+    "such as 3/4 first if you like"
 )
 
 
@@ -348,7 +348,10 @@ def _pitch(name: str, token: str, position: int) -> int:
     if not match:
         hint = _NOTE_HINT
         if _INTEGER.match(token):
-            hint = "to give Magenta events, put them in brackets: [60, -2, 62, -1]"
+            hint = (
+                "a number is not a note: write C4 for middle C (MIDI 60), or put MIDI "
+                "pitches in brackets as an event list: [60, -2, 62, -1]"
+            )
         elif re.match(r"^[A-Ga-g]x", name):
             hint = "write a double sharp as ##, e.g. F##4"
         raise PrimerError(f"'{token}' (token {position}) is not a note, rest or hold; {hint}.")

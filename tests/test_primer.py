@@ -234,7 +234,7 @@ def test_note_syntax_events_are_a_valid_melody():
         ("| - C4", ["'-'", "token 1"]),
         ("-:2", ["'-:2'", "not a note"]),
         ("60 62 64", ["'60'", "brackets", "[60, -2, 62, -1]"]),
-        ("hello world", ["'hello'", "token 1", "C4, F#3", "[60, -2, 62, -1]"]),
+        ("hello world", ["'hello'", "token 1", "C4, F#3", "3/4 first"]),
         ("(60, 62)", ["'(60'", "token 1"]),
         (f"C4:{MAX_TYPED_STEPS + 1}", ["token 1", f"{MAX_TYPED_STEPS} steps"]),
         ("C4:99999999999999999999", ["token 1", "longer than"]),
