@@ -390,3 +390,14 @@ def test_musicxml_uploads_are_read_and_other_kinds_say_why_not(tmp_path):
     with pytest.raises(PrimerError, match="not a readable MusicXML file"):
         studio.read_upload("broken.musicxml", b"<score-partwise><part>")
     assert studio.read_upload("song.mid", song()).usable == [1, 2]
+
+
+def test_continue_a_waltz_keeps_its_meter_and_key_spelling(model):
+    settings = studio.StudioSettings(key="F", bars=4, variations=1, seed=8)
+    first = studio.generate(model, settings.to_request(parse_primer("3/4 F4 A4 C5 | Bb4:12")))
+    follow = studio.continuation(first, 0)
+    assert follow.meter == "3/4" and follow.text.startswith("3/4 ")
+    assert "A#" not in follow.text  # F major is written with flats
+    primer = parse_primer(follow.text)
+    assert primer.meter == Meter(3, 4) and primer.events == first.melodies[0].events
+    assert follow.bars == 8  # 4 bars of 3/4, plus 4 more
