@@ -954,6 +954,18 @@ class StudioResult:
         """``"G major"``; "" when the key is unknown (a model that keeps keys)."""
         return key_name(self.key, self.mode) if self.key is not None else ""
 
+    @property
+    def key_label(self) -> str:
+        """``"G major (from the primer's key signature)"``: the key and where it came from."""
+        if self.key is None:
+            return ""
+        origin = {
+            "chosen": "as chosen",
+            "key signature": "from the primer's key signature",
+            "estimated": "estimated from the primer",
+        }.get(self.key_source, "the model's own key")
+        return f"{self.key_name} ({origin})"
+
     def settings(self, program: int | str = 0) -> dict:
         """What produced these melodies, to reproduce them (written into the zip).
 
