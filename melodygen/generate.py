@@ -622,35 +622,47 @@ def _range_notices(
 def _outcome_warnings(
     request: GenerationRequest, melodies: list[GeneratedMelody], warned: bool
 ) -> list[str]:
-    """Variations that came out nearly empty or on one note: one line saying so and why."""
+    """Variations that came out as held notes or on one note: one line saying so and why.
+
+    Beam search keeps the likeliest melodies, which for these models are long held
+    notes: below two new notes per bar it is named as the cause. Sampled melodies are
+    only flagged below one new note per bar, or when every new note is the same pitch,
+    and only when no setting was warned about already.
+    """
     bar = request.meter.steps_per_bar
+    beam = request.beam_size > 1 or request.branch_factor > 1
+    per_bar = 2 if beam else 1
     sparse = monotone = 0
     for melody in melodies:
         new = melody.events[melody.primer_steps :]
         notes = [e for e in new if e >= 0]
-        if len(new) >= bar and len(notes) < len(new) / bar:
+        if len(new) >= bar and len(notes) < per_bar * len(new) / bar:
             sparse += 1
         elif len(notes) >= 4 and len(set(notes)) == 1:
             monotone += 1
-    count = len(melodies)
-    beam = request.beam_size > 1 or request.branch_factor > 1
+
+    def share(count: int) -> str:
+        if len(melodies) == 1:
+            return "The variation has"
+        return f"{count} of {len(melodies)} variations {'has' if count == 1 else 'have'}"
+
     warnings = []
-    if sparse:
-        share = f"{sparse} of {count} variations" if count > 1 else "The variation"
-        if beam:
-            warnings.append(
-                f"{share} hold fewer than one new note per bar: beam search keeps the "
-                "likeliest melodies, and for these models those are long held notes; use "
-                "beam size 1 (sampling) for livelier tunes."
-            )
-        elif not warned:
-            warnings.append(
-                f"{share} hold fewer than one new note per bar; raise the temperature or "
-                "generate again with another seed."
-            )
+    if sparse and beam:
+        warnings.append(
+            f"{share(sparse)} fewer than two new notes per bar: beam search keeps the "
+            "likeliest melodies, and for these models those are long held notes; use beam "
+            "size 1 (sampling) for livelier tunes."
+        )
+    elif sparse and not warned:
+        warnings.append(
+            f"{share(sparse)} fewer than one new note per bar; raise the temperature or "
+            "generate again with another seed."
+        )
     if monotone and not warned:
-        share = f"{monotone} of {count} variations" if count > 1 else "The variation"
-        warnings.append(f"{share} repeat a single note; raise the temperature or widen the range.")
+        warnings.append(
+            f"{share(monotone)} a single repeated note; raise the temperature or widen the "
+            "range between the lowest and highest note."
+        )
     return warnings
 
 
