@@ -2,20 +2,25 @@
 
 Every failure the user can fix (a missing file, a bad flag value, a dataset
 built for another configuration) ends with a one-line ``error: ...`` and exit
-status 2, never a traceback.
+status 2, never a traceback. Every numeric flag takes its range from
+:data:`melodygen.limits.RANGES`, the table the studio and the library check
+against too, and states it in its help.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from melodygen import __version__
 from melodygen.errors import MelodyGenError
+from melodygen.limits import MAX_BEAM_ROWS, RANGES, ValueRangeError, check_primer_text
 from melodygen.models.configs import CONFIGS
 
 KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
@@ -27,20 +32,53 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def _ranged(name: str):
+    """An argparse type for the number ``RANGES[name]`` describes: one line if it is not one.
+
+    Every numeric flag is built from this, so its range is the library's and the studio's.
+    """
+    limit = RANGES[name]
+
+    def parse(text: str) -> int | float:
+        try:
+            return limit.parse(text)
+        except ValueRangeError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _span(name: str) -> str:
+    """``RANGES[name]`` in words, for a flag's help."""
+    return RANGES[name].describe()
+
+
+def _primer_text(text: str) -> str:
+    """A typed primer, refused at once when it is far too long or holds a giant number."""
+    try:
+        check_primer_text(text)
+    except ValueRangeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _transpositions(text: str) -> list[int]:
     """``-5:6`` (a Python-style range), ``-2,0,2`` or ``0``."""
+    limit = RANGES["transpose"]
     try:
         if ":" in text:
-            low, high = (int(part) for part in text.split(":"))
-            values = list(range(low, high))
+            low, high = (limit.parse(part) for part in text.split(":"))
+            values = list(range(int(low), int(high)))
         else:
-            values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+            values = [int(limit.parse(part)) for part in text.split(",") if part.strip()]
+    except ValueRangeError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give a range like -5:7 or a list like -2,0,2 (semitones)"
+            f"{text[:40]!r}: give a range like -5:7 or a list like -2,0,2 "
+            f"(semitones, each {limit.describe()})"
         ) from None
-    if not values or any(abs(v) > 24 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: transpositions must be within ±24 semitones")
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: the range holds no transposition")
     return values
 
 
@@ -58,36 +96,6 @@ def _key(text: str):
     if upper in FLAT_KEYS:
         return FLAT_KEYS[upper]
     raise argparse.ArgumentTypeError(f"{text!r} is not a key: use C, F#, Bb, 0-11 or none")
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError("the eval ratio must be at least 0 and below 1")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
     build.add_argument(
         "--eval-ratio",
-        type=_ratio,
+        type=_ranged("eval_ratio"),
         default=0.1,
-        help="share of songs held out for evaluation (default 0.1)",
+        help=f"share of songs held out for evaluation ({_span('eval_ratio')}; default 0.1)",
     )
     build.add_argument(
         "--transpose",
@@ -127,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RANGE",
         help="augment the training split with transpositions, e.g. -5:7 "
-        "(semitones; most useful with --transpose-to-key none)",
+        f"(semitones, each {_span('transpose')}; most useful with --transpose-to-key none)",
     )
     build.add_argument(
         "--transpose-to-key",
@@ -137,10 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="key melodies are moved to before encoding (C, F#, Bb, ... or none); "
         "default: the configuration's (C for all but mono_rnn)",
     )
-    build.add_argument("--min-bars", type=int, default=7)
-    build.add_argument("--max-steps", type=int, default=512)
-    build.add_argument("--min-unique-pitches", type=int, default=5)
-    build.add_argument("--gap-bars", type=float, default=1.0)
+    build.add_argument(
+        "--min-bars",
+        type=_ranged("min_bars"),
+        default=7,
+        help=f"drop melodies shorter than this ({_span('min_bars')}; default 7)",
+    )
+    build.add_argument(
+        "--max-steps",
+        type=_ranged("max_steps"),
+        default=512,
+        help=f"cut longer melodies at a bar line ({_span('max_steps')}; default 512)",
+    )
+    build.add_argument(
+        "--min-unique-pitches",
+        type=_ranged("min_unique_pitches"),
+        default=5,
+        help=f"drop melodies using fewer pitch classes ({_span('min_unique_pitches')}; default 5)",
+    )
+    build.add_argument(
+        "--gap-bars",
+        type=_ranged("gap_bars"),
+        default=1.0,
+        help=f"a rest this long ends a melody ({_span('gap_bars')}; default 1)",
+    )
     build.add_argument(
         "--time-signature",
         type=_time_signature,
@@ -150,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
         "declare 1/4 and change tempo with the recording (default: each file's own)",
     )
     build.add_argument(
-        "--workers", type=_positive, default=None, help="processes to use (default: all cores)"
+        "--workers",
+        type=_ranged("workers"),
+        default=None,
+        help=f"processes to use ({_span('workers')}; default: all cores)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -171,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="must match the dataset's configuration (default: the dataset's)",
     )
-    train.add_argument("--steps", type=_positive, default=20000, help="total training steps")
+    train.add_argument(
+        "--steps",
+        type=_ranged("train_steps"),
+        default=20000,
+        help=f"total training steps ({_span('train_steps')}; default 20000)",
+    )
     train.add_argument(
         "--hparams",
         default=None,
@@ -180,25 +216,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--eval-every",
-        type=_positive,
+        type=_ranged("eval_every"),
         default=200,
-        help="steps between held-out evaluations and checkpoints (default 200)",
+        help="steps between held-out evaluations and checkpoints "
+        f"({_span('eval_every')}; default 200)",
     )
     train.add_argument(
         "--early-stopping",
-        type=_positive,
+        type=_ranged("early_stopping"),
         default=None,
         metavar="N",
-        help="stop after N evaluations without a lower eval loss",
+        help=f"stop after N evaluations without a lower eval loss ({_span('early_stopping')})",
     )
     train.add_argument(
         "--time-limit",
-        type=_positive_float,
+        type=_ranged("time_limit"),
         default=None,
         metavar="MINUTES",
-        help="stop (evaluated and saved, resumable) after this many minutes of training",
+        help="stop (evaluated and saved, resumable) after this many minutes of training "
+        f"({_span('time_limit')})",
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="held-out metrics of a model on a dataset")
@@ -227,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     primer = generate.add_mutually_exclusive_group()
     primer.add_argument(
         "--primer",
+        type=_primer_text,
         default=None,
         metavar="NOTES",
         help="opening notes, e.g. 'C4 E4 G4:2 r:2 C5 -' or an event list "
@@ -241,15 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument(
         "--track",
-        type=int,
+        type=_ranged("track"),
         default=None,
-        help="track of --primer-midi (default: MELODY, else the first)",
+        help=f"track of --primer-midi ({_span('track')}; default: MELODY, else the first)",
     )
     generate.add_argument(
         "--primer-bars",
-        type=_positive,
+        type=_ranged("primer_bars"),
         default=None,
-        help="how many bars of --primer-midi to use (default: all)",
+        help=f"how many bars of --primer-midi to use ({_span('primer_bars')}; default: all)",
     )
     generate.add_argument(
         "--exclude-primer", action="store_true", help="leave the primer out of the output"
@@ -262,14 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-scale", action="store_true", help="keep every generated pitch inside the key's scale"
     )
     generate.add_argument(
-        "--bpm", type=float, default=None, help="tempo (default: the primer MIDI's, else 120)"
+        "--bpm",
+        type=_ranged("bpm"),
+        default=None,
+        help=f"tempo ({_span('bpm')}; default: the primer MIDI's, else 120)",
     )
     length = generate.add_mutually_exclusive_group()
     length.add_argument(
         "--bars",
-        type=float,
+        type=_ranged("bars"),
         default=None,
-        help="total length in bars, primer included (default 8)",
+        help=f"total length in bars, primer included ({_span('bars')}; default 8)",
     )
     generate.add_argument(
         "--time-signature",
@@ -282,22 +326,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     length.add_argument(
         "--steps",
-        type=_positive,
+        type=_ranged("length_steps"),
         default=None,
-        help="total length in sixteenth-note steps, primer included",
+        help=f"total length in sixteenth-note steps, primer included ({_span('length_steps')})",
     )
-    generate.add_argument("--temperature", type=float, default=1.0)
-    generate.add_argument("--top-k", type=int, default=None)
-    generate.add_argument("--top-p", type=float, default=None)
-    generate.add_argument("--min-pitch", type=int, default=0, help="lowest MIDI pitch allowed")
-    generate.add_argument("--max-pitch", type=int, default=127, help="highest MIDI pitch allowed")
-    generate.add_argument("--num-outputs", type=_positive, default=1)
     generate.add_argument(
-        "--seed", type=int, default=None, help="same seed and request give the same melodies"
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature ({_span('temperature')}; default 1)",
     )
-    generate.add_argument("--beam-size", type=_positive, default=1)
-    generate.add_argument("--branch-factor", type=_positive, default=1)
-    generate.add_argument("--steps-per-iteration", type=_positive, default=1)
+    generate.add_argument(
+        "--top-k",
+        type=_ranged("top_k"),
+        default=None,
+        help=f"sample among the K likeliest events ({_span('top_k')})",
+    )
+    generate.add_argument(
+        "--top-p",
+        type=_ranged("top_p"),
+        default=None,
+        help=f"sample among the likeliest events holding probability P ({_span('top_p')})",
+    )
+    generate.add_argument(
+        "--min-pitch",
+        type=_ranged("min_pitch"),
+        default=0,
+        help=f"lowest MIDI pitch allowed ({_span('min_pitch')}; default 0)",
+    )
+    generate.add_argument(
+        "--max-pitch",
+        type=_ranged("max_pitch"),
+        default=127,
+        help=f"highest MIDI pitch allowed ({_span('max_pitch')}; default 127)",
+    )
+    generate.add_argument(
+        "--num-outputs",
+        type=_ranged("num_outputs"),
+        default=1,
+        help=f"melodies to generate ({_span('num_outputs')}; default 1)",
+    )
+    generate.add_argument(
+        "--seed",
+        type=_ranged("seed"),
+        default=None,
+        help=f"same seed and request give the same melodies ({_span('seed')})",
+    )
+    beam = f"beam size x branch factor x outputs at most {MAX_BEAM_ROWS:,}"
+    generate.add_argument(
+        "--beam-size",
+        type=_ranged("beam_size"),
+        default=1,
+        help=f"beam search: sequences kept ({_span('beam_size')}; {beam})",
+    )
+    generate.add_argument(
+        "--branch-factor",
+        type=_ranged("branch_factor"),
+        default=1,
+        help=f"beam search: ways each is extended ({_span('branch_factor')})",
+    )
+    generate.add_argument(
+        "--steps-per-iteration",
+        type=_ranged("steps_per_iteration"),
+        default=1,
+        help=f"beam search: steps between prunings ({_span('steps_per_iteration')})",
+    )
     generate.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     generate.add_argument(
         "--instrument",
@@ -328,13 +421,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, type=Path, help="the dataset folder the model was trained on"
     )
     originality.add_argument(
-        "--num", type=int, default=100, help="melodies to generate (default 100)"
+        "--num",
+        type=_ranged("originality_num"),
+        default=100,
+        help=f"melodies to generate ({_span('originality_num')}; default 100)",
     )
     originality.add_argument(
-        "--bars", type=int, default=8, help="length of each melody in 4/4 bars (default 8)"
+        "--bars",
+        type=_ranged("originality_bars"),
+        default=8,
+        help=f"length of each melody in 4/4 bars ({_span('originality_bars')}; default 8)",
     )
-    originality.add_argument("--temperature", type=float, default=1.0)
-    originality.add_argument("--seed", type=int, default=0)
+    originality.add_argument(
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature ({_span('temperature')}; default 1)",
+    )
+    originality.add_argument(
+        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+    )
     originality.add_argument(
         "--window",
         choices=["start", "random"],
@@ -410,9 +516,7 @@ def _run_evaluate(args) -> None:
     figures = evaluate(args.checkpoint, args.data, split=args.split)
     print(format_report(figures))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        _write_json(args.json, figures)
 
 
 def _run_generate(args) -> None:
@@ -434,7 +538,8 @@ def _run_generate(args) -> None:
     from melodygen.meter import parse_meter
 
     meter = parse_meter(args.meter) or primer.meter
-    length = args.steps if args.steps is not None else bars_to_steps(args.bars or 8, meter)
+    bars = args.bars if args.bars is not None else 8
+    length = args.steps if args.steps is not None else bars_to_steps(bars, meter)
     request = GenerationRequest(
         primer=primer,
         length_steps=length,
@@ -456,6 +561,7 @@ def _run_generate(args) -> None:
         include_primer=not args.exclude_primer,
     )
     request.validate()  # before loading the model: bad requests fail fast
+    _check_output_folder(args.out, "--out")
     program = program_number(args.instrument)
     synth = Synth() if args.wav else None  # says why audio is unavailable before generating
     generator = MelodyGenerator(args.checkpoint, device=args.device)
@@ -464,10 +570,12 @@ def _run_generate(args) -> None:
     width = max(2, len(str(len(result.melodies))))
     for melody in result.melodies:
         path = args.out / f"{prefix}_{melody.index + 1:0{width}d}.mid"
-        melody.write_midi(path, program=program)
+        with _writing(path):
+            melody.write_midi(path, program=program)
         print(f"{path}  ({melody.steps} steps, log-likelihood {melody.log_likelihood:.1f})")
         if synth is not None:
-            print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
+            with _writing(path.with_suffix(".wav")):
+                print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
     print(
         f"{len(result.melodies)} melodies from {generator.config} in {result.seconds:.2f} s "
         f"written to {args.out}"
@@ -489,14 +597,66 @@ def _run_originality(args) -> None:
     )
     print(format_report(figures))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-        print(f"figures written to {args.json}")
+        _write_json(args.json, figures)
+
+
+def _check_output_folder(path: Path, flag: str) -> None:
+    """Refuse an output folder that cannot be made, before any time is spent generating."""
+    for folder in (path, *path.parents):
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            raise MelodyGenError(
+                f"{flag} {path}: {folder} is a file, not a folder; choose another folder"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise MelodyGenError(f"{flag} {path}: no permission to write in {folder}")
+        return
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, a file where a folder should be) into one line."""
+    try:
+        yield
+    except OSError as error:
+        raise MelodyGenError(f"could not write {path}: {error.strerror or error}") from None
+
+
+def _write_json(path: Path, figures: dict) -> None:
+    """Write figures as JSON (``--json``), failing in one line."""
+    _check_output_folder(path.parent, "--json")
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {path}")
+
+
+_NEGATIVE_VALUE_FLAGS = ("--transpose",)
+"""Flags whose values may start with "-" yet are not plain numbers (``-5:7``)."""
+
+
+def _attach_negative_values(argv: list[str]) -> list[str]:
+    """``--transpose -5:7`` as ``--transpose=-5:7``: argparse takes ``-5:7`` for a flag."""
+    joined: list[str] = []
+    values = iter(argv)
+    for item in values:
+        if item in _NEGATIVE_VALUE_FLAGS:
+            following = next(values, None)
+            if following is not None and following[:2].startswith("-") and following[1:2].isdigit():
+                joined.append(f"{item}={following}")
+                continue
+            joined.append(item)
+            if following is not None:
+                joined.append(following)
+            continue
+        joined.append(item)
+    return joined
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     _quiet_tensorflow()
     handlers = {
         "dataset": _run_build,
@@ -508,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handlers[args.command](args)
     except MelodyGenError as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = " ".join(str(error).splitlines())  # one line, whatever a path holds
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

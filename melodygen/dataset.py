@@ -281,11 +281,12 @@ def encode_melody(encoding: MelodyEncoding, events: np.ndarray) -> tuple[np.ndar
 
 def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
     """Read one file and return its encoded melodies per split (runs in a worker)."""
+    from melodygen.limits import DATASET_MIDI
     from melodygen.music import extract_melodies, load_note_sequences, transposed_sequences
 
     result = {"file": str(path), "error": None, "dropped": collections.Counter(), "songs": []}
     try:
-        sequences = load_note_sequences(path)
+        sequences = load_note_sequences(path, DATASET_MIDI)
     except InputFileError as error:
         result["error"] = str(error)
         return result

@@ -15,7 +15,6 @@ library function the CLI and the app share is :meth:`MelodyGenerator.generate`.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from melodygen.checkpoint import load_model
 from melodygen.encoding import NO_EVENT
 from melodygen.errors import MelodyGenError
 from melodygen.keys import MODES, key_name, pitch_name, relative_major
+from melodygen.limits import MAX_BEAM_ROWS, check_value
 from melodygen.meter import FOUR_FOUR, Meter
 from melodygen.music import note_seq
 from melodygen.primer import Primer
@@ -102,33 +102,50 @@ class GenerationRequest:
         return self.time_signature or self.primer.meter
 
     def validate(self) -> None:
-        """Refuse what cannot be generated, each with a message a musician can act on."""
-        if not self.temperature > 0 or not math.isfinite(self.temperature):
-            raise GenerationError(f"temperature must be above 0 (got {self.temperature})")
+        """Refuse what cannot be generated, each with a message a musician can act on.
+
+        Every number is checked against :data:`melodygen.limits.RANGES`, the table the
+        CLI's flags and the studio's form are checked against, so a value is refused
+        with the same words wherever it comes from.
+        """
+
+        def check(name: str, value: object) -> None:
+            check_value(name, value, GenerationError)
+
+        check("temperature", self.temperature)
         if self.mode not in MODES:
             raise GenerationError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.key is not None and not 0 <= self.key < 12:
-            raise GenerationError(f"key must be a pitch class 0-11 (got {self.key})")
-        if not 1 <= self.num_outputs <= MAX_OUTPUTS:
-            raise GenerationError(f"number of outputs must be 1 to {MAX_OUTPUTS}")
-        if not 1 <= self.length_steps <= MAX_STEPS:
-            raise GenerationError(f"length must be 1 to {MAX_STEPS} steps ({MAX_STEPS // 16} bars)")
+        if self.key is not None:
+            check("key", self.key)
+        check("num_outputs", self.num_outputs)
+        check("length_steps", self.length_steps)
         if self.primer.steps > self.length_steps:
             raise GenerationError(
                 f"the primer is {self.primer.steps} steps long, longer than the requested "
                 f"{self.length_steps} steps: ask for more bars or a shorter primer"
             )
-        if self.top_k is not None and self.top_k < 1:
-            raise GenerationError("top-k must be at least 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise GenerationError("top-p must be above 0 and at most 1")
-        if not 0 <= self.min_pitch <= self.max_pitch <= 127:
+        if self.top_k is not None:
+            check("top_k", self.top_k)
+        if self.top_p is not None:
+            check("top_p", self.top_p)
+        check("min_pitch", self.min_pitch)
+        check("max_pitch", self.max_pitch)
+        if self.min_pitch > self.max_pitch:
             raise GenerationError("pitch range must satisfy 0 <= lowest <= highest <= 127")
         for name in ("beam_size", "branch_factor", "steps_per_iteration"):
-            if getattr(self, name) < 1:
-                raise GenerationError(f"{name.replace('_', ' ')} must be at least 1")
-        if self.qpm is not None and not 1 <= self.qpm <= 1000:
-            raise GenerationError(f"tempo must be 1 to 1000 BPM (got {self.qpm})")
+            check(name, getattr(self, name))
+        rows = self.beam_size * self.branch_factor * self.num_outputs
+        if rows > MAX_BEAM_ROWS:
+            raise GenerationError(
+                f"beam size x branch factor x number of outputs is {rows:,}; a beam search "
+                f"holds them all in memory at once, so it may be at most {MAX_BEAM_ROWS:,}"
+            )
+        if self.qpm is not None:
+            check("bpm", self.qpm)
+        elif self.primer.qpm is not None:
+            check("bpm", self.primer.qpm)  # the primer's tempo is the output's
+        if self.seed is not None:
+            check("seed", self.seed)
 
 
 @dataclass

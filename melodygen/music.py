@@ -17,16 +17,21 @@ import contextlib
 import copy
 import io
 import logging
+import math
 import re
+import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mido
 import numpy as np
 import pretty_midi
+from mido.messages.specs import SPEC_BY_STATUS
 
 from melodygen.errors import InputFileError
+from melodygen.limits import PRIMER_MIDI, MidiLimitError, MidiLimits
 
 with warnings.catch_warnings():
     # note_seq imports pydub, which warns about a missing ffmpeg that MelodyGen never needs.
@@ -42,8 +47,10 @@ __all__ = [
     "ExtractionParams",
     "extract_melodies",
     "find_music_files",
+    "MidiScan",
     "load_note_sequences",
     "melody_instruments",
+    "scan_midi_bytes",
     "transposed_sequences",
 ]
 
@@ -141,7 +148,7 @@ def find_music_files(inputs: Iterable[str | Path] | str | Path) -> list[Path]:
     return sorted(found)
 
 
-def load_note_sequences(path: str | Path) -> list[NoteSequence]:
+def load_note_sequences(path: str | Path, limits: MidiLimits = PRIMER_MIDI) -> list[NoteSequence]:
     """MIDI file -> [one NoteSequence]; ABC file -> one NoteSequence per tune in it.
 
     ABC tunebooks hold many tunes, so the result is always a list. Tunes the ABC parser
@@ -150,9 +157,15 @@ def load_note_sequences(path: str | Path) -> list[NoteSequence]:
     that parse are written out in full, as they are played. Each sequence has ``filename``
     set to the path; ABC tunes also get ``id`` "<path>#X<reference number>".
 
+    ``limits`` bound what a file may hold (:mod:`melodygen.limits`): its size is checked
+    before it is read, and a MIDI file's notes, length, tempos and ticks before
+    pretty_midi or note_seq see it. The default is the primer limits; dataset building
+    passes the looser :data:`~melodygen.limits.DATASET_MIDI`.
+
     Raises:
         InputFileError: the file is missing, empty, of an unsupported type, not MIDI,
             truncated or corrupt, or (ABC) holds no tune that could be parsed.
+        MidiLimitError: (an InputFileError) the file is beyond ``limits``.
     """
     path = Path(path)
     if not path.exists():
@@ -166,29 +179,51 @@ def load_note_sequences(path: str | Path) -> list[NoteSequence]:
             f"MelodyGen reads files ending in {_suffix_list()}."
         )
     try:
+        _check_size(path, path.stat().st_size, limits)
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"{path}: could not be read ({exc.strerror or exc}).") from None
     if not data:
         raise InputFileError(f"{path}: the file is empty (0 bytes).")
     if suffix in MIDI_SUFFIXES:
-        return [_midi_bytes_to_sequence(path, data)]
+        return [_midi_bytes_to_sequence(path, data, limits)]
     return _abc_bytes_to_sequences(path, data)
 
 
-def _midi_bytes_to_sequence(path: Path, data: bytes) -> NoteSequence:
-    """Parse MIDI bytes with pretty_midi and convert, turning every failure into plain words."""
+def _check_size(where: str | Path, size: int, limits: MidiLimits) -> None:
+    if size > limits.max_bytes:
+        shown = f"{size / 1e6:,.1f} MB" if size >= 1.1 * limits.max_bytes else f"{size:,} bytes"
+        raise MidiLimitError(
+            f"{where} is {shown}; {limits.what} may be at most "
+            f"{limits.max_mb:g} MB ({limits.max_bytes:,} bytes)."
+        )
+
+
+def _midi_bytes_to_sequence(
+    path: str | Path, data: bytes, limits: MidiLimits = PRIMER_MIDI
+) -> NoteSequence:
+    """Check MIDI bytes against ``limits``, then parse and convert; every failure in words.
+
+    The bytes are scanned first (:func:`scan_midi_bytes`, no allocation by the file's
+    length), then parsed once with mido, whose result pretty_midi converts: a file
+    beyond the limits never reaches the code that allocates by its length.
+    """
     if data[:4] not in (b"MThd", b"RIFF"):
         raise InputFileError(
             f"{path}: not a MIDI file (it does not start with a MIDI header), "
             "although its name ends in "
-            f"'{path.suffix}'."
+            f"'{Path(path).suffix}'."
         )
+    scan = scan_midi_bytes(path, data, limits)
     try:
         with warnings.catch_warnings():
             # pretty_midi warns about meta events on non-zero tracks, which is harmless.
             warnings.simplefilter("ignore")
-            midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            parsed = mido.MidiFile(file=io.BytesIO(data), charset="latin1")
+            last_tick = max((sum(m.time for m in track) for track in parsed.tracks), default=0)
+            if last_tick != scan.last_tick:  # the scan must have read what mido read
+                raise ValueError(f"events end at tick {last_tick}, not {scan.last_tick}")
+            midi = pretty_midi.PrettyMIDI(mido_object=parsed)
             sequence = midi_io.midi_to_note_sequence(midi)
     except EOFError:
         raise InputFileError(
@@ -202,6 +237,231 @@ def _midi_bytes_to_sequence(path: Path, data: bytes) -> NoteSequence:
         ) from None
     sequence.filename = str(path)
     return sequence
+
+
+@dataclass(frozen=True)
+class MidiScan:
+    """What a MIDI file holds, read from its bytes without building any message."""
+
+    ticks_per_beat: int
+    tracks: int
+    notes: int
+    """Note-ons with a velocity above 0."""
+    last_tick: int
+    """Tick of the last event of the longest track."""
+    seconds: float
+    """Time of ``last_tick`` at the tempos of the first track (as pretty_midi reads them)."""
+    tempo_changes: int
+    """Tempo and time-signature events in all tracks."""
+
+
+class _Truncated(Exception):
+    """The data ends inside a chunk (mido raises EOFError there)."""
+
+
+_MAX_VLQ_BYTES = 4  # the standard's longest variable-length number (2**28 - 1)
+
+
+def scan_midi_bytes(where: str | Path, data: bytes, limits: MidiLimits = PRIMER_MIDI) -> MidiScan:
+    """Read a standard MIDI file's events as mido would, counting, and check ``limits``.
+
+    Cheap and linear in the file's size: no message objects, no tick table. The walk
+    follows mido's reader step for step (chunk headers, running status, message
+    lengths from mido's own table), so the figures are those of the file pretty_midi
+    will read. Variable-length numbers longer than the standard's 4 bytes are refused
+    here: mido reads them without end, in time that grows with the square of their
+    length (a 1 MB file of them takes minutes).
+
+    Raises:
+        InputFileError: the file is truncated or corrupt.
+        MidiLimitError: (an InputFileError) its size, time base, tempos, notes, length
+            in time, ticks or tempo changes are beyond ``limits``; one line says which.
+    """
+    _check_size(where, len(data), limits)
+    try:
+        scan, tempos_out_of_range = _walk_midi(data, limits)
+    except _Truncated:
+        raise InputFileError(
+            f"{where}: the MIDI file is truncated or corrupt (the data ends in the middle "
+            "of a track)."
+        ) from None
+    except ValueError as exc:
+        raise InputFileError(
+            f"{where}: the MIDI file is corrupt or uses features that cannot be read "
+            f"({_reason(exc)})."
+        ) from None
+    what = limits.what
+    if not 1 <= scan.ticks_per_beat <= limits.max_ticks_per_beat:
+        smpte = " (SMPTE time code, not supported)" if scan.ticks_per_beat < 0 else ""
+        raise MidiLimitError(
+            f"{where}: its time base is {scan.ticks_per_beat} ticks per beat{smpte}; "
+            f"MelodyGen reads 1 to {limits.max_ticks_per_beat:,} ticks per beat."
+        )
+    if tempos_out_of_range:
+        bpm, tick = tempos_out_of_range
+        shown = "infinite" if math.isinf(bpm) else f"{bpm:,.0f}" if bpm >= 100 else f"{bpm:.3g}"
+        raise MidiLimitError(
+            f"{where}: it sets a tempo of {shown} BPM (at beat "
+            f"{tick // scan.ticks_per_beat + 1:,}); {what} may use tempos from "
+            f"{limits.min_bpm:g} to {limits.max_bpm:g} BPM."
+        )
+    if scan.notes > limits.max_notes:
+        raise MidiLimitError(
+            f"{where} holds {scan.notes:,} notes; {what} may hold at most {limits.max_notes:,}."
+        )
+    if scan.seconds > limits.max_seconds:
+        raise MidiLimitError(
+            f"{where} runs for {_hours_minutes(scan.seconds)}; {what} may be at most "
+            f"{_hours_minutes(limits.max_seconds)} long (a note held far too long, or a "
+            "damaged file?)."
+        )
+    if scan.last_tick > limits.max_ticks:
+        raise MidiLimitError(
+            f"{where}: its events run to tick {scan.last_tick:,}; {what} may span at most "
+            f"{limits.max_ticks:,} ticks (at {scan.ticks_per_beat:,} ticks per beat, "
+            f"{limits.max_ticks // scan.ticks_per_beat:,} beats)."
+        )
+    if scan.tempo_changes > limits.max_tempo_changes:
+        raise MidiLimitError(
+            f"{where} changes tempo or meter {scan.tempo_changes:,} times; {what} may do so "
+            f"at most {limits.max_tempo_changes:,} times."
+        )
+    if scan.notes * scan.tempo_changes > limits.max_note_changes:
+        raise MidiLimitError(
+            f"{where} has {scan.notes:,} notes and {scan.tempo_changes:,} tempo or meter "
+            f"changes; {what} may have at most {limits.max_note_changes:,} notes x changes "
+            "(the notes are split at every change)."
+        )
+    return scan
+
+
+def _walk_midi(data: bytes, limits: MidiLimits) -> tuple[MidiScan, tuple[float, int] | None]:
+    """The walk of :func:`scan_midi_bytes`: figures, and the first tempo out of range.
+
+    Mirrors ``mido.midifiles.midifiles.MidiFile._load`` / ``read_track``: raises
+    _Truncated where mido raises EOFError and ValueError where it raises anything else.
+    """
+    size = len(data)
+
+    def chunk_header(position: int) -> tuple[bytes, int, int]:
+        if position + 8 > size:
+            raise _Truncated
+        name = data[position : position + 4]
+        return name, int.from_bytes(data[position + 4 : position + 8], "big"), position + 8
+
+    def number(position: int) -> tuple[int, int]:
+        value = 0
+        for _ in range(_MAX_VLQ_BYTES):
+            if position >= size:
+                raise _Truncated
+            byte = data[position]
+            position += 1
+            value = (value << 7) | (byte & 0x7F)
+            if byte < 0x80:
+                return value, position
+        raise ValueError("a time or length value is longer than the 4 bytes MIDI allows")
+
+    name, header_size, position = chunk_header(0)
+    if name != b"MThd":
+        raise ValueError("MThd not found. Probably not a MIDI file")
+    if header_size < 6 or position + 6 > size:
+        raise _Truncated
+    _, track_count, ticks_per_beat = struct.unpack(">hhh", data[position : position + 6])
+    position += header_size
+
+    notes = tempo_changes = last_tick = 0
+    first_track_tempos: list[tuple[int, int]] = []
+    out_of_range: tuple[float, int] | None = None
+    for track in range(max(track_count, 0)):
+        name, track_size, position = chunk_header(position)
+        if name != b"MTrk":
+            raise ValueError("no MTrk header at start of track")
+        start, tick, running = position, 0, None
+        while position - start != track_size:
+            delta, position = number(position)
+            tick += delta
+            if position >= size:
+                raise _Truncated
+            status = data[position]
+            position += 1
+            peeked = 0
+            if status < 0x80:
+                if running is None:
+                    raise ValueError("running status without last_status")
+                status, peeked = running, 1
+            elif status != 0xFF:
+                running = status
+            if status == 0xFF:
+                if position >= size:
+                    raise _Truncated
+                meta_type = data[position]
+                length, position = number(position + 1)
+                if length > mido.midifiles.midifiles.MAX_MESSAGE_LENGTH:
+                    raise ValueError(f"a message of {length:,} bytes is longer than allowed")
+                if position + length > size:
+                    raise _Truncated
+                if meta_type == 0x51 and length >= 3:
+                    tempo = int.from_bytes(data[position : position + 3], "big")
+                    tempo_changes += 1
+                    bpm = 60_000_000 / tempo if tempo else math.inf
+                    if out_of_range is None and not limits.min_bpm <= bpm <= limits.max_bpm:
+                        out_of_range = (bpm, tick)
+                    if track == 0:
+                        first_track_tempos.append((tick, tempo))
+                elif meta_type == 0x58:
+                    tempo_changes += 1
+                position += length
+            elif status in (0xF0, 0xF7):
+                length, position = number(position)
+                if length > mido.midifiles.midifiles.MAX_MESSAGE_LENGTH:
+                    raise ValueError(f"a message of {length:,} bytes is longer than allowed")
+                if position + length > size:
+                    raise _Truncated
+                position += length
+            else:
+                spec = SPEC_BY_STATUS.get(status)
+                if spec is None:
+                    raise ValueError(f"undefined status byte 0x{status:02x}")
+                length = spec["length"] - 1 - peeked
+                if position + length > size:
+                    raise _Truncated
+                if status & 0xF0 == 0x90 and data[position + length - 1] > 0:
+                    notes += 1  # a note-on; its velocity is the last data byte
+                position += length
+        last_tick = max(last_tick, tick)
+    seconds = _seconds_at(last_tick, first_track_tempos, ticks_per_beat)
+    scan = MidiScan(
+        ticks_per_beat=ticks_per_beat,
+        tracks=max(track_count, 0),
+        notes=notes,
+        last_tick=last_tick,
+        seconds=seconds,
+        tempo_changes=tempo_changes,
+    )
+    return scan, out_of_range
+
+
+def _seconds_at(tick: int, tempos: list[tuple[int, int]], ticks_per_beat: int) -> float:
+    """Seconds from the start to ``tick`` under a tempo map of (tick, microseconds per beat)."""
+    if ticks_per_beat < 1:
+        return 0.0  # refused for its time base; no length to give
+    seconds, previous, per_beat = 0.0, 0, 500_000  # MIDI's default tempo, 120 BPM
+    for change_tick, tempo in sorted(tempos, key=lambda item: item[0]):
+        if change_tick >= tick:
+            break
+        seconds += (change_tick - previous) * per_beat
+        previous, per_beat = change_tick, tempo
+    seconds += (tick - previous) * per_beat
+    return seconds / ticks_per_beat / 1e6
+
+
+def _hours_minutes(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{max(minutes, 1)} minute{'s' if minutes != 1 else ''}"
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours:,} hour{'s' if hours != 1 else ''}"
+    return text + (f" {minutes} minute{'s' if minutes != 1 else ''}" if minutes else "")
 
 
 def _abc_bytes_to_sequences(path: Path, data: bytes) -> list[NoteSequence]:

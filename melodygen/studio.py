@@ -48,6 +48,7 @@ from melodygen.generate import (
     parse_key,
 )
 from melodygen.keys import key_name
+from melodygen.limits import PRIMER_MIDI, RANGES, check_value, display_name
 from melodygen.meter import COMMON_METERS, Meter, parse_meter
 from melodygen.primer import (
     MUSICXML_SUFFIXES,
@@ -120,13 +121,20 @@ DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 CARD_FILE = "card.json"
 METRICS_FILE = "metrics.jsonl"
 
-MAX_VARIATIONS = 8
-MAX_BARS = 64
-MAX_UPLOAD_MB = 1
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 2**20
-"""Uploaded primer files larger than this are refused (a whole symphony is below it)."""
-MAX_UPLOAD_NOTES = 50_000
+MAX_VARIATIONS = int(RANGES["variations"].high)
+MAX_BARS = int(RANGES["studio_bars"].high)
+MAX_UPLOAD_BYTES = PRIMER_MIDI.max_bytes
+"""Uploaded primer files larger than this are refused (a whole symphony is below it).
+
+1,000,000 bytes: Streamlit's upload limit is in MB of 10**6 bytes in the browser (except
+on Windows, 2**20) and 2**20 on the server, so this is the size every browser lets
+through and the app reads; the same limit applies to ``--primer-midi``."""
+MAX_UPLOAD_MB = round(PRIMER_MIDI.max_mb)
+"""``MAX_UPLOAD_BYTES`` in Streamlit's unit, for ``max_upload_size`` and ``maxUploadSize``."""
+MAX_UPLOAD_NOTES = PRIMER_MIDI.max_notes
 """More notes than this in one file is not a primer; reading it would hold up the server."""
+UPLOAD_FILE_NAME = "upload.mid"
+"""The one name uploads are saved under: a user's file name never becomes a path."""
 MAX_POLYPHONY = 32
 """Tracks with more notes sounding at once are clusters, not a line a melody can come from."""
 RESULT_WIDTH = 4.25
@@ -560,10 +568,10 @@ class StudioSettings:
         Raises:
             MelodyGenError: a value is out of range or the primer does not fit.
         """
-        if not 1 <= self.variations <= MAX_VARIATIONS:
-            raise StudioError(f"variations must be 1 to {MAX_VARIATIONS}")
-        if not 1 <= self.bars <= MAX_BARS:
-            raise StudioError(f"length must be 1 to {MAX_BARS} bars")
+        # The studio's own ranges; every other number is checked by request.validate()
+        # against the same table (melodygen.limits.RANGES) as the CLI's flags.
+        check_value("variations", self.variations, StudioError)
+        check_value("studio_bars", self.bars, StudioError)
         meter = self.meter_for(primer)
         problem = primer_problem(primer, self)
         if problem:
@@ -663,18 +671,25 @@ class MidiUpload:
 def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> MidiUpload:
     """Check an uploaded file and list its tracks.
 
+    The size is checked before anything else, and the MIDI reader checks notes, length,
+    tempos and ticks (:data:`melodygen.limits.PRIMER_MIDI`) before it allocates by
+    them. ``name`` is only shown, shortened and made printable
+    (:func:`~melodygen.limits.display_name`); the bytes are read under a fixed name.
+
     Raises:
         StudioError, PrimerError, InputFileError: the file is too big, not MIDI, corrupt,
-            empty, holds only drums, or no track can give a melody. Messages name the
-            upload, never a temporary path.
+            empty, beyond the primer limits, holds only drums, or no track can give a
+            melody. Messages name the upload, never a temporary path.
     """
-    name = Path(name or "upload.mid").name
+    name = display_name(name)
     if not name.lower().endswith((".mid", ".midi")):
         raise StudioError(f"{name}: only MIDI files (.mid, .midi) can be used as a primer")
     if len(data) > max_bytes:
+        size = len(data)
+        shown = f"{size / 1e6:.1f} MB" if size >= 1.1 * max_bytes else f"{size:,} bytes"
         raise StudioError(
-            f"{name} is {len(data) / 2**20:.1f} MB; a primer file may be at most "
-            f"{max_bytes / 2**20:g} MB"
+            f"{name} is {shown}; a primer file may be at most {max_bytes / 1e6:g} MB "
+            f"({max_bytes:,} bytes)"
         )
     if not data:
         raise StudioError(f"{name} is empty (0 bytes)")
@@ -683,11 +698,6 @@ def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) 
     from melodygen.primer import midi_tracks
 
     tracks = _with_upload(name, data, midi_tracks)
-    total = sum(t.note_count for t in tracks)
-    if total > MAX_UPLOAD_NOTES:
-        raise StudioError(
-            f"{name} holds {total:,} notes; a primer file may hold at most {MAX_UPLOAD_NOTES:,}"
-        )
     usable, notes = [], {}
     for track in tracks:
         if track.is_drum:
@@ -753,20 +763,31 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
 
 
 def _with_upload(name: str, data: bytes, function, *args, **kwargs):
-    """Run ``function(path, ...)`` on the bytes saved as a temporary file called ``name``.
+    """Run ``function(path, ...)`` on the bytes saved as ``upload.mid`` in a fresh folder.
 
-    Errors keep their type; the temporary path in their message becomes the upload's name.
+    The path never comes from the user's file name (a 268-byte or NUL-holding name
+    broke it): ``name`` is only shown. Errors keep their type, and the temporary path in
+    their message, or the fixed name in a primer's description, becomes ``name``.
     """
+    shown = display_name(name)
     folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))
-    path = folder / name
+    path = folder / UPLOAD_FILE_NAME
     try:
         path.write_bytes(data)
-        return function(path, *args, **kwargs)
+        result = function(path, *args, **kwargs)
     except MelodyGenError as error:
-        message = str(error).replace(str(path), name)
+        message = str(error).replace(str(path), shown).replace(str(folder), "(upload)")
         raise type(error)(message) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        texts = {
+            item.name: getattr(result, item.name).replace(UPLOAD_FILE_NAME, shown)
+            for item in dataclasses.fields(result)
+            if isinstance(getattr(result, item.name), str)
+        }
+        result = dataclasses.replace(result, **texts)
+    return result
 
 
 def track_label(track: TrackInfo) -> str:

@@ -173,7 +173,12 @@ def test_bad_time_signature_is_rejected_by_the_parser(tmp_path: Path, capsys, va
 
 
 @pytest.mark.parametrize(
-    ("value", "message"), [("0", "must be a positive number"), ("soon", "is not a number")]
+    ("value", "message"),
+    [
+        ("0", "time limit must be above 0 and at most 525,600 minutes"),
+        ("soon", "is not a number"),
+        ("nan", "time limit must be above 0"),
+    ],
 )
 def test_bad_time_limit_is_rejected_by_the_parser(tmp_path: Path, capsys, value, message):
     with pytest.raises(SystemExit) as exit_info:
