@@ -7,11 +7,10 @@ download comes from ``melodygen.studio``. Logs go to the terminal that runs the 
 from __future__ import annotations
 
 import logging
-import os
+import sys
+from contextlib import nullcontext
 
 import streamlit as st
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 
 if not logging.getLogger("melodygen").handlers:
     handler = logging.StreamHandler()  # stderr: the terminal running streamlit
@@ -20,6 +19,12 @@ if not logging.getLogger("melodygen").handlers:
     logging.getLogger("melodygen").setLevel(logging.INFO)
 
 st.set_page_config(page_title="MelodyGen studio", page_icon=":material/music_note:", layout="wide")
+# The server's first run imports the studio's libraries (seconds on a busy machine): the
+# page says it is starting meanwhile. TensorFlow and the model load later, in the background.
+starting = "melodygen.studio" not in sys.modules
+with st.spinner("Starting the studio...", show_time=True) if starting else nullcontext():
+    from melodygen import studio
+studio.quiet_tensorflow()  # before TensorFlow is imported: no CUDA probe error without a GPU
 
 # Until some session has run this file, Streamlit serves a deep link (say /models) straight
 # from pages/, skipping it; such a page sends the visitor here first, naming itself.

@@ -31,7 +31,9 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,7 @@ __all__ = [
     "Continuation",
     "ModelEntry",
     "SharedModel",
+    "BackgroundLoader",
     "StudioError",
     "StudioResult",
     "StudioSettings",
@@ -476,6 +479,43 @@ def data_credits(entries: list[ModelEntry]) -> list[dict]:
     return list(seen.values())
 
 
+def kept_step(entry: ModelEntry) -> int | None:
+    """The training step whose weights ship (the card's ``training.steps``), if the card says.
+
+    Training runs on past it and keeps the evaluation with the lowest held-out NLL, so
+    the curves run further than the model that is used.
+    """
+    steps = _dict(entry.card.get("training")).get("steps")
+    return int(steps) if isinstance(steps, (int, float)) and not isinstance(steps, bool) else None
+
+
+def curve_range(
+    columns: dict[str, list], margin: float = 0.05, settled: float = 0.2
+) -> tuple[float, float] | None:
+    """(low, high) for a curve's y axis, fitted to its values once training has settled.
+
+    An axis from 0, or one reaching up to the untrained model's first figures, squeezes a
+    held-out NLL that moves between 0.74 and 0.80 into a flat line. The range covers the
+    values after the first ``settled`` share of the steps (all of them when that leaves
+    none), with a small margin; the earlier, higher ones run off the chart. None without
+    values.
+    """
+    steps = columns.get("step") or []
+    start = steps[0] + settled * (steps[-1] - steps[0]) if steps else 0
+    values = [
+        v
+        for name, column in columns.items()
+        if name != "step"
+        for step, v in zip(steps, column, strict=False)
+        if v is not None and step >= start
+    ] or [v for name, column in columns.items() if name != "step" for v in column if v is not None]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = (high - low) * margin or abs(high) * margin or 1.0
+    return low - pad, high + pad
+
+
 # Models and synth, shared by every session ------------------------------------------------
 
 
@@ -517,6 +557,80 @@ def load_synth() -> tuple[Synth | None, str]:
         logger.warning("audio unavailable: %s", error)
         return None, str(error)
     return synth, reason
+
+
+class BackgroundLoader:
+    """What is slow to load, loaded on a background thread while the page is already shown.
+
+    A server's first model imports TensorFlow, reads the weights and compiles the
+    generation step; the synthesizer reads its SoundFont. The studio asks for both as
+    soon as the Generate page is drawn and gets :class:`~concurrent.futures.Future`
+    objects: the page shows a progress message while they are not done, and waits on them
+    only when Generate is pressed (or results are drawn). One thread loads one thing at a
+    time, in the order asked (the model first, as it is needed first). Loaded models are
+    kept per checkpoint folder and file date, the last ``max_models`` of them; a failed
+    load is kept too (its error is shown) until the checkpoint's files change.
+    """
+
+    def __init__(self, warm_up_rows: int = 4, max_models: int = 8) -> None:
+        self.warm_up_rows = warm_up_rows
+        self.max_models = max_models
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="melodygen-loader")
+        self._models: OrderedDict[tuple[str, float], Future] = OrderedDict()
+        self._synths: dict[str | None, Future] = {}
+        self._asked: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def model(self, path: str | Path, stamp: float, name: str) -> Future:
+        """The :class:`SharedModel` of a checkpoint, loaded and warmed up, as a future."""
+        key = (str(path), float(stamp))
+        with self._lock:
+            future = self._models.get(key)
+            if future is None:
+                future = self._pool.submit(self._load_model, str(path), name)
+                self._asked[id(future)] = time.monotonic()
+                self._models[key] = future
+                while len(self._models) > self.max_models:
+                    self._asked.pop(id(self._models.popitem(last=False)[1]), None)
+            self._models.move_to_end(key)
+            return future
+
+    def synth(self, soundfont_setting: str | None = None) -> Future:
+        """``load_synth()``'s (synth or None, reason) as a future, once per SoundFont setting."""
+        with self._lock:
+            if soundfont_setting not in self._synths:
+                self._synths[soundfont_setting] = self._pool.submit(load_synth)
+            return self._synths[soundfont_setting]
+
+    def waited(self, future: Future) -> float:
+        """Seconds since ``future`` was first asked for (0 for one this loader did not make)."""
+        asked = self._asked.get(id(future))
+        return time.monotonic() - asked if asked is not None else 0.0
+
+    def _load_model(self, path: str, name: str) -> SharedModel:
+        started = time.perf_counter()
+        try:
+            model = SharedModel(path, name=name)
+            model.warm_up(self.warm_up_rows)
+        except Exception:
+            logger.exception("could not load the model %s from %s", name, path)
+            raise
+        logger.info("loaded model %s from %s in %.1f s", name, path, time.perf_counter() - started)
+        return model
+
+
+def quiet_tensorflow(environ: dict | None = None, devices: str | Path = "/dev") -> str:
+    """Set TensorFlow's C++ log level before it is imported; returns the level used.
+
+    Without an NVIDIA device node (``/dev/nvidia0``...), TensorFlow's CUDA probe fails and
+    logs an error line at import (``failed call to cuInit``), which is no error on a
+    machine without a GPU: level 3 keeps it out of the server log (TensorFlow's real
+    errors still reach the page and the log as Python exceptions). With a GPU, level 2
+    (warnings hidden, errors shown). A level already set in the environment is kept.
+    """
+    environ = os.environ if environ is None else environ
+    gpu = any(Path(devices).glob("nvidia[0-9]*"))
+    return environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if gpu else "3")
 
 
 # Settings -----------------------------------------------------------------------------------

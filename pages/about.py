@@ -7,6 +7,16 @@ import streamlit as st
 from melodygen import studio
 from melodygen.render import audio_available
 
+# The configurations a model on this server can have, in musicians' words.
+CONFIGS = {
+    "basic_rnn": "plays note by note, remembering what came before",
+    "lookback_rnn": "also sees what was played one and two bars back and where it is in the "
+    "bar, so it repeats phrases more",
+    "attention_rnn": "can look back over the last few bars and pick what matters, which tends "
+    "to give the most structured tunes",
+    "mono_rnn": "note by note over the full piano range, keeping the keys it learned in",
+}
+
 if not st.session_state.get("studio_routed"):  # opened before app.py ran: go through it
     st.session_state["studio_target"] = "pages/about.py"
     st.switch_page("app.py")
@@ -21,11 +31,8 @@ several different continuations to choose from.
 ### The Generate page
 
 **Model.** *Style* is the music the network learned from. *Configuration* is the network
-design: `basic_rnn` plays note by note; `lookback_rnn` also looks one and two bars back,
-so it repeats phrases more; `attention_rnn` can look back over the last few bars, which
-tends to give the most structured tunes; `mono_rnn` keeps the keys it learned in. The
-line under the pickers describes the chosen model; the Models page shows how it was trained
-and how well it does.
+design (the ones on this server are listed below). The line under the pickers describes
+the chosen model; the Models page shows how it was trained and how well it does.
 
 **Primer.** The opening the model continues.
 - *Nothing*: the model starts on its own.
@@ -70,6 +77,12 @@ without generating again.
 """
 )
 
+models = studio.discover_models()
+configs = sorted({entry.config for entry in models})
+if configs:
+    lines = [f"- `{c}`: {CONFIGS.get(c, 'a configuration of its own')}" for c in configs]
+    st.markdown("**Configurations on this server**\n" + "\n".join(lines))
+
 ok, how = audio_available()
 if ok:
     st.caption(f"Audio: {how}.")
@@ -77,23 +90,24 @@ else:
     st.warning(f"Audio is unavailable on this server: {how}.")
 
 st.markdown("### Credits")
-sources = studio.data_credits(studio.discover_models())
-if sources:
-    lines = []
-    for source in sources:
-        text = f"- **{source['name']}**"
-        if source.get("licence"):
-            text += f", licence {source['licence']}"
-        if source.get("url"):
-            text += f": {source['url']}"
-        lines.append(text)
-    st.markdown("Training data of the models here:\n" + "\n".join(lines))
+sources = studio.data_credits(models)
+lines = []
+for source in sources:  # the data the models here were trained on, as their cards say
+    text = f"- **{source['name']}**"
+    if source.get("licence"):
+        text += f", licence {source['licence']}"
+    if source.get("url"):
+        text += f": {source['url']}"
+    lines.append(text)
+if not lines:
+    lines.append(
+        "- Data sets MelodyGen trains on: the **Nottingham** folk tunes, **POP909** and the "
+        "folk tunebooks of the **music21** corpus (the models here do not name theirs)."
+    )
 st.markdown(
-    """
-- Data sets MelodyGen trains on: the **Nottingham** folk tunes
-  (github.com/jukedeck/nottingham-dataset, GPL-3.0), **POP909**
-  (github.com/music-x-lab/POP909-Dataset, MIT; Wang et al., ISMIR 2020) and the folk
-  tunebooks of the **music21** corpus (github.com/cuthbertLab/music21, BSD).
+    "Training data of the models here:\n"
+    + "\n".join(lines)
+    + """
 - Sound: the **TimGM6mb** General MIDI SoundFont by Tim Brechbill and David Bolton
   (GPL-2, from Debian's `timgm6mb-soundfont`; see `soundfonts/README.md`), played by
   **FluidSynth** (LGPL-2.1).

@@ -1,9 +1,17 @@
 """Generate (the landing page): model, primer, settings, then listen, look and download.
 
 Only layout lives here; ``melodygen.studio`` makes everything shown or downloaded.
-Models and the synthesizer load once per process (``st.cache_resource``) and are
-shared by every browser session; results stay in ``st.session_state``, so changing
-the instrument or downloading a file never generates again.
+What is slow to load (TensorFlow, the model and its compiled step, the synthesizer)
+loads once per process on a background thread (``studio.BackgroundLoader``, held by
+``st.cache_resource``), so the page is usable at once and shared by every browser
+session. Settings and results stay in ``st.session_state``: changing the instrument or
+downloading a file never generates again, and other pages never reset them.
+
+Settings are kept under one key of their own (``SAVED``), not in the widgets' keys:
+Streamlit drops a widget's value when a run does not draw it (another page, another
+primer source). Widgets start from the saved value when they are (re)drawn and save
+theirs when changed (form widgets when the form is submitted), so the form always
+shows the values Generate uses.
 """
 
 from __future__ import annotations
@@ -45,44 +53,72 @@ INITIAL = {
     "top_p": DEFAULTS.top_p,
     "min_pitch": DEFAULTS.min_pitch,
     "max_pitch": DEFAULTS.max_pitch,
+    "meter": DEFAULTS.meter,
     "instrument": "Piano",
 }
-# Streamlit forgets a widget's value when a run does not draw it (another page, another
-# primer source); writing the values back keeps them, and the defaults fill the rest.
-for name in [*INITIAL, "style", "model", "primer_track"]:
-    if name in st.session_state:
-        st.session_state[name] = st.session_state[name]
-for name, value in INITIAL.items():
-    st.session_state.setdefault(name, value)
+# Widgets inside the settings form: saved when the form is submitted.
+FORM = [n for n in INITIAL if n not in ("primer_source", "instrument")]
+SAVED = "studio_settings"
+# Drawn for some primer sources only: restored just before they are drawn (a value set
+# in a run that does not draw its widget would linger and win over the saved one later).
+LATER = ("primer_text", "primer_bars", "primer_track")
+saved: dict = st.session_state.setdefault(SAVED, dict(INITIAL))
+for name, value in saved.items():
+    if name not in LATER and name not in st.session_state:  # not drawn last run
+        st.session_state[name] = value
 
 
-@st.cache_resource(show_spinner="Loading the model...", max_entries=8)
-def load_model(path: str, stamp: float, name: str) -> studio.SharedModel:
-    """One loaded model per checkpoint (and file date) for the whole server."""
-    model = studio.SharedModel(path, name=name)
-    model.warm_up(DEFAULTS.variations)
-    logger.info("loaded model %s from %s", name, path)
-    return model
+def restored(name: str) -> str:
+    """The key of a widget of ``LATER``, with its saved value restored if Streamlit dropped it."""
+    if name not in st.session_state and name in saved:
+        st.session_state[name] = saved[name]
+    return name
 
 
-@st.cache_resource(show_spinner="Loading the synthesizer...")
-def load_synth(soundfont_setting: str | None):
-    """The synthesizer and SoundFont, once per process; (None, reason) without audio."""
-    return studio.load_synth()
+def save(*names: str) -> None:
+    """Widget callback: keep the widgets' values (by key) as the saved settings."""
+    for name in names:
+        if name in st.session_state:
+            saved[name] = st.session_state[name]
+
+
+def put(name: str, value) -> None:
+    """Set a setting and its widget (callbacks and code above the widget only)."""
+    saved[name] = st.session_state[name] = value
+
+
+@st.cache_resource
+def loader() -> studio.BackgroundLoader:
+    """The process's loader: models and the synthesizer, loaded on a background thread."""
+    return studio.BackgroundLoader(warm_up_rows=DEFAULTS.variations)
+
+
+def wait_for(future, what: str):
+    """The future's result, with a spinner while it is not there yet."""
+    if not future.done():
+        with st.spinner(f"Waiting for {what} to finish loading..."):
+            return future.result()
+    return future.result()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def primer_picture(events: tuple[int, ...], qpm: float | None, description: str) -> bytes:
-    return studio.primer_png(Primer(events=list(events), qpm=qpm, description=description))
+def primer_picture(primer: Primer, qpm: float, meter: str) -> bytes:
+    """The primer's piano roll at the tempo and in the meter the run will use."""
+    return studio.primer_png(
+        primer, qpm=qpm, meter=studio.StudioSettings(meter=meter).meter_for(primer)
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def read_upload(name: str, data: bytes) -> studio.MidiUpload:
-    return studio.read_midi_upload(name, data)
+    return studio.read_upload(name, data)
 
 
 def continue_from(index: int) -> None:
-    """Button callback: the chosen variation becomes the typed primer of the next run."""
+    """Button callback: the chosen variation becomes the typed primer of the next run.
+
+    The model pickers switch to the model that made it, so it is continued by the same one.
+    """
     result = st.session_state.get("result")
     if result is None or index >= len(result.melodies):
         return
@@ -91,18 +127,28 @@ def continue_from(index: int) -> None:
     except MelodyGenError as error:
         st.session_state["notice"] = ("error", str(error))
         return
-    st.session_state["primer_source"] = TYPED
-    st.session_state["primer_text"] = follow.text
-    st.session_state["bars"] = follow.bars
-    st.session_state["mode"] = follow.mode
+    made_by = {entry.name: entry for entry in studio.discover_models()}.get(result.model_name)
+    if made_by is None:
+        st.session_state["notice"] = (
+            "error",
+            f"The model that made this variation ({result.model_name}) is no longer there.",
+        )
+        return
+    put("style", made_by.style)
+    put("model", made_by.name)
+    put("primer_source", TYPED)
+    put("primer_text", follow.text)
+    put("bars", follow.bars)
+    put("mode", follow.mode)
+    put("meter", studio.FROM_PRIMER)  # a meter other than 4/4 is written first in the text
     key = ""
     if follow.key is not None:
-        st.session_state["key"] = follow.key
+        put("key", follow.key)
         key = f" in {follow.key} {studio.mode_label(follow.mode)}"
     st.session_state["notice"] = (
         "success",
-        f"Variation {index + 1} is now the primer. The length is set to {follow.bars} bars"
-        f"{key}: press Generate to continue it.",
+        f"Variation {index + 1} is now the primer, to be continued by {made_by.label}. "
+        f"The length is set to {follow.bars} bars{key}: press Generate to continue it.",
     )
 
 
@@ -120,33 +166,56 @@ if not models:
 by_name = {entry.name: entry for entry in models}
 styles = sorted({entry.style for entry in models})
 if st.session_state.get("style") not in styles:
-    st.session_state["style"] = styles[0]
+    put("style", styles[0])
 left, right = st.columns(2)
 style = left.selectbox(
     "Style",
     styles,
     key="style",
+    on_change=save,
+    args=("style",),
     format_func=lambda s: s.replace("_", " ").title(),
     help="The music the model learned from.",
 )
 names = [entry.name for entry in models if entry.style == style]
 if st.session_state.get("model") not in names:
-    st.session_state["model"] = names[0]
+    put("model", names[0])
 configs = [by_name[n].config for n in names]
 entry = by_name[
     right.selectbox(
         "Configuration",
         names,
         key="model",
+        on_change=save,
+        args=("model",),
         format_func=lambda n: by_name[n].config if configs.count(by_name[n].config) == 1 else n,
         help="The network design; the Models page compares them.",
     )
 ]
 st.caption(entry.description)
-try:
-    model = load_model(str(entry.path), entry.stamp, entry.name)
-except MelodyGenError as error:
-    st.error(f"The model {entry.name} could not be loaded: {error}")
+model_future = loader().model(entry.path, entry.stamp, entry.name)
+synth_future = loader().synth(os.environ.get(SOUNDFONT_ENV))  # after the model, on one thread
+
+
+@st.fragment(run_every=1.0)
+def loading_message() -> None:
+    """Shown while the model loads; once it is there, the whole page is drawn again."""
+    if model_future.done():
+        st.rerun()
+    st.info(
+        f"Loading the model in the background ({loader().waited(model_future):.0f} s so far): "
+        "TensorFlow, the weights and the compiled generation step, once per server. Choose "
+        "the primer and settings meanwhile; Generate waits for it.",
+        icon=":material/hourglass_top:",
+    )
+
+
+if not model_future.done():
+    loading_message()
+elif model_future.exception() is not None:
+    error = model_future.exception()
+    why = str(error) if isinstance(error, MelodyGenError) else "the terminal has details"
+    st.error(f"The model {entry.name} could not be loaded: {why}")
     st.stop()
 
 # Primer ---------------------------------------------------------------------------------------
@@ -158,46 +227,43 @@ source = st.radio(
     "Start from",
     [NOTHING, TYPED, MIDI],
     key="primer_source",
+    on_change=save,
+    args=("primer_source",),
     horizontal=True,
     help="Opening notes the model continues; with nothing, it starts on its own.",
 )
 primer = Primer(events=[], description="no primer")
 primer_problem = None
-if source == TYPED:
-    text = st.text_area(
-        "Notes",
-        key="primer_text",
-        placeholder="C4 E4 G4:2 r:2 | C5 - -",
-        height=68,
-        help=studio.SYNTAX_HINT,
-    )
-    st.caption(studio.SYNTAX_HINT)
-    try:
-        primer = parse_primer(text)
-    except MelodyGenError as error:
-        primer_problem = str(error)
-        st.error(primer_problem)
-elif source == MIDI:
+upload = track = None
+new_file = False
+if source == MIDI:
     uploaded = st.file_uploader(
         "MIDI file",
-        type=["mid", "midi"],
+        type=None,  # any file: one of another kind gets a message saying why it cannot be used
         key="primer_file",
         max_upload_size=studio.MAX_UPLOAD_MB,
-        help=f"A .mid file of at most {studio.MAX_UPLOAD_MB} MB; you choose the track and bars.",
+        help=f"MIDI (.mid) or MusicXML (.musicxml, .mxl), at most {studio.MAX_UPLOAD_MB} MB; "
+        "you choose the track and bars. Audio (.wav, .mp3) holds sound, not notes: export "
+        "MIDI or MusicXML from the program that made it.",
     )
-    if uploaded is None:
+    if uploaded is not None:
+        new_file = saved.get("upload_id") != uploaded.file_id
+        saved["upload"] = (uploaded.name, uploaded.getvalue())
+        saved["upload_id"] = uploaded.file_id
+    elif saved.get("upload"):  # uploaded before another page was visited: still the primer
+        st.caption(f"Using {saved['upload'][0]}, uploaded before; upload a file to replace it.")
+    if not saved.get("upload"):
         primer_problem = "choose a MIDI file, or start from nothing"
         st.info("Upload a MIDI file to take its opening bars as the primer.")
     else:
         try:
-            upload = read_upload(uploaded.name, uploaded.getvalue())
+            upload = read_upload(*saved["upload"])
         except MelodyGenError as error:
             primer_problem = str(error)
             st.error(primer_problem)
         else:
-            new_file = st.session_state.get("primer_file_id") != uploaded.file_id
-            if new_file or st.session_state.get("primer_track") not in upload.usable:
-                st.session_state["primer_track"] = studio.default_track(upload)
+            if new_file or st.session_state.get(restored("primer_track")) not in upload.usable:
+                put("primer_track", studio.default_track(upload))
             st.dataframe(
                 [
                     {
@@ -211,32 +277,73 @@ elif source == MIDI:
                 ],
                 hide_index=True,
             )
-            left, right = st.columns([3, 1])
-            track = left.selectbox(
+            track = st.selectbox(
                 "Track",
                 upload.usable,
-                key="primer_track",
+                key=restored("primer_track"),
+                on_change=save,
+                args=("primer_track",),
                 format_func=lambda i: studio.track_label(upload.tracks[i]),
             )
-            bars = right.number_input("Bars to use", min_value=1, max_value=32, key="primer_bars")
-            try:
-                primer = studio.upload_primer(upload, track, int(bars))
-            except MelodyGenError as error:
-                primer_problem = str(error)
-                st.error(primer_problem)
-            else:
-                if track in upload.notes:
-                    st.caption(f"Track {track}: {upload.notes[track]}.")
-                if new_file and primer.qpm:
-                    st.session_state["bpm"] = int(min(300, max(20, round(primer.qpm))))
-                    st.caption(f"Tempo set to the file's {primer.qpm:g} BPM.")
-            st.session_state["primer_file_id"] = uploaded.file_id
-if primer.events and primer_problem is None:
-    st.image(primer_picture(tuple(primer.events), primer.qpm, primer.description))
-    st.caption(f"Primer: {primer.description}, {primer.steps / 16:g} bars.")
 
-# Settings: nothing happens until Generate is pressed -----------------------------------------
+# Settings: nothing happens until a button of the form is pressed -------------------------------
+# Typed notes and the bars of a file are in the form too: a text box commits its text when
+# it loses focus, and the page drawn again then would swallow the click on Generate.
 with st.form("settings"):
+    if source == TYPED:
+        text = st.text_area(
+            "Notes",
+            key=restored("primer_text"),
+            placeholder="C4 E4 G4:2 r:2 | C5 - -",
+            height=68,
+            help=studio.SYNTAX_HINT,
+        )
+        st.caption(
+            f"{studio.SYNTAX_HINT} The notes are checked, and their piano roll drawn, when "
+            "you press Check notes (or Ctrl+Enter) or Generate."
+        )
+        st.form_submit_button("Check notes", on_click=save, args=FORM)
+        try:
+            primer = parse_primer(text)
+        except MelodyGenError as error:
+            primer_problem = str(error)
+            st.error(primer_problem)
+    elif upload is not None:
+        left, right = st.columns([1, 3])
+        bars = left.number_input(
+            "Bars to use", min_value=1, max_value=32, key=restored("primer_bars")
+        )
+        right.form_submit_button("Use these bars", on_click=save, args=FORM)
+        try:
+            primer = studio.upload_primer(upload, track, int(bars))
+        except MelodyGenError as error:
+            primer_problem = str(error)
+            st.error(primer_problem)
+        else:
+            if track in upload.notes:
+                st.caption(f"Track {track}: {upload.notes[track]}.")
+            if new_file and primer.qpm:
+                put("bpm", int(min(300, max(20, round(primer.qpm)))))
+                st.caption(f"Tempo set to the file's {primer.qpm:g} BPM.")
+    if primer.events and primer_problem is None:
+        shown = studio.StudioSettings(meter=saved.get("meter", studio.FROM_PRIMER))
+        meter = shown.meter_for(primer)
+        st.image(
+            primer_picture(primer, float(saved["bpm"]), saved.get("meter", studio.FROM_PRIMER))
+        )
+        key = f" Key: {primer.key_label()}." if primer.key_label() else ""
+        length = primer.steps / meter.steps_per_bar
+        st.caption(
+            f"Primer: {primer.description}, {length:g} bar{'' if length == 1 else 's'} of "
+            f"{meter}.{key}"
+        )
+        too_long = studio.primer_problem(primer, shown)
+        if too_long:
+            st.warning(f"This primer is too long: {too_long}.")
+        if model_future.done() and model_future.exception() is None:
+            shown = studio.StudioSettings(key=saved["key"], mode=saved["mode"])
+            for line in studio.primer_notices(model_future.result(), primer, shown):
+                st.caption(line)
     st.subheader("Music")
     left, middle, right = st.columns(3)
     left.selectbox(
@@ -247,6 +354,13 @@ with st.form("settings"):
     )
     middle.selectbox("Mode", studio.MODE_CHOICES, key="mode", format_func=studio.mode_label)
     right.toggle("Stay in scale", key="in_scale", help="Only notes of the key and mode.")
+    right.selectbox(
+        "Meter",
+        studio.METER_CHOICES,
+        key="meter",
+        help="Time signature of the result: bar lines, the length in bars, the MIDI file. "
+        "From primer: the primer file's (or one typed first, like 3/4 D4 F#4 A4), else 4/4.",
+    )
     left, middle, right = st.columns(3)
     left.number_input("Tempo (BPM)", min_value=20, max_value=300, step=1, key="bpm")
     middle.number_input(
@@ -255,7 +369,7 @@ with st.form("settings"):
         max_value=studio.MAX_BARS,
         step=1,
         key="bars",
-        help="Total length, primer included (4/4 bars).",
+        help=f"Total length in bars of the meter, primer included; at most {studio.MAX_BARS}.",
     )
     right.number_input(
         "Seed",
@@ -309,12 +423,16 @@ with st.form("settings"):
         pitches = list(range(128))
         left.selectbox("Lowest note", pitches, key="min_pitch", format_func=note_name)
         right.selectbox("Highest note", pitches, key="max_pitch", format_func=note_name)
-    submitted = st.form_submit_button("Generate", type="primary", icon=":material/music_note:")
+    submitted = st.form_submit_button(
+        "Generate", type="primary", icon=":material/music_note:", on_click=save, args=FORM
+    )
 
 st.selectbox(
     "Instrument",
     list(INSTRUMENTS),
     key="instrument",
+    on_change=save,
+    args=("instrument",),
     help="General MIDI sound for the audio and the MIDI files; changing it does not generate.",
 )
 
@@ -338,9 +456,11 @@ if submitted:
             top_p=st.session_state["top_p"],
             min_pitch=st.session_state["min_pitch"],
             max_pitch=st.session_state["max_pitch"],
+            meter=st.session_state["meter"],
         )
         try:
             request = settings.to_request(primer)
+            model = wait_for(model_future, "the model")
             with st.spinner("Generating..."):
                 st.session_state["result"] = studio.generate(model, request)
         except MelodyGenError as error:
@@ -353,14 +473,19 @@ if submitted:
 result = st.session_state.get("result")
 if result is not None:
     st.subheader("Results")
-    synth, audio_reason = load_synth(os.environ.get(SOUNDFONT_ENV))
+    synth, audio_reason = wait_for(synth_future, "the synthesizer")
     instrument = st.session_state["instrument"]
     count = len(result.melodies)
     st.caption(
         f"{count} variation{'s' if count != 1 else ''} from {result.model_name}, seed "
         f"{result.seed}, generated in {result.seconds:.2f} s. Grey notes on shaded bars are "
         "the primer; blue notes are new."
+        + (f" Key: {result.key_label}." if result.key_label else "")
     )
+    for line in result.notices:
+        st.caption(line)
+    for line in result.warnings:
+        st.warning(line, icon=":material/warning:")
     if synth is None:
         st.warning(
             f"Audio is unavailable: {audio_reason}. Piano rolls and MIDI downloads still work."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -19,6 +20,34 @@ CURVE_LABELS = {
     "no_event_accuracy": "no-event accuracy",
 }
 
+
+def curve_chart(columns: dict[str, list], label: str, kept: int | None) -> alt.LayerChart:
+    """One figure's curves by split, the y axis fitted to the values, the kept step marked."""
+    frame = pd.DataFrame(columns).melt("step", var_name="split", value_name=label).dropna()
+    low, high = studio.curve_range(columns) or (0.0, 1.0)
+    lines = (
+        alt.Chart(frame)
+        .mark_line(point=True, clip=True)  # the first, far higher values run off the top
+        .encode(
+            x=alt.X("step:Q", title="training step"),
+            y=alt.Y(f"{label}:Q", title=label, scale=alt.Scale(domain=[low, high], zero=False)),
+            color=alt.Color("split:N", title=None),
+            tooltip=["step", "split", alt.Tooltip(f"{label}:Q", format=".3f")],
+        )
+    )
+    layers = [lines]
+    if kept is not None:
+        marker = pd.DataFrame({"step": [kept], "text": [f"kept: step {kept:,}"]})
+        rule = alt.Chart(marker).mark_rule(strokeDash=[6, 4], color="gray")
+        layers.append(rule.encode(x="step:Q"))
+        layers.append(
+            alt.Chart(marker)
+            .mark_text(align="left", dx=4, dy=-6, color="gray")
+            .encode(x="step:Q", y=alt.value(0), text="text:N")
+        )
+    return alt.layer(*layers)
+
+
 if not st.session_state.get("studio_routed"):  # opened before app.py ran: go through it
     st.session_state["studio_target"] = "pages/models.py"
     st.switch_page("app.py")
@@ -32,8 +61,8 @@ if not models:
     )
     st.stop()
 st.caption(
-    f"{len(models)} model{'s' if len(models) != 1 else ''} in {studio.checkpoints_dir()}. "
-    "Held-out figures are measured on songs the model never trained on: lower NLL and "
+    f"{len(models)} model{'s' if len(models) != 1 else ''}. Held-out figures are measured "
+    "on songs the model never trained on: lower NLL and "
     "perplexity, and higher event accuracy, mean it predicts real melodies better."
 )
 
@@ -49,14 +78,19 @@ for entry in models:
             column.markdown("\n".join(f"- {label}: {value}" for label, value in rows))
 
         curves = studio.metric_curves(studio.read_metrics(entry.metrics_path))
+        kept = studio.kept_step(entry)
+        if curves and kept is not None:
+            st.caption(
+                f"The dashed line marks step {kept:,}, the weights that ship (the lowest "
+                "held-out NLL); training went on past it."
+            )
         if curves:
             names = [n for n in PREFERRED if n in curves]
             names += sorted(n for n in curves if n not in names)
             for tab, name in zip(
                 st.tabs([CURVE_LABELS.get(n, n) for n in names]), names, strict=True
             ):
-                frame = pd.DataFrame(curves[name]).set_index("step")
-                tab.line_chart(frame, x_label="training step", y_label=CURVE_LABELS.get(name, name))
+                tab.altair_chart(curve_chart(curves[name], CURVE_LABELS.get(name, name), kept))
         else:
             st.caption("No training log (metrics.jsonl) ships with this model.")
 

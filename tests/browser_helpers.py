@@ -38,14 +38,15 @@ def free_port() -> int:
 def running_app(
     checkpoints: Path, log_path: Path, timeout: float = 90.0, env: dict | None = None
 ) -> Iterator[str]:
-    """``streamlit run app.py`` in a subprocess; yields its URL; always stops it."""
+    """``streamlit run app.py`` in a subprocess; yields its URL; always stops it.
+
+    It runs with the shipped .streamlit/config.toml (no file watcher) and the environment
+    as it is (no TensorFlow log level set here), so the tests see the log a user sees.
+    """
     port = free_port()
-    environment = {
-        **os.environ,
-        "MELODYGEN_CHECKPOINTS": str(checkpoints),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        **(env or {}),
-    }
+    environment = {**os.environ, "MELODYGEN_CHECKPOINTS": str(checkpoints), **(env or {})}
+    if "TF_CPP_MIN_LOG_LEVEL" not in (env or {}):
+        environment.pop("TF_CPP_MIN_LOG_LEVEL", None)  # tests/conftest.py sets one for pytest
     command = [
         sys.executable,
         "-m",
@@ -55,7 +56,6 @@ def running_app(
         "--server.headless=true",
         f"--server.port={port}",
         "--server.address=127.0.0.1",
-        "--server.fileWatcherType=none",
         "--browser.gatherUsageStats=false",
     ]
     with log_path.open("w") as log:
@@ -112,3 +112,14 @@ def chromium(width: int = 1400, height: int = 1800) -> Iterator:
         yield driver
     finally:
         driver.quit()
+
+
+def settled(browser, timeout: float = 120.0) -> None:
+    """Wait until the page has finished its run: Streamlit's "running" widget is gone."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    time.sleep(0.5)  # a run just asked for may not have started yet
+    WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+        lambda b: not b.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+    )

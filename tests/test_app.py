@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import tomllib
 import wave
 import zipfile
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from studio_fixtures import LEAD, cluster, drums_only, make_checkpoints, song
 
+from melodygen import studio
 from melodygen.primer import parse_primer
 from melodygen.render import SAMPLE_RATE
 
@@ -223,6 +226,42 @@ def test_continue_this_one_makes_the_result_the_next_primer(app):
         assert [e for e in melody.events[:64] if e >= 0] == chosen.pitches()
 
 
+def test_continue_uses_the_model_that_made_the_result(app):
+    generate(app, bars=4, variations=1, seed=5)
+    assert app.session_state["result"].model_name == "folk_attention_rnn"
+    app.selectbox(key="style").set_value("pop").run()
+    assert app.selectbox(key="model").value == "pop_basic_rnn"
+    app.button(key="continue_0").click().run()
+    assert not app.exception
+    assert app.selectbox(key="style").value == "folk"
+    assert app.selectbox(key="model").value == "folk_attention_rnn"
+    assert "continued by Folk · attention_rnn" in app.success[0].value
+    generate(app, seed=6)
+    assert app.session_state["result"].model_name == "folk_attention_rnn"
+
+
+def test_page_is_drawn_while_the_model_loads_in_the_background(tmp_path, monkeypatch):
+    monkeypatch.setenv("MELODYGEN_CHECKPOINTS", str(make_checkpoints(tmp_path)))  # not loaded
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception and not at.error
+    assert "Loading the model in the background" in at.info[0].value
+    assert any(b.label == "Generate" for b in at.button)  # everything can be set meanwhile
+    generate(at, variations=1, seed=1)  # waits for the model, then generates
+    assert len(at.session_state["result"].melodies) == 1
+    at.run()  # what the message's one-second timer does once the model is there
+    assert not at.info and not at.exception
+
+
+def test_shipped_config_and_tensorflow_log_level(tmp_path):
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    environ: dict[str, str] = {}
+    assert studio.quiet_tensorflow(environ, devices=tmp_path) == "3"  # no GPU: no CUDA probe
+    (tmp_path / "nvidia0").touch()
+    assert studio.quiet_tensorflow({}, devices=tmp_path) == "2"
+    assert studio.quiet_tensorflow({"TF_CPP_MIN_LOG_LEVEL": "0"}, devices=tmp_path) == "0"
+
+
 def test_bad_settings_get_a_message(app):
     generate(app, min_pitch=70, max_pitch=71, in_scale=True, key="C", mode="major_pentatonic")
     assert "Cannot generate" in app.error[0].value
@@ -246,7 +285,7 @@ def test_no_models_says_so(tmp_path, monkeypatch):
     assert "No trained model found" in at.warning[0].value
 
 
-def test_models_page_shows_cards_and_curves(app):
+def test_models_page_shows_cards_and_curves(app, checkpoints):
     app.switch_page("pages/models.py").run()
     assert not app.exception
     assert [h.value for h in app.subheader] == ["Folk · attention_rnn", "Pop · basic_rnn"]
@@ -255,8 +294,20 @@ def test_models_page_shows_cards_and_curves(app):
     assert "perplexity (lower is better): 1.510" in text
     assert "no card.json" in app.info[0].value
     assert [t.label for t in app.tabs] == ["loss", "NLL per step", "label NLL", "perplexity"]
-    assert len(app.get("vega_lite_chart")) == 4
+    charts = app.get("arrow_vega_lite_chart") or app.get("vega_lite_chart")
+    assert len(charts) == 4
     assert "No training log" in app.caption[-1].value  # the bare model
+    # No server path on the page; the kept step marked on every curve; y fitted to the values.
+    shown = " ".join(e.value for e in [*app.caption, *app.markdown])
+    assert str(checkpoints) not in shown and "/" not in app.caption[0].value
+    assert "step 400, the weights that ship" in shown
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        assert "strokeDash" in chart.proto.spec and "kept: step 400" in str(chart.proto)
+        domain = spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
+        assert domain[0] > 0  # not from 0
+    nll = json.loads(charts[1].proto.spec)["layer"][0]["encoding"]["y"]["scale"]["domain"]
+    assert nll[1] < 2.0  # the untrained step 0 (3.6) does not stretch the axis
 
 
 def test_about_page_explains_controls_and_credits(app):
@@ -266,3 +317,6 @@ def test_about_page_explains_controls_and_credits(app):
     for words in ("Temperature", "Stay in scale", "Continue this one", "Top-p", "Beam size"):
         assert words in text
     assert "TimGM6mb" in text and "Nottingham" in text and "GPL-3.0" in text
+    # Only the configurations on this server are described, and each source credited once.
+    assert "`attention_rnn`" in text and "`basic_rnn`" in text and "mono_rnn" not in text
+    assert text.count("Nottingham") == 1 and "POP909" not in text
