@@ -47,6 +47,7 @@ import pretty_midi
 
 from melodygen.errors import MelodyGenError
 from melodygen.keys import estimate_key, key_name, pitch_name
+from melodygen.limits import check_primer_text
 from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
 from melodygen.music import (
     MIDI_SUFFIXES,
@@ -172,8 +173,11 @@ def parse_primer(text: str | None) -> Primer:
     anything else is the note syntax of this module's docstring.
 
     Raises:
-        PrimerError: the text is not valid in the syntax it was read as.
+        PrimerError: the text is not valid in the syntax it was read as, is longer
+            than any primer, or holds a number of more than 12 digits (a 5,000-digit
+            one used to end in Python's ValueError; see :mod:`melodygen.limits`).
     """
+    check_primer_text(text, PrimerError)
     stripped = (text or "").strip()
     if not stripped or stripped.lower() == "none":
         return Primer(events=[], description="no primer")

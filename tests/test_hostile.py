@@ -485,6 +485,18 @@ def assert_one_line_error(code: int, err: str, fragment: str) -> None:
     assert len(errors[0]) < 300, errors[0]
 
 
+@pytest.mark.parametrize(
+    "text", ["[6" + "0" * 5000 + "]", "C4:" + "9" * 5000, "C" + "4" * 5000, "C4 " * 30_000]
+)
+def test_typed_primers_too_big_to_be_one_are_one_line(text):
+    """The studio's typed primer and the library read text as the CLI does."""
+    from melodygen.primer import PrimerError, parse_primer
+
+    with pytest.raises(PrimerError) as caught:
+        parse_primer(text)
+    assert len(str(caught.value).splitlines()) == 1 and len(str(caught.value)) < 200
+
+
 def test_every_numeric_flag_takes_its_range_from_the_table():
     from melodygen import generate, studio
     from melodygen.cli import build_parser
