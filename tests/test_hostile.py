@@ -520,6 +520,23 @@ def test_every_numeric_flag_takes_its_range_from_the_table():
     assert studio.MAX_BARS == RANGES["studio_bars"].high
 
 
+def test_the_readme_states_the_ranges_of_the_table():
+    from melodygen.limits import RANGES
+
+    readme = (ROOT / "README.md").read_text()
+    limits = readme[readme.index("### Limits") : readme.index("### Primer note syntax")]
+    for limit in RANGES.values():
+        if limit.name == "key":  # not a flag: --key takes a name
+            continue
+        low, high = (
+            f"{int(v):,}" if float(v).is_integer() else f"{v:g}" for v in (limit.low, limit.high)
+        )
+        words = f"at most {high}" if limit.low_open else f"{low} to {high}"
+        if limit.high_open:
+            words = f"below {high}"
+        assert words in limits, (limit.name, words)
+
+
 def test_the_studio_and_the_library_check_the_same_table():
     from melodygen import studio
     from melodygen.generate import GenerationError, GenerationRequest
