@@ -1,9 +1,11 @@
 """Primers: the opening notes a melody generator continues.
 
-A primer is a list of Magenta melody events, one per sixteenth-note step (16 steps are
-one 4/4 bar): ``>= 0`` starts a note at that MIDI pitch, ``-1`` ends the sounding note
+A primer is a list of Magenta melody events, one per sixteenth-note step, starting on
+a bar line: ``>= 0`` starts a note at that MIDI pitch, ``-1`` ends the sounding note
 (note-off), ``-2`` is no event (the note or rest goes on). It can be typed in the note
-syntax below, given as Magenta's event list, or taken from a track of a MIDI file.
+syntax below, given as Magenta's event list, or taken from a track of a MIDI or
+MusicXML file. It carries its meter (16 steps per 4/4 bar, 12 per 3/4 or 6/8 bar) and
+its key: a file's key signature, else the key estimated from its notes.
 
 Note syntax
 -----------
@@ -20,7 +22,8 @@ Note syntax
 - Each note is a note-on followed by no-events for the rest of its duration; a rest is
   a note-off (only if a note was sounding) followed by no-events. Notes of the same
   pitch one after the other are separate attacks, not one long note.
-- A typed primer may be at most 4096 steps (256 bars) long.
+- A time signature may come first, ``3/4 D4 F#4 A4``; without one the primer is 4/4.
+- A typed primer may be at most 4096 steps (256 bars of 4/4) long.
 
 Example: ``C4 E4 G4:2 r:2 | C5 - -`` is C, E, an eighth-note G, an eighth rest, then a
 C an octave up held for three quarters.
