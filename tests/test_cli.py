@@ -195,3 +195,11 @@ def test_bad_time_limit_is_rejected_by_the_parser(tmp_path: Path, capsys, value,
         )
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-5:7", "-2,0,2", "-3"])
+def test_negative_transpositions_are_read_as_values(tmp_path: Path, capsys, value):
+    # argparse takes "-5:7" for a flag; the README's example must still work.
+    argv = ["dataset", "build", "--input", str(tmp_path / "nowhere"), "--config", "basic_rnn"]
+    code, _, err = run(capsys, *argv, "--output", str(tmp_path / "o"), "--transpose", value)
+    assert code == 2 and "no such file or folder" in err  # parsed; stopped at the input
