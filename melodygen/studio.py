@@ -851,7 +851,7 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
         StudioError, PrimerError, InputFileError: as :func:`read_midi_upload`, or the
             file is of another kind or not readable MusicXML.
     """
-    shown = Path(name or "upload.mid").name
+    shown = display_name(name)
     suffix = Path(shown).suffix.lower()
     if suffix not in PRIMER_SUFFIXES:
         raise StudioError(f"{shown}: {unsupported_file_reason(shown)}")
@@ -873,7 +873,9 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
         raise type(error)(message) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return read_midi_upload(f"{Path(shown).stem}.mid", midi, max(max_bytes, len(midi)))
+    upload = read_midi_upload(f"{Path(shown).stem}.mid", midi, max(max_bytes, len(midi)))
+    upload.name = shown
+    return upload
 
 
 def _with_upload(name: str, data: bytes, function, *args, **kwargs):
