@@ -380,11 +380,11 @@ def test_musicxml_uploads_are_read_and_other_kinds_say_why_not(tmp_path):
     part.append([note.Note(p, quarterLength=0.5) for p in ["F4", "A4", "C5", "F5", "C5", "A4"] * 2])
     path = Path(stream.Score([part]).write("mxl", str(tmp_path / "jig.mxl")))
     upload = studio.read_upload("jig.mxl", path.read_bytes())
-    assert upload.name.startswith("jig.") and upload.usable == [0]
+    assert upload.name == "jig.mxl" and upload.usable == [0]
     primer = studio.upload_primer(upload, 0, bars=1)
     assert primer.meter == Meter(6, 8) and primer.steps == 12
     assert primer.key_label() == "F major (from the file's key signature)"
-    assert "jig." in primer.description
+    assert primer.description == "bar 1 of track 0 'Fiddle' in jig.mxl"
     with pytest.raises(studio.StudioError, match="recorded sound, and MelodyGen reads notes"):
         studio.read_upload("take.wav", b"RIFF0000WAVEfmt ")
     with pytest.raises(PrimerError, match="not a readable MusicXML file"):
