@@ -108,6 +108,7 @@ __all__ = [
     "midi_bytes",
     "primer_notices",
     "primer_png",
+    "primer_roll",
     "primer_problem",
     "read_metrics",
     "read_midi_upload",
@@ -929,20 +930,19 @@ def upload_primer(upload: MidiUpload, track: int, bars: int | None) -> Primer:
     return _with_upload(upload.name, upload.data, midi_primer, track=track, bars=bars)
 
 
-def primer_png(
+def primer_roll(
     primer: Primer,
     qpm: float | None = None,
     meter: Meter | None = None,
-    dpi: int = PNG_DPI,
     width: float = PRIMER_WIDTH,
-) -> bytes:
-    """A piano roll of the primer alone (shaded as primer), to check it before generating.
+):
+    """The primer's piano roll (shaded as primer), to check it before generating.
 
     ``qpm`` and ``meter`` are the tempo and meter the run will use (the form's), else
     the primer's own; note names are spelled in the primer's key.
     """
     title = f"Primer: {primer.description}" if primer.description else "Primer"
-    figure = piano_roll(
+    return piano_roll(
         primer.events,
         primer_steps=primer.steps,
         qpm=qpm or primer.qpm,
@@ -952,7 +952,17 @@ def primer_png(
         key=primer.key,
         mode=primer.mode,
     )
-    return figure_png(figure, dpi=dpi)
+
+
+def primer_png(
+    primer: Primer,
+    qpm: float | None = None,
+    meter: Meter | None = None,
+    dpi: int = PNG_DPI,
+    width: float = PRIMER_WIDTH,
+) -> bytes:
+    """:func:`primer_roll` as PNG bytes."""
+    return figure_png(primer_roll(primer, qpm, meter, width), dpi=dpi)
 
 
 @dataclass

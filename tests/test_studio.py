@@ -312,6 +312,10 @@ def test_continue_turns_a_result_into_the_next_primer(model, key, mode):
 
 def test_primer_preview_and_missing_soundfont(monkeypatch, tmp_path):
     assert studio.primer_png(parse_primer("C4 D4 E4")).startswith(b"\x89PNG")
+    # The preview shows the tempo and meter the run will use, in the primer's key.
+    roll = studio.primer_roll(parse_primer("D4 F4 A4 Bb4"), qpm=90, meter=Meter(3, 4)).axes[0]
+    assert roll.get_xlabel() == "bar (3/4, 90 BPM)"
+    assert "Bb4" in [t.get_text() for t in roll.get_yticklabels()]
     monkeypatch.setenv("MELODYGEN_SOUNDFONT", str(tmp_path / "none.sf2"))
     synth, reason = studio.load_synth()
     assert synth is None and "SoundFont not found" in reason
