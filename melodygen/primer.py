@@ -562,7 +562,10 @@ def _in_primer_meter(path: Path, sequence, index: int) -> _Placed:
         signatures[round(beats(ts.time), 6)] = (ts.numerator, ts.denominator)
     if 0.0 not in signatures:
         signatures[0.0] = (4, 4)
-    starts = sorted(signatures)
+    starts = []
+    for start in sorted(signatures):  # the same meter written again changes nothing
+        if not starts or signatures[start] != signatures[starts[-1]]:
+            starts.append(start)
     segments = [
         [start, end, *signatures[start]]
         for start, end in zip(starts, [*starts[1:], math.inf], strict=True)
@@ -570,8 +573,11 @@ def _in_primer_meter(path: Path, sequence, index: int) -> _Placed:
     notices: list[str] = []
     if len(segments) > 1:
         start, end, numerator, denominator = segments[0]
-        next_bar = 4 * segments[1][2] / segments[1][3]
-        if end - start < next_bar - 1e-6:  # a short first bar: a pickup into the next meter
+        own_bar, next_bar = 4 * numerator / denominator, 4 * segments[1][2] / segments[1][3]
+        # One short bar in a meter of its own (how notation programs write a pickup into
+        # MIDI, e.g. 2/4 before 3/4) is a pickup into the next meter; a meter merely
+        # written again mid-bar is not.
+        if abs(end - start - own_bar) < 1e-6 and own_bar < next_bar - 1e-6:
             segments = segments[1:]
             segments[0][0] = end - next_bar
     holding = max(i for i, segment in enumerate(segments) if segment[0] <= first or i == 0)

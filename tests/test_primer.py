@@ -556,6 +556,9 @@ def test_midi_primer_waltz_pickup_bar(tmp_path):
     primer = midi_primer(path)
     assert primer.meter == Meter(3, 4)
     assert primer.events[:5] == [NO, NO, NO, NO, 62] and primer.pitches() == [n[0] for n in notes]
+    # 4/4 written again two beats in is no pickup: the bar lines stay where they were.
+    again = write_meter_midi(tmp_path / "again.mid", notes, [(4, 4, 0), (4, 4, 8)])
+    assert midi_primer(again).events == notes_events([n[0] for n in notes])
 
 
 def notes_events(pitches: list[int]) -> list[int]:
