@@ -26,7 +26,7 @@ from melodygen.encoding import NO_EVENT
 from melodygen.errors import MelodyGenError
 from melodygen.keys import MODES, key_name, pitch_name, relative_major
 from melodygen.limits import MAX_BEAM_ROWS, check_value
-from melodygen.meter import FOUR_FOUR, Meter
+from melodygen.meter import FOUR_FOUR, Meter, parse_meter
 from melodygen.music import note_seq
 from melodygen.primer import Primer
 
@@ -95,6 +95,10 @@ class GenerationRequest:
     include_primer: bool = True
     time_signature: Meter | None = None
     start_on_downbeat: bool = True
+
+    def __post_init__(self) -> None:
+        # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).
+        self.time_signature = parse_meter(self.time_signature)
 
     @property
     def meter(self) -> Meter:

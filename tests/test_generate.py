@@ -301,6 +301,7 @@ def test_meter_carries_into_the_melody_and_its_midi_file(generators, tmp_path: P
     assert [k.key_number for k in midi.key_signature_changes] == [2]  # D major
     assert midi.instruments[0].name == "Waltz 1"
     # A meter chosen in the request wins over the primer's.
+    assert GenerationRequest(time_signature="6/8").meter == Meter(6, 8)
     chosen = generator.generate(
         GenerationRequest(**{**request.__dict__, "time_signature": Meter(6, 8)})
     )
