@@ -576,10 +576,20 @@ def _run_generate(args) -> None:
         if synth is not None:
             with _writing(path.with_suffix(".wav")):
                 print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
+    key = ""
+    if result.key is not None:
+        origin = {
+            "chosen": "as asked",
+            "key signature": "the primer's key signature",
+            "estimated": "estimated from the primer",
+        }.get(result.key_source, "the model's own")
+        key = f" in {result.melodies[0].key_name} ({origin}), {request.meter}"
     print(
-        f"{len(result.melodies)} melodies from {generator.config} in {result.seconds:.2f} s "
-        f"written to {args.out}"
+        f"{len(result.melodies)} melodies from {generator.config}{key} in "
+        f"{result.seconds:.2f} s written to {args.out}"
     )
+    for line in [*result.notices, *result.warnings]:
+        print(f"note: {line}", file=sys.stderr)
 
 
 def _run_originality(args) -> None:

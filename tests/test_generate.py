@@ -251,7 +251,7 @@ def test_cli_generate_writes_midi_files(checkpoints, tmp_path: Path, capsys):
         assert midi.get_tempo_changes()[1][0] == pytest.approx(100)
         assert midi.instruments[0].program == 73  # flute
         assert midi.get_end_time() <= 4 * 4 * 60 / 100 + 1e-6
-    assert "3 melodies from attention_rnn" in captured.out
+    assert "3 melodies from attention_rnn in D minor (as asked), 4/4 in " in captured.out
 
 
 @pytest.mark.parametrize(
@@ -407,7 +407,8 @@ def test_cli_generate_in_a_meter(checkpoints, tmp_path: Path, capsys):
     written = pretty_midi.PrettyMIDI(str(file))
     assert [(t.numerator, t.denominator) for t in written.time_signature_changes] == [(6, 8)]
     assert written.instruments[0].notes[0].start == pytest.approx(10 * step)  # the pickup's beat
-    assert "(48 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(48 steps" in out and "6/8 in" in out
     assert (
         main([*base, "--time-signature", "3/4", "--bars", "2", "--out", str(tmp_path / "b")]) == 0
     )
