@@ -40,18 +40,26 @@ the chosen model; the Models page shows how it was trained and how well it does.
   is C, E, an eighth-note G, an eighth rest, then a high C held for three beats. `:N` is a
   length in sixteenths (`:4` a quarter, the default; `:8` a half note), `r` is a rest,
   `-` holds one more beat, `|` bar lines are only for you. Mistakes are shown as you type.
-- *MIDI file*: upload a `.mid` file (up to 1 MB), pick the track that carries the tune
-  (drum tracks and dense chord clusters are not offered) and how many bars to use. Chords
-  are reduced to their top note. The file's tempo becomes the tempo setting.
+- *MIDI file*: upload a MIDI (`.mid`) or MusicXML (`.musicxml`, `.mxl`) file (up to 1
+  MB), pick the track that carries the tune (drum tracks and dense chord clusters are not
+  offered) and how many bars to use. Chords are reduced to their top note. The file's
+  tempo becomes the tempo setting; its meter and key signature are kept, and a pickup
+  stays on its beat. Audio files (`.wav`, `.mp3`) hold sound, not notes: export MIDI or
+  MusicXML from the program that made them.
 
-The primer's piano roll is shown before you generate, so you can check it.
+The primer's piano roll is shown before you generate, so you can check it, with its
+length, its key (from the file's key signature, or estimated from the notes), and a line
+if the model will move notes by octaves to fit its range.
 
 **Music.** Nothing is generated until you press **Generate**.
 - *Key* and *Mode*: the key of the result (major, minor, dorian, pentatonic, ...). *Auto*
-  keeps the primer's key.
+  keeps the primer's key and mode (C major or A minor without a primer).
 - *Stay in scale*: only notes of that key and mode are used: no accidentals.
 - *Tempo (BPM)*: quarter notes per minute, for the audio and the MIDI files.
-- *Length in bars*: the whole melody, primer included, in 4/4 bars.
+- *Meter*: the time signature: the primer's (*From primer*; 4/4 for typed notes unless
+  they start with one, like `3/4 D4 F#4 A4`), or 4/4, 3/4, 6/8, 2/4. The models were
+  trained counting in 4/4; in 3/4 and 6/8 their phrases repeat a little less neatly.
+- *Length in bars*: the whole melody, primer included, in bars of the meter (at most 64).
 - *Seed*: a number that fixes the dice. The same seed and settings give the same
   melodies again; leave it empty for new ones every time (the seed used is shown with the
   results, so a melody you like can always be made again).
@@ -70,10 +78,11 @@ The primer's piano roll is shown before you generate, so you can check it.
 
 **Results.** Each variation has a piano roll (bars numbered from 1, the primer shaded
 in grey, new notes in blue, note names up the side), a player, and MIDI and WAV downloads.
-*Download all* gives every file and the settings in one zip. *Continue this one* makes
-that variation the primer of the next run, with the length extended, so you can grow a
-tune step by step. *Instrument* changes the sound of the audio and of the MIDI files
-without generating again.
+*Download all* gives every file (MIDI, piano roll, WAV) and the settings in one zip.
+A line under the results warns when the settings left the model almost no choice.
+*Continue this one* makes that variation the primer of the next run, with the length
+extended, so you can grow a tune step by step. *Instrument* changes the sound of the audio
+and of the MIDI files without generating again.
 """
 )
 
