@@ -13,17 +13,26 @@ on localhost, headless Chromium (Debian's, as in tests/test_browser.py) presses 
 with 8 variations, and the clock stops when the first player, then all 8 players, have
 loaded their audio (and all 8 piano rolls are shown).
 
+With --cold-start, only the server's start is timed, N times (a new server each time):
+``streamlit run app.py`` with the shipped config and checkpoints is started, headless
+Chromium opens the page as soon as the server answers, and the clock (from starting the
+server) stops at the first paint (the Generate page's title and its Generate button
+drawn) and when it is ready to generate (the model loaded in the background and its
+step compiled: the "Loading the model" message gone, the page drawn again).
+
 Without --checkpoint, the first shipped model in checkpoints/ is used, else a full-size
 attention_rnn with random weights (speed does not depend on what the network learned,
 but the number of notes does: random weights play about 120 notes in 8 bars).
 Usage: python benchmarks/app_speed.py [--checkpoint DIR] [--repeats 7] [--instrument Piano]
        [--browser]
+       python benchmarks/app_speed.py --cold-start [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -158,13 +167,93 @@ def in_browser(checkpoint: Path, repeats: int) -> list[tuple[float, float]]:
     return times[1:]
 
 
+def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
+    """Seconds from starting the server to its answer, the first paint and ready, per start.
+
+    The page opens on the first shipped model, or on ``checkpoint`` alone when given.
+    """
+    sys.path.insert(0, str(REPO / "tests"))
+    from browser_helpers import chromium, running_app
+
+    # One cheap look per poll (textContent forces no layout, so polling does not slow the
+    # page down): the title, the Generate button, the loading message, a run in progress.
+    probe = """
+        const h1 = document.querySelector('h1');
+        const buttons = [...document.querySelectorAll('button')];
+        return [
+            h1 ? h1.textContent : '',
+            buttons.some(b => b.textContent.trim().endsWith('Generate')),
+            document.body.textContent.includes('Loading the model in the background'),
+            !!document.querySelector("[data-testid='stStatusWidget']"),
+        ];
+    """
+    starts = []
+    with tempfile.TemporaryDirectory() as folder, chromium() as driver:
+        models = studio.checkpoints_dir()
+        if checkpoint is not None:
+            models = Path(folder) / "models"
+            models.mkdir()
+            (models / checkpoint.name).symlink_to(checkpoint.resolve())
+        for _ in range(repeats):
+            started = time.perf_counter()
+            log = Path(folder) / "streamlit.log"
+            with running_app(models, log, timeout=300) as url:
+                answered = time.perf_counter() - started
+                driver.get(url)
+                titled_at = painted = ready = None
+                while time.perf_counter() - started < 300:
+                    now = time.perf_counter() - started
+                    title, button, loading, busy = driver.execute_script(probe)
+                    if "Generate" in title and titled_at is None:
+                        titled_at = now
+                    if "Generate" in title and button and painted is None:
+                        painted = now
+                    if painted is not None and not loading and not busy:
+                        ready = now
+                        break
+                    time.sleep(0.1)
+                else:
+                    raise TimeoutError("the studio was not ready within 300 s")
+                starts.append(
+                    {
+                        "server answers": answered,
+                        "title drawn": titled_at,
+                        "first paint: page with its Generate button": painted,
+                        "ready to generate": ready,
+                    }
+                )
+            loaded = re.findall(r"loaded model \S+ from .* in ([0-9.]+) s", log.read_text())
+            if loaded:  # the background load itself, as the server logs it
+                starts[-1]["model load on its thread (server log)"] = float(loaded[0])
+            driver.get("about:blank")
+    return starts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--instrument", default="Piano")
     parser.add_argument("--browser", action="store_true", help="also time it in Chromium")
+    parser.add_argument(
+        "--cold-start", action="store_true", help="time the server's start to first paint and ready"
+    )
     args = parser.parse_args()
+    if args.cold_start:
+        starts = cold_start(args.checkpoint, args.repeats)
+        print(
+            f"cold start, {len(starts)} new servers; CPU cores: {os.cpu_count()}; "
+            f"load average: {os.getloadavg()[0]:.1f}"
+        )
+        print("| from starting the server | median s | best s | worst s |")
+        print("|---|---|---|---|")
+        for stage in starts[0]:
+            values = [start[stage] for start in starts if stage in start]
+            print(
+                f"| {stage} | {statistics.median(values):.1f} | {min(values):.1f} "
+                f"| {max(values):.1f} |"
+            )
+        return
 
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))

@@ -20,7 +20,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from browser_helpers import chromium, running_app  # noqa: E402
+from browser_helpers import chromium, running_app, settled  # noqa: E402
 
 PRIMER = "E4:2 F#4:2 G4 B4 | A4:2 G4:2 F#4 D4:8"
 WIDTH = 1280
@@ -54,30 +54,23 @@ def main() -> None:
         sys.exit(f"no model in {args.checkpoints}: train or copy one there first")
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
     log = Path(tempfile.mkdtemp()) / "streamlit.log"
     with running_app(args.checkpoints, log) as url, chromium(WIDTH, 1000) as driver:
         driver.get(url)
-        wait = WebDriverWait(driver, 120)
-        wait.until(
-            ready.element_to_be_clickable(
-                (By.CSS_SELECTOR, "[data-testid='stFormSubmitButton'] button")
-            )
-        )
+        wait = WebDriverWait(driver, 300)  # the model loads in the background meanwhile
+        generate = (By.XPATH, "//button[.//p[text()='Generate']]")
+        wait.until(ready.element_to_be_clickable(generate))
         typed = (By.XPATH, "//label[.//p[text()='Typed notes']]")
         wait.until(ready.element_to_be_clickable(typed)).click()
         area = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
         area.send_keys(PRIMER)
-        area.send_keys(Keys.CONTROL, Keys.ENTER)
-        wait.until(
-            ready.presence_of_element_located((By.CSS_SELECTOR, "[data-testid='stImage'] img"))
-        )
-        time.sleep(1)
-        driver.find_element(By.CSS_SELECTOR, "[data-testid='stFormSubmitButton'] button").click()
+        driver.find_element(*generate).click()  # the typed notes go with the click
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "audio")) >= 4)
+        wait.until(lambda d: "Loading the model" not in d.find_element(By.TAG_NAME, "body").text)
+        settled(driver)
         time.sleep(2)  # let images and players settle
         height = driver.execute_script(
             "return document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"

@@ -39,7 +39,9 @@ the chosen model; the Models page shows how it was trained and how well it does.
 - *Typed notes*: note names with octaves, `C4` is middle C. `C4 E4 G4:2 r:2 | C5 - -`
   is C, E, an eighth-note G, an eighth rest, then a high C held for three beats. `:N` is a
   length in sixteenths (`:4` a quarter, the default; `:8` a half note), `r` is a rest,
-  `-` holds one more beat, `|` bar lines are only for you. Mistakes are shown as you type.
+  `-` holds one more beat, `|` bar lines are only for you. The notes are checked, and
+  their piano roll drawn, when you press *Check notes* (or Ctrl+Enter) or **Generate**;
+  a click on Generate right after typing uses what you typed.
 - *MIDI file*: upload a MIDI (`.mid`) or MusicXML (`.musicxml`, `.mxl`) file (up to 1
   MB), pick the track that carries the tune (drum tracks and dense chord clusters are not
   offered) and how many bars to use. Chords are reduced to their top note. The file's

@@ -319,4 +319,5 @@ def test_about_page_explains_controls_and_credits(app):
     assert "TimGM6mb" in text and "Nottingham" in text and "GPL-3.0" in text
     # Only the configurations on this server are described, and each source credited once.
     assert "`attention_rnn`" in text and "`basic_rnn`" in text and "mono_rnn" not in text
+    assert "as you type" not in text and "when you press *Check notes*" in text
     assert text.count("Nottingham") == 1 and "POP909" not in text
