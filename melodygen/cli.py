@@ -237,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"({_span('time_limit')})",
     )
     train.add_argument(
-        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+        "--seed",
+        type=_ranged("train_seed"),
+        default=0,
+        help=f"random seed ({_span('train_seed')})",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -29,6 +29,7 @@ from melodygen.errors import InputFileError, MelodyGenError
 __all__ = [
     "DATASET_MIDI",
     "MAX_BEAM_ROWS",
+    "MAX_MUSICXML_BYTES",
     "MAX_PRIMER_TEXT_CHARS",
     "MAX_PRIMER_TEXT_DIGITS",
     "PRIMER_MIDI",
@@ -115,6 +116,13 @@ DATASET_MIDI = MidiLimits(
 limit before note_seq raised it to 10**10), 20,000 tempo and meter changes (and at most
 100 million notes x changes), tempos 10-1000 BPM. A file beyond them is listed as failed
 and skipped like a corrupt one."""
+
+
+MAX_MUSICXML_BYTES = 3_000_000
+"""MusicXML text a primer file may hold, after unzipping an .mxl (whose own size counts
+against ``PRIMER_MIDI.max_bytes``): music21 reads about 1 MB a second here, and 3 MB is
+some 10,000 notes. Checked before music21 reads the file, so a zip bomb is refused
+unopened."""
 
 
 def display_name(name: str | None, limit: int = 60) -> str:
@@ -265,9 +273,11 @@ MAX_BEAM_ROWS = 1024
 
 Each row keeps its history and every layer's state; 1,024 rows of 4,096 steps stay in
 the low hundreds of MB, where 10,000 x 1,000 x 64 went over 2 GB."""
-MAX_SEED = 2**31 - 1
-"""Seeds are drawn below 2**31 by the studio; training adds the step count to the seed
-and NumPy takes seeds below 2**32."""
+MAX_SEED = 2**32 - 1
+"""NumPy's random generators take seeds below 2**32; ``originality`` draws each batch's
+seed from that whole range."""
+MAX_TRAIN_SEED = 2**31 - 1
+"""Training adds the step count to its seed, which must stay below 2**32."""
 
 
 def _ranges(*items: Range) -> dict[str, Range]:
@@ -311,6 +321,7 @@ RANGES: dict[str, Range] = _ranges(
     Range("min_pitch", "lowest pitch", 0, 127, "(MIDI)", "lowest MIDI pitch generated"),
     Range("max_pitch", "highest pitch", 0, 127, "(MIDI)", "highest MIDI pitch generated"),
     Range("seed", "seed", 0, MAX_SEED, "", "same seed and request give the same result"),
+    Range("train_seed", "seed", 0, MAX_TRAIN_SEED, "", "seeds initial weights and batch order"),
     Range("beam_size", "beam size", 1, 64, "", "sequences a beam search keeps"),
     Range("branch_factor", "branch factor", 1, 64, "", "ways each beam entry is extended"),
     Range(

@@ -42,6 +42,7 @@ import io
 import math
 import operator
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,7 @@ import pretty_midi
 
 from melodygen.errors import MelodyGenError
 from melodygen.keys import estimate_key, key_name, pitch_name
-from melodygen.limits import check_primer_text
+from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_primer_text
 from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
 from melodygen.music import (
     MIDI_SUFFIXES,
@@ -707,6 +708,7 @@ def _read_musicxml(path: Path):
 
     if not path.is_file():
         load_note_sequences(path)  # music.py's message for a missing path
+    _check_musicxml_size(path)
     try:
         score = converter.parse(str(path), format="musicxml")
     except Exception as error:  # noqa: BLE001 - music21 raises many kinds on bad files
@@ -760,6 +762,33 @@ def _read_musicxml(path: Path):
                 note.start_time, note.end_time = start, end
     sequence.total_time = max((note.end_time for note in sequence.notes), default=0.0)
     return sequence
+
+
+def _check_musicxml_size(path: Path) -> None:
+    """Refuse a MusicXML file too big to read in a few seconds, before music21 opens it.
+
+    An .mxl is a zip: its members' unzipped sizes (which Python's zipfile holds them to)
+    count, so a small archive that unzips to gigabytes is refused unopened.
+    """
+    size = path.stat().st_size
+    if size > PRIMER_MIDI.max_bytes:
+        raise PrimerError(
+            f"{path} is {size:,} bytes; {PRIMER_MIDI.what} may be at most "
+            f"{PRIMER_MIDI.max_bytes:,} bytes."
+        )
+    if path.suffix.lower() == ".mxl":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                size = sum(member.file_size for member in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            raise PrimerError(
+                f"{path}: not a readable .mxl file (compressed MusicXML is a zip archive)."
+            ) from None
+    if size > MAX_MUSICXML_BYTES:
+        raise PrimerError(
+            f"{path} holds {size:,} bytes of MusicXML; a primer may hold at most "
+            f"{MAX_MUSICXML_BYTES:,} (about 10,000 notes): export only the opening bars."
+        )
 
 
 def _tracks(sequence) -> list[TrackInfo]:

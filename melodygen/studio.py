@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from melodygen.checkpoint import MODEL_JSON, WEIGHTS_FILE
+from melodygen.checkpoint import MODEL_JSON, WEIGHTS_FILE, read_model_json
 from melodygen.errors import MelodyGenError
 from melodygen.generate import (
     MODES,
@@ -196,17 +196,38 @@ class ModelEntry:
         return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
 
 
+MAX_CARD_BYTES = 1_000_000
+"""A model card is a few kilobytes; a bigger file is not read."""
+
+
 def _read_json(path: Path) -> tuple[dict, str | None]:
-    """A JSON object from ``path``, or ({}, why not)."""
+    """A JSON object from ``path``, or ({}, why not); never more than MAX_CARD_BYTES read."""
     try:
-        value = json.loads(path.read_text())
+        with open(path, "rb") as handle:  # no further than the limit (think /dev/zero)
+            data = handle.read(MAX_CARD_BYTES + 1)
+        if len(data) > MAX_CARD_BYTES:
+            return {}, f"{path.name} is over {MAX_CARD_BYTES:,} bytes, too big for a card"
+        value = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         return {}, f"no {path.name}"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        return {}, f"{path.name} is nested too deeply to be a model card"
+    except OSError as error:  # the message would name the server's path
+        return {}, f"{path.name} could not be read ({error.strerror or type(error).__name__})"
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return {}, f"{path.name} could not be read ({error})"
     if not isinstance(value, dict):
         return {}, f"{path.name} does not hold a JSON object"
     return value, None
+
+
+def _read_model_file(path: Path) -> tuple[dict, str | None]:
+    """A model file checked as loading checks it, or ({}, why not): a hostile one is a
+    problem shown on the Models page, never an exception in the model list."""
+    try:
+        return read_model_json(path), None
+    except MelodyGenError as error:
+        return {}, str(error).replace(str(path), path.name)
 
 
 def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
@@ -224,7 +245,7 @@ def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (folder / MODEL_JSON).is_file():
             continue
-        info, info_problem = _read_json(folder / MODEL_JSON)
+        info, info_problem = _read_model_file(folder / MODEL_JSON)
         card, card_problem = _read_json(folder / CARD_FILE)
         problems = tuple(p for p in (info_problem, card_problem) if p)
         config = str(card.get("config") or info.get("config") or "unknown")

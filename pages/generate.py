@@ -23,6 +23,7 @@ import streamlit as st
 
 from melodygen import studio
 from melodygen.errors import MelodyGenError
+from melodygen.limits import RANGES
 from melodygen.primer import Primer, parse_primer
 from melodygen.render import INSTRUMENTS, SOUNDFONT_ENV, note_name
 
@@ -374,7 +375,7 @@ with st.form("settings"):
     right.number_input(
         "Seed",
         min_value=0,
-        max_value=2**31 - 1,
+        max_value=RANGES["seed"].high,
         step=1,
         key="seed",
         placeholder="random",

@@ -417,7 +417,8 @@ ORIGINALITY = ["originality", "--checkpoint", str(NO_MODEL), "--data", "d"]
         (["--bars", "0"], "length must be 0.25 to 256 bars (got 0.0)"),
         (["--bars", "1e400"], "(got inf)"),
         (["--steps", "0"], "length must be 1 to 4,096 steps"),
-        (["--seed", "-1"], "seed must be 0 to 2,147,483,647 (got -1)"),
+        (["--seed", "-1"], "seed must be 0 to 4,294,967,295 (got -1)"),
+        (["--seed", str(2**32)], "seed must be 0 to 4,294,967,295"),
         (["--seed", "9" * 5000], "is not a whole number"),
         (["--primer", "[6" + "0" * 5000 + "]"], "5,001-digit number"),
         (["--primer", "C4:" + "9" * 5000], "5,000-digit number"),
@@ -628,3 +629,61 @@ def test_fuzzed_midi_gives_a_result_or_one_clean_line(route, tmp_path):
 
 if __name__ == "__main__":
     _worker(sys.argv[1], Path(sys.argv[2]))
+
+
+# MusicXML and model folders ------------------------------------------------------------------
+
+
+def test_a_zip_bomb_mxl_is_refused_before_music21_opens_it(tmp_path, monkeypatch):
+    """An .mxl of a few kB that unzips to 50 MB of XML: refused on the sizes in its zip."""
+    import zipfile
+
+    import music21.converter
+
+    from melodygen import studio
+    from melodygen.errors import MelodyGenError
+    from melodygen.primer import midi_primer
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("score.musicxml", b"<score-partwise>" + b" " * 50_000_000)
+    bomb = buffer.getvalue()
+    assert len(bomb) < 100_000
+    path = tmp_path / "bomb.mxl"
+    path.write_bytes(bomb)
+
+    def never(*args, **kwargs):
+        raise AssertionError("music21 was asked to read the bomb")
+
+    monkeypatch.setattr(music21.converter, "parse", never)
+    for read in (lambda: studio.read_upload("bomb.mxl", bomb), lambda: midi_primer(path)):
+        with pytest.raises(MelodyGenError) as caught:
+            read()
+        message = str(caught.value)
+        assert "MusicXML" in message and "3,000,000" in message and "\n" not in message
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(MelodyGenError, match="not a readable .mxl"):
+        midi_primer(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"hparams": [1]}', "melodygen.json: format"),
+        ("[]", "melodygen.json"),
+    ],
+)
+def test_the_model_list_shows_a_hostile_model_file_as_a_problem(tmp_path, text, fragment):
+    """The studio's catalog reads melodygen.json through the same check as loading."""
+    from melodygen import studio
+
+    folder = tmp_path / "bad_model"
+    folder.mkdir()
+    (folder / "melodygen.json").write_text(text)
+    (folder / "card.json").write_text("[" * 100_000 + "]" * 100_000)
+    [entry] = studio.discover_models(tmp_path)
+    assert entry.info == {}
+    assert any(fragment in problem for problem in entry.problems), entry.problems
+    assert any("card.json" in problem for problem in entry.problems)
+    assert not any(str(tmp_path) in problem for problem in entry.problems)
