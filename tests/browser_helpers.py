@@ -114,12 +114,29 @@ def chromium(width: int = 1400, height: int = 1800) -> Iterator:
         driver.quit()
 
 
+def waiter(browser, timeout: float, poll_frequency: float = 0.5):
+    """A WebDriverWait that tries again when Streamlit redraws an element it was reading.
+
+    Streamlit replaces elements on every run of the page (the model finishing loading in
+    the background causes one), so an element found a moment ago can be stale; Selenium's
+    default wait gives up on that at once instead of looking again.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        browser,
+        timeout,
+        poll_frequency=poll_frequency,
+        ignored_exceptions=(StaleElementReferenceException,),
+    )
+
+
 def settled(browser, timeout: float = 120.0) -> None:
     """Wait until the page has finished its run: Streamlit's "running" widget is gone."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     time.sleep(0.5)  # a run just asked for may not have started yet
-    WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+    waiter(browser, timeout, poll_frequency=0.1).until(
         lambda b: not b.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
     )

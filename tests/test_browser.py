@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import chromium, chromium_paths, running_app, settled
+from browser_helpers import chromium, chromium_paths, running_app, settled, waiter
 from studio_fixtures import make_checkpoints
 
 BROWSER, DRIVER = chromium_paths()
@@ -27,7 +27,6 @@ SUBMIT = "[data-testid='stFormSubmitButton'] button"
 def test_generate_in_a_real_browser(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     def navigation(browser) -> list[str]:
         links = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNav'] a")
@@ -50,19 +49,17 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
     with running_app(checkpoints, log) as url, chromium() as first, chromium() as second:
         # A deep link as the server's very first request still gets the studio's pages.
         first.get(f"{url}/models")
-        wait = WebDriverWait(first, WAIT)
+        wait = waiter(first, WAIT)
         wait.until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Models"))
         expected = ["Generate", "Models", "About and help"]
-        WebDriverWait(first, 30).until(lambda browser: navigation(browser) == expected)
+        waiter(first, 30).until(lambda browser: navigation(browser) == expected)
 
         # Two sessions press Generate at the same time; both get their results.
         buttons = []
         for driver in (first, second):
             driver.get(url)
             buttons.append(
-                WebDriverWait(driver, WAIT).until(
-                    ready.element_to_be_clickable((By.CSS_SELECTOR, SUBMIT))
-                )
+                waiter(driver, WAIT).until(ready.element_to_be_clickable((By.CSS_SELECTOR, SUBMIT)))
             )
         assert "Generate" in buttons[0].text
         assert "Nottingham" in first.find_element(By.TAG_NAME, "body").text  # the card line
@@ -71,7 +68,7 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
         found = []
         for name, driver in (("first", first), ("second", second)):
             try:
-                found.append(WebDriverWait(driver, WAIT).until(results))
+                found.append(waiter(driver, WAIT).until(results))
             except Exception as error:
                 driver.save_screenshot(str(tmp_path / f"{name}.png"))
                 server = log.read_text()[-3000:]
@@ -81,7 +78,7 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
             assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
 
         settled(first)  # once the model is there the page is drawn again: take that one
-        images, audio, downloads = WebDriverWait(first, WAIT).until(results)
+        images, audio, downloads = waiter(first, WAIT).until(results)
         labels = [b.text.strip() for b in downloads]
         assert labels[0].endswith("Download all (zip)")
         assert sum(label.endswith("MIDI") for label in labels) == 4
@@ -107,7 +104,6 @@ def test_what_the_form_shows_is_what_generate_uses(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
     def body(browser) -> str:
         return browser.find_element(By.TAG_NAME, "body").text
@@ -125,8 +121,8 @@ def test_what_the_form_shows_is_what_generate_uses(tmp_path: Path) -> None:
     checkpoints = make_checkpoints(tmp_path / "checkpoints")
     log = tmp_path / "streamlit.log"
     with running_app(checkpoints, log) as url, chromium() as browser:
-        wait = WebDriverWait(browser, WAIT, poll_frequency=0.1)
-        quick = WebDriverWait(browser, 20, poll_frequency=0.1)
+        wait = waiter(browser, WAIT, poll_frequency=0.1)
+        quick = waiter(browser, 20, poll_frequency=0.1)
         browser.get(url)
         # Drawn at once, with the model still loading in the background.
         wait.until(lambda b: LOADING in body(b) and b.find_elements(By.XPATH, GENERATE))
