@@ -13,6 +13,11 @@ on localhost, headless Chromium (Debian's, as in tests/test_browser.py) presses 
 with 8 variations, and the clock stops when the first player, then all 8 players, have
 loaded their audio (and all 8 piano rolls are shown).
 
+With --sessions N, N headless Chromium windows (N browser sessions of one server) press
+Generate together, --repeats times after a warm-up round, each with the page's default
+4 variations; the clock stops, for each session, when its first new player has loaded
+its audio. The median over sessions and rounds is the figure.
+
 With --cold-start, only the server's start is timed, N times (a new server each time):
 ``streamlit run app.py`` with the shipped config and checkpoints is started, headless
 Chromium opens the page as soon as the server answers, and the clock (from starting the
@@ -26,6 +31,7 @@ but the number of notes does: random weights play about 120 notes in 8 bars).
 Usage: python benchmarks/app_speed.py [--checkpoint DIR] [--repeats 7] [--instrument Piano]
        [--browser]
        python benchmarks/app_speed.py --cold-start [--repeats 3]
+       python benchmarks/app_speed.py --sessions 4 [--repeats 5]
 """
 
 from __future__ import annotations
@@ -229,6 +235,82 @@ def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
     return starts
 
 
+def _first_audio(driver, button, seen: set, barrier, players: str) -> float:
+    """Press ``button`` when every session is ready; seconds until a new player has audio."""
+    barrier.wait()
+    started = time.perf_counter()
+    button.click()
+    while time.perf_counter() - started < 120:
+        if set(driver.execute_script(players)) - seen:
+            return time.perf_counter() - started
+        time.sleep(0.02)
+    raise TimeoutError("no new audio within 120 s")
+
+
+def concurrent_sessions(
+    checkpoint: Path, sessions: int, rounds: int
+) -> tuple[list[list[float]], list[str]]:
+    """Seconds from pressing Generate to the first player loaded, per round and session.
+
+    ``sessions`` headless Chromium windows (separate browser sessions of one server)
+    open the Generate page, then press Generate together (a barrier releases the clicks),
+    with the page's default 4 variations. The first round warms up (the step compiled
+    for that batch) and is left out. Also returns the server's log lines of generating
+    and rendering, to see where the time went.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from browser_helpers import chromium, running_app, settled, waiter
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+
+    submit = (By.CSS_SELECTOR, "[data-testid='stFormSubmitButton'] button")
+    players = """return [...document.querySelectorAll('audio')]
+        .filter(a => a.readyState >= 1).map(a => a.src);"""
+    times: list[list[float]] = []
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        models = Path(folder) / "models"
+        models.mkdir()
+        (models / checkpoint.name).symlink_to(checkpoint.resolve())
+        log = Path(folder) / "streamlit.log"
+        url = stack.enter_context(running_app(models, log, 300))
+        drivers = [stack.enter_context(chromium(1280, 1400)) for _ in range(sessions)]
+        for driver in drivers:
+            driver.get(url)
+            waiter(driver, 300).until(ready.element_to_be_clickable(submit))
+            settled(driver)
+        with ThreadPoolExecutor(sessions) as pool:
+            for round_number in range(rounds + 1):
+                for driver in drivers:
+                    settled(driver)
+                barrier = threading.Barrier(sessions)
+                futures = [
+                    pool.submit(
+                        _first_audio,
+                        driver,
+                        driver.find_element(*submit),
+                        set(driver.execute_script(players)),
+                        barrier,
+                        players,
+                    )
+                    for driver in drivers
+                ]
+                firsts = [future.result() for future in futures]
+                shown = ", ".join(f"{value:.2f}" for value in firsts)
+                print(f"round {round_number}{'' if round_number else ' (warm-up)'}: {shown} s")
+                if round_number:
+                    times.append(firsts)
+        lines = [
+            line
+            for line in log.read_text().splitlines()
+            if "generated" in line or "rendered" in line
+        ]
+    return times, lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -238,7 +320,29 @@ def main() -> None:
     parser.add_argument(
         "--cold-start", action="store_true", help="time the server's start to first paint and ready"
     )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N browser sessions press Generate together (--repeats rounds); first audio each",
+    )
     args = parser.parse_args()
+    if args.sessions:
+        with tempfile.TemporaryDirectory() as scratch:
+            checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
+            rounds, lines = concurrent_sessions(checkpoint, args.sessions, args.repeats)
+        print("\n".join(lines[-2 * args.sessions :]))  # the last round, as the server saw it
+        firsts = [value for round_times in rounds for value in round_times]
+        print(
+            f"{args.sessions} sessions x {len(rounds)} rounds, {name}, 4 variations each; "
+            f"CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"first audio from pressing Generate: median {statistics.median(firsts):.2f} s, "
+            f"best {min(firsts):.2f}, worst {max(firsts):.2f}"
+        )
+        return
     if args.cold_start:
         starts = cold_start(args.checkpoint, args.repeats)
         print(
