@@ -230,7 +230,12 @@ def checkpoint_folders(run_dir: str | Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.glob(CHECKPOINT_PREFIX + "*") if p.is_dir()]
-    return sorted(found, key=lambda p: p.name, reverse=True)
+
+    def step(path: Path) -> tuple[int, str]:  # by number: step-10000000 follows step-9999999
+        number = path.name.removeprefix(CHECKPOINT_PREFIX)
+        return (int(number) if number.isdigit() else -1, path.name)
+
+    return sorted(found, key=step, reverse=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

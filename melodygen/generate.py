@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.checkpoint import load_model
-from melodygen.encoding import NO_EVENT
+from melodygen.encoding import NO_EVENT, NOTE_OFF
 from melodygen.errors import MelodyGenError
 from melodygen.keys import MODES, key_name, pitch_name, relative_major
 from melodygen.limits import MAX_BEAM_ROWS, check_value
@@ -342,7 +342,16 @@ class MelodyGenerator:
             if request.primer.steps == 0:
                 start = 1  # the silent step the model started from
             elif not request.include_primer:
-                start = request.primer.steps
+                # Keep the bar lines where the meter puts them: start at the bar line
+                # before the primer's end, the primer's notes in that bar turned to rest.
+                bar = request.meter.steps_per_bar
+                start = request.primer.steps // bar * bar
+                events = np.array(events)
+                ends = request.primer.steps
+                if ends > start:
+                    events[start:ends] = NO_EVENT
+                    if ends < len(events) and events[ends] == NOTE_OFF:
+                        events[ends] = NO_EVENT  # it would end a primer note now silent
             melodies.append(
                 GeneratedMelody(
                     events=[int(e) for e in events[start:]],

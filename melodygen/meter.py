@@ -18,7 +18,8 @@ __all__ = ["COMMON_METERS", "FOUR_FOUR", "STEPS_PER_WHOLE", "Meter", "MeterError
 
 STEPS_PER_WHOLE = 16
 """Sixteenth-note steps in a whole note."""
-_METER = re.compile(r"^\s*(?P<numerator>[0-9]+)\s*/\s*(?P<denominator>[0-9]+)\s*$")
+_METER = re.compile(r"^\s*(?P<numerator>[0-9]{1,4})\s*/\s*(?P<denominator>[0-9]{1,4})\s*$")
+"""At most 4 digits each: no meter needs more, and Python refuses to read 4,300."""
 
 
 class MeterError(MelodyGenError):
@@ -91,5 +92,6 @@ def parse_meter(text: str | Meter | tuple[int, int] | None) -> Meter | None:
         return None
     match = _METER.match(text)
     if not match:
-        raise MeterError(f"time signature {text!r} is not like 4/4, 3/4, 6/8 or 2/4")
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise MeterError(f"time signature {shown!r} is not like 4/4, 3/4, 6/8 or 2/4")
     return Meter(int(match["numerator"]), int(match["denominator"]))

@@ -48,6 +48,7 @@ __all__ = [
     "extract_melodies",
     "find_music_files",
     "MidiScan",
+    "check_sequence_limits",
     "load_note_sequences",
     "melody_instruments",
     "scan_midi_bytes",
@@ -187,7 +188,38 @@ def load_note_sequences(path: str | Path, limits: MidiLimits = PRIMER_MIDI) -> l
         raise InputFileError(f"{path}: the file is empty (0 bytes).")
     if suffix in MIDI_SUFFIXES:
         return [_midi_bytes_to_sequence(path, data, limits)]
-    return _abc_bytes_to_sequences(path, data)
+    return _abc_bytes_to_sequences(path, data, limits)
+
+
+def check_sequence_limits(sequence: NoteSequence, limits: MidiLimits, where: str) -> None:
+    """Hold a parsed sequence (an ABC tune, a MusicXML score) to the limits a MIDI file
+    meets: notes, length in time and tempos. Melody extraction makes a list entry for every
+    sixteenth step up to the last note, so a 47-byte tune holding one note for 300
+    million quarters would take about 10 GB; tempos within range and a bounded length
+    bound the steps (3 hours at 1000 BPM is 720,000 of them).
+
+    Raises:
+        MidiLimitError: the sequence is beyond ``limits``.
+    """
+    what = limits.what
+    for tempo in sequence.tempos:
+        if not limits.min_bpm <= tempo.qpm <= limits.max_bpm:
+            raise MidiLimitError(
+                f"{where}: it sets a tempo of {tempo.qpm:.4g} BPM; {what} may use tempos "
+                f"from {limits.min_bpm:g} to {limits.max_bpm:g} BPM."
+            )
+    notes = sum(1 for note in sequence.notes if note.velocity > 0)
+    if notes > limits.max_notes:
+        raise MidiLimitError(
+            f"{where} holds {notes:,} notes; {what} may hold at most {limits.max_notes:,}."
+        )
+    seconds = max((note.end_time for note in sequence.notes), default=0.0)
+    if not seconds <= limits.max_seconds:  # NaN too
+        shown = _hours_minutes(seconds) if math.isfinite(seconds) else "forever"
+        raise MidiLimitError(
+            f"{where} runs for {shown}; {what} may be at most "
+            f"{_hours_minutes(limits.max_seconds)} long (a note held far too long?)."
+        )
 
 
 def _check_size(where: str | Path, size: int, limits: MidiLimits) -> None:
@@ -464,7 +496,9 @@ def _hours_minutes(seconds: float) -> str:
     return text + (f" {minutes} minute{'s' if minutes != 1 else ''}" if minutes else "")
 
 
-def _abc_bytes_to_sequences(path: Path, data: bytes) -> list[NoteSequence]:
+def _abc_bytes_to_sequences(
+    path: Path, data: bytes, limits: MidiLimits = PRIMER_MIDI
+) -> list[NoteSequence]:
     """Parse an ABC tunebook tune by tune, keeping the tunes that parse and have notes.
 
     note_seq's ``parse_abc_tunebook`` raises for the whole book when two tunes share a
@@ -490,6 +524,7 @@ def _abc_bytes_to_sequences(path: Path, data: bytes) -> list[NoteSequence]:
             try:
                 tune = abc_parser.ABCTune([_prepare_abc_line(line) for line in header + lines])
                 sequence = _drop_rest_placeholders(tune.note_sequence)
+                check_sequence_limits(sequence, limits, "the tune")
             except Exception as exc:  # noqa: BLE001 - the ABC parser raises many kinds
                 problems.append(_reason(exc))
                 continue

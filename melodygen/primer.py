@@ -56,6 +56,8 @@ from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
 from melodygen.music import (
     MIDI_SUFFIXES,
     STEPS_PER_QUARTER,
+    _reason,
+    check_sequence_limits,
     load_note_sequences,
     melody_instruments,
     note_seq,
@@ -691,8 +693,12 @@ def musicxml_to_midi(path: str | Path) -> bytes:
     path = Path(path)
     if path.suffix.lower() not in MUSICXML_SUFFIXES:
         raise PrimerError(f"{path}: not a MusicXML file (.musicxml, .mxl).")
+    sequence = _read_midi(path)
     buffer = io.BytesIO()
-    note_seq.note_sequence_to_pretty_midi(_read_midi(path)).write(buffer)
+    try:
+        note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
+    except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many kinds
+        raise PrimerError(f"{path}: could not be turned into MIDI ({_reason(error)}).") from None
     return buffer.getvalue()
 
 
@@ -718,8 +724,8 @@ def _read_musicxml(path: Path):
         ) from None
     parts = list(getattr(score, "parts", [])) or [score]
     marks = score.flatten().getElementsByClass(tempo.MetronomeMark)
-    qpm = float(marks[0].getQuarterBPM()) if marks else 120.0
-    qpm = qpm if qpm > 0 else 120.0
+    qpm = marks[0].getQuarterBPM() if marks else None  # None: a mark without a number
+    qpm = float(qpm) if isinstance(qpm, (int, float)) and qpm > 0 else 120.0
     measures = parts[0].getElementsByClass("Measure")
     pickup = float(measures[0].paddingLeft) if measures else 0.0
     seconds = 60.0 / qpm
@@ -729,14 +735,37 @@ def _read_musicxml(path: Path):
     sequence.tempos.add(time=0.0, qpm=qpm)
     flat = parts[0].flatten()
     for signature in flat.getElementsByClass(meter.TimeSignature):
+        numerator, denominator = signature.numerator, signature.denominator
+        if not (1 <= numerator <= 64 and denominator in (1, 2, 4, 8, 16, 32)):
+            raise PrimerError(
+                f"{path}: its time signature {numerator}/{denominator} cannot be read "
+                "(meters up to 64 beats of a whole, half, quarter ... 32nd note)."
+            )
         offset = float(signature.offset)
         sequence.time_signatures.add(
             time=0.0 if offset == 0 else (offset + pickup) * seconds,
             numerator=signature.numerator,
             denominator=signature.denominator,
         )
+    estimated: list = []  # music21's key of the first part, worked out once if needed
     for signature in flat.getElementsByClass(key.KeySignature):
-        found = signature if isinstance(signature, key.Key) else signature.asKey("major")
+        found = signature
+        if not isinstance(signature, key.Key):
+            # A key signature without <mode> is a major key or its relative minor: the
+            # notes decide (Krumhansl-Schmuckler, as for files without a key signature).
+            if not estimated:
+                try:
+                    estimated.append(parts[0].analyze("key"))
+                except Exception:  # noqa: BLE001 - no notes to analyse: take the major
+                    estimated.append(None)
+            minor = signature.asKey("minor")
+            guess = estimated[0]
+            is_minor = (
+                guess is not None
+                and guess.mode == "minor"
+                and guess.tonic.pitchClass == minor.tonic.pitchClass
+            )
+            found = minor if is_minor else signature.asKey("major")
         sequence.key_signatures.add(
             time=0.0 if signature.offset == 0 else (float(signature.offset) + pickup) * seconds,
             key=found.tonic.pitchClass,
@@ -761,6 +790,10 @@ def _read_musicxml(path: Path):
                 note.instrument, note.program = index, int(program)
                 note.start_time, note.end_time = start, end
     sequence.total_time = max((note.end_time for note in sequence.notes), default=0.0)
+    try:
+        check_sequence_limits(sequence, PRIMER_MIDI, str(path))
+    except MelodyGenError as error:
+        raise PrimerError(str(error)) from None
     return sequence
 
 

@@ -355,8 +355,9 @@ def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
 
     hparams = _dict(card.get("hparams")) or _dict(info.get("hparams"))
     rows = [("configuration", entry.config)]
-    if hparams.get("rnn_layer_sizes"):
-        layers = " x ".join(str(n) for n in hparams["rnn_layer_sizes"])
+    sizes = hparams.get("rnn_layer_sizes")
+    if isinstance(sizes, list) and sizes:
+        layers = " x ".join(str(n) for n in sizes)
         rows.append(("layers", f"{layers} LSTM"))
     if hparams.get("attn_length"):
         rows.append(("attention", f"over the last {hparams['attn_length']} steps"))
@@ -508,7 +509,9 @@ def kept_step(entry: ModelEntry) -> int | None:
     the curves run further than the model that is used.
     """
     steps = _dict(entry.card.get("training")).get("steps")
-    return int(steps) if isinstance(steps, (int, float)) and not isinstance(steps, bool) else None
+    if isinstance(steps, bool) or not isinstance(steps, (int, float)) or not math.isfinite(steps):
+        return None  # a card is only read, never trusted: Infinity and NaN are JSON too
+    return int(steps)
 
 
 def curve_range(
@@ -895,7 +898,11 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
         raise type(error)(message) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    upload = read_midi_upload(f"{Path(shown).stem}.mid", midi, max(max_bytes, len(midi)))
+    as_midi = f"{Path(shown).stem}.mid"
+    try:
+        upload = read_midi_upload(as_midi, midi, max(max_bytes, len(midi)))
+    except MelodyGenError as error:  # name the file the user gave, not its MIDI copy
+        raise type(error)(str(error).replace(as_midi, shown)) from None
     upload.name = shown
     return upload
 

@@ -215,7 +215,11 @@ if not model_future.done():
     loading_message()
 elif model_future.exception() is not None:
     error = model_future.exception()
-    why = str(error) if isinstance(error, MelodyGenError) else "the terminal has details"
+    why = (
+        str(error).replace(str(entry.path), entry.name)  # never the server's folders
+        if isinstance(error, MelodyGenError)
+        else "the terminal has details"
+    )
     st.error(f"The model {entry.name} could not be loaded: {why}")
     st.stop()
 
@@ -261,6 +265,10 @@ if source == MIDI:
             upload = read_upload(*saved["upload"])
         except MelodyGenError as error:
             primer_problem = str(error)
+            st.error(primer_problem)
+        except Exception:  # a reader's bug must not follow the user around the page
+            logger.exception("reading the upload failed")
+            primer_problem = "this file could not be read; the terminal running the app has details"
             st.error(primer_problem)
         else:
             if new_file or st.session_state.get(restored("primer_track")) not in upload.usable:

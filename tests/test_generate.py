@@ -415,3 +415,23 @@ def test_cli_generate_in_a_meter(checkpoints, tmp_path: Path, capsys):
     (file,) = (tmp_path / "b").glob("*.mid")
     assert pretty_midi.PrettyMIDI(str(file)).time_signature_changes[0].numerator == 3
     assert "(24 steps" in capsys.readouterr().out
+
+
+def test_leaving_the_primer_out_keeps_the_bar_lines_of_the_meter(generators):
+    """A 3/4 primer of two beats, left out: the output starts at its bar line, the primer's
+    beats silent, so what was generated on beat 3 stays on beat 3."""
+    generator = generators["basic_rnn"]
+    request = GenerationRequest(
+        primer=parse_primer("3/4 D4 F4"), length_steps=36, num_outputs=3, seed=1
+    )
+    whole = generator.generate(request).melodies
+    without = generator.generate(
+        GenerationRequest(**{**request.__dict__, "include_primer": False})
+    ).melodies
+    for full, cut in zip(whole, without, strict=True):
+        assert full.meter == cut.meter == Meter(3, 4) and full.primer_steps == 8
+        assert cut.primer_steps == 0 and cut.steps == 36
+        assert cut.events[:8] == [-2] * 8  # the primer's two beats, now silent
+        tail = full.events[9:]
+        assert cut.events[9:] == tail
+        assert cut.events[8] == (-2 if full.events[8] == -1 else full.events[8])

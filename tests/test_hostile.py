@@ -687,3 +687,110 @@ def test_the_model_list_shows_a_hostile_model_file_as_a_problem(tmp_path, text, 
     assert any(fragment in problem for problem in entry.problems), entry.problems
     assert any("card.json" in problem for problem in entry.problems)
     assert not any(str(tmp_path) in problem for problem in entry.problems)
+
+
+def test_an_abc_tune_holding_one_note_for_ever_is_refused_before_extraction(tmp_path):
+    """47 bytes of ABC that would have made a list of 1.2 billion steps (about 10 GB)."""
+    from melodygen.errors import InputFileError
+    from melodygen.limits import DATASET_MIDI
+    from melodygen.music import load_note_sequences
+
+    bomb = "X:1\nT:long\nM:4/4\nL:1/4\nK:C\nC D E F | G300000000 |\n"
+    fine = "X:2\nT:fine\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c |\n"
+    path = tmp_path / "book.abc"
+    path.write_text(bomb + "\n" + fine)
+    [sequence] = load_note_sequences(path, DATASET_MIDI)
+    assert sequence.id.endswith("#X2")
+    path.write_text(bomb)
+    with pytest.raises(InputFileError, match="may be at most 3 hours long"):
+        load_note_sequences(path, DATASET_MIDI)
+
+
+def musicxml(attributes: str = "", direction: str = "") -> bytes:
+    """A one-bar MusicXML score: two half notes, with extra attribute and direction XML."""
+    notes = "".join(
+        f"<note><pitch><step>{step}</step><octave>4</octave></pitch><duration>2</duration>"
+        "<type>half</type></note>"
+        for step in "CE"
+    )
+    return (
+        '<?xml version="1.0"?><score-partwise version="3.1"><part-list>'
+        '<score-part id="P1"><part-name>Flute</part-name></score-part></part-list>'
+        f'<part id="P1"><measure number="1"><attributes><divisions>1</divisions>{attributes}'
+        f"</attributes>{direction}{notes}</measure></part></score-partwise>"
+    ).encode()
+
+
+FOUR_FOUR = "<time><beats>4</beats><beat-type>4</beat-type></time>"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "direction", "fragment"),
+    [
+        (
+            FOUR_FOUR,
+            "<direction><direction-type><metronome><beat-unit>quarter</beat-unit>"
+            "<per-minute>fast</per-minute></metronome></direction-type></direction>",
+            None,  # a tempo in words: read at 120 BPM
+        ),
+        (FOUR_FOUR, '<direction><sound tempo="0.001"/></direction>', "BPM"),
+        (FOUR_FOUR, '<direction><sound tempo="1000000000"/></direction>', "BPM"),
+        ("<time><beats>300</beats><beat-type>4</beat-type></time>", "", "300/4"),
+        ("<time><beats>4</beats><beat-type>3</beat-type></time>", "", "4/3"),
+    ],
+)
+def test_hostile_musicxml_is_a_primer_or_one_line_naming_the_upload(
+    attributes, direction, fragment
+):
+    from melodygen import studio
+    from melodygen.errors import MelodyGenError
+
+    data = musicxml(attributes, direction)
+    if fragment is None:
+        upload = studio.read_upload("words.musicxml", data)
+        assert studio.upload_primer(upload, upload.usable[0], bars=1).qpm == 120
+        return
+    with pytest.raises(MelodyGenError) as caught:
+        studio.read_upload("odd.musicxml", data)
+    message = str(caught.value)
+    assert fragment in message and "odd.musicxml" in message and "\n" not in message
+    assert "upload" not in message and ".mid" not in message
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        {"training": {"steps": float("inf")}},
+        {"training": {"steps": float("nan")}},
+        {"hparams": {"rnn_layer_sizes": 5}},
+    ],
+)
+def test_a_hostile_card_is_shown_without_its_bad_figures(tmp_path, card):
+    import shutil
+
+    from melodygen import studio
+
+    folder = tmp_path / "folk_basic_rnn"
+    shutil.copytree(ROOT / "checkpoints" / "folk_basic_rnn", folder)
+    (folder / "card.json").write_text(json.dumps(card))  # Infinity and NaN: JSON allows them
+    [entry] = studio.discover_models(tmp_path)
+    assert studio.kept_step(entry) is None
+    facts = studio.card_facts(entry)
+    assert ("configuration", "basic_rnn") in facts["Model"]
+
+
+def test_checkpoints_are_ordered_by_step_past_ten_million(tmp_path):
+    from melodygen.checkpoint import checkpoint_folders
+
+    for step in (9_998_000, 9_999_000, 10_000_000, 10_001_000):
+        (tmp_path / "checkpoints" / f"step-{step:07d}").mkdir(parents=True)
+    names = [path.name for path in checkpoint_folders(tmp_path)]
+    assert names == ["step-10001000", "step-10000000", "step-9999000", "step-9998000"]
+
+
+def test_a_meter_of_five_thousand_digits_is_one_line(capsys):
+    code, err = cli_error(
+        ["generate", "--checkpoint", str(NO_MODEL), "--meter", "9" * 5000 + "/4", "--out", "o"],
+        capsys,
+    )
+    assert_one_line_error(code, err, "is not like 4/4")

@@ -836,3 +836,28 @@ def test_bad_musicxml_and_other_files_say_what_is_accepted(tmp_path):
     with pytest.raises(PrimerError, match=r"MIDI \(.mid, .midi\) or MusicXML .*not audio"):
         midi_primer(audio)
     assert "MuseScore" in unsupported_file_reason("song.mscz")
+
+
+@pytest.mark.parametrize(
+    ("pitches", "expected"),
+    [("D4 F4 A4 D5 A4 F4 E4 D4", "D minor"), ("F4 A4 C5 F5 C5 A4 G4 F4", "F major")],
+)
+def test_a_musicxml_key_signature_without_mode_is_major_or_relative_minor_by_its_notes(
+    tmp_path, pitches, expected
+):
+    notes = "".join(
+        f"<note><pitch><step>{name[0]}</step><octave>{name[1]}</octave></pitch>"
+        "<duration>1</duration><type>quarter</type></note>"
+        for name in pitches.split()
+    )
+    path = tmp_path / "tune.musicxml"
+    path.write_text(
+        '<?xml version="1.0"?><score-partwise version="3.1"><part-list>'
+        '<score-part id="P1"><part-name>Fiddle</part-name></score-part></part-list>'
+        '<part id="P1"><measure number="1"><attributes><divisions>1</divisions>'
+        "<key><fifths>-1</fifths></key><time><beats>4</beats><beat-type>4</beat-type></time>"
+        f'</attributes>{notes[: len(notes) // 2]}</measure><measure number="2">'
+        f"{notes[len(notes) // 2 :]}</measure></part></score-partwise>"
+    )
+    primer = midi_primer(path)
+    assert primer.key_label().startswith(f"{expected} (from the file's key signature)")

@@ -113,14 +113,14 @@ def test_interrupted_run_resumes_from_its_latest_checkpoint(datasets, tmp_path: 
 
 
 def test_early_stopping_stops_when_eval_loss_stops_falling(datasets, tmp_path: Path):
-    # A learning rate this high makes the held-out loss jump about rather than fall.
+    # Evaluated every step on a tiny held-out split, the loss soon stops falling.
     result = train(
         datasets["basic_rnn"],
         tmp_path / "run",
         steps=200,
         eval_every=1,
         early_stopping=2,
-        hparams=TINY.replace("learning_rate=0.02", "learning_rate=5.0"),
+        hparams=TINY,
         progress=False,
     )
     assert result.stopped_early and result.steps < 200
