@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from melodygen.dataset import EncodingSpec
-from melodygen.errors import CheckpointError, ConfigError, ModelFileError
+from melodygen.errors import CheckpointError, ConfigError, ModelFileError, one_line
 from melodygen.models.configs import CONFIGS, HParams
 
 if TYPE_CHECKING:
@@ -52,6 +52,12 @@ MAX_STEPS_PER_QUARTER = 24
 # run's), Adam's two moments of each; never more. A compressed HDF5 dataset of 10^10 zeros
 # is a few KB on disk and 40 GB once read, so the shapes are checked before any reading.
 WEIGHTS_FILE_FACTOR = 3
+
+
+def max_weight_values(info: ModelInfo) -> int:
+    """The most numbers a weights file of this network may hold (see WEIGHTS_FILE_FACTOR)."""
+    expected = info.hparams.parameter_count(info.input_size, info.num_classes)
+    return WEIGHTS_FILE_FACTOR * expected + 1024
 
 
 @dataclass
@@ -271,7 +277,7 @@ def read_model_json(path: str | Path) -> dict:
     except RecursionError:
         raise ModelFileError(f"{path} is nested too deeply to be a MelodyGen model file") from None
     except ValueError as error:
-        raise ModelFileError(f"{path} is not valid JSON ({_one_line(error)})") from None
+        raise ModelFileError(f"{path} is not valid JSON ({one_line(error)})") from None
     validate_model_dict(values, path)
     return values
 
@@ -289,15 +295,14 @@ def load_model(path: str | Path) -> tuple[keras.Model, ModelInfo]:
     """Rebuild the network from its JSON and load its weights; returns (model, info)."""
     model_dir, info = read_model_info(path)
     weights = model_dir / WEIGHTS_FILE
-    expected = info.hparams.parameter_count(info.input_size, info.num_classes)
-    check_weights_file(weights, max_values=WEIGHTS_FILE_FACTOR * expected + 1024)
+    check_weights_file(weights, max_values=max_weight_values(info))
     model = build_network(info)
     try:
         model.load_weights(weights)
     except (ValueError, OSError, KeyError, TypeError) as error:
         raise CheckpointError(
             f"weights in {model_dir} do not fit the network its {MODEL_JSON} describes "
-            f"({_one_line(error)})"
+            f"({one_line(error)})"
         ) from None
     return model, info
 
@@ -334,13 +339,8 @@ def check_weights_file(path: str | Path, max_values: int, read: bool = False) ->
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise CheckpointError(
-            f"{path} is not a readable weights file ({_one_line(error)})"
+            f"{path} is not a readable weights file ({one_line(error)})"
         ) from None
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 # The model file's schema --------------------------------------------------------------------
@@ -460,7 +460,7 @@ def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None
     try:
         made = EncodingSpec.from_dict(encoding).make_encoding()
     except (ValueError, TypeError) as error:
-        schema.fail("encoding", f"cannot be built ({_one_line(error)})")
+        schema.fail("encoding", f"cannot be built ({one_line(error)})")
     for key, size in (
         ("input_size", made.input_size),
         ("num_classes", made.num_classes),

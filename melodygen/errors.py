@@ -6,6 +6,12 @@ and exits with status 2.
 """
 
 
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """A library exception's message as one short line (for "could not be read (...)")."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class MelodyGenError(Exception):
     """Base class: the message alone tells the user what went wrong and what to do."""
 

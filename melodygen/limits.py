@@ -38,6 +38,7 @@ __all__ = [
     "MidiLimits",
     "Range",
     "ValueRangeError",
+    "check_file_size",
     "check_primer_text",
     "check_value",
     "display_name",
@@ -123,6 +124,19 @@ MAX_MUSICXML_BYTES = 3_000_000
 against ``PRIMER_MIDI.max_bytes``): music21 reads about 1 MB a second here, and 3 MB is
 some 10,000 notes. Checked before music21 reads the file, so a zip bomb is refused
 unopened."""
+
+
+def check_file_size(
+    where: str, size: int, limits: MidiLimits, error: type[MelodyGenError] = MidiLimitError
+) -> None:
+    """Refuse a file larger than ``limits.max_bytes`` before it is read, in one wording
+    for the CLI, dataset building and the studio's uploads (``where`` names the file)."""
+    if size > limits.max_bytes:
+        shown = f"{size / 1e6:,.1f} MB" if size >= 1.1 * limits.max_bytes else f"{size:,} bytes"
+        raise error(
+            f"{where} is {shown}; {limits.what} may be at most "
+            f"{limits.max_mb:g} MB ({limits.max_bytes:,} bytes)."
+        )
 
 
 def display_name(name: str | None, limit: int = 60) -> str:

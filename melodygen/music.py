@@ -30,8 +30,8 @@ import numpy as np
 import pretty_midi
 from mido.messages.specs import SPEC_BY_STATUS
 
-from melodygen.errors import InputFileError
-from melodygen.limits import PRIMER_MIDI, MidiLimitError, MidiLimits
+from melodygen.errors import InputFileError, one_line
+from melodygen.limits import PRIMER_MIDI, MidiLimitError, MidiLimits, check_file_size
 
 with warnings.catch_warnings():
     # note_seq imports pydub, which warns about a missing ffmpeg that MelodyGen never needs.
@@ -180,7 +180,7 @@ def load_note_sequences(path: str | Path, limits: MidiLimits = PRIMER_MIDI) -> l
             f"MelodyGen reads files ending in {_suffix_list()}."
         )
     try:
-        _check_size(path, path.stat().st_size, limits)
+        check_file_size(str(path), path.stat().st_size, limits)
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"{path}: could not be read ({exc.strerror or exc}).") from None
@@ -219,15 +219,6 @@ def check_sequence_limits(sequence: NoteSequence, limits: MidiLimits, where: str
         raise MidiLimitError(
             f"{where} runs for {shown}; {what} may be at most "
             f"{_hours_minutes(limits.max_seconds)} long (a note held far too long?)."
-        )
-
-
-def _check_size(where: str | Path, size: int, limits: MidiLimits) -> None:
-    if size > limits.max_bytes:
-        shown = f"{size / 1e6:,.1f} MB" if size >= 1.1 * limits.max_bytes else f"{size:,} bytes"
-        raise MidiLimitError(
-            f"{where} is {shown}; {limits.what} may be at most "
-            f"{limits.max_mb:g} MB ({limits.max_bytes:,} bytes)."
         )
 
 
@@ -309,7 +300,7 @@ def scan_midi_bytes(where: str | Path, data: bytes, limits: MidiLimits = PRIMER_
         MidiLimitError: (an InputFileError) its size, time base, tempos, notes, length
             in time, ticks or tempo changes are beyond ``limits``; one line says which.
     """
-    _check_size(where, len(data), limits)
+    check_file_size(str(where), len(data), limits)
     try:
         scan, tempos_out_of_range = _walk_midi(data, limits)
     except _Truncated:
@@ -631,10 +622,7 @@ def _quiet_absl() -> Iterator[None]:
 
 def _reason(exc: BaseException) -> str:
     """One short line describing a library exception, without a traceback."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if len(text) > _MAX_REASON_CHARS:
-        text = text[: _MAX_REASON_CHARS - 3] + "..."
-    return text
+    return one_line(exc, _MAX_REASON_CHARS)
 
 
 def _suffix_list() -> str:

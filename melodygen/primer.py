@@ -49,14 +49,13 @@ from pathlib import Path
 
 import pretty_midi
 
-from melodygen.errors import MelodyGenError
+from melodygen.errors import MelodyGenError, one_line
 from melodygen.keys import estimate_key, key_name, pitch_name
-from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_primer_text
+from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_file_size, check_primer_text
 from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
 from melodygen.music import (
     MIDI_SUFFIXES,
     STEPS_PER_QUARTER,
-    _reason,
     check_sequence_limits,
     load_note_sequences,
     melody_instruments,
@@ -698,7 +697,7 @@ def musicxml_to_midi(path: str | Path) -> bytes:
     try:
         note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
     except Exception as error:  # noqa: BLE001 - pretty_midi and mido raise many kinds
-        raise PrimerError(f"{path}: could not be turned into MIDI ({_reason(error)}).") from None
+        raise PrimerError(f"{path}: could not be turned into MIDI ({one_line(error)}).") from None
     return buffer.getvalue()
 
 
@@ -804,11 +803,7 @@ def _check_musicxml_size(path: Path) -> None:
     count, so a small archive that unzips to gigabytes is refused unopened.
     """
     size = path.stat().st_size
-    if size > PRIMER_MIDI.max_bytes:
-        raise PrimerError(
-            f"{path} is {size:,} bytes; {PRIMER_MIDI.what} may be at most "
-            f"{PRIMER_MIDI.max_bytes:,} bytes."
-        )
+    check_file_size(str(path), size, PRIMER_MIDI, PrimerError)
     if path.suffix.lower() == ".mxl":
         try:
             with zipfile.ZipFile(path) as archive:

@@ -50,7 +50,7 @@ from melodygen.generate import (
     parse_key,
 )
 from melodygen.keys import key_name
-from melodygen.limits import PRIMER_MIDI, RANGES, check_value, display_name
+from melodygen.limits import PRIMER_MIDI, RANGES, check_file_size, check_value, display_name
 from melodygen.meter import COMMON_METERS, Meter, parse_meter
 from melodygen.primer import (
     MUSICXML_SUFFIXES,
@@ -823,13 +823,8 @@ def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) 
     name = display_name(name)
     if not name.lower().endswith((".mid", ".midi")):
         raise StudioError(f"{name}: only MIDI files (.mid, .midi) can be used as a primer")
-    if len(data) > max_bytes:
-        size = len(data)
-        shown = f"{size / 1e6:.1f} MB" if size >= 1.1 * max_bytes else f"{size:,} bytes"
-        raise StudioError(
-            f"{name} is {shown}; a primer file may be at most {max_bytes / 1e6:g} MB "
-            f"({max_bytes:,} bytes)"
-        )
+    limits = dataclasses.replace(PRIMER_MIDI, max_bytes=max_bytes)
+    check_file_size(name, len(data), limits, StudioError)
     if not data:
         raise StudioError(f"{name} is empty (0 bytes)")
     if data[:4] not in (b"MThd", b"RIFF"):
@@ -882,10 +877,7 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
         raise StudioError(f"{shown}: {unsupported_file_reason(shown)}")
     if suffix not in MUSICXML_SUFFIXES:
         return read_midi_upload(name, data, max_bytes)
-    if len(data) > max_bytes:
-        raise StudioError(
-            f"{shown} is {len(data):,} bytes; a primer file may be at most {max_bytes:,} bytes"
-        )
+    check_file_size(shown, len(data), dataclasses.replace(PRIMER_MIDI, max_bytes=max_bytes))
     if not data:
         raise StudioError(f"{shown} is empty (0 bytes)")
     folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))

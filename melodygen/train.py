@@ -42,12 +42,12 @@ from melodygen.checkpoint import (
     FINAL_MODEL_DIR,
     MODEL_JSON,
     WEIGHTS_FILE,
-    WEIGHTS_FILE_FACTOR,
     ModelInfo,
     build_network,
     check_weights_file,
     checkpoint_folders,
     latest_checkpoint,
+    max_weight_values,
     read_model_info,
     replace_folder,
     save_model,
@@ -55,7 +55,13 @@ from melodygen.checkpoint import (
     write_synced,
 )
 from melodygen.dataset import MelodyDataset, MelodySplit
-from melodygen.errors import CheckpointError, ConfigError, DatasetError, TrainingDivergedError
+from melodygen.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    TrainingDivergedError,
+    one_line,
+)
 from melodygen.models.configs import get_config
 
 KEEP_CHECKPOINTS = 3
@@ -549,12 +555,9 @@ def check_checkpoint(checkpoint: Path) -> tuple[ModelInfo, dict]:
         raise CheckpointError(f"{checkpoint} has no {MODEL_JSON}")
     _, info = read_model_info(checkpoint)
     state = _read_state(checkpoint)
-    weights = info.hparams.parameter_count(info.input_size, info.num_classes)
-    check_weights_file(
-        checkpoint / WEIGHTS_FILE, max_values=WEIGHTS_FILE_FACTOR * weights + 1024, read=True
-    )
+    check_weights_file(checkpoint / WEIGHTS_FILE, max_values=max_weight_values(info), read=True)
     # Adam keeps two moments per weight, plus a few counters.
-    _check_optimizer_file(checkpoint / OPTIMIZER_FILE, max_values=3 * weights + 1024)
+    _check_optimizer_file(checkpoint / OPTIMIZER_FILE, max_values=max_weight_values(info))
     return info, state
 
 
@@ -565,7 +568,7 @@ def _read_state(checkpoint: Path) -> dict:
             raise ValueError("far too big")
         state = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as error:
-        raise CheckpointError(f"{path} is not readable ({_short(error)})") from None
+        raise CheckpointError(f"{path} is not readable ({one_line(error)})") from None
     name_step = checkpoint.name.removeprefix(CHECKPOINT_PREFIX)
     problem = None
     if not isinstance(state, dict):
@@ -610,12 +613,7 @@ def _check_optimizer_file(path: Path, max_values: int) -> None:
     except CheckpointError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path} is not readable ({_short(error)})") from None
-
-
-def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+        raise CheckpointError(f"{path} is not readable ({one_line(error)})") from None
 
 
 def _set_aside(checkpoint: Path) -> Path:
