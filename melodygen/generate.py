@@ -24,7 +24,7 @@ import numpy as np
 from melodygen.checkpoint import load_model
 from melodygen.encoding import NO_EVENT, NOTE_OFF
 from melodygen.errors import MelodyGenError
-from melodygen.keys import MODES, key_name, pitch_name, relative_major
+from melodygen.keys import MINOR_MODES, MODES, key_name, pitch_name, relative_major
 from melodygen.limits import MAX_BEAM_ROWS, check_value
 from melodygen.meter import FOUR_FOUR, Meter, parse_meter
 from melodygen.music import note_seq
@@ -189,7 +189,7 @@ class GeneratedMelody:
             time=0.0, numerator=self.meter.numerator, denominator=self.meter.denominator
         )
         if self.key is not None:
-            minor = self.mode in ("minor", "harmonic_minor", "minor_pentatonic")
+            minor = self.mode in MINOR_MODES
             tonic = self.key if minor else relative_major(self.key, self.mode)
             sequence.key_signatures.add(time=0.0, key=tonic, mode=1 if minor else 0)
         sequence.instrument_infos.add(instrument=0, name=name)
@@ -327,8 +327,8 @@ class MelodyGenerator:
         started = time.perf_counter()
         rng = np.random.default_rng(request.seed)
         tonic, mode, key_source = self._resolved_key(request)
-        primer, transpose, notices = self._primer_in_model_key(request)
-        allowed = self._allowed_pitches(request, transpose)
+        primer, transpose, notices = self._primer_in_model_key(request, tonic, mode)
+        allowed = self._allowed_pitches(request, transpose, tonic, mode)
         with _device_scope(self.device):
             if request.beam_size > 1 or request.branch_factor > 1:
                 rows, scores = self._beam_search(request, primer, allowed, rng)
@@ -381,7 +381,8 @@ class MelodyGenerator:
         """What generating ``request`` would change in its primer (notes moved by octaves
         into the model's range), one line each; [] when it is used as written."""
         request.validate()
-        return self._primer_in_model_key(request)[2]
+        tonic, mode, _ = self._resolved_key(request)
+        return self._primer_in_model_key(request, tonic, mode)[2]
 
     # Keys, scales and masks ---------------------------------------------------------------
 
@@ -397,18 +398,17 @@ class MelodyGenerator:
             return (major - MODES[request.mode][1]) % 12, request.mode, "estimated"
         if self.info.spec.transpose_to_key is None:
             return None, request.mode, "model"
-        return (
-            (self.info.spec.transpose_to_key - MODES[request.mode][1]) % 12,
-            request.mode,
-            ("model"),
-        )
+        tonic = (self.info.spec.transpose_to_key - MODES[request.mode][1]) % 12
+        return tonic, request.mode, "model"
 
-    def _primer_in_model_key(self, request: GenerationRequest) -> tuple[list[int], int, list[str]]:
-        """The primer moved into the model's key and range, the shift back to the output,
-        and a notice when notes had to move by octaves to fit the model's range."""
+    def _primer_in_model_key(
+        self, request: GenerationRequest, tonic: int | None, mode: str
+    ) -> tuple[list[int], int, list[str]]:
+        """The primer moved from the output's key (``tonic``, ``mode``: _resolved_key's) into
+        the model's key and range, the shift back to the output, and a notice when notes had
+        to move by octaves to fit the model's range."""
         spec = self.info.spec
         events = list(request.primer.events) or [NO_EVENT]
-        tonic, mode, _ = self._resolved_key(request)
         if spec.transpose_to_key is None or tonic is None:
             transpose = 0
         else:
@@ -424,14 +424,16 @@ class MelodyGenerator:
         notices = _range_notices(events, model_events, transpose, (low, high), tonic, mode)
         return model_events, transpose, notices
 
-    def _allowed_pitches(self, request: GenerationRequest, transpose: int) -> np.ndarray:
-        """Boolean mask over model-space MIDI pitches the sampler may choose."""
+    def _allowed_pitches(
+        self, request: GenerationRequest, transpose: int, tonic: int | None, mode: str
+    ) -> np.ndarray:
+        """Boolean mask over model-space MIDI pitches the sampler may choose (``tonic`` and
+        ``mode``: the output's key, for ``in_scale``)."""
         pitches = np.arange(128)
         output = pitches + transpose
         allowed = (output >= request.min_pitch) & (output <= request.max_pitch)
         allowed &= (pitches >= self.info.spec.min_note) & (pitches < self.info.spec.max_note)
         if request.in_scale:
-            tonic, mode, _ = self._resolved_key(request)
             tonic = tonic if tonic is not None else (-MODES[mode][1]) % 12  # C major
             scale = {(tonic + interval) % 12 for interval in MODES[mode][0]}
             allowed &= np.isin(output % 12, sorted(scale))

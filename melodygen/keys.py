@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "FLAT_NAMES",
+    "MINOR_MODES",
     "MODES",
     "SHARP_NAMES",
     "estimate_key",
@@ -39,6 +40,10 @@ MODES: dict[str, tuple[tuple[int, ...], int]] = {
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 _MINOR_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+
+
+MINOR_MODES = ("minor", "harmonic_minor", "minor_pentatonic")
+"""Modes written with a minor key signature (the others as their relative major's)."""
 
 
 def relative_major(tonic: int, mode: str) -> int:
@@ -70,7 +75,7 @@ def pitch_name(pitch: int, tonic: int | None = None, mode: str = "major") -> str
 
 def key_name(tonic: int, mode: str = "major") -> str:
     """``"G major"``, ``"Bb minor"``, ``"D dorian"``: the tonic spelled as the key is written."""
-    if mode in ("minor", "harmonic_minor", "minor_pentatonic"):
+    if mode in MINOR_MODES:
         tonic_name = _MINOR_TONICS[tonic % 12]
     else:
         major = relative_major(tonic, mode)

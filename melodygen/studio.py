@@ -880,16 +880,7 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
     check_file_size(shown, len(data), dataclasses.replace(PRIMER_MIDI, max_bytes=max_bytes))
     if not data:
         raise StudioError(f"{shown} is empty (0 bytes)")
-    folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))
-    path = folder / f"upload{suffix}"  # the user's name is only shown, never a path
-    try:
-        path.write_bytes(data)
-        midi = musicxml_to_midi(path)
-    except MelodyGenError as error:
-        message = str(error).replace(str(path), shown)
-        raise type(error)(message) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    midi = _with_upload(shown, data, musicxml_to_midi, suffix=suffix)
     as_midi = f"{Path(shown).stem}.mid"
     try:
         upload = read_midi_upload(as_midi, midi, max(max_bytes, len(midi)))
@@ -899,8 +890,9 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
     return upload
 
 
-def _with_upload(name: str, data: bytes, function, *args, **kwargs):
-    """Run ``function(path, ...)`` on the bytes saved as ``upload.mid`` in a fresh folder.
+def _with_upload(name: str, data: bytes, function, *args, suffix: str = ".mid", **kwargs):
+    """Run ``function(path, ...)`` on the bytes saved as ``upload.mid`` (or ``upload`` +
+    ``suffix``) in a fresh folder.
 
     The path never comes from the user's file name (a 268-byte or NUL-holding name
     broke it): ``name`` is only shown. Errors keep their type, and the temporary path in
@@ -908,7 +900,8 @@ def _with_upload(name: str, data: bytes, function, *args, **kwargs):
     """
     shown = display_name(name)
     folder = Path(tempfile.mkdtemp(prefix="melodygen-upload-"))
-    path = folder / UPLOAD_FILE_NAME
+    file_name = Path(UPLOAD_FILE_NAME).stem + suffix
+    path = folder / file_name
     try:
         path.write_bytes(data)
         result = function(path, *args, **kwargs)
@@ -919,7 +912,7 @@ def _with_upload(name: str, data: bytes, function, *args, **kwargs):
         shutil.rmtree(folder, ignore_errors=True)
     if dataclasses.is_dataclass(result) and not isinstance(result, type):
         texts = {
-            item.name: getattr(result, item.name).replace(UPLOAD_FILE_NAME, shown)
+            item.name: getattr(result, item.name).replace(file_name, shown)
             for item in dataclasses.fields(result)
             if isinstance(getattr(result, item.name), str)
         }

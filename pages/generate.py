@@ -16,6 +16,7 @@ shows the values Generate uses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -113,6 +114,18 @@ def primer_picture(primer: Primer, qpm: float, meter: str) -> bytes:
 @st.cache_data(show_spinner=False, max_entries=8)
 def read_upload(name: str, data: bytes) -> studio.MidiUpload:
     return studio.read_upload(name, data)
+
+
+# A primer is read once per text or file, track and bars, not on every run of the page:
+# reading one parses the file again and estimates its key with music21.
+@st.cache_data(show_spinner=False, max_entries=32)
+def typed_primer(text: str) -> Primer:
+    return parse_primer(text)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def uploaded_primer(name: str, data: bytes, track: int, bars: int) -> Primer:
+    return studio.upload_primer(read_upload(name, data), track, bars)
 
 
 def continue_from(index: int) -> None:
@@ -313,7 +326,7 @@ with st.form("settings"):
         )
         st.form_submit_button("Check notes", on_click=save, args=FORM)
         try:
-            primer = parse_primer(text)
+            primer = typed_primer(text)
         except MelodyGenError as error:
             primer_problem = str(error)
             st.error(primer_problem)
@@ -324,7 +337,7 @@ with st.form("settings"):
         )
         right.form_submit_button("Use these bars", on_click=save, args=FORM)
         try:
-            primer = studio.upload_primer(upload, track, int(bars))
+            primer = uploaded_primer(*saved["upload"], track, int(bars))
         except MelodyGenError as error:
             primer_problem = str(error)
             st.error(primer_problem)
@@ -450,22 +463,7 @@ if submitted:
         st.error(f"Fix the primer first: {primer_problem}")
     else:
         settings = studio.StudioSettings(
-            key=st.session_state["key"],
-            mode=st.session_state["mode"],
-            in_scale=st.session_state["in_scale"],
-            bpm=st.session_state["bpm"],
-            bars=st.session_state["bars"],
-            temperature=st.session_state["temperature"],
-            variations=st.session_state["variations"],
-            seed=st.session_state["seed"],
-            beam_size=st.session_state["beam_size"],
-            branch_factor=st.session_state["branch_factor"],
-            steps_per_iteration=st.session_state["steps_per_iteration"],
-            top_k=st.session_state["top_k"],
-            top_p=st.session_state["top_p"],
-            min_pitch=st.session_state["min_pitch"],
-            max_pitch=st.session_state["max_pitch"],
-            meter=st.session_state["meter"],
+            **{f.name: st.session_state[f.name] for f in dataclasses.fields(studio.StudioSettings)}
         )
         try:
             request = settings.to_request(primer)
