@@ -23,7 +23,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python -m melodygen.models.kernels
+	$(BIN)/python -m melodygen.nn.kernels
 	@touch $@
 
 run: $(INSTALLED)

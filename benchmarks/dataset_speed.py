@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from melodygen.models.configs import CONFIGS
+from melodygen.families.melody_rnn.configs import CONFIGS
 
 
 def time_build(input_dir: str, config: str, output: Path) -> float:

@@ -41,7 +41,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from melodygen.train import INTER_OP_THREADS, INTRA_OP_THREADS  # noqa: E402
+from melodygen.core.train import INTER_OP_THREADS, INTRA_OP_THREADS  # noqa: E402
 
 # (input size, label classes) of each configuration's encoding.
 SIZES = {
@@ -176,9 +176,9 @@ def dataset_runs(args, rng) -> dict:
     """Per dataset: the trainer's compiled network and a train-split batch source."""
     import keras
 
-    from melodygen.checkpoint import build_network
-    from melodygen.dataset import MelodyDataset
-    from melodygen.train import compile_model, length_bucketed_batches, model_info, pad_batch
+    from melodygen.core.checkpoint import build_network
+    from melodygen.core.train import compile_model, length_bucketed_batches, model_info, pad_batch
+    from melodygen.families.melody_rnn.dataset import MelodyDataset
 
     runs = {}
     variants = [(path, precision) for path in args.data for precision in precisions(args)]
@@ -214,9 +214,9 @@ def random_runs(args, rng) -> dict:
     """Per configuration: a compiled train step on two random batches."""
     import tensorflow as tf
 
-    from melodygen.models import kernels
-    from melodygen.models.configs import get_config
-    from melodygen.models.network import build_model
+    from melodygen.families.melody_rnn.configs import get_config
+    from melodygen.families.melody_rnn.network import build_model
+    from melodygen.nn import kernels
 
     runs = {}
     names = []

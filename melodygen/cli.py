@@ -20,8 +20,8 @@ from pathlib import Path
 
 from melodygen import __version__
 from melodygen.errors import MelodyGenError
+from melodygen.families.melody_rnn.configs import CONFIGS
 from melodygen.limits import MAX_BEAM_ROWS, RANGES, ValueRangeError, check_primer_text
-from melodygen.models.configs import CONFIGS
 
 KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 FLAT_KEYS = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10}
@@ -469,8 +469,8 @@ def _time_signature(text: str) -> tuple[int, int]:
 
 
 def _run_build(args) -> None:
-    from melodygen.dataset import build_dataset
-    from melodygen.music import ExtractionParams
+    from melodygen.families.melody_rnn.dataset import build_dataset
+    from melodygen.io.music import ExtractionParams
 
     params = ExtractionParams(
         min_bars=args.min_bars,
@@ -495,7 +495,7 @@ def _run_build(args) -> None:
 
 
 def _run_train(args) -> None:
-    from melodygen.train import train
+    from melodygen.core.train import train
 
     result = train(
         data=args.data,
@@ -514,7 +514,7 @@ def _run_train(args) -> None:
 
 
 def _run_evaluate(args) -> None:
-    from melodygen.evaluate import evaluate, format_report
+    from melodygen.core.evaluate import evaluate, format_report
 
     figures = evaluate(args.checkpoint, args.data, split=args.split)
     print(format_report(figures))
@@ -523,13 +523,13 @@ def _run_evaluate(args) -> None:
 
 
 def _run_generate(args) -> None:
-    from melodygen.generate import (
+    from melodygen.families.melody_rnn.generate import (
         GenerationRequest,
         MelodyGenerator,
         bars_to_steps,
         parse_key,
     )
-    from melodygen.primer import midi_primer, parse_primer
+    from melodygen.io.primer import midi_primer, parse_primer
     from melodygen.render import Synth, program_number, write_wav
 
     if args.primer_midi is not None:
@@ -538,7 +538,7 @@ def _run_generate(args) -> None:
         if args.track is not None or args.primer_bars is not None:
             raise MelodyGenError("--track and --primer-bars go with --primer-midi")
         primer = parse_primer(args.primer)
-    from melodygen.meter import parse_meter
+    from melodygen.theory import parse_meter
 
     meter = parse_meter(args.meter) or primer.meter
     bars = args.bars if args.bars is not None else 8
@@ -596,7 +596,7 @@ def _run_generate(args) -> None:
 
 
 def _run_originality(args) -> None:
-    from melodygen.originality import format_report, originality_report
+    from melodygen.core.originality import format_report, originality_report
 
     figures = originality_report(
         args.checkpoint,

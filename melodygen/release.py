@@ -29,9 +29,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodygen.checkpoint import FINAL_MODEL_DIR, MODEL_JSON, WEIGHTS_FILE, load_model, save_model
+from melodygen.core.checkpoint import (
+    FINAL_MODEL_DIR,
+    MODEL_JSON,
+    WEIGHTS_FILE,
+    load_model,
+    save_model,
+)
 from melodygen.errors import MelodyGenError
-from melodygen.models.configs import HParams, get_config
+from melodygen.families.melody_rnn.configs import HParams, get_config
 
 CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"

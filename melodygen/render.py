@@ -36,13 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from melodygen.errors import MelodyGenError
-from melodygen.keys import pitch_name
-from melodygen.meter import FOUR_FOUR, Meter
+from melodygen.theory import FOUR_FOUR, Meter, pitch_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from melodygen.generate import GeneratedMelody
+    from melodygen.families.melody_rnn.generate import GeneratedMelody
 
 __all__ = [
     "DEFAULT_SOUNDFONT",

@@ -2,8 +2,9 @@
 
 The web app (``app.py`` and ``pages/``) only lays out widgets; everything it shows or
 offers for download is made here, with the same library calls the CLI uses
-(:class:`~melodygen.generate.MelodyGenerator`, :func:`~melodygen.primer.parse_primer`,
-:func:`~melodygen.primer.midi_primer`, :func:`~melodygen.render.piano_roll`,
+(:class:`~melodygen.families.melody_rnn.generate.MelodyGenerator`,
+:func:`~melodygen.io.primer.parse_primer`,
+:func:`~melodygen.io.primer.midi_primer`, :func:`~melodygen.render.piano_roll`,
 :class:`~melodygen.render.Synth`). This module never imports Streamlit, so all of it is
 tested and benchmarked on its own.
 
@@ -38,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from melodygen.checkpoint import MODEL_JSON, WEIGHTS_FILE, read_model_json
+from melodygen.core.checkpoint import MODEL_JSON, WEIGHTS_FILE, read_model_json
 from melodygen.errors import MelodyGenError
-from melodygen.generate import (
+from melodygen.families.melody_rnn.generate import (
     MODES,
     NOTE_NAMES,
     GeneratedMelody,
@@ -49,10 +50,7 @@ from melodygen.generate import (
     MelodyGenerator,
     parse_key,
 )
-from melodygen.keys import key_name
-from melodygen.limits import PRIMER_MIDI, RANGES, check_file_size, check_value, display_name
-from melodygen.meter import COMMON_METERS, Meter, parse_meter
-from melodygen.primer import (
+from melodygen.io.primer import (
     MUSICXML_SUFFIXES,
     PRIMER_SUFFIXES,
     Primer,
@@ -63,6 +61,7 @@ from melodygen.primer import (
     musicxml_to_midi,
     unsupported_file_reason,
 )
+from melodygen.limits import PRIMER_MIDI, RANGES, check_file_size, check_value, display_name
 from melodygen.render import (
     INSTRUMENTS,
     PNG_DPI,
@@ -75,6 +74,7 @@ from melodygen.render import (
     program_number,
     wav_bytes,
 )
+from melodygen.theory import COMMON_METERS, Meter, key_name, parse_meter
 
 logger = logging.getLogger(__name__)
 
@@ -829,7 +829,7 @@ def read_midi_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) 
         raise StudioError(f"{name} is empty (0 bytes)")
     if data[:4] not in (b"MThd", b"RIFF"):
         raise StudioError(f"{name} is not a MIDI file (it does not start with a MIDI header)")
-    from melodygen.primer import midi_tracks
+    from melodygen.io.primer import midi_tracks
 
     tracks = _with_upload(name, data, midi_tracks)
     usable, notes = [], {}
@@ -862,7 +862,7 @@ def read_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Mi
     """Check an uploaded MIDI or MusicXML file and list its tracks.
 
     MIDI goes to :func:`read_midi_upload`. MusicXML (.musicxml, .mxl) is read with
-    music21 and turned into MIDI first (:func:`~melodygen.primer.musicxml_to_midi`:
+    music21 and turned into MIDI first (:func:`~melodygen.io.primer.musicxml_to_midi`:
     parts, tempo, meter, key signature and pickup kept), then checked the same way;
     the upload keeps its own name. Any other file is refused with what is accepted
     and why (audio is sound, not notes; other notation formats: export MusicXML).
@@ -1205,7 +1205,7 @@ def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
 def midi_bytes(melody: GeneratedMelody, program: int | str = 0, name: str = "Melody") -> bytes:
     """A standard MIDI file of the melody played by ``program``: its tempo, time signature
     and key signature, and ``name`` as the track name."""
-    from melodygen.music import note_seq
+    from melodygen.io.music import note_seq
 
     sequence = melody.to_note_sequence(program=program_number(program), name=name)
     buffer = io.BytesIO()

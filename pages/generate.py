@@ -24,8 +24,8 @@ import streamlit as st
 
 from melodygen import studio
 from melodygen.errors import MelodyGenError
+from melodygen.io.primer import Primer, parse_primer
 from melodygen.limits import RANGES
-from melodygen.primer import Primer, parse_primer
 from melodygen.render import INSTRUMENTS, SOUNDFONT_ENV, note_name
 
 logger = logging.getLogger("melodygen.app")

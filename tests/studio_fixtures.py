@@ -49,7 +49,7 @@ CARD = {
 
 
 def training_log() -> str:
-    """metrics.jsonl as melodygen.train writes it: step 0 evaluated, then train and eval."""
+    """metrics.jsonl as melodygen.core.train writes it: step 0 evaluated, then train and eval."""
     lines = [{"step": 0, "seconds": 0.0, "eval": {"nll": 3.6, "perplexity": 36.6, "steps": 90}}]
     for step in (200, 400, 600):
         lines.append(
@@ -67,8 +67,8 @@ def make_checkpoints(root: Path) -> Path:
     """Two tiny random models: folk_attention_rnn with card and log, pop_basic_rnn bare."""
     import keras
 
-    from melodygen.checkpoint import ModelInfo, build_network, save_model
-    from melodygen.models.configs import HParams
+    from melodygen.core.checkpoint import ModelInfo, build_network, save_model
+    from melodygen.families.melody_rnn.configs import HParams
 
     keras.utils.set_random_seed(0)
     for name, config in (("folk_attention_rnn", "attention_rnn"), ("pop_basic_rnn", "basic_rnn")):

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 from studio_fixtures import LEAD, cluster, drums_only, make_checkpoints, song
 
 from melodygen import studio
-from melodygen.primer import parse_primer
+from melodygen.io.primer import parse_primer
 from melodygen.render import SAMPLE_RATE
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

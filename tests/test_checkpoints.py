@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from melodygen import release
-from melodygen.checkpoint import load_model, read_model_info
-from melodygen.generate import GenerationRequest, MelodyGenerator
+from melodygen.core.checkpoint import load_model, read_model_info
+from melodygen.families.melody_rnn.generate import GenerationRequest, MelodyGenerator
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = sorted(path.parent for path in CHECKPOINTS.glob("*/melodygen.json"))

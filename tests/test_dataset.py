@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 from conftest import PHRASES, write_tune
 
-from melodygen.dataset import MelodyDataset, build_dataset, encode_melody, song_is_eval
-from melodygen.encoding import make_encoding
 from melodygen.errors import DatasetError, InputFileError
-from melodygen.models.configs import CONFIGS, get_config
+from melodygen.families.melody_rnn.configs import CONFIGS, get_config
+from melodygen.families.melody_rnn.dataset import (
+    MelodyDataset,
+    build_dataset,
+    encode_melody,
+    song_is_eval,
+)
+from melodygen.families.melody_rnn.encoding import make_encoding
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from note_seq import encoder_decoder, melodies_lib, melody_encoder_decoder
 
-from melodygen.encoding import make_encoding
-from melodygen.models.configs import CONFIGS, MelodyRnnConfig
+from melodygen.families.melody_rnn.configs import CONFIGS, MelodyRnnConfig
+from melodygen.families.melody_rnn.encoding import make_encoding
 
 NOTE_OFF, NO_EVENT = -1, -2
 

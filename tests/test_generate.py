@@ -9,10 +9,11 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from melodygen.checkpoint import ModelInfo, build_network, save_model
 from melodygen.cli import main
+from melodygen.core.checkpoint import ModelInfo, build_network, save_model
 from melodygen.errors import CheckpointError
-from melodygen.generate import (
+from melodygen.families.melody_rnn.configs import CONFIGS, HParams
+from melodygen.families.melody_rnn.generate import (
     MODES,
     GenerationError,
     GenerationRequest,
@@ -21,9 +22,8 @@ from melodygen.generate import (
     bars_to_steps,
     parse_key,
 )
-from melodygen.meter import Meter
-from melodygen.models.configs import CONFIGS, HParams
-from melodygen.primer import Primer, parse_primer
+from melodygen.io.primer import Primer, parse_primer
+from melodygen.theory import Meter
 
 
 def make_checkpoint(folder: Path, config: str, seed: int = 0) -> Path:
@@ -64,8 +64,8 @@ def test_stepping_gives_the_logits_of_a_full_forward_pass(generators, config):
 
 @pytest.mark.parametrize("config", ["lookback_rnn", "attention_rnn"])
 def test_scores_are_the_melody_log_likelihood_with_repeat_labels_folded_in(generators, config):
-    from melodygen.dataset import encode_melody
-    from melodygen.metrics import event_log_probs
+    from melodygen.families.melody_rnn.dataset import encode_melody
+    from melodygen.families.melody_rnn.metrics import event_log_probs
 
     generator = generators[config]
     request = GenerationRequest(

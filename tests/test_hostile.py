@@ -178,8 +178,8 @@ def _read_as(route: str, path: Path, out: Path) -> dict:
     from melodygen import studio
     from melodygen.cli import main
     from melodygen.errors import MelodyGenError
+    from melodygen.io.music import extract_melodies, load_note_sequences
     from melodygen.limits import DATASET_MIDI
-    from melodygen.music import extract_melodies, load_note_sequences
 
     started = time.perf_counter()
     outcome: dict = {"case": path.stem, "kind": "ok", "message": "", "qpm": None}
@@ -218,8 +218,8 @@ def _read_as(route: str, path: Path, out: Path) -> dict:
 def _worker(route: str, folder: Path) -> None:
     """Cap the address space, read every .mid file in ``folder``, print one JSON line each."""
     import melodygen.cli
-    import melodygen.music
-    import melodygen.primer
+    import melodygen.io.music
+    import melodygen.io.primer
     import melodygen.render
     import melodygen.studio  # noqa: F401 - all imported before the cap is set
 
@@ -494,7 +494,7 @@ def assert_one_line_error(code: int, err: str, fragment: str) -> None:
 )
 def test_typed_primers_too_big_to_be_one_are_one_line(text):
     """The studio's typed primer and the library read text as the CLI does."""
-    from melodygen.primer import PrimerError, parse_primer
+    from melodygen.io.primer import PrimerError, parse_primer
 
     with pytest.raises(PrimerError) as caught:
         parse_primer(text)
@@ -502,8 +502,9 @@ def test_typed_primers_too_big_to_be_one_are_one_line(text):
 
 
 def test_every_numeric_flag_takes_its_range_from_the_table():
-    from melodygen import generate, studio
+    from melodygen import studio
     from melodygen.cli import build_parser
+    from melodygen.families.melody_rnn import generate
     from melodygen.limits import RANGES
 
     numeric = []
@@ -543,8 +544,8 @@ def test_the_readme_states_the_ranges_of_the_table():
 
 def test_the_studio_and_the_library_check_the_same_table():
     from melodygen import studio
-    from melodygen.generate import GenerationError, GenerationRequest
-    from melodygen.primer import parse_primer
+    from melodygen.families.melody_rnn.generate import GenerationError, GenerationRequest
+    from melodygen.io.primer import parse_primer
 
     for changes, fragment in [
         ({"bpm": 5.0}, "tempo must be 10 to 1,000 BPM"),
@@ -642,7 +643,7 @@ def test_a_zip_bomb_mxl_is_refused_before_music21_opens_it(tmp_path, monkeypatch
 
     from melodygen import studio
     from melodygen.errors import MelodyGenError
-    from melodygen.primer import midi_primer
+    from melodygen.io.primer import midi_primer
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -692,8 +693,8 @@ def test_the_model_list_shows_a_hostile_model_file_as_a_problem(tmp_path, text, 
 def test_an_abc_tune_holding_one_note_for_ever_is_refused_before_extraction(tmp_path):
     """47 bytes of ABC that would have made a list of 1.2 billion steps (about 10 GB)."""
     from melodygen.errors import InputFileError
+    from melodygen.io.music import load_note_sequences
     from melodygen.limits import DATASET_MIDI
-    from melodygen.music import load_note_sequences
 
     bomb = "X:1\nT:long\nM:4/4\nL:1/4\nK:C\nC D E F | G300000000 |\n"
     fine = "X:2\nT:fine\nM:4/4\nL:1/4\nK:C\nC D E F | G A B c |\n"
@@ -780,7 +781,7 @@ def test_a_hostile_card_is_shown_without_its_bad_figures(tmp_path, card):
 
 
 def test_checkpoints_are_ordered_by_step_past_ten_million(tmp_path):
-    from melodygen.checkpoint import checkpoint_folders
+    from melodygen.core.checkpoint import checkpoint_folders
 
     for step in (9_998_000, 9_999_000, 10_000_000, 10_001_000):
         (tmp_path / "checkpoints" / f"step-{step:07d}").mkdir(parents=True)

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melodygen.checkpoint import (
+from melodygen.core.checkpoint import (
     MODEL_JSON,
     WEIGHTS_FILE,
     latest_checkpoint,
     load_model,
     read_model_info,
 )
-from melodygen.dataset import build_dataset
+from melodygen.core.train import check_checkpoint, train
 from melodygen.errors import CheckpointError, ConfigError, ModelFileError, TrainingDivergedError
-from melodygen.models.configs import HParams
-from melodygen.train import check_checkpoint, train
+from melodygen.families.melody_rnn.configs import HParams
+from melodygen.families.melody_rnn.dataset import build_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "rnn_layer_sizes=[16,16],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
@@ -167,7 +167,7 @@ def test_non_finite_checkpoint_weights_count_as_damage(dataset, run_dir: Path, c
 def test_a_kill_mid_write_leaves_the_newest_whole_checkpoint_and_model(
     dataset, run_dir: Path, monkeypatch
 ):
-    import melodygen.train as training
+    import melodygen.core.train as training
 
     real_save_optimizer = training._save_optimizer
 
@@ -416,7 +416,7 @@ def test_absurd_sizes_and_weights_are_refused_without_allocating(model_dir: Path
     result = run_limited(
         f"""
         import json
-        from melodygen.checkpoint import load_model
+        from melodygen.core.checkpoint import load_model
         outcomes = []
         for folder, field in {cases!r}:
             try:

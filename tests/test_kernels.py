@@ -1,4 +1,4 @@
-"""MelodyGen's compiled TensorFlow CPU ops (``melodygen.models.kernels``).
+"""MelodyGen's compiled TensorFlow CPU ops (``melodygen.nn.kernels``).
 
 The LSTM layers' equality with Keras, through these ops, is in test_layers.py.
 Here: the ops on shapes the layers do not produce (one row, one step, odd
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melodygen.models import kernels
-from melodygen.models.layers import MelodyDropout, _tf_cpu_only
+from melodygen.nn import kernels
+from melodygen.nn.layers import MelodyDropout, _tf_cpu_only
 
 pytestmark = pytest.mark.skipif(not _tf_cpu_only(), reason="the kernels are TensorFlow-CPU ops")
 

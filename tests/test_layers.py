@@ -22,15 +22,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melodygen.models import kernels, layers
-from melodygen.models.layers import (
+from melodygen.families.melody_rnn.network import AttentionLSTMCell
+from melodygen.nn import kernels, layers
+from melodygen.nn.layers import (
     AttentionRNN,
     MelodyLSTM,
     MelodyLSTMStack,
     _tf_cpu_only,
     _tf_lstm_stack,
 )
-from melodygen.models.network import AttentionLSTMCell
 
 OUT_TOL = 1e-5
 GRAD_TOL = 1e-4

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from note_seq import encoder_decoder, melodies_lib, melody_encoder_decoder
 
-from melodygen.dataset import encode_melody
-from melodygen.encoding import make_encoding
-from melodygen.metrics import (
+from melodygen.families.melody_rnn.configs import CONFIGS
+from melodygen.families.melody_rnn.dataset import encode_melody
+from melodygen.families.melody_rnn.encoding import make_encoding
+from melodygen.families.melody_rnn.metrics import (
     LabelNLL,
     MaskedEventCrossEntropy,
     MaskedLabelCrossEntropy,
     event_log_probs,
     make_metrics,
 )
-from melodygen.models.configs import CONFIGS
 
 
 def note_seq_encoder(config):

@@ -1,4 +1,4 @@
-"""Tests for melodygen.music: reading MIDI/ABC files, melody extraction, transposition.
+"""Tests for melodygen.io.music: reading MIDI/ABC files, melody extraction, transposition.
 
 All fixtures are made in code (pretty_midi / NoteSequence / ABC text) under tmp_path.
 At the default 120 qpm a sixteenth-note step lasts 0.125 s, so step numbers below map
@@ -13,7 +13,7 @@ import pretty_midi
 import pytest
 
 from melodygen.errors import InputFileError, MelodyGenError
-from melodygen.music import (
+from melodygen.io.music import (
     MUSIC_SUFFIXES,
     STEPS_PER_QUARTER,
     ExtractionParams,
@@ -22,7 +22,7 @@ from melodygen.music import (
     find_music_files,
     in_one_meter,
     load_note_sequences,
-    sequences_lib,  # note_seq's, imported via melodygen.music, which hides its import warnings
+    sequences_lib,  # note_seq's, imported via melodygen.io.music, which hides its import warnings
     transposed_sequences,
 )
 

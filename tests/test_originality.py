@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 from conftest import PHRASES, write_tune
 
-from melodygen.checkpoint import ModelInfo, build_network, save_model
 from melodygen.cli import main
-from melodygen.encoding import NO_EVENT, NOTE_OFF
-from melodygen.generate import MAX_OUTPUTS, GenerationRequest, MelodyGenerator
-from melodygen.models.configs import HParams
-from melodygen.originality import (
+from melodygen.core.checkpoint import ModelInfo, build_network, save_model
+from melodygen.core.originality import (
     SharedRun,
     TrainingIndex,
     _suffix_array,
@@ -26,6 +23,9 @@ from melodygen.originality import (
     sanity_figures,
     verdict,
 )
+from melodygen.families.melody_rnn.configs import HParams
+from melodygen.families.melody_rnn.encoding import NO_EVENT, NOTE_OFF
+from melodygen.families.melody_rnn.generate import MAX_OUTPUTS, GenerationRequest, MelodyGenerator
 
 
 def events_of(notes: list[tuple[int, int]], staccato: bool = False) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for melodygen.primer: the typed note syntax, event lists, and MIDI primers.
+"""Tests for melodygen.io.primer: the typed note syntax, event lists, and MIDI primers.
 
 MIDI fixtures are written with pretty_midi (or mido, for tempo changes) under tmp_path.
 At 120 qpm a sixteenth-note step lasts 0.125 s; a 4/4 bar is 16 steps.
@@ -12,11 +12,10 @@ import mido
 import pretty_midi
 import pytest
 
-from melodygen import primer as primer_module
 from melodygen.errors import InputFileError, MelodyGenError
-from melodygen.meter import Meter
-from melodygen.music import NoteSequence, note_seq
-from melodygen.primer import (
+from melodygen.io import primer as primer_module
+from melodygen.io.music import NoteSequence, note_seq
+from melodygen.io.primer import (
     MAX_TYPED_STEPS,
     STEPS_PER_QUARTER,
     Primer,
@@ -30,6 +29,7 @@ from melodygen.primer import (
     parse_primer,
     unsupported_file_reason,
 )
+from melodygen.theory import Meter
 
 OFF = -1
 NO = -2

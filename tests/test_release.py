@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from melodygen import release
-from melodygen.checkpoint import load_model
+from melodygen.core.checkpoint import load_model
 from melodygen.errors import MelodyGenError
 
 TINY = release.Style(

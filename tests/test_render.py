@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 
 from melodygen import render
 from melodygen.errors import MelodyGenError
-from melodygen.generate import GeneratedMelody
-from melodygen.meter import Meter
+from melodygen.families.melody_rnn.generate import GeneratedMelody
+from melodygen.theory import Meter
 
 RATE = render.SAMPLE_RATE
 HOLD, OFF = -2, -1
@@ -178,7 +178,7 @@ def test_bad_requests_say_what_is_wrong(synth: render.Synth) -> None:
 
 
 def test_events_to_notes_reads_events_as_note_seq_does() -> None:
-    from melodygen.music import note_seq
+    from melodygen.io.music import note_seq
 
     events = [HOLD, 60, HOLD, 62, OFF, HOLD, 62, 62, HOLD, OFF, 70, HOLD]
     expected = [

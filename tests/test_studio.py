@@ -17,10 +17,10 @@ from studio_fixtures import CARD, LEAD, cluster, drums_only, make_checkpoints, m
 
 from melodygen import studio
 from melodygen.errors import InputFileError, MelodyGenError
-from melodygen.generate import GenerationError, GenerationRequest
-from melodygen.meter import Meter
-from melodygen.primer import PrimerError, parse_primer
+from melodygen.families.melody_rnn.generate import GenerationError, GenerationRequest
+from melodygen.io.primer import PrimerError, parse_primer
 from melodygen.render import SAMPLE_RATE, events_to_notes
+from melodygen.theory import Meter
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melodygen.checkpoint import latest_checkpoint, load_model, read_model_info
-from melodygen.dataset import MelodyDataset, build_dataset
-from melodygen.errors import CheckpointError, ConfigError, DatasetError
-from melodygen.evaluate import REPORT_KEYS, evaluate
-from melodygen.models.configs import CONFIGS, HParams
-from melodygen.train import (
+from melodygen.core.checkpoint import latest_checkpoint, load_model, read_model_info
+from melodygen.core.evaluate import REPORT_KEYS, evaluate
+from melodygen.core.train import (
     BatchShape,
     check_backend_computes,
     evaluate_batches,
@@ -22,6 +19,9 @@ from melodygen.train import (
     pad_batch,
     train,
 )
+from melodygen.errors import CheckpointError, ConfigError, DatasetError
+from melodygen.families.melody_rnn.configs import CONFIGS, HParams
+from melodygen.families.melody_rnn.dataset import MelodyDataset, build_dataset
 
 TINY = "rnn_layer_sizes=[24,24],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
 
@@ -194,7 +194,7 @@ def test_training_uses_one_thread_per_op_on_cpu():
     import sys
 
     code = (
-        "from melodygen.train import use_training_threads\n"
+        "from melodygen.core.train import use_training_threads\n"
         "use_training_threads()\n"
         "import tensorflow as tf\n"
         "print(tf.config.threading.get_inter_op_parallelism_threads(),"
@@ -256,7 +256,7 @@ def test_training_and_evaluation_import_no_midi_stack():
     import sys
 
     code = (
-        "import sys, melodygen.train, melodygen.evaluate, melodygen.cli\n"
+        "import sys, melodygen.core.train, melodygen.core.evaluate, melodygen.cli\n"
         "print(sorted(m for m in ('note_seq', 'pretty_midi') if m in sys.modules))\n"
     )
     result = subprocess.run(
@@ -284,8 +284,8 @@ def test_attention_is_refused_under_jax_on_a_gpu(monkeypatch):
 
 
 def test_bfloat16_gradients_without_the_kernels_are_said_to_be_float32(capsys, monkeypatch):
-    from melodygen.models import kernels
-    from melodygen.train import warn_unused_precision
+    from melodygen.core.train import warn_unused_precision
+    from melodygen.nn import kernels
 
     warn_unused_precision(HParams())
     warn_unused_precision(HParams(gradient_precision="bfloat16"))

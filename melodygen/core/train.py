@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.checkpoint import (
+from melodygen.core.checkpoint import (
     CHECKPOINT_PREFIX,
     CHECKPOINTS_DIR,
     FINAL_MODEL_DIR,
@@ -54,7 +54,6 @@ from melodygen.checkpoint import (
     staging_folder,
     write_synced,
 )
-from melodygen.dataset import MelodyDataset, MelodySplit
 from melodygen.errors import (
     CheckpointError,
     ConfigError,
@@ -62,7 +61,8 @@ from melodygen.errors import (
     TrainingDivergedError,
     one_line,
 )
-from melodygen.models.configs import get_config
+from melodygen.families.melody_rnn.configs import get_config
+from melodygen.families.melody_rnn.dataset import MelodyDataset, MelodySplit
 
 KEEP_CHECKPOINTS = 3
 OPTIMIZER_FILE = "optimizer.npz"
@@ -191,7 +191,7 @@ def compile_model(model, info: ModelInfo) -> None:
     """Attach Magenta's optimizer (Adam, clipped global norm) and the event metrics."""
     import keras
 
-    from melodygen.metrics import make_loss, make_metrics
+    from melodygen.families.melody_rnn.metrics import make_loss, make_metrics
 
     optimizer = keras.optimizers.Adam(
         learning_rate=info.hparams.learning_rate, global_clipnorm=info.hparams.clip_norm
@@ -205,7 +205,7 @@ def compile_model(model, info: ModelInfo) -> None:
 
 def evaluate_batches(model, batches: list[tuple], info: ModelInfo) -> dict[str, float]:
     """Event metrics summed over every real step of ``batches`` (dropout off)."""
-    from melodygen.metrics import make_metrics
+    from melodygen.families.melody_rnn.metrics import make_metrics
 
     # Fresh metric objects: Keras' test_on_batch resets its metrics on every call.
     metrics = make_metrics(info.label_event_classes, info.num_event_classes)
@@ -494,8 +494,8 @@ def check_backend_computes(config: str) -> None:
 
 def warn_unused_precision(hparams) -> None:
     """Say so when ``gradient_precision`` asks for what this run's layers do not do."""
-    from melodygen.models import kernels
-    from melodygen.models.layers import _tf_cpu_only
+    from melodygen.nn import kernels
+    from melodygen.nn.layers import _tf_cpu_only
 
     if hparams.gradient_precision == "float32":
         return

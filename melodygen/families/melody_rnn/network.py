@@ -12,8 +12,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from melodygen.models.configs import HParams
-from melodygen.models.layers import AttentionRNN, MelodyDropout, MelodyLSTM, MelodyLSTMStack
+from melodygen.families.melody_rnn.configs import HParams
+from melodygen.nn.layers import AttentionRNN, MelodyDropout, MelodyLSTM, MelodyLSTMStack
 
 
 @keras.saving.register_keras_serializable(package="melodygen")

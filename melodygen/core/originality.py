@@ -41,8 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.encoding import MAJOR_SCALE, NOTE_OFF, NOTES_PER_OCTAVE, STEPS_PER_BAR
 from melodygen.errors import MelodyGenError
+from melodygen.families.melody_rnn.encoding import (
+    MAJOR_SCALE,
+    NOTE_OFF,
+    NOTES_PER_OCTAVE,
+    STEPS_PER_BAR,
+)
 
 TWO_BARS = 2 * STEPS_PER_BAR
 FOUR_BARS = 4 * STEPS_PER_BAR
@@ -407,11 +412,11 @@ def originality_report(
     dict with ``settings``, ``generated``, ``held_out`` (held-out melodies cut to
     the same length), ``held_out_whole`` and ``verdict``.
     """
-    from melodygen.checkpoint import read_model_info
-    from melodygen.dataset import MelodyDataset
+    from melodygen.core.checkpoint import read_model_info
+    from melodygen.core.evaluate import check_model_fits_dataset
     from melodygen.errors import DatasetError
-    from melodygen.evaluate import check_model_fits_dataset
-    from melodygen.generate import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
+    from melodygen.families.melody_rnn.dataset import MelodyDataset
+    from melodygen.families.melody_rnn.generate import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
 
     if num < 1:
         raise OriginalityError(f"the number of melodies must be at least 1 (got {num})")
@@ -477,7 +482,11 @@ def generate_in_model_space(
     Requests hold at most ``MAX_OUTPUTS`` melodies, so larger numbers run in
     batches, each with its own seed drawn from ``seed``.
     """
-    from melodygen.generate import MAX_OUTPUTS, GenerationRequest, MelodyGenerator
+    from melodygen.families.melody_rnn.generate import (
+        MAX_OUTPUTS,
+        GenerationRequest,
+        MelodyGenerator,
+    )
 
     generator = MelodyGenerator(checkpoint, device=device)
     spec = generator.info.spec

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from melodygen.dataset import EncodingSpec
 from melodygen.errors import CheckpointError, ConfigError, ModelFileError, one_line
-from melodygen.models.configs import CONFIGS, HParams
+from melodygen.families.melody_rnn.configs import CONFIGS, HParams
+from melodygen.families.melody_rnn.dataset import EncodingSpec
 
 if TYPE_CHECKING:
     import keras
@@ -89,8 +89,8 @@ class ModelInfo:
     @classmethod
     def for_config(cls, config: str, hparams: HParams | None = None) -> ModelInfo:
         """The info of a fresh network for a registered configuration (sizes from its encoding)."""
-        from melodygen.dataset import static_label_event_classes
-        from melodygen.models.configs import get_config
+        from melodygen.families.melody_rnn.configs import get_config
+        from melodygen.families.melody_rnn.dataset import static_label_event_classes
 
         registered = get_config(config)
         spec = EncodingSpec.from_config(registered)
@@ -121,7 +121,7 @@ class ModelInfo:
 
 def build_network(info: ModelInfo):
     """A fresh network shaped as ``info`` says."""
-    from melodygen.models.network import build_model
+    from melodygen.families.melody_rnn.network import build_model
 
     return build_model(info.input_size, info.num_classes, info.hparams)
 
@@ -414,7 +414,7 @@ def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None
     damaged file ends in one line naming the file and the field, never in a traceback
     from Keras or an attempt to allocate a 10^9-unit layer.
     """
-    from melodygen.dataset import static_label_event_classes
+    from melodygen.families.melody_rnn.dataset import static_label_event_classes
 
     schema = _Schema(source)
     if not isinstance(values, dict):

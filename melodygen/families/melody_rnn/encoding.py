@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from melodygen.models.configs import MelodyRnnConfig
+from melodygen.families.melody_rnn.configs import MelodyRnnConfig
 
 NOTE_OFF = -1
 NO_EVENT = -2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from melodygen.checkpoint import load_model, resolve_model_dir
-from melodygen.dataset import MelodyDataset
+from melodygen.core.checkpoint import load_model, resolve_model_dir
 from melodygen.errors import DatasetError
+from melodygen.families.melody_rnn.dataset import MelodyDataset
 
 REPORT_KEYS = (
     "nll",
@@ -27,7 +27,7 @@ def evaluate(
     ``checkpoint`` is a saved-model folder or a training run folder (its final
     model, or the latest checkpoint while it is still training).
     """
-    from melodygen.train import evaluate_batches, evaluation_batches
+    from melodygen.core.train import evaluate_batches, evaluation_batches
 
     dataset = MelodyDataset.open(data)
     model_dir = resolve_model_dir(checkpoint)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from melodygen.models import kernels
+from melodygen.nn import kernels
 
 
 @functools.cache

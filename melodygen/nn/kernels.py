@@ -10,7 +10,7 @@ layer. The ops are compiled with
 the machine's C++ compiler against the installed TensorFlow the first time a
 layer needs them (about 20 seconds), into a cache folder keyed by the source,
 TensorFlow's version and the CPU, and loaded from there afterwards; ``python -m
-melodygen.models.kernels`` builds them ahead of time (``make setup`` does).
+melodygen.nn.kernels`` builds them ahead of time (``make setup`` does).
 
 Without a compiler, or with ``MELODYGEN_KERNELS=0``, layers use the
 TensorFlow paths in ``layers.py`` instead (the same function, slower), after

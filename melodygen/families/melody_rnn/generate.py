@@ -21,14 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.checkpoint import load_model
-from melodygen.encoding import NO_EVENT, NOTE_OFF
+from melodygen.core.checkpoint import load_model
 from melodygen.errors import MelodyGenError
-from melodygen.keys import MINOR_MODES, MODES, key_name, pitch_name, relative_major
+from melodygen.families.melody_rnn.encoding import NO_EVENT, NOTE_OFF
+from melodygen.io.music import note_seq
+from melodygen.io.primer import Primer
 from melodygen.limits import MAX_BEAM_ROWS, check_value
-from melodygen.meter import FOUR_FOUR, Meter, parse_meter
-from melodygen.music import note_seq
-from melodygen.primer import Primer
+from melodygen.theory import (
+    FOUR_FOUR,
+    MINOR_MODES,
+    MODES,
+    Meter,
+    key_name,
+    parse_meter,
+    pitch_name,
+    relative_major,
+)
 
 STEPS_PER_BAR = 16
 EVENT_SLOTS = 130  # no event, note-off and the 128 MIDI pitches, at event + 2
@@ -271,7 +279,7 @@ def recurrent_cells(model) -> list:
     """The network's recurrent cells from input to output, to step them one at a time."""
     import keras
 
-    from melodygen.models.layers import MelodyLSTMStack
+    from melodygen.nn.layers import MelodyLSTMStack
 
     cells = []
     for layer in model.layers:

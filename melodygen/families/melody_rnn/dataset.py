@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from melodygen.encoding import MelodyEncoding, make_encoding
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError
-from melodygen.models.configs import MelodyRnnConfig, get_config
+from melodygen.families.melody_rnn.configs import MelodyRnnConfig, get_config
+from melodygen.families.melody_rnn.encoding import MelodyEncoding, make_encoding
 
 if TYPE_CHECKING:
-    from melodygen.music import ExtractionParams
+    from melodygen.io.music import ExtractionParams
 
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
@@ -281,8 +281,8 @@ def encode_melody(encoding: MelodyEncoding, events: np.ndarray) -> tuple[np.ndar
 
 def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
     """Read one file and return its encoded melodies per split (runs in a worker)."""
+    from melodygen.io.music import extract_melodies, load_note_sequences, transposed_sequences
     from melodygen.limits import DATASET_MIDI
-    from melodygen.music import extract_melodies, load_note_sequences, transposed_sequences
 
     result = {"file": str(path), "error": None, "dropped": collections.Counter(), "songs": []}
     try:
@@ -319,7 +319,7 @@ def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
 
 
 def _worker(args):
-    from melodygen.music import note_seq
+    from melodygen.io.music import note_seq
 
     job, path, root = args
     try:
@@ -358,7 +358,7 @@ def build_dataset(
     only, so held-out figures stay honest. ``transpose_to_key`` overrides the
     configuration's key (an int 0-11, or None to keep melodies where they are).
     """
-    from melodygen.music import ExtractionParams, find_music_files
+    from melodygen.io.music import ExtractionParams, find_music_files
 
     started = time.perf_counter()
     if not 0.0 <= eval_ratio < 1.0:

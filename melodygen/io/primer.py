@@ -50,10 +50,7 @@ from pathlib import Path
 import pretty_midi
 
 from melodygen.errors import MelodyGenError, one_line
-from melodygen.keys import estimate_key, key_name, pitch_name
-from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_file_size, check_primer_text
-from melodygen.meter import FOUR_FOUR, Meter, MeterError, parse_meter
-from melodygen.music import (
+from melodygen.io.music import (
     MIDI_SUFFIXES,
     STEPS_PER_QUARTER,
     check_sequence_limits,
@@ -61,6 +58,16 @@ from melodygen.music import (
     melody_instruments,
     note_seq,
     sequences_lib,
+)
+from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_file_size, check_primer_text
+from melodygen.theory import (
+    FOUR_FOUR,
+    Meter,
+    MeterError,
+    estimate_key,
+    key_name,
+    parse_meter,
+    pitch_name,
 )
 
 __all__ = [

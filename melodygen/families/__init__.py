@@ -1,0 +1,1 @@
+"""Model families: one folder each, reached through melodygen.core.family."""

@@ -1,0 +1,1 @@
+"""Magenta's Melody RNNs (basic, mono, lookback, attention) as a MelodyGen family."""
