@@ -7,10 +7,12 @@ beats. The Melody RNN networks themselves have no notion of meter: their lookbac
 distances (16 and 32 steps) and step counters are those of 4/4, as in Magenta (see the
 README, "Meters").
 
-A key is a tonic pitch class (0 = C) and a mode name from :data:`MODES`. Without a key
-signature to read, :func:`estimate_key` finds the key of a melody with music21's
-Krumhansl-Schmuckler key finder (each pitch class weighted by how long it sounds,
-correlated with the major and minor key profiles of all 24 keys).
+A key is a tonic pitch class (0 = C) and a mode name from :data:`MODES`; :func:`parse_key`
+is the one reader of key names (``D``, ``F#``, ``Bb``), for the CLI, the generation
+request and the studio alike. Without a key signature to read, :func:`estimate_key`
+finds the key of a melody with music21's Krumhansl-Schmuckler key finder (each pitch
+class weighted by how long it sounds, correlated with the major and minor key profiles
+of all 24 keys).
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ __all__ = [
     "MeterError",
     "parse_meter",
     "FLAT_NAMES",
+    "KEY_NAMES",
+    "KeyNameError",
     "MINOR_MODES",
     "MODES",
     "SHARP_NAMES",
     "estimate_key",
     "key_name",
     "key_signature_fifths",
+    "parse_key",
     "pitch_name",
     "relative_major",
     "uses_flats",
@@ -147,8 +152,12 @@ MODES: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-_MINOR_TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+"""The note names of the pitch classes with sharps (pretty_midi's spelling); the one table."""
+FLAT_NAMES = tuple(
+    SHARP_NAMES[(pc + 1) % NOTES_PER_OCTAVE][0] + "b" if "#" in name else name
+    for pc, name in enumerate(SHARP_NAMES)
+)
+"""The same with flats: C, Db, D, Eb, ..."""
 
 
 MINOR_MODES = ("minor", "harmonic_minor", "minor_pentatonic")
@@ -180,6 +189,64 @@ def pitch_name(pitch: int, tonic: int | None = None, mode: str = "major") -> str
     if tonic is not None and "minor" in mode and (pitch - tonic) % 12 == 11:
         names = SHARP_NAMES  # the raised seventh, the leading tone: C# in D minor
     return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
+def _plainest_name(tonic: int, modes: Sequence[str]) -> str:
+    """The tonic spelled as in the plainest key signature of ``modes`` (fewest sharps or
+    flats; flats on a tie): C# (C# minor, 4 sharps), Eb, F# (F# minor), Ab, Bb."""
+    fifths = [key_signature_fifths(tonic, mode) + turn for mode in modes for turn in (0, 12)]
+    return (FLAT_NAMES if min(fifths, key=lambda f: (abs(f), f)) < 0 else SHARP_NAMES)[tonic]
+
+
+_MINOR_TONICS = tuple(_plainest_name(pc, ("minor",)) for pc in range(NOTES_PER_OCTAVE))
+KEY_NAMES = tuple(_plainest_name(pc, ("major", "minor")) for pc in range(NOTES_PER_OCTAVE))
+"""The key choices, one name per tonic as most keys on it are written:
+C, C#, D, Eb, E, F, F#, G, Ab, A, Bb, B."""
+
+
+class KeyNameError(MelodyGenError):
+    """A key that is neither a note name (C, F#, Bb) nor a pitch class 0-11."""
+
+
+_KEY = re.compile(r"^(?P<letter>[A-Ga-g])(?P<accidental>[#bB]?)$")
+_NO_KEY = ("", "none", "auto")
+
+
+def parse_key(text: str | int | None) -> int | None:
+    """A key's tonic as a pitch class (0 = C): ``"D"``, ``"f#"``, ``"Bb"``, ``"D♭"``,
+    ``"Cb"`` (11), ``"B#"`` (0), or a pitch class 0-11 (an int or digits). None, ``""``,
+    ``"none"`` and ``"auto"`` give None: no key asked for.
+
+    The one reader of key names: the CLI's ``--key`` and ``--transpose-to-key``, the
+    generation request and the studio all call it, so they take and refuse the same
+    spellings with the same words. Names are read by pretty_midi's key-name parser.
+
+    Raises:
+        KeyNameError: anything else, in one line.
+    """
+    if text is None:
+        return None
+    if isinstance(text, str):
+        name = text.strip()
+        if name.lower() in _NO_KEY:
+            return None
+        match = _KEY.match(name.replace("♯", "#").replace("♭", "b"))
+        if match:
+            import pretty_midi  # imported on use: a tenth of a second the CLI need not pay
+
+            letter, accidental = match["letter"].upper(), match["accidental"].lower()
+            return pretty_midi.key_name_to_key_number(f"{letter}{accidental} major")
+        if not re.fullmatch(r"[0-9]{1,2}", name):
+            shown = name if len(name) <= 20 else name[:17] + "..."
+            raise KeyNameError(f"unknown key {shown!r}: use a note name such as C, F#, Bb")
+        value = int(name)
+    elif isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        raise KeyNameError(f"unknown key {text!r}: use a note name such as C, F#, Bb")
+    if not 0 <= value < NOTES_PER_OCTAVE:
+        raise KeyNameError(f"key {value} is not a pitch class 0-11")
+    return value
 
 
 def key_name(tonic: int, mode: str = "major") -> str:

@@ -32,6 +32,7 @@ from mido.messages.specs import SPEC_BY_STATUS
 
 from melodygen.errors import InputFileError, one_line
 from melodygen.limits import PRIMER_MIDI, MidiLimitError, MidiLimits, check_file_size
+from melodygen.theory import STEPS_PER_QUARTER  # the grid, re-exported: 4 per quarter note
 
 with warnings.catch_warnings():
     # note_seq imports pydub, which warns about a missing ffmpeg that MelodyGen never needs.
@@ -54,9 +55,6 @@ __all__ = [
     "scan_midi_bytes",
     "transposed_sequences",
 ]
-
-STEPS_PER_QUARTER = 4
-"""Quantization grid: 4 steps per quarter note (sixteenth notes), as in Magenta's Melody RNN."""
 
 MUSIC_SUFFIXES = (".mid", ".midi", ".abc")
 """File name endings (compared case-insensitively) that MelodyGen knows how to read."""

@@ -52,7 +52,6 @@ import pretty_midi
 from melodygen.errors import MelodyGenError, one_line
 from melodygen.io.music import (
     MIDI_SUFFIXES,
-    STEPS_PER_QUARTER,
     check_sequence_limits,
     load_note_sequences,
     melody_instruments,
@@ -62,6 +61,8 @@ from melodygen.io.music import (
 from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_file_size, check_primer_text
 from melodygen.theory import (
     FOUR_FOUR,
+    STEPS_PER_BAR,
+    STEPS_PER_QUARTER,
     Meter,
     MeterError,
     estimate_key,
@@ -92,8 +93,6 @@ __all__ = [
 
 NOTE_OFF = -1
 NO_EVENT = -2
-STEPS_PER_BAR = 4 * STEPS_PER_QUARTER
-"""A 4/4 bar, the bar the models are trained with (Magenta's default)."""
 DEFAULT_DURATION = STEPS_PER_QUARTER
 """A note or rest without ``:N`` lasts a quarter note."""
 MAX_TYPED_STEPS = 256 * STEPS_PER_BAR
@@ -102,7 +101,6 @@ allocate gigabytes; 256 bars is far beyond any sensible primer."""
 
 _MIN_PITCH = note_seq.MIN_MIDI_PITCH
 _MAX_PITCH = note_seq.MAX_MIDI_PITCH
-_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 _SEPARATORS = re.compile(r"[\s,|]+")
 _NOTE = re.compile(r"^(?P<letter>[A-Ga-g])(?P<accidentals>##?|bb?)?(?P<octave>-?[0-9]+)$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
@@ -379,7 +377,7 @@ def _pitch(name: str, token: str, position: int) -> int:
         )
     accidentals = match["accidentals"] or ""
     shift = len(accidentals) if accidentals.startswith("#") else -len(accidentals)
-    pitch = (octave + 1) * 12 + _PITCH_CLASSES[match["letter"].upper()] + shift
+    pitch = pretty_midi.note_name_to_number(f"{match['letter']}{octave}") + shift
     if not _MIN_PITCH <= pitch <= _MAX_PITCH:
         raise PrimerError(
             f"'{token}' (token {position}) would be MIDI pitch {pitch}; MIDI pitches go from "

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from melodygen.families.melody_rnn.configs import MelodyRnnConfig
+from melodygen.theory import MODES, NOTES_PER_OCTAVE, STEPS_PER_BAR
 
 NOTE_OFF = -1
 NO_EVENT = -2
 NUM_SPECIAL_EVENTS = 2  # NO_EVENT and NOTE_OFF, classes 0 and 1 of MelodyOneHotEncoding.
-NOTES_PER_OCTAVE = 12
-STEPS_PER_BAR = 16  # note_seq's DEFAULT_STEPS_PER_BAR, hard-wired in the key encoding.
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+# STEPS_PER_BAR (16) is note_seq's DEFAULT_STEPS_PER_BAR, hard-wired in the key encoding.
+MAJOR_SCALE = MODES["major"][0]
 
 # _KEY_MEMBERSHIP[pitch_class, key] = 1 when the major key contains the pitch class
 # (note_seq's NOTE_KEYS as a matrix). Row 12 is all zeros and stands for "no note".
