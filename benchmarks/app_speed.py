@@ -48,7 +48,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from melodygen import studio  # noqa: E402
-from melodygen.core.checkpoint import ModelInfo, build_network, save_model  # noqa: E402
+from melodygen.core.checkpoint import build_network, save_model
+from melodygen.families.melody_rnn.model_file import ModelInfo  # noqa: E402
 from melodygen.io.primer import parse_primer  # noqa: E402
 
 BUDGET = 2.0  # seconds, from the studio issue

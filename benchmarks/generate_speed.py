@@ -25,8 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from melodygen.core.checkpoint import ModelInfo, build_network, save_model  # noqa: E402
-from melodygen.families.melody_rnn.generate import GenerationRequest, MelodyGenerator  # noqa: E402
+from melodygen.core.checkpoint import build_network, save_model
+from melodygen.core.generation import GenerationRequest
+from melodygen.families.melody_rnn.generate import MelodyGenerator  # noqa: E402
+from melodygen.families.melody_rnn.model_file import ModelInfo  # noqa: E402
 
 
 def full_size_checkpoint(folder: Path, config_name: str) -> Path:

@@ -176,9 +176,10 @@ def dataset_runs(args, rng) -> dict:
     """Per dataset: the trainer's compiled network and a train-split batch source."""
     import keras
 
+    from melodygen.core.batches import length_bucketed_batches, pad_batch
     from melodygen.core.checkpoint import build_network
-    from melodygen.core.train import compile_model, length_bucketed_batches, model_info, pad_batch
     from melodygen.families.melody_rnn.dataset import MelodyDataset
+    from melodygen.families.melody_rnn.family import compile_model, model_info
 
     runs = {}
     variants = [(path, precision) for path in args.data for precision in precisions(args)]

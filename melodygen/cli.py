@@ -22,9 +22,7 @@ from melodygen import __version__
 from melodygen.errors import MelodyGenError
 from melodygen.families.melody_rnn.configs import CONFIGS
 from melodygen.limits import MAX_BEAM_ROWS, RANGES, ValueRangeError, check_primer_text
-
-KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-FLAT_KEYS = {"DB": 1, "EB": 3, "GB": 6, "AB": 8, "BB": 10}
+from melodygen.theory import KeyNameError, parse_key
 
 
 def _quiet_tensorflow() -> None:
@@ -83,19 +81,17 @@ def _transpositions(text: str) -> list[int]:
 
 
 def _key(text: str):
-    """A key name (C, F#, Bb), 0-11, or 'none' to keep melodies where they are."""
-    upper = text.strip().upper()
-    if upper == "CONFIG":
+    """A key name (C, F#, Bb), 0-11, 'none' to keep melodies where they are, or 'config'.
+
+    Read by :func:`melodygen.theory.parse_key`, the reader of ``generate --key`` and the
+    studio's key too, so every key flag takes and refuses the same spellings.
+    """
+    if text.strip().lower() == "config":
         return "config"
-    if upper == "NONE":
-        return None
-    if upper.isdigit() and 0 <= int(upper) < 12:
-        return int(upper)
-    if upper in KEYS:
-        return KEYS.index(upper)
-    if upper in FLAT_KEYS:
-        return FLAT_KEYS[upper]
-    raise argparse.ArgumentTypeError(f"{text!r} is not a key: use C, F#, Bb, 0-11 or none")
+    try:
+        return parse_key(text)
+    except KeyNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="must match the dataset's configuration (default: the dataset's)",
     )
     train.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start a new run from this model's weights (fine-tuning; same family and "
+        "encoding as the dataset; --hparams may change only how it trains)",
+    )
+    train.add_argument(
         "--steps",
         type=_ranged("train_steps"),
         default=20000,
@@ -244,15 +248,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="held-out metrics of a model on a dataset")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="held-out figures and bits per note of models, on a dataset or on music files",
+        description="Evaluate one or more models on a built dataset (--data) or directly on "
+        "MIDI and ABC files (--input, every file held out). Beside each family's own figures "
+        "it reports bits per note (lower is better), which compares models of any family; "
+        "with several models, a table ranks them by it.",
+    )
     evaluate.add_argument(
         "--checkpoint",
         required=True,
+        nargs="+",
         type=Path,
-        help="a training run folder or a saved model folder",
+        metavar="CHECKPOINT",
+        help="training run folders or saved model folders (one or more)",
     )
-    evaluate.add_argument("--data", required=True, type=Path, help="dataset folder")
-    evaluate.add_argument("--split", choices=["eval", "train"], default="eval")
+    evaluate.add_argument(
+        "--data", type=Path, default=None, help="a dataset folder (`melodygen dataset build`)"
+    )
+    evaluate.add_argument(
+        "--input",
+        nargs="+",
+        default=None,
+        metavar="FILES_OR_DIRS",
+        help="music files and/or folders (searched recursively), evaluated without a dataset",
+    )
+    evaluate.add_argument(
+        "--split", choices=["eval", "train"], default=None, help="with --data (default: eval)"
+    )
     evaluate.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
@@ -508,27 +532,47 @@ def _run_train(args) -> None:
         seed=args.seed,
         progress=not args.quiet,
         time_limit=None if args.time_limit is None else args.time_limit * 60,
+        init_from=args.init_from,
     )
     best = f", best eval loss {result.best_eval_loss:.4f}" if result.best_eval_loss else ""
     print(f"trained to step {result.steps}{best}; model saved in {result.model_dir}")
 
 
 def _run_evaluate(args) -> None:
-    from melodygen.core.evaluate import evaluate, format_report
+    from melodygen.core.evaluate import (
+        evaluate,
+        evaluate_files,
+        format_ranking,
+        format_report,
+        ranking_rows,
+    )
 
-    figures = evaluate(args.checkpoint, args.data, split=args.split)
-    print(format_report(figures))
+    if (args.data is None) == (args.input is None):
+        raise MelodyGenError(
+            "evaluate needs either --data DATASET or --input FILES_OR_DIRS, not "
+            + ("both" if args.data is not None else "neither")
+        )
+    if args.input is not None:
+        if args.split is not None:
+            raise MelodyGenError("--split goes with --data; with --input every file is held out")
+        rows = evaluate_files(args.checkpoint, args.input)
+        print(format_ranking(rows))
+        if args.json:
+            _write_json(args.json, {"inputs": args.input, "ranking": rows})
+        return
+    split = args.split or "eval"
+    reports = [evaluate(checkpoint, args.data, split=split) for checkpoint in args.checkpoint]
+    print("\n\n".join(format_report(figures) for figures in reports))
+    if len(reports) > 1:
+        print()
+        print(format_ranking(ranking_rows(reports)))
     if args.json:
-        _write_json(args.json, figures)
+        _write_json(args.json, reports[0] if len(reports) == 1 else {"models": reports})
 
 
 def _run_generate(args) -> None:
-    from melodygen.families.melody_rnn.generate import (
-        GenerationRequest,
-        MelodyGenerator,
-        bars_to_steps,
-        parse_key,
-    )
+    from melodygen.core.generation import GenerationRequest, bars_to_steps, load_generator
+    from melodygen.families.melody_rnn.generate import parse_key
     from melodygen.io.primer import midi_primer, parse_primer
     from melodygen.render import Synth, program_number, write_wav
 
@@ -567,7 +611,7 @@ def _run_generate(args) -> None:
     _check_output_folder(args.out, "--out")
     program = program_number(args.instrument)
     synth = Synth() if args.wav else None  # says why audio is unavailable before generating
-    generator = MelodyGenerator(args.checkpoint, device=args.device)
+    generator = load_generator(args.checkpoint, device=args.device)
     result = generator.generate(request)
     prefix = args.name or time.strftime("melody_%Y%m%d-%H%M%S")
     width = max(2, len(str(len(result.melodies))))
@@ -588,7 +632,7 @@ def _run_generate(args) -> None:
         }.get(result.key_source, "the model's own")
         key = f" in {result.melodies[0].key_name} ({origin}), {request.meter}"
     print(
-        f"{len(result.melodies)} melodies from {generator.config}{key} in "
+        f"{len(result.melodies)} melodies from {generator.description}{key} in "
         f"{result.seconds:.2f} s written to {args.out}"
     )
     for line in [*result.notices, *result.warnings]:

@@ -12,7 +12,7 @@ refused in all, with the same words:
   files with more notes).
 - :data:`RANGES` holds the range of every number a user can give (CLI flags of
   ``generate``, ``dataset build``, ``train`` and ``originality``, the studio's form, and
-  :class:`~melodygen.families.melody_rnn.generate.GenerationRequest`). The CLI builds its
+  :class:`~melodygen.core.generation.GenerationRequest`). The CLI builds its
   argparse types from it, ``GenerationRequest.validate`` and ``StudioSettings.to_request`` check
   against it, and the README's tables state it.
 """

@@ -96,7 +96,7 @@ POP909 = Source(
 # lookback_rnn and attention_rnn train on the event loss (README: hparam ``loss``): held-out
 # NLL well below Magenta's label loss, whose best was worse than basic_rnn's on both styles.
 # attention_rnn trains under TensorFlow only (under JAX on a GPU its compiled attention layer
-# computes wrong outputs: train.check_backend_computes), on the 2-core CPU, with Magenta's
+# computes wrong outputs: melody_rnn's check_backend_computes), on the 2-core CPU, with Magenta's
 # batch of 64.
 # Melodies each card's originality figures come from. The 100 resolve shares in steps
 # of 1%, no finer than pop's held-out reference (0.9% share more than 2 bars): one melody in
@@ -269,7 +269,7 @@ def describe_history(history: list[dict] | None) -> str:
     )
 
 
-# What ``melodygen train`` keeps, by training loss (train.SELECTION_METRIC), in words.
+# What ``melodygen train`` keeps, by training loss (the family's SELECTION_METRIC), in words.
 SELECTED_BY = {"label": "label NLL", "event": "NLL (the event's probability)"}
 
 

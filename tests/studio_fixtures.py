@@ -67,8 +67,9 @@ def make_checkpoints(root: Path) -> Path:
     """Two tiny random models: folk_attention_rnn with card and log, pop_basic_rnn bare."""
     import keras
 
-    from melodygen.core.checkpoint import ModelInfo, build_network, save_model
+    from melodygen.core.checkpoint import build_network, save_model
     from melodygen.families.melody_rnn.configs import HParams
+    from melodygen.families.melody_rnn.model_file import ModelInfo
 
     keras.utils.set_random_seed(0)
     for name, config in (("folk_attention_rnn", "attention_rnn"), ("pop_basic_rnn", "basic_rnn")):

@@ -15,7 +15,8 @@ import pytest
 
 from melodygen import release
 from melodygen.core.checkpoint import load_model, read_model_info
-from melodygen.families.melody_rnn.generate import GenerationRequest, MelodyGenerator
+from melodygen.core.generation import GenerationRequest
+from melodygen.families.melody_rnn.generate import MelodyGenerator
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SHIPPED = sorted(path.parent for path in CHECKPOINTS.glob("*/melodygen.json"))

@@ -10,20 +10,14 @@ import pretty_midi
 import pytest
 
 from melodygen.cli import main
-from melodygen.core.checkpoint import ModelInfo, build_network, save_model
+from melodygen.core.checkpoint import build_network, save_model
+from melodygen.core.generation import GenerationError, GenerationRequest, bars_to_steps
 from melodygen.errors import CheckpointError
 from melodygen.families.melody_rnn.configs import CONFIGS, HParams
-from melodygen.families.melody_rnn.generate import (
-    MODES,
-    GenerationError,
-    GenerationRequest,
-    MelodyGenerator,
-    StepModel,
-    bars_to_steps,
-    parse_key,
-)
+from melodygen.families.melody_rnn.generate import MODES, MelodyGenerator, StepModel, parse_key
+from melodygen.families.melody_rnn.model_file import ModelInfo
 from melodygen.io.primer import Primer, parse_primer
-from melodygen.theory import Meter
+from melodygen.theory import KeyNameError, Meter
 
 
 def make_checkpoint(folder: Path, config: str, seed: int = 0) -> Path:
@@ -195,7 +189,7 @@ def test_bad_requests_are_clear_errors(generators, changes, message):
 
 def test_bad_keys_and_checkpoints(tmp_path: Path):
     assert parse_key("Bb") == 10 and parse_key("c#") == 1 and parse_key(None) is None
-    with pytest.raises(GenerationError, match="unknown key"):
+    with pytest.raises(KeyNameError, match="unknown key"):
         parse_key("H")
     with pytest.raises(CheckpointError, match="does not exist"):
         MelodyGenerator(tmp_path / "missing")

@@ -504,7 +504,7 @@ def test_typed_primers_too_big_to_be_one_are_one_line(text):
 def test_every_numeric_flag_takes_its_range_from_the_table():
     from melodygen import studio
     from melodygen.cli import build_parser
-    from melodygen.families.melody_rnn import generate
+    from melodygen.core import generation as generate
     from melodygen.limits import RANGES
 
     numeric = []
@@ -544,7 +544,7 @@ def test_the_readme_states_the_ranges_of_the_table():
 
 def test_the_studio_and_the_library_check_the_same_table():
     from melodygen import studio
-    from melodygen.families.melody_rnn.generate import GenerationError, GenerationRequest
+    from melodygen.core.generation import GenerationError, GenerationRequest
     from melodygen.io.primer import parse_primer
 
     for changes, fragment in [

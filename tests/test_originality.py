@@ -10,7 +10,8 @@ import pytest
 from conftest import PHRASES, write_tune
 
 from melodygen.cli import main
-from melodygen.core.checkpoint import ModelInfo, build_network, save_model
+from melodygen.core.checkpoint import build_network, save_model
+from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest
 from melodygen.core.originality import (
     SharedRun,
     TrainingIndex,
@@ -25,7 +26,8 @@ from melodygen.core.originality import (
 )
 from melodygen.families.melody_rnn.configs import HParams
 from melodygen.families.melody_rnn.encoding import NO_EVENT, NOTE_OFF
-from melodygen.families.melody_rnn.generate import MAX_OUTPUTS, GenerationRequest, MelodyGenerator
+from melodygen.families.melody_rnn.generate import MelodyGenerator
+from melodygen.families.melody_rnn.model_file import ModelInfo
 
 
 def events_of(notes: list[tuple[int, int]], staccato: bool = False) -> np.ndarray:

@@ -10,8 +10,10 @@ A training run folder holds its final model in ``model/`` and resumable
 checkpoints in ``checkpoints/``; anything that takes a checkpoint accepts
 either kind of folder.
 
-A model folder may come from anywhere, so ``melodygen.json`` is checked whole
-against a schema with sane bounds (``validate_model_dict``) and the weights
+The ``family`` field of ``melodygen.json`` (absent: ``melody_rnn``) names the family
+that reads the rest (:mod:`melodygen.core.family`). A model folder may come from
+anywhere, so ``melodygen.json`` is checked whole against its family's schema with sane
+bounds and the weights
 file's shapes against the network it describes before anything is built or
 read: a hostile file ends in one ``ModelFileError`` line naming the file and
 the field, never in an attempt to allocate a 10^9-unit layer.
@@ -19,18 +21,15 @@ the field, never in an attempt to allocate a 10^9-unit layer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from melodygen.errors import CheckpointError, ConfigError, ModelFileError, one_line
-from melodygen.families.melody_rnn.configs import CONFIGS, HParams
-from melodygen.families.melody_rnn.dataset import EncodingSpec
+from melodygen.core.family import Family, ModelInfo, UnknownFamilyError, family_of, get_family
+from melodygen.errors import CheckpointError, ModelFileError, one_line
 
 if TYPE_CHECKING:
     import keras
@@ -42,88 +41,6 @@ CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step-"
 # A real melodygen.json is about 2 KB; past this it is not one, and is not parsed at all.
 MAX_MODEL_JSON_BYTES = 1_000_000
-ENCODINGS = ("onehot", "lookback", "key")
-# Bounds of the encoding fields: wide around every registered configuration.
-MAX_LOOKBACKS = 8
-MAX_LOOKBACK_DISTANCE = 1024
-MAX_COUNTER_BITS = 16
-MAX_STEPS_PER_QUARTER = 24
-# A weights file holds the network's weights and, saved from a compiled model (a training
-# run's), Adam's two moments of each; never more. A compressed HDF5 dataset of 10^10 zeros
-# is a few KB on disk and 40 GB once read, so the shapes are checked before any reading.
-WEIGHTS_FILE_FACTOR = 3
-
-
-def max_weight_values(info: ModelInfo) -> int:
-    """The most numbers a weights file of this network may hold (see WEIGHTS_FILE_FACTOR)."""
-    expected = info.hparams.parameter_count(info.input_size, info.num_classes)
-    return WEIGHTS_FILE_FACTOR * expected + 1024
-
-
-@dataclass
-class ModelInfo:
-    """What ``melodygen.json`` holds: enough to rebuild the network and use it."""
-
-    spec: EncodingSpec
-    hparams: HParams
-    input_size: int
-    num_classes: int
-    num_event_classes: int
-    label_event_classes: list[int]
-    training: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "format": "melodygen-model",
-            "format_version": 1,
-            "config": self.spec.config,
-            "encoding": self.spec.to_dict(),
-            "hparams": self.hparams.to_dict(),
-            "input_size": self.input_size,
-            "num_classes": self.num_classes,
-            "num_event_classes": self.num_event_classes,
-            "label_event_classes": self.label_event_classes,
-            "training": self.training,
-        }
-
-    @classmethod
-    def for_config(cls, config: str, hparams: HParams | None = None) -> ModelInfo:
-        """The info of a fresh network for a registered configuration (sizes from its encoding)."""
-        from melodygen.families.melody_rnn.configs import get_config
-        from melodygen.families.melody_rnn.dataset import static_label_event_classes
-
-        registered = get_config(config)
-        spec = EncodingSpec.from_config(registered)
-        encoding = spec.make_encoding()
-        return cls(
-            spec=spec,
-            hparams=hparams or registered.hparams,
-            input_size=encoding.input_size,
-            num_classes=encoding.num_classes,
-            num_event_classes=encoding.num_event_classes,
-            label_event_classes=static_label_event_classes(encoding),
-        )
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str | Path = MODEL_JSON) -> ModelInfo:
-        """The info ``values`` describe, checked whole first (``validate_model_dict``)."""
-        validate_model_dict(values, source)
-        return cls(
-            spec=EncodingSpec.from_dict(values["encoding"]),
-            hparams=HParams.from_dict(values["hparams"]),
-            input_size=int(values["input_size"]),
-            num_classes=int(values["num_classes"]),
-            num_event_classes=int(values["num_event_classes"]),
-            label_event_classes=[int(c) for c in values["label_event_classes"]],
-            training=dict(values.get("training", {})),
-        )
-
-
-def build_network(info: ModelInfo):
-    """A fresh network shaped as ``info`` says."""
-    from melodygen.families.melody_rnn.network import build_model
-
-    return build_model(info.input_size, info.num_classes, info.hparams)
 
 
 def save_model(path: str | Path, model, info: ModelInfo) -> Path:
@@ -143,6 +60,52 @@ def save_model(path: str | Path, model, info: ModelInfo) -> Path:
     temporary_json.replace(path / MODEL_JSON)
     fsync_folder(path)
     return path
+
+
+def check_model_header(values: object, source: str | Path = MODEL_JSON) -> Family:
+    """The family of a model file, after the checks every family's file must pass."""
+    schema = Schema(source)
+    if not isinstance(values, dict):
+        schema.fail("the top level", f"must be a JSON object, not {kind(values)}")
+    if values.get("format") != "melodygen-model":
+        schema.fail("format", f'must be "melodygen-model", not {shown(values.get("format"))}')
+    version = values.get("format_version")
+    if type(version) is not int or version != 1:
+        schema.fail(
+            "format_version", f"must be 1, the version this MelodyGen reads, not {shown(version)}"
+        )
+    if not isinstance(values.get("training", {}), dict):
+        schema.fail("training", f"must be a JSON object, not {kind(values['training'])}")
+    try:
+        return family_of(values, source)
+    except UnknownFamilyError as error:
+        raise ModelFileError(str(error)) from None
+
+
+def model_info_from_dict(values: dict, source: str | Path = MODEL_JSON) -> ModelInfo:
+    """The info of a model file's JSON, read and checked whole by its family."""
+    return check_model_header(values, source).read_info(values, source)
+
+
+def info_family(info: ModelInfo) -> Family:
+    """The family a model's info belongs to."""
+    return get_family(info.family)
+
+
+def build_network(info: ModelInfo):
+    """A fresh network shaped as ``info`` says, built by its family."""
+    return info_family(info).build_network(info)
+
+
+def max_weight_values(info: ModelInfo) -> int:
+    """The most numbers a weights file of this model may hold (its family says)."""
+    return info_family(info).max_weight_values(info)
+
+
+def model_family(path: str | Path) -> Family:
+    """The family of the saved model (or run folder) at ``path``."""
+    model_dir = resolve_model_dir(path)
+    return check_model_header(read_model_json(model_dir / MODEL_JSON), model_dir / MODEL_JSON)
 
 
 # Writing folders so that a kill at any moment leaves the old one or the new one -------------
@@ -278,14 +241,14 @@ def read_model_json(path: str | Path) -> dict:
         raise ModelFileError(f"{path} is nested too deeply to be a MelodyGen model file") from None
     except ValueError as error:
         raise ModelFileError(f"{path} is not valid JSON ({one_line(error)})") from None
-    validate_model_dict(values, path)
+    check_model_header(values, path)
     return values
 
 
 def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
     """The model folder and its checked JSON, with one clear line for anything else."""
     model_dir = resolve_model_dir(path)
-    info = ModelInfo.from_dict(read_model_json(model_dir / MODEL_JSON), model_dir / MODEL_JSON)
+    info = model_info_from_dict(read_model_json(model_dir / MODEL_JSON), model_dir / MODEL_JSON)
     if not (model_dir / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{model_dir} has no {WEIGHTS_FILE}")
     return model_dir, info
@@ -346,7 +309,7 @@ def check_weights_file(path: str | Path, max_values: int, read: bool = False) ->
 # The model file's schema --------------------------------------------------------------------
 
 
-class _Schema:
+class Schema:
     """Type and range checks of one model file, each failing with the file and the field."""
 
     def __init__(self, source: str | Path) -> None:
@@ -362,15 +325,15 @@ class _Schema:
 
     def object(self, values: object, name: str) -> dict:
         if not isinstance(values, dict):
-            self.fail(name, f"must be a JSON object, not {_kind(values)}")
+            self.fail(name, f"must be a JSON object, not {kind(values)}")
         return values
 
     def integer(self, values: dict, key: str, low: int, high: int, prefix: str = "") -> int:
         value = self.get(values, key, prefix)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(prefix + key, f"must be an integer, not {_kind(value)}")
+            self.fail(prefix + key, f"must be an integer, not {kind(value)}")
         if not low <= value <= high:
-            self.fail(prefix + key, f"must be from {low} to {high}, not {_shown(value)}")
+            self.fail(prefix + key, f"must be from {low} to {high}, not {shown(value)}")
         return value
 
     def integers(self, values: dict, key: str, low: int, high: int, most: int, prefix="") -> list:
@@ -380,96 +343,28 @@ class _Schema:
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
                 self.fail(
-                    prefix + key, f"must hold integers from {low} to {high}, not {_shown(item)}"
+                    prefix + key, f"must hold integers from {low} to {high}, not {shown(item)}"
                 )
         return value
 
     def choice(self, values: dict, key: str, choices, prefix: str = "") -> str:
         value = self.get(values, key, prefix)
         if not isinstance(value, str) or value not in choices:
-            self.fail(prefix + key, f"must be one of {', '.join(choices)}, not {_shown(value)}")
+            self.fail(prefix + key, f"must be one of {', '.join(choices)}, not {shown(value)}")
         return value
 
 
-def _kind(value: object) -> str:
+def kind(value: object) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
     if value is None:
         return "null"
     if type(value) in names:
         return names[type(value)]
-    return f"the number {_shown(value)}" if isinstance(value, int | float) else type(value).__name__
+    return f"the number {shown(value)}" if isinstance(value, int | float) else type(value).__name__
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**40:
         return "a huge integer"
     text = json.dumps(value) if isinstance(value, str | int | float | None) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None:
-    """Check a whole model file against its schema before anything is built from it.
-
-    Types, ranges and the sizes the encoding implies are all checked, so a hostile or
-    damaged file ends in one line naming the file and the field, never in a traceback
-    from Keras or an attempt to allocate a 10^9-unit layer.
-    """
-    from melodygen.families.melody_rnn.dataset import static_label_event_classes
-
-    schema = _Schema(source)
-    if not isinstance(values, dict):
-        schema.fail("the top level", f"must be a JSON object, not {_kind(values)}")
-    if values.get("format") != "melodygen-model":
-        schema.fail("format", f'must be "melodygen-model", not {_shown(values.get("format"))}')
-    version = values.get("format_version")
-    if type(version) is not int or version != 1:
-        schema.fail(
-            "format_version", f"must be 1, the version this MelodyGen reads, not {_shown(version)}"
-        )
-    config = schema.choice(values, "config", tuple(CONFIGS))
-
-    encoding = schema.object(schema.get(values, "encoding"), "encoding")
-    known = {f.name for f in dataclasses.fields(EncodingSpec)}
-    for key in encoding:
-        if key not in known:
-            schema.fail(f"encoding.{key[:40]}", "is not a known field")
-    if schema.get(encoding, "config", "encoding.") != config:
-        schema.fail("encoding.config", f"must be the model's config {_shown(config)}")
-    kind = schema.choice(encoding, "encoding", ENCODINGS, "encoding.")
-    low = schema.integer(encoding, "min_note", 0, 127, "encoding.")
-    high = schema.integer(encoding, "max_note", 1, 128, "encoding.")
-    if low >= high:
-        schema.fail("encoding.min_note", f"({low}) must be below encoding.max_note ({high})")
-    if schema.get(encoding, "transpose_to_key", "encoding.") is not None:
-        schema.integer(encoding, "transpose_to_key", 0, 11, "encoding.")
-    lookbacks = schema.integers(
-        encoding, "lookback_distances", 1, MAX_LOOKBACK_DISTANCE, MAX_LOOKBACKS, "encoding."
-    )
-    if kind == "key" and not lookbacks:
-        schema.fail("encoding.lookback_distances", "must hold at least one distance for key")
-    schema.integer(encoding, "binary_counter_bits", 0, MAX_COUNTER_BITS, "encoding.")
-    schema.integer(encoding, "steps_per_quarter", 1, MAX_STEPS_PER_QUARTER, "encoding.")
-
-    raw = schema.object(schema.get(values, "hparams"), "hparams")
-    try:
-        hparams = HParams.from_dict(raw)
-        hparams.validate()
-    except ConfigError as error:  # its messages start with the field's name
-        raise ModelFileError(f"{source}: hparams.{error}") from None
-
-    try:
-        made = EncodingSpec.from_dict(encoding).make_encoding()
-    except (ValueError, TypeError) as error:
-        schema.fail("encoding", f"cannot be built ({one_line(error)})")
-    for key, size in (
-        ("input_size", made.input_size),
-        ("num_classes", made.num_classes),
-        ("num_event_classes", made.num_event_classes),
-    ):
-        if schema.integer(values, key, 1, 100_000) != size:
-            schema.fail(key, f"must be {size}, as the encoding makes it, not {values[key]}")
-    label_events = schema.integers(values, "label_event_classes", 0, 100_000, 100_000)
-    if label_events != static_label_event_classes(made):
-        schema.fail("label_event_classes", "does not match the encoding")
-    if not isinstance(values.get("training", {}), dict):
-        schema.fail("training", f"must be a JSON object, not {_kind(values['training'])}")

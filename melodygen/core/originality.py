@@ -42,12 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.encoding import (
-    MAJOR_SCALE,
-    NOTE_OFF,
-    NOTES_PER_OCTAVE,
-    STEPS_PER_BAR,
-)
+from melodygen.families.melody_rnn.encoding import MAJOR_SCALE, NOTE_OFF
+from melodygen.theory import NOTES_PER_OCTAVE, STEPS_PER_BAR
 
 TWO_BARS = 2 * STEPS_PER_BAR
 FOUR_BARS = 4 * STEPS_PER_BAR
@@ -413,10 +409,10 @@ def originality_report(
     the same length), ``held_out_whole`` and ``verdict``.
     """
     from melodygen.core.checkpoint import read_model_info
-    from melodygen.core.evaluate import check_model_fits_dataset
+    from melodygen.core.generation import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
     from melodygen.errors import DatasetError
     from melodygen.families.melody_rnn.dataset import MelodyDataset
-    from melodygen.families.melody_rnn.generate import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
+    from melodygen.families.melody_rnn.family import check_model_fits_dataset
 
     if num < 1:
         raise OriginalityError(f"the number of melodies must be at least 1 (got {num})")
@@ -482,11 +478,8 @@ def generate_in_model_space(
     Requests hold at most ``MAX_OUTPUTS`` melodies, so larger numbers run in
     batches, each with its own seed drawn from ``seed``.
     """
-    from melodygen.families.melody_rnn.generate import (
-        MAX_OUTPUTS,
-        GenerationRequest,
-        MelodyGenerator,
-    )
+    from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest
+    from melodygen.families.melody_rnn.generate import MelodyGenerator
 
     generator = MelodyGenerator(checkpoint, device=device)
     spec = generator.info.spec

@@ -1,4 +1,8 @@
-"""Training: length-bucketed batches, Keras fit, held-out evaluation, resumable checkpoints.
+"""The training loop every family shares: held-out evaluation, resumable checkpoints.
+
+The loop reaches the model only through its family (:mod:`melodygen.core.family`):
+the dataset's ``dataset.json`` names the family, which makes the batches, the
+network, its loss and metrics, and says which held-out figure picks the best model.
 
 A run folder holds everything a run writes:
 
@@ -23,6 +27,7 @@ with NumPy, so the loop runs on any Keras backend.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -30,7 +35,6 @@ import sys
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +46,9 @@ from melodygen.core.checkpoint import (
     FINAL_MODEL_DIR,
     MODEL_JSON,
     WEIGHTS_FILE,
-    ModelInfo,
-    build_network,
     check_weights_file,
     checkpoint_folders,
+    info_family,
     latest_checkpoint,
     max_weight_values,
     read_model_info,
@@ -54,15 +57,13 @@ from melodygen.core.checkpoint import (
     staging_folder,
     write_synced,
 )
+from melodygen.core.family import Family, ModelInfo, open_dataset
 from melodygen.errors import (
     CheckpointError,
-    ConfigError,
     DatasetError,
     TrainingDivergedError,
     one_line,
 )
-from melodygen.families.melody_rnn.configs import get_config
-from melodygen.families.melody_rnn.dataset import MelodyDataset, MelodySplit
 
 KEEP_CHECKPOINTS = 3
 OPTIMIZER_FILE = "optimizer.npz"
@@ -92,132 +93,7 @@ class TrainResult:
 # Batches ----------------------------------------------------------------------------------
 
 
-def pad_batch(
-    split: MelodySplit, indices: np.ndarray, shape: BatchShape | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (float32, zero-padded) and packed targets (int32, label -1 on padding).
-
-    ``shape`` rounds the padded length up and fills the batch to a fixed number
-    of rows (padding rows are all masked), so a backend that compiles one
-    program per input shape compiles a handful, not one per melody length.
-    """
-    shape = shape or BatchShape()
-    lengths = split.lengths[indices]
-    steps = shape.steps(int(lengths.max()))
-    rows = max(len(indices), shape.rows or 0)
-    inputs = np.zeros((rows, steps, split.inputs.shape[1]), np.float32)
-    targets = np.full((rows, steps, split.targets.shape[1]), -1, np.int32)
-    targets[:, :, 1:] = 0  # padded event classes must still be valid indices
-    for row, (index, length) in enumerate(zip(indices, lengths, strict=True)):
-        start = split.offsets[index]
-        inputs[row, :length] = split.inputs[start : start + length]
-        targets[row, :length] = split.targets[start : start + length]
-    return inputs, targets
-
-
-@dataclass(frozen=True)
-class BatchShape:
-    """How batches are padded: lengths to a multiple of ``step_multiple``, ``rows`` rows."""
-
-    step_multiple: int = 1
-    rows: int | None = None
-
-    def steps(self, longest: int) -> int:
-        return -(-longest // self.step_multiple) * self.step_multiple
-
-    @classmethod
-    def for_backend(cls, batch_size: int) -> BatchShape:
-        """Exact shapes on TensorFlow; on JAX (one XLA program per shape) a few fixed ones."""
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            return cls()
-        return cls(step_multiple=COMPILED_STEP_MULTIPLE, rows=batch_size)
-
-
-def length_bucketed_batches(
-    split: MelodySplit, batch_size: int, rng: np.random.Generator
-) -> list[np.ndarray]:
-    """One pass over the split as index batches of similar length, in random order."""
-    order = rng.permutation(len(split))
-    pool = batch_size * BUCKET_POOL
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = order[start : start + pool]
-        chunk = chunk[np.argsort(split.lengths[chunk], kind="stable")]
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def training_batches(
-    split: MelodySplit, batch_size: int, seed: int, shape: BatchShape | None = None
-) -> Iterator[tuple]:
-    """Endless batches, reshuffled every pass over the data (shaped for the backend by default)."""
-    shape = shape or BatchShape.for_backend(batch_size)
-    rng = np.random.default_rng(seed)
-    while True:
-        for indices in length_bucketed_batches(split, batch_size, rng):
-            yield pad_batch(split, indices, shape)
-
-
-def evaluation_batches(
-    split: MelodySplit, batch_size: int, shape: BatchShape | None = None
-) -> list[tuple]:
-    """The whole split once, sorted by length so little is padded (shaped for the backend)."""
-    shape = shape or BatchShape.for_backend(batch_size)
-    order = np.argsort(split.lengths, kind="stable")
-    return [
-        pad_batch(split, order[i : i + batch_size], shape) for i in range(0, len(order), batch_size)
-    ]
-
-
 # The loop ---------------------------------------------------------------------------------
-
-
-def model_info(dataset: MelodyDataset, hparams: str | dict | None = None) -> ModelInfo:
-    """What a new network for ``dataset`` is: its configuration's hparams with overrides."""
-    return ModelInfo(
-        spec=dataset.spec,
-        hparams=get_config(dataset.spec.config).hparams.override(hparams),
-        input_size=dataset.input_size,
-        num_classes=dataset.num_classes,
-        num_event_classes=int(dataset.metadata["num_event_classes"]),
-        label_event_classes=dataset.label_event_classes,
-    )
-
-
-def compile_model(model, info: ModelInfo) -> None:
-    """Attach Magenta's optimizer (Adam, clipped global norm) and the event metrics."""
-    import keras
-
-    from melodygen.families.melody_rnn.metrics import make_loss, make_metrics
-
-    optimizer = keras.optimizers.Adam(
-        learning_rate=info.hparams.learning_rate, global_clipnorm=info.hparams.clip_norm
-    )
-    model.compile(
-        optimizer=optimizer,
-        loss=make_loss(info.hparams.loss, info.label_event_classes, info.num_event_classes),
-        metrics=make_metrics(info.label_event_classes, info.num_event_classes),
-    )
-
-
-def evaluate_batches(model, batches: list[tuple], info: ModelInfo) -> dict[str, float]:
-    """Event metrics summed over every real step of ``batches`` (dropout off)."""
-    from melodygen.families.melody_rnn.metrics import make_metrics
-
-    # Fresh metric objects: Keras' test_on_batch resets its metrics on every call.
-    metrics = make_metrics(info.label_event_classes, info.num_event_classes)
-    steps = 0
-    for inputs, targets in batches:
-        logits = model.predict_on_batch(inputs)
-        for metric in metrics:
-            metric.update_state(targets, logits)
-        steps += int((targets[..., 0] >= 0).sum())
-    figures = {metric.name: float(metric.result()) for metric in metrics}
-    figures["steps"] = steps
-    return figures
 
 
 class _RunningMeans:
@@ -227,8 +103,7 @@ class _RunningMeans:
         self.sums: dict[str, float] = {}
         self.weight = 0
 
-    def add(self, logs: dict, targets: np.ndarray) -> None:
-        real = int((targets[..., 0] >= 0).sum())
+    def add(self, logs: dict, real: int) -> None:
         for name, value in logs.items():
             if name != "loss":
                 self.sums[name] = self.sums.get(name, 0.0) + float(value) * real
@@ -280,26 +155,26 @@ def train(
     seed: int = 0,
     progress: bool = True,
     time_limit: float | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train (or resume) a Melody RNN on a built dataset.
+    """Train (or resume) a model of any family on a dataset that family built.
 
     ``early_stopping``: stop after that many evaluations without a lower
     held-out loss. ``time_limit``: seconds this call may train; past it the run
     evaluates, saves a checkpoint and ends as if its steps were done (running it
-    again resumes). The final model is the one with the lowest held-out loss
-    (the last one when the dataset has no eval split).
+    again resumes). ``init_from``: a saved model (or run folder) of the same family
+    whose weights a new run starts from (fine-tuning); its network is kept, ``hparams``
+    may change only how it trains, and the run's history records where it started. A
+    run that already has checkpoints resumes from them instead. The final model is the
+    one with the lowest held-out loss (the last one when the dataset has no eval split).
     """
     import keras
 
     use_training_threads()
     started = time.perf_counter()
-    dataset = MelodyDataset.open(data)
-    check_backend_computes(dataset.spec.config)
-    if config is not None and config != dataset.spec.config:
-        raise DatasetError(
-            f"dataset {dataset.path} was built for {dataset.spec.config}, not {config}; "
-            f"rebuild it with --config {config} or train with --config {dataset.spec.config}"
-        )
+    family, dataset = open_dataset(data)
+    if config is not None:
+        family.check_config(dataset, config)
     if steps < 1 or eval_every < 1:
         raise DatasetError("--steps and --eval-every must be positive")
     if time_limit is not None and time_limit <= 0:
@@ -307,18 +182,27 @@ def train(
     run_dir = Path(run_dir)
     _tidy_run_dir(run_dir)
     resume = find_resume_point(run_dir)
+    start_from = None  # (model folder, its info) of --init-from
     if resume is not None:
         resume_from, info, state = resume
-        _check_resume_fits(resume_from, info, dataset, hparams)
+        _check_resume_fits(resume_from, info, family, dataset, hparams)
+        if init_from is not None:
+            print(f"note: {run_dir} has checkpoints, so it resumes; --init-from is not used")
     else:
         resume_from = None
-        info = model_info(dataset, hparams)
         state = {"step": 0, "best_eval_loss": None, "evals_since_best": 0, "seconds": 0.0}
+        if init_from is not None:
+            start_from = _fine_tuning_start(init_from, family, dataset)
+            info = family.with_hparams(start_from[1], hparams)
+            state["init_from"] = _init_record(*start_from)
+        else:
+            info = family.new_model_info(dataset, hparams)
+    family.check_backend(info)
     train_split = dataset.load("train")
     if len(train_split) == 0:
-        raise DatasetError(f"dataset {dataset.path} has no training melodies")
+        raise DatasetError(f"dataset {dataset.path} has no training examples")
     eval_split = dataset.load("eval")
-    eval_data = evaluation_batches(eval_split, info.hparams.batch_size) if len(eval_split) else []
+    eval_data = family.evaluation_batches(eval_split, info) if len(eval_split) else []
 
     # This call's stretch of the run, recorded in the run's history at every checkpoint.
     stretch = {
@@ -329,10 +213,11 @@ def train(
         "seconds_before": state["seconds"],
         "index": len(state.setdefault("history", [])),  # its place in the history
     }
+    if start_from is not None:
+        stretch["init_from"] = state["init_from"]
     keras.utils.set_random_seed(seed + state["step"])
-    warn_unused_precision(info.hparams)
-    model = build_network(info)
-    compile_model(model, info)
+    model = family.build_network(info)
+    family.compile(model, info)
     if resume_from is not None:
         try:
             with warnings.catch_warnings():
@@ -346,6 +231,9 @@ def train(
                 "start a new --run-dir"
             ) from None
         print(f"resuming from {resume_from} (step {state['step']})")
+    elif start_from is not None:
+        _load_start_weights(model, start_from[0])
+        print(f"starting from the weights of {start_from[0]}")
     # The curves say what the checkpoint resumed from saw: nothing later, no step twice.
     _trim_metrics(run_dir / METRICS_FILE, through=state["step"] if resume_from else -1)
 
@@ -356,22 +244,25 @@ def train(
         "eval_melodies": len(eval_split),
         "eval_steps": int(eval_split.lengths.sum()),
     }
-    logger = _Logger(run_dir, progress, total=steps, start=state["step"])
-    batches = training_batches(train_split, info.hparams.batch_size, seed=seed + state["step"])
+    if state.get("init_from"):
+        info.training["init_from"] = state["init_from"]
+    logger = _Logger(run_dir, progress, total=steps, start=state["step"], family=family)
+    batches = family.training_batches(train_split, info, seed=seed + state["step"])
+    selection = family.selection_metric(info)
     stopped_early = False
     deadline = None if time_limit is None else time.perf_counter() + time_limit
-    if state["step"] == 0 and eval_data:  # where the curves start: an untrained model
-        logger.evaluation(0, None, evaluate_batches(model, eval_data, info), state)
+    if state["step"] == 0 and eval_data:  # where the curves start: the untrained model
+        logger.evaluation(0, None, family.evaluate_batches(model, eval_data, info), state)
     interval_started = time.perf_counter()
     train_means = _RunningMeans()
     try:
         while state["step"] < steps:
-            inputs, targets = next(batches)
+            inputs, targets, weight = next(batches)
             logs = model.train_on_batch(inputs, targets, return_dict=True)
             loss = float(logs["loss"])
             if not math.isfinite(loss):
                 raise _diverged(run_dir, state["step"] + 1, f"training loss became {loss}", info)
-            train_means.add(logs, targets)
+            train_means.add(logs, weight)
             state["step"] += 1
             logger.step(logs)
             out_of_time = deadline is not None and time.perf_counter() >= deadline
@@ -379,8 +270,7 @@ def train(
                 state["seconds"] += time.perf_counter() - interval_started
                 interval_started = time.perf_counter()
                 train_logs = train_means.pop()
-                eval_logs = evaluate_batches(model, eval_data, info) if eval_data else None
-                selection = SELECTION_METRIC[info.hparams.loss]
+                eval_logs = family.evaluate_batches(model, eval_data, info) if eval_data else None
                 if eval_logs is not None and not math.isfinite(eval_logs[selection]):
                     what = f"held-out {selection} became {eval_logs[selection]}"
                     raise _diverged(run_dir, state["step"], what, info)
@@ -424,8 +314,38 @@ def train(
     )
 
 
-# The held-out figure each training loss is judged by (best model, early stopping).
-SELECTION_METRIC = {"label": "label_nll", "event": "nll"}
+def _fine_tuning_start(init_from: str | Path, family: Family, dataset) -> tuple[Path, ModelInfo]:
+    """The model a new run starts from: whole, of the dataset's family, able to read it."""
+    model_dir, info = read_model_info(init_from)
+    check_weights_file(model_dir / WEIGHTS_FILE, max_values=max_weight_values(info), read=True)
+    if info.family != family.name:
+        raise CheckpointError(
+            f"--init-from {model_dir} is a {info_family(info).title} model, but "
+            f"{dataset.path} holds {family.title} data; build the dataset for that model"
+        )
+    try:
+        family.check_fits(info, model_dir, dataset)
+    except DatasetError as error:
+        raise CheckpointError(f"--init-from: {error}") from None
+    return model_dir, info
+
+
+def _init_record(model_dir: Path, info: ModelInfo) -> dict:
+    """What the history says a fine-tuned run started from."""
+    return {
+        "checkpoint": str(model_dir),
+        "step": info.training.get("step"),
+        "dataset": info.training.get("dataset"),
+    }
+
+
+def _load_start_weights(model, model_dir: Path) -> None:
+    try:
+        model.load_weights(model_dir / WEIGHTS_FILE)
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"--init-from {model_dir}: its weights do not fit its {MODEL_JSON} ({one_line(error)})"
+        ) from None
 
 
 def _track_best(state: dict, eval_logs: dict | None, metric: str) -> bool:
@@ -441,11 +361,14 @@ def _track_best(state: dict, eval_logs: dict | None, metric: str) -> bool:
 
 
 def _record_stretch(state: dict, stretch: dict) -> None:
-    """Put this call's stretch (backend, device, steps, seconds) last in the run's history."""
+    """Put this call's stretch (backend, device, steps, seconds, and the model a fine-tuning
+    run started from) last in the run's history."""
     entry = {key: stretch[key] for key in ("started", "backend", "device", "from_step")} | {
         "to_step": state["step"],
         "seconds": round(state["seconds"] - stretch["seconds_before"], 1),
     }
+    if "init_from" in stretch:
+        entry["init_from"] = stretch["init_from"]
     state["history"][stretch["index"] :] = [entry]
 
 
@@ -469,50 +392,13 @@ def training_device() -> str:
     return "CPU"
 
 
-def check_backend_computes(config: str) -> None:
-    """Refuse a combination measured to compute the network wrongly.
-
-    Under JAX on an NVIDIA H200 (JAX 0.11.2, Keras 3.15.1) the compiled program
-    of the attention layer gave held-out label NLL 2.83 where the same weights
-    give 1.02 under TensorFlow, under JAX on a CPU and under JAX run eagerly on
-    that GPU; the error grew with training, so early stopping and the choice of
-    the best model were wrong. LSTM-only configurations matched exactly.
-    """
-    import keras
-
-    if keras.backend.backend() != "jax" or not get_config(config).hparams.attn_length:
-        return
-    import jax
-
-    if jax.devices()[0].platform == "gpu":
-        raise ConfigError(
-            f"{config} does not train correctly under JAX on a GPU: its compiled attention "
-            "layer gives wrong outputs there (benchmarks/README.md); train it with "
-            "KERAS_BACKEND=tensorflow, or under JAX on the CPU (JAX_PLATFORMS=cpu)"
-        )
-
-
-def warn_unused_precision(hparams) -> None:
-    """Say so when ``gradient_precision`` asks for what this run's layers do not do."""
-    from melodygen.nn import kernels
-    from melodygen.nn.layers import _tf_cpu_only
-
-    if hparams.gradient_precision == "float32":
-        return
-    if not _tf_cpu_only() or kernels.load() is None:
-        print(
-            f"note: gradient_precision={hparams.gradient_precision} applies to MelodyGen's "
-            "compiled CPU kernels only; this run computes its gradients in float32"
-        )
-
-
 def _with_state(info: ModelInfo, state: dict, eval_logs: dict | None) -> ModelInfo:
     training = {**info.training, "step": state["step"], "train_seconds": round(state["seconds"], 1)}
     if state.get("history"):
         training["history"] = state["history"]
     if eval_logs is not None:
         training["eval"] = eval_logs
-    return ModelInfo(**{**info.__dict__, "training": training})
+    return dataclasses.replace(info, training=training)
 
 
 def find_resume_point(run_dir: Path) -> tuple[Path, ModelInfo, dict] | None:
@@ -627,20 +513,29 @@ def _set_aside(checkpoint: Path) -> Path:
     return aside
 
 
-def _check_resume_fits(checkpoint: Path, info: ModelInfo, dataset: MelodyDataset, hparams) -> None:
+def _check_resume_fits(checkpoint: Path, info: ModelInfo, family: Family, dataset, hparams) -> None:
     """Refuse to resume a run on other data or with other hyperparameters."""
-    if info.spec != dataset.spec:
+    run = checkpoint.parent.parent
+    if info.family != family.name:
         raise CheckpointError(
-            f"the run in {checkpoint.parent.parent} was trained on data encoded for "
-            f"{info.spec.config} with other settings than {dataset.path}; "
-            "use a new --run-dir or the same dataset"
+            f"the run in {run} trains a {info_family(info).title} model, but {dataset.path} "
+            f"holds {family.title} data; use a new --run-dir or the same dataset"
         )
+    try:
+        family.check_fits(info, checkpoint, dataset)
+    except DatasetError as error:
+        raise CheckpointError(
+            f"the run in {run} was trained on data encoded otherwise ({error}); "
+            "use a new --run-dir or the same dataset"
+        ) from None
     if hparams:
-        requested = info.hparams.override(hparams)
-        if requested != info.hparams:
+        try:
+            requested = family.with_hparams(info, hparams)
+        except CheckpointError:
+            requested = None
+        if requested is None or requested.hparams != info.hparams:
             raise CheckpointError(
-                f"cannot change hyperparameters when resuming {checkpoint.parent.parent}; "
-                "start a new --run-dir"
+                f"cannot change hyperparameters when resuming {run}; start a new --run-dir"
             )
 
 
@@ -764,9 +659,10 @@ def _load_optimizer(model, path: Path) -> None:
 class _Logger:
     """Progress bar, TensorBoard scalars (when TensorFlow is there) and metrics.jsonl."""
 
-    def __init__(self, run_dir: Path, progress: bool, total: int, start: int):
+    def __init__(self, run_dir: Path, progress: bool, total: int, start: int, family: Family):
         from tqdm import tqdm
 
+        self.family = family
         run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = (run_dir / METRICS_FILE).open("a")
         self.bar = tqdm(total=total, initial=start, unit="step", disable=not progress or None)
@@ -799,14 +695,10 @@ class _Logger:
                             self.tf.summary.scalar(name, value, step=step)
                 self.writers[split].flush()
         parts = []
-        if train is not None:
-            means = figures["train"]
-            parts.append(f"train nll {means['nll']:.3f} label nll {means['label_nll']:.3f}")
+        if train:
+            parts.append("train " + self.family.progress_figures(figures["train"], "train"))
         if evaluation is not None:
-            parts.append(
-                f"eval nll {evaluation['nll']:.3f} ppl {evaluation['perplexity']:.2f}"
-                f" acc {evaluation['accuracy']:.3f} event acc {evaluation['event_accuracy']:.3f}"
-            )
+            parts.append("eval " + self.family.progress_figures(evaluation, "eval"))
         text = f"step {step}: " + " | ".join(parts)
         self.message(text)
 

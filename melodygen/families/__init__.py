@@ -1,1 +1,4 @@
 """Model families: one folder each, reached through melodygen.core.family."""
+
+BUILTIN = ("melodygen.families.melody_rnn.family",)
+"""Modules that register the families every installation has, imported on first use."""

@@ -13,9 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 from melodygen.errors import ConfigError
+from melodygen.theory import STEPS_PER_BAR, STEPS_PER_QUARTER  # 4/4, as Magenta assumes
 
-STEPS_PER_QUARTER = 4
-STEPS_PER_BAR = 16  # 4/4 at 4 steps per quarter note, as Magenta assumes.
 LOSSES = ("label", "event")
 GRADIENT_PRECISIONS = ("float32", "bfloat16")
 # Sane bounds of the hyperparameters (Magenta's defaults are far inside them): past these a
@@ -117,6 +116,10 @@ class HParams:
             # input projection, then attention, query and output kernels with their biases
             total += (input_size + first + 1) * input_size + 5 * first * first + 3 * first
         return total + (width + 1) * num_classes
+
+    def network_shape(self) -> tuple:
+        """What the weights' shapes depend on: a fine-tuned or resumed run keeps it."""
+        return tuple(self.rnn_layer_sizes), self.attn_length
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

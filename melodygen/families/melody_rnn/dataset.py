@@ -407,6 +407,7 @@ def build_dataset(
     summary.seconds = time.perf_counter() - started
     metadata = {
         "format_version": FORMAT_VERSION,
+        "family": "melody_rnn",
         "encoding": spec.to_dict(),
         "input_size": encoding.input_size,
         "num_classes": encoding.num_classes,

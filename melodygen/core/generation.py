@@ -1,0 +1,400 @@
+"""Generation shared by every family: the request, the result, sampling and devices.
+
+A :class:`GenerationRequest` is everything a user can ask of one run; each family reads
+the options it understands (a key and a primer for ``melody_rnn``). A
+:class:`GenerationResult` holds every melody as a note_seq ``NoteSequence`` (plus the
+family's native text, such as ABC, where it has one) on MelodyGen's grid of
+sixteenth-note steps, with its log-likelihood and the settings that made it; rendering
+(piano roll, audio, MIDI, WAV) and the studio take this type and nothing
+family-specific. :func:`load_generator` loads any saved model through its family.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from melodygen.errors import MelodyGenError
+from melodygen.io.music import note_seq
+from melodygen.io.primer import Primer
+from melodygen.limits import MAX_BEAM_ROWS, check_value
+from melodygen.theory import (
+    FOUR_FOUR,
+    MINOR_MODES,
+    MODES,
+    STEPS_PER_BAR,
+    STEPS_PER_QUARTER,
+    Meter,
+    key_name,
+    parse_meter,
+    relative_major,
+)
+
+if TYPE_CHECKING:
+    from note_seq import NoteSequence
+
+DEFAULT_QPM = 120.0
+MAX_OUTPUTS = 64
+MAX_STEPS = 4096
+NOTE_OFF = -1
+"""A melody event: the sounding note ends (note_seq's MELODY_NOTE_OFF)."""
+NO_EVENT = -2
+"""A melody event: nothing changes (note_seq's MELODY_NO_EVENT)."""
+
+
+class GenerationError(MelodyGenError):
+    """A generation request that cannot be carried out as asked."""
+
+
+@dataclass
+class GenerationRequest:
+    """Everything a user can ask of one generation run.
+
+    ``length_steps`` is the total length including the primer, in sixteenth-note
+    steps (16 per 4/4 bar, 12 per 3/4 or 6/8 bar: ``meter.steps_per_bar``).
+    ``time_signature`` is the output's meter, None for the primer's (4/4 without
+    one); the networks generate the same way in every meter (see the README,
+    "Meters"). ``key`` is a pitch class (0 = C) or None to keep the primer's key
+    and mode (its key signature, else estimated; the model's own, C major / A
+    minor in ``mode``, when there is no primer). Pitch limits are MIDI numbers in
+    the output's key. ``start_on_downbeat``: without a primer, the first step is
+    a note (drawn from the model's note-ons), so bar 1 does not start with rests.
+    """
+
+    primer: Primer = field(default_factory=lambda: Primer(events=[]))
+    length_steps: int = 8 * STEPS_PER_BAR
+    key: int | None = None
+    mode: str = "major"
+    in_scale: bool = False
+    qpm: float | None = None
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    min_pitch: int = 0
+    max_pitch: int = 127
+    num_outputs: int = 1
+    seed: int | None = None
+    beam_size: int = 1
+    branch_factor: int = 1
+    steps_per_iteration: int = 1
+    include_primer: bool = True
+    time_signature: Meter | None = None
+    start_on_downbeat: bool = True
+
+    def __post_init__(self) -> None:
+        # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).
+        self.time_signature = parse_meter(self.time_signature)
+
+    @property
+    def meter(self) -> Meter:
+        """The output's meter: ``time_signature``, else the primer's."""
+        return self.time_signature or self.primer.meter
+
+    def validate(self) -> None:
+        """Refuse what cannot be generated, each with a message a musician can act on.
+
+        Every number is checked against :data:`melodygen.limits.RANGES`, the table the
+        CLI's flags and the studio's form are checked against, so a value is refused
+        with the same words wherever it comes from.
+        """
+
+        def check(name: str, value: object) -> None:
+            check_value(name, value, GenerationError)
+
+        check("temperature", self.temperature)
+        if self.mode not in MODES:
+            raise GenerationError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.key is not None:
+            check("key", self.key)
+        check("num_outputs", self.num_outputs)
+        check("length_steps", self.length_steps)
+        if self.primer.steps > self.length_steps:
+            raise GenerationError(
+                f"the primer is {self.primer.steps} steps long, longer than the requested "
+                f"{self.length_steps} steps: ask for more bars or a shorter primer"
+            )
+        if self.top_k is not None:
+            check("top_k", self.top_k)
+        if self.top_p is not None:
+            check("top_p", self.top_p)
+        check("min_pitch", self.min_pitch)
+        check("max_pitch", self.max_pitch)
+        if self.min_pitch > self.max_pitch:
+            raise GenerationError("pitch range must satisfy 0 <= lowest <= highest <= 127")
+        for name in ("beam_size", "branch_factor", "steps_per_iteration"):
+            check(name, getattr(self, name))
+        rows = self.beam_size * self.branch_factor * self.num_outputs
+        if rows > MAX_BEAM_ROWS:
+            raise GenerationError(
+                f"beam size x branch factor x number of outputs is {rows:,}; a beam search "
+                f"holds them all in memory at once, so it may be at most {MAX_BEAM_ROWS:,}"
+            )
+        if self.qpm is not None:
+            check("bpm", self.qpm)
+        elif self.primer.qpm is not None:
+            check("bpm", self.primer.qpm)  # the primer's tempo is the output's
+        if self.seed is not None:
+            check("seed", self.seed)
+
+
+@dataclass
+class GeneratedMelody:
+    """One generated melody in the requested key, with what produced it.
+
+    ``events`` is the melody on MelodyGen's grid (one event per sixteenth-note step: a
+    MIDI pitch starts a note, ``NOTE_OFF`` ends one, ``NO_EVENT`` holds), which the piano
+    roll, continuations and originality read; :attr:`sequence` is the same melody as a
+    note_seq ``NoteSequence``, which MIDI, audio and notation read. A family whose music
+    is finer than the grid (triplets, velocities) passes its own sequence as ``source``
+    (see :meth:`from_sequence`), and that is what is heard and written.
+    """
+
+    events: list[int]
+    primer_steps: int
+    log_likelihood: float
+    qpm: float
+    index: int = 0
+    meter: Meter = FOUR_FOUR
+    """Time signature: bar lines every ``meter.steps_per_bar`` steps from step 0."""
+    key: int | None = None
+    """Tonic pitch class of the output's key (None: unknown, a model that keeps keys)."""
+    mode: str = "major"
+    text: str | None = None
+    """The melody in the family's native text (ABC for the ABC families), else None."""
+    source: NoteSequence | None = field(default=None, repr=False)
+    """The family's own NoteSequence, when it has one (see the class docstring)."""
+
+    @classmethod
+    def from_sequence(
+        cls,
+        sequence: NoteSequence,
+        log_likelihood: float,
+        index: int = 0,
+        primer_steps: int = 0,
+        text: str | None = None,
+        key: int | None = None,
+        mode: str = "major",
+    ) -> GeneratedMelody:
+        """A melody a family made as a NoteSequence: its tempo, meter and notes on the grid
+        (the highest note wherever two overlap), the sequence kept as heard."""
+        qpm = sequence.tempos[0].qpm if sequence.tempos else DEFAULT_QPM
+        meter = FOUR_FOUR
+        if sequence.time_signatures:
+            signature = sequence.time_signatures[0]
+            meter = parse_meter((signature.numerator, signature.denominator)) or FOUR_FOUR
+        return cls(
+            events=sequence_events(sequence),
+            primer_steps=primer_steps,
+            log_likelihood=float(log_likelihood),
+            qpm=float(qpm),
+            index=index,
+            meter=meter,
+            key=key,
+            mode=mode,
+            text=text,
+            source=sequence,
+        )
+
+    @property
+    def steps(self) -> int:
+        return len(self.events)
+
+    @property
+    def sequence(self) -> NoteSequence:
+        """The melody as a NoteSequence (piano, velocity 100 unless the family set them)."""
+        return self.to_note_sequence()
+
+    @property
+    def key_name(self) -> str:
+        """``"G major"``, or "" when the key is unknown."""
+        return key_name(self.key, self.mode) if self.key is not None else ""
+
+    def pitches(self) -> list[int]:
+        return [e for e in self.events if e >= 0]
+
+    def to_note_sequence(self, program: int = 0, velocity: int = 100, name: str = "Melody"):
+        """A NoteSequence at the melody's tempo (one sixteenth per step), with its time
+        signature, key signature (major/minor; other modes as their relative major's) and
+        ``name`` as the instrument's (track) name. A family's own ``source`` sequence keeps
+        its timing and velocities; only its program and track name are set."""
+        if self.source is not None:
+            sequence = copy.deepcopy(self.source)
+            for note in sequence.notes:
+                note.program = program
+            del sequence.instrument_infos[:]
+            sequence.instrument_infos.add(instrument=0, name=name)
+            return sequence
+        melody = note_seq.Melody(self.events)
+        sequence = melody.to_sequence(velocity=velocity, program=program, qpm=self.qpm)
+        sequence.time_signatures.add(
+            time=0.0, numerator=self.meter.numerator, denominator=self.meter.denominator
+        )
+        if self.key is not None:
+            minor = self.mode in MINOR_MODES
+            tonic = self.key if minor else relative_major(self.key, self.mode)
+            sequence.key_signatures.add(time=0.0, key=tonic, mode=1 if minor else 0)
+        sequence.instrument_infos.add(instrument=0, name=name)
+        sequence.total_time = max(sequence.total_time, self.steps * 15.0 / self.qpm)
+        return sequence
+
+    def write_midi(self, path: str | Path, program: int = 0, name: str = "Melody") -> Path:
+        """Write a standard MIDI file (see :meth:`to_note_sequence`); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sequence = self.to_note_sequence(program=program, name=name)
+        note_seq.sequence_proto_to_midi_file(sequence, str(path))
+        return path
+
+
+@dataclass
+class GenerationResult:
+    melodies: list[GeneratedMelody]
+    seconds: float
+    transpose: int  # semitones added to the model's output to reach the requested key
+    key: int | None = None
+    """Tonic of the output's key: asked for, or the primer's (see ``key_source``)."""
+    mode: str = "major"
+    key_source: str = ""
+    """"chosen", "key signature", "estimated" (from the primer's notes) or "model"."""
+    notices: list[str] = field(default_factory=list)
+    """How the primer was changed to fit the model (notes moved by octaves), one line each."""
+    warnings: list[str] = field(default_factory=list)
+    """Settings that left the model almost no choice, and what came of it, one line each."""
+
+
+def outcome_warnings(
+    request: GenerationRequest, melodies: list[GeneratedMelody], warned: bool
+) -> list[str]:
+    """Variations that came out as held notes or on one note: one line saying so and why.
+
+    Beam search keeps the likeliest melodies, which for these models are long held
+    notes: below two new notes per bar it is named as the cause. Sampled melodies are
+    only flagged below one new note per bar, or when every new note is the same pitch,
+    and only when no setting was warned about already.
+    """
+    bar = request.meter.steps_per_bar
+    beam = request.beam_size > 1 or request.branch_factor > 1
+    per_bar = 2 if beam else 1
+    sparse = monotone = 0
+    for melody in melodies:
+        new = melody.events[melody.primer_steps :]
+        notes = [e for e in new if e >= 0]
+        if len(new) >= bar and len(notes) < per_bar * len(new) / bar:
+            sparse += 1
+        elif len(notes) >= 4 and len(set(notes)) == 1:
+            monotone += 1
+
+    def share(count: int) -> str:
+        if len(melodies) == 1:
+            return "The variation has"
+        return f"{count} of {len(melodies)} variations {'has' if count == 1 else 'have'}"
+
+    warnings = []
+    if sparse and beam:
+        warnings.append(
+            f"{share(sparse)} fewer than two new notes per bar: beam search keeps the "
+            "likeliest melodies, and for these models those are long held notes; use beam "
+            "size 1 (sampling) for livelier tunes."
+        )
+    elif sparse and not warned:
+        warnings.append(
+            f"{share(sparse)} fewer than one new note per bar; raise the temperature or "
+            "generate again with another seed."
+        )
+    if monotone and not warned:
+        warnings.append(
+            f"{share(monotone)} a single repeated note; raise the temperature or widen the "
+            "range between the lowest and highest note."
+        )
+    return warnings
+
+
+def top_rows(scores: np.ndarray, groups: int, k: int) -> np.ndarray:
+    """Indices of the ``k`` best rows of each output's group (rows are grouped by output)."""
+    per_group = scores.reshape(groups, -1)
+    best = np.argsort(-per_group, axis=1, kind="stable")[:, :k]
+    return (best + np.arange(groups)[:, None] * per_group.shape[1]).reshape(-1)
+
+
+def logsumexp(logits: np.ndarray) -> np.ndarray:
+    peak = np.max(logits, axis=-1, keepdims=True)
+    return peak + np.log(np.sum(np.exp(logits - peak), axis=-1, keepdims=True))
+
+
+def sample(log_probs: np.ndarray, top_k, top_p, rng: np.random.Generator) -> np.ndarray:
+    """One index per row from the (optionally truncated) distribution; never a zero one."""
+    probs = np.exp(log_probs)
+    if top_k is not None and top_k < probs.shape[1]:
+        threshold = -np.sort(-probs, axis=1)[:, top_k - 1 : top_k]
+        probs = np.where(probs >= threshold, probs, 0.0)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, axis=1)
+        sorted_probs = np.take_along_axis(probs, order, axis=1)
+        cumulative = np.cumsum(sorted_probs, axis=1) / sorted_probs.sum(axis=1, keepdims=True)
+        keep_sorted = cumulative - sorted_probs / sorted_probs.sum(axis=1, keepdims=True) < top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=1)
+        probs = np.where(keep, probs, 0.0)
+    cumulative = np.cumsum(probs, axis=1)
+    draws = rng.random((len(probs), 1)) * cumulative[:, -1:]
+    chosen = (cumulative <= draws).sum(axis=1)
+    # Rounding can leave a draw at the very top: take the last index that has probability.
+    last = probs.shape[1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=1)
+    return np.minimum(chosen, last)
+
+
+def device_scope(device: str):
+    """A context that places work on the CPU or GPU (TensorFlow); 'auto' lets TF choose."""
+    import contextlib
+
+    if device not in ("auto", "cpu", "gpu"):
+        raise GenerationError(f"device must be auto, cpu or gpu (got {device!r})")
+    if device == "auto":
+        return contextlib.nullcontext()
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    if device == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise GenerationError("device gpu asked for, but TensorFlow sees no GPU")
+    return tf.device("/GPU:0" if device == "gpu" else "/CPU:0")
+
+
+def bars_to_steps(bars: float, meter: Meter | None = None) -> int:
+    """Bars of ``meter`` (4/4 by default) in sixteenth-note steps: 8 bars of 3/4 are 96."""
+    return int(round(bars * (meter or FOUR_FOUR).steps_per_bar))
+
+
+def sequence_events(sequence: NoteSequence) -> list[int]:
+    """A NoteSequence's melody on the grid: sixteenth-note steps of its first tempo, the
+    highest note wherever notes overlap, ending with the sequence."""
+    qpm = sequence.tempos[0].qpm if sequence.tempos else DEFAULT_QPM
+    step = 60.0 / qpm / STEPS_PER_QUARTER
+    length = max(1, round(max([sequence.total_time] + [n.end_time for n in sequence.notes]) / step))
+    events = [NO_EVENT] * length
+    sounding = [None] * length  # the pitch each step plays, to find where overlaps win
+    for note in sorted(sequence.notes, key=lambda n: (n.start_time, -n.pitch)):
+        start = min(length - 1, round(note.start_time / step))
+        end = min(length, max(start + 1, round(note.end_time / step)))
+        if sounding[start] is not None and sounding[start] >= note.pitch:
+            continue
+        events[start] = int(note.pitch)
+        for position in range(start, end):
+            sounding[position] = note.pitch
+        if end < length and events[end] == NO_EVENT:
+            events[end] = NOTE_OFF
+    return events
+
+
+def load_generator(checkpoint: str | Path, device: str = "auto"):
+    """Any saved model (or run folder), ready to generate, loaded through its family."""
+    from melodygen.core.checkpoint import model_family
+
+    device_scope(device)  # refuse a bad or unavailable device now, not at the first click
+    return model_family(checkpoint).load_generator(checkpoint, device)

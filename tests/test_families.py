@@ -1,0 +1,209 @@
+"""Model families: the shipped models unchanged by the move, a second family end to end,
+the ``family`` field, and fine-tuning (``--init-from``) in the shared training loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from toy_family import NAME as TOY
+from toy_family import ToyFamily
+from toy_family import build_dataset as build_toy_dataset
+
+from melodygen.cli import main
+from melodygen.core.checkpoint import MODEL_JSON, load_model, model_family, read_model_info
+from melodygen.core.family import DEFAULT_FAMILY, families, get_family, register
+from melodygen.core.generation import GenerationRequest, load_generator
+from melodygen.core.train import train
+from melodygen.errors import CheckpointError, ModelFileError
+from melodygen.families.melody_rnn.dataset import build_dataset
+from melodygen.io.primer import parse_primer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = json.loads((Path(__file__).parent / "fixtures" / "shipped_melodies.json").read_text())
+TINY = "rnn_layer_sizes=[16,16],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
+
+
+@pytest.fixture(scope="module")
+def toy() -> ToyFamily:
+    return register(ToyFamily())
+
+
+# The shipped checkpoints ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_models_generate_what_they_did_before_families(name: str) -> None:
+    """tests/fixtures/shipped_melodies.json was written by the code before the move to
+    families (commit ef270e9): same seed, same request, the same events and likelihood."""
+    generator = load_generator(ROOT / "checkpoints" / name)
+    for row in SHIPPED[name]:
+        case = {k: v for k, v in row["case"].items() if k not in ("name", "primer")}
+        result = generator.generate(
+            GenerationRequest(primer=parse_primer(row["case"]["primer"]), **case)
+        )
+        assert len(result.melodies) == len(row["melodies"])
+        for melody, expected in zip(result.melodies, row["melodies"], strict=True):
+            assert melody.events == expected["events"], row["case"]["name"]
+            assert melody.log_likelihood == pytest.approx(expected["log_likelihood"], abs=1e-3)
+
+
+def test_shipped_model_files_have_no_family_field_and_are_melody_rnns() -> None:
+    for name in SHIPPED:
+        values = json.loads((ROOT / "checkpoints" / name / MODEL_JSON).read_text())
+        assert "family" not in values
+        assert model_family(ROOT / "checkpoints" / name).name == DEFAULT_FAMILY == "melody_rnn"
+
+
+# The family field -------------------------------------------------------------------------
+
+
+def test_new_models_record_their_family(tune_folder: Path, tmp_path: Path) -> None:
+    build_dataset([tune_folder], "basic_rnn", tmp_path / "data", eval_ratio=0.3, progress=False)
+    assert json.loads((tmp_path / "data" / "dataset.json").read_text())["family"] == "melody_rnn"
+    result = train(
+        tmp_path / "data", tmp_path / "run", steps=2, eval_every=2, hparams=TINY, progress=False
+    )
+    assert json.loads((result.model_dir / MODEL_JSON).read_text())["family"] == "melody_rnn"
+    _, info = read_model_info(result.model_dir)
+    assert info.family == "melody_rnn"
+
+
+def _with_family(source: Path, target: Path, family: object) -> Path:
+    target.mkdir(parents=True)
+    for file in source.iterdir():
+        (target / file.name).write_bytes(file.read_bytes())
+    values = json.loads((source / MODEL_JSON).read_text())
+    values["family"] = family
+    (target / MODEL_JSON).write_text(json.dumps(values))
+    return target
+
+
+@pytest.mark.parametrize("family", ["no_such_family", 7, "x" * 500])
+def test_a_model_of_an_unknown_family_is_one_line(tmp_path: Path, family, capsys) -> None:
+    folder = _with_family(ROOT / "checkpoints" / "folk_basic_rnn", tmp_path / "m", family)
+    with pytest.raises(ModelFileError, match="family") as error:
+        load_model(folder)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 300
+    code = main(["generate", "--checkpoint", str(folder), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "family" in err
+
+
+# A second family, end to end --------------------------------------------------------------
+
+
+def test_a_second_family_trains_resumes_and_generates(toy, tune_folder, tmp_path) -> None:
+    assert get_family(TOY) is toy and toy in families()
+    data = build_toy_dataset([tune_folder], tmp_path / "data")
+    first = train(data, tmp_path / "run", steps=4, eval_every=2, progress=False)
+    assert first.steps == 4 and first.best_eval_loss is not None
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2, 4]
+    assert records[-1]["eval"]["nll"] < records[0]["eval"]["nll"]  # it learns
+    again = train(data, tmp_path / "run", steps=6, eval_every=2, progress=False)
+    assert again.steps == 6
+    model_dir, info = read_model_info(again.model_dir)
+    assert info.family == TOY and len(info.training["history"]) == 2  # resumed, not restarted
+    generator = load_generator(again.model_dir)
+    result = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=3))
+    assert len(result.melodies) == 2 and all(m.pitches() for m in result.melodies)
+    assert result.melodies[0].sequence.notes  # the shared result type, as a NoteSequence
+    same = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=3))
+    assert [m.events for m in same.melodies] == [m.events for m in result.melodies]
+
+
+def test_a_second_family_fine_tunes_from_its_own_model(toy, tune_folder, tmp_path) -> None:
+    data = build_toy_dataset([tune_folder], tmp_path / "data")
+    base = train(data, tmp_path / "base", steps=4, eval_every=4, progress=False)
+    tuned = train(
+        data, tmp_path / "tuned", steps=2, eval_every=2, progress=False, init_from=base.model_dir
+    )
+    records = [
+        json.loads(x) for x in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()
+    ]
+    base_records = [
+        json.loads(x) for x in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()
+    ]
+    # Step 0 of the tuned run evaluates the base model's weights, not fresh ones.
+    assert records[0]["eval"]["nll"] == pytest.approx(base_records[-1]["eval"]["nll"], rel=1e-5)
+    _, info = read_model_info(tuned.model_dir)
+    assert info.training["init_from"]["checkpoint"] == str(base.model_dir)
+    assert info.training["history"][0]["init_from"]["step"] == 4
+
+
+# Fine-tuning a Melody RNN -------------------------------------------------------------------
+
+
+def test_init_from_starts_a_melody_rnn_run_from_another_models_weights(tune_folder, tmp_path):
+    build_dataset([tune_folder], "basic_rnn", tmp_path / "data", eval_ratio=0.3, progress=False)
+    base = train(
+        tmp_path / "data", tmp_path / "base", steps=4, eval_every=4, hparams=TINY, progress=False
+    )
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "data"),
+            "--run-dir",
+            str(tmp_path / "tuned"),
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--init-from",
+            str(tmp_path / "base"),
+            "--hparams",
+            "learning_rate=0.001",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    model, info = load_model(tmp_path / "tuned")
+    assert info.hparams.rnn_layer_sizes == (16, 16)  # the base model's network
+    assert info.hparams.learning_rate == 0.001  # how it trains may change
+    assert info.training["init_from"]["checkpoint"] == str(base.model_dir)
+    base_records = [
+        json.loads(x) for x in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()
+    ]
+    records = [
+        json.loads(x) for x in (tmp_path / "tuned" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert records[0]["eval"]["nll"] == pytest.approx(base_records[-1]["eval"]["nll"], rel=1e-4)
+
+
+def test_init_from_refuses_what_cannot_start_a_run(tune_folder, tmp_path, capsys) -> None:
+    build_dataset([tune_folder], "basic_rnn", tmp_path / "data", eval_ratio=0.3, progress=False)
+    lookback = ROOT / "checkpoints" / "folk_lookback_rnn"
+    with pytest.raises(CheckpointError, match="--init-from"):
+        train(tmp_path / "data", tmp_path / "a", steps=2, init_from=lookback, progress=False)
+    basic = ROOT / "checkpoints" / "folk_basic_rnn"
+    with pytest.raises(CheckpointError, match="shape"):
+        train(
+            tmp_path / "data",
+            tmp_path / "b",
+            steps=2,
+            init_from=basic,
+            progress=False,
+            hparams="rnn_layer_sizes=[8,8]",
+        )
+    for bad in (tmp_path / "missing", tune_folder / "tune01.mid"):
+        code = main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--run-dir",
+                str(tmp_path / "c"),
+                "--steps",
+                "2",
+                "--init-from",
+                str(bad),
+                "--quiet",
+            ]
+        )
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+    assert not np.any([p.name == "checkpoints" for p in (tmp_path / "c").glob("*")])
