@@ -16,6 +16,7 @@ from melodygen.cli import main
 from melodygen.core.checkpoint import MODEL_JSON, load_model, model_family, read_model_info
 from melodygen.core.family import DEFAULT_FAMILY, families, get_family, register
 from melodygen.core.generation import GenerationRequest, load_generator
+from melodygen.core.originality import originality_report
 from melodygen.core.train import train
 from melodygen.errors import CheckpointError, ModelFileError
 from melodygen.families.melody_rnn.dataset import build_dataset
@@ -113,6 +114,10 @@ def test_a_second_family_trains_resumes_and_generates(toy, tune_folder, tmp_path
     assert result.melodies[0].sequence.notes  # the shared result type, as a NoteSequence
     same = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=3))
     assert [m.events for m in same.melodies] == [m.events for m in result.melodies]
+    report = originality_report(again.model_dir, data, num=4, bars=2, seed=1)
+    assert report["settings"]["model_kind"] == toy.title
+    assert report["generated"]["sanity"]["melodies"] == 4
+    assert report["settings"]["train_melodies"] == 9
 
 
 def test_a_second_family_fine_tunes_from_its_own_model(toy, tune_folder, tmp_path) -> None:

@@ -278,5 +278,13 @@ class ToyFamily(Family):
             )
         return scores
 
+    def grid_melodies(self, dataset: ToyDataset, split: str) -> tuple[list, list[str]]:
+        loaded = dataset.load(split)
+        melodies = [
+            np.array([e for pitch in loaded.tune(i)[1] for e in (pitch, -2, -2, -1)])
+            for i in range(len(loaded))
+        ]
+        return melodies, list(loaded.names)
+
     def load_generator(self, checkpoint, device: str = "auto") -> ToyGenerator:
         return ToyGenerator(checkpoint, device)

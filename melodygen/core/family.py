@@ -256,6 +256,12 @@ class Family(ABC):
     ) -> list[TuneScore]:
         """Bits and notes of each song of a built dataset's split (its pieces summed)."""
 
+    def grid_melodies(self, dataset: TrainingData, split: str) -> tuple[list, list[str]]:
+        """A split's melodies as event arrays on the sixteenth-note grid, as the model sees
+        them (in its key, as generation without a key writes them), and the song each comes
+        from: what ``melodygen originality`` compares generated melodies with."""
+        raise MelodyGenError(f"{self.title} datasets hold no melodies to compare with")
+
     def figure_lines(self, figures: dict) -> list[str]:
         """The family's own evaluation figures (``evaluate_batches``') as report lines."""
         return [f"{name + ':':<20}{value}" for name, value in figures.items()]

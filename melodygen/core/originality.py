@@ -200,11 +200,6 @@ class TrainingIndex:
         self.notes = len(tokens) - len(notes)
         self.build_seconds = time.perf_counter() - started
 
-    @classmethod
-    def from_split(cls, split) -> TrainingIndex:
-        """An index over every melody of a dataset split (a ``MelodySplit``), as stored."""
-        melodies = [split.melody_events(index) for index in range(len(split))]
-        return cls(melodies, [str(s) for s in split.sources])
 
     def source(self, run: SharedRun) -> str | None:
         """The song the run was found in, when the index knows its sources."""
@@ -408,11 +403,10 @@ def originality_report(
     dict with ``settings``, ``generated``, ``held_out`` (held-out melodies cut to
     the same length), ``held_out_whole`` and ``verdict``.
     """
-    from melodygen.core.checkpoint import read_model_info
+    from melodygen.core.checkpoint import info_family, read_model_info
+    from melodygen.core.family import open_dataset
     from melodygen.core.generation import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
     from melodygen.errors import DatasetError
-    from melodygen.families.melody_rnn.dataset import MelodyDataset
-    from melodygen.families.melody_rnn.family import check_model_fits_dataset
 
     if num < 1:
         raise OriginalityError(f"the number of melodies must be at least 1 (got {num})")
@@ -428,24 +422,28 @@ def originality_report(
     )
     request.validate()  # a bad temperature fails before anything is loaded
 
-    dataset = MelodyDataset.open(data)
+    family, dataset = open_dataset(data)
     model_dir, info = read_model_info(checkpoint)
-    check_model_fits_dataset(info.spec, model_dir, dataset, "give the dataset it was trained on")
-    train, held = dataset.load("train"), dataset.load("eval")
-    if len(train) == 0 or len(held) == 0:
+    if info_family(info) is not family:
+        raise DatasetError(
+            f"{dataset.path} holds {family.title} data, but {model_dir} is a "
+            f"{info_family(info).title} model; give the dataset it was trained on"
+        )
+    family.check_fits(info, model_dir, dataset)
+    train, train_sources = family.grid_melodies(dataset, "train")
+    held_out, held_sources = family.grid_melodies(dataset, "eval")
+    if not train or not held_out:
         raise DatasetError(f"{dataset.path} needs melodies in both its train and eval splits")
-    index = TrainingIndex.from_split(train)
-    held_out = [held.melody_events(i) for i in range(len(held))]
+    index = TrainingIndex(train, train_sources)
 
     started = time.perf_counter()
     generated = generate_in_model_space(model_dir, num, steps, temperature, seed, device)
     generation_seconds = time.perf_counter() - started
 
-    sources = [str(s) for s in held.sources]
-    figures = compare(generated, index, held_out, steps, window, seed, sources)
+    figures = compare(generated, index, held_out, steps, window, seed, held_sources)
     figures["settings"] = {
         "model": str(model_dir),
-        "config": info.spec.config,
+        "model_kind": info_family(info).describe(info),
         "data": str(dataset.path),
         "num": num,
         "bars": int(bars),
@@ -478,11 +476,9 @@ def generate_in_model_space(
     Requests hold at most ``MAX_OUTPUTS`` melodies, so larger numbers run in
     batches, each with its own seed drawn from ``seed``.
     """
-    from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest
-    from melodygen.families.melody_rnn.generate import MelodyGenerator
+    from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest, load_generator
 
-    generator = MelodyGenerator(checkpoint, device=device)
-    spec = generator.info.spec
+    generator = load_generator(checkpoint, device=device)
     batches = -(-num // MAX_OUTPUTS)
     seeds = np.random.SeedSequence(seed).generate_state(batches).tolist()
     melodies: list[np.ndarray] = []
@@ -497,14 +493,10 @@ def generate_in_model_space(
         )
         result = generator.generate(request)
         for melody in result.melodies:
-            events = np.asarray(melody.events, dtype=np.int64)
-            pitches = events[events >= 0]
-            # No key and no primer must leave the model's own key and range untouched.
-            if result.transpose or (
-                pitches.size and (pitches.min() < spec.min_note or pitches.max() >= spec.max_note)
-            ):
+            # No key and no primer must leave the model's own key untouched.
+            if result.transpose:
                 raise OriginalityError("generation left the model's key space; cannot compare")
-            melodies.append(events)
+            melodies.append(np.asarray(melody.events, dtype=np.int64))
     return melodies
 
 
@@ -534,7 +526,7 @@ def format_report(figures: dict) -> str:
         return ["-" if c["sanity"][key] is None else format(c["sanity"][key], fmt) for c in columns]
 
     lines = [
-        f"model:  {settings['model']} ({settings['config']})",
+        f"model:  {settings['model']} ({settings['model_kind']})",
         f"data:   {settings['data']} (train {settings['train_melodies']} melodies, "
         f"{settings['train_notes']} notes; held-out {settings['held_out_melodies']} melodies)",
         f"sampled {settings['num']} melodies of {settings['bars']} bars, temperature "

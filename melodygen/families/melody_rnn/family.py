@@ -277,6 +277,11 @@ class MelodyRnnFamily(Family):
 
         return score_dataset(model, info, dataset, split)
 
+    def grid_melodies(self, dataset: MelodyDataset, split: str) -> tuple[list, list[str]]:
+        loaded = dataset.load(split)
+        melodies = [loaded.melody_events(index) for index in range(len(loaded))]
+        return melodies, [str(source) for source in loaded.sources]
+
     def figure_lines(self, figures: dict) -> list[str]:
         return format_figures(figures)
 
