@@ -1,77 +1,260 @@
-"""Held-out evaluation of a saved model on a built dataset."""
+"""Evaluation of saved models of any family: on a built dataset, or on a folder of music.
+
+Each family reports its own held-out figures (a Melody RNN: event NLL per step,
+perplexity, accuracies). Beside them every family reports **bits per note**: the total
+negative log-likelihood of each held-out tune in the family's own representation, in
+bits, divided by the notes the tune plays. Representations differ (16th-note events, ABC
+characters, tokens), notes do not, so bits per note compares models of different
+families on the same tunes. It is given two ways: the mean over tunes (every tune
+counts the same) and pooled (all bits over all notes: long tunes count more).
+
+``evaluate`` reads a built dataset's split; ``evaluate_files`` reads MIDI and ABC files
+directly (every file held out) and ranks any number of models by pooled bits per note,
+on the tunes every one of them could read.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
-from melodygen.core.checkpoint import load_model, resolve_model_dir
-from melodygen.errors import DatasetError
-from melodygen.families.melody_rnn.dataset import MelodyDataset
+from melodygen.core.checkpoint import info_family, load_model, read_model_info, resolve_model_dir
+from melodygen.core.family import TuneScore, open_dataset
+from melodygen.errors import DatasetError, InputFileError, MelodyGenError, one_line
 
-REPORT_KEYS = (
-    "nll",
-    "perplexity",
-    "accuracy",
-    "event_accuracy",
-    "no_event_accuracy",
-    "label_nll",
-    "steps",
-)
+WIDTH = 20  # the report's label column
+
+
+def __getattr__(name: str):
+    # The Melody RNN's figure names lived here before model families; they are its own now.
+    if name == "REPORT_KEYS":
+        from melodygen.families.melody_rnn.family import REPORT_KEYS
+
+        return REPORT_KEYS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def bits_per_note(scores: Sequence[TuneScore]) -> dict:
+    """Bits per note over ``scores``: mean over tunes and pooled, with the totals."""
+    bits = sum(score.bits for score in scores)
+    notes = sum(score.notes for score in scores)
+    return {
+        "tunes": len(scores),
+        "notes": notes,
+        "bits": bits,
+        "bits_per_note_mean": (
+            math.fsum(score.bits_per_note for score in scores) / len(scores) if scores else math.nan
+        ),
+        "bits_per_note_pooled": bits / notes if notes else math.nan,
+    }
 
 
 def evaluate(
     checkpoint: str | Path, data: str | Path, split: str = "eval", batch_size: int | None = None
 ) -> dict:
-    """Event NLL (nats per step), perplexity and accuracies of ``checkpoint`` on ``data``.
+    """The family's own figures and bits per note of ``checkpoint`` on a built dataset.
 
     ``checkpoint`` is a saved-model folder or a training run folder (its final
-    model, or the latest checkpoint while it is still training).
+    model, or the latest checkpoint while it is still training). ``batch_size`` changes
+    how many examples go through the network at once, never the figures.
     """
-    from melodygen.core.train import evaluate_batches, evaluation_batches
-
-    dataset = MelodyDataset.open(data)
+    family, dataset = open_dataset(data)
     model_dir = resolve_model_dir(checkpoint)
     model, info = load_model(model_dir)
-    check_model_fits_dataset(
-        info.spec, model_dir, dataset, f"build a dataset with --config {info.spec.config}"
-    )
-    melodies = dataset.load(split)
-    if len(melodies) == 0:
+    if info_family(info).name != family.name:
+        raise DatasetError(
+            f"{dataset.path} holds {family.title} data, but the model in {model_dir} is a "
+            f"{info_family(info).title} model; build a dataset for it"
+        )
+    family.check_fits(info, model_dir, dataset)
+    examples = dataset.load(split)
+    if len(examples) == 0:
         raise DatasetError(f"the {split} split of {dataset.path} holds no melodies")
-    figures = evaluate_batches(model, evaluation_batches(melodies, batch_size or 64), info)
-    figures = {key: figures[key] for key in REPORT_KEYS}
-    figures["steps"] = int(figures["steps"])
-    figures["melodies"] = len(melodies)
-    figures["model"] = str(model_dir)
-    figures["data"] = str(dataset.path)
-    figures["split"] = split
+    batch_info = family.with_hparams(info, {"batch_size": batch_size}) if batch_size else info
+    figures = dict(
+        family.evaluate_batches(model, family.evaluation_batches(examples, batch_info), info)
+    )
+    if "steps" in figures:
+        figures["steps"] = int(figures["steps"])
+    figures.update(bits_per_note(family.score_dataset(model, info, dataset, split)))
+    figures.update(
+        melodies=len(examples),
+        model=str(model_dir),
+        family=family.name,
+        data=str(dataset.path),
+        split=split,
+    )
     return figures
 
 
 def format_report(figures: dict) -> str:
-    """Evaluation figures as aligned lines; accuracy never shown without event accuracy."""
-    return "\n".join(
-        [
-            f"model:              {figures['model']}",
-            f"data:               {figures['data']} ({figures['split']}, "
-            f"{figures['melodies']} melodies, {figures['steps']} steps)",
-            f"nll per step:       {figures['nll']:.4f} nats (label cross-entropy "
-            f"{figures['label_nll']:.4f})",
-            f"perplexity:         {figures['perplexity']:.3f}",
-            f"accuracy:           {figures['accuracy']:.4f} (all steps)",
-            f"event accuracy:     {figures['event_accuracy']:.4f} (note-on and note-off steps)",
-            f"no-event accuracy:  {figures['no_event_accuracy']:.4f} (held notes and rests)",
-        ]
-    )
+    """Evaluation figures as aligned lines: the family's own, then bits per note."""
+    from melodygen.core.family import get_family
+
+    family = get_family(figures["family"])
+    steps = f", {figures['steps']} steps" if "steps" in figures else ""
+    lines = [
+        f"{'model:':<{WIDTH}}{figures['model']} ({family.title})",
+        f"{'data:':<{WIDTH}}{figures['data']} ({figures['split']}, "
+        f"{figures['melodies']} melodies{steps})",
+        *family.figure_lines(figures),
+    ]
+    return "\n".join(lines + bits_lines(figures))
 
 
-def check_model_fits_dataset(spec, model_dir, dataset: MelodyDataset, advice: str) -> None:
-    """Refuse a dataset encoded differently from the model, saying how each is encoded."""
-    if spec != dataset.spec:
-        raise DatasetError(
-            f"{dataset.path} is encoded for {dataset.spec.config} "
-            f"(key {dataset.spec.transpose_to_key}, notes {dataset.spec.min_note}-"
-            f"{dataset.spec.max_note}), but the model in {model_dir} expects "
-            f"{spec.config} (key {spec.transpose_to_key}, notes "
-            f"{spec.min_note}-{spec.max_note}); {advice}"
+def bits_lines(figures: dict) -> list[str]:
+    """Bits per note, mean over tunes and pooled, as report lines."""
+    return [
+        f"{'bits per note:':<{WIDTH}}{figures['bits_per_note_mean']:.4f} "
+        f"(mean over {figures['tunes']} tunes)",
+        f"{'':<{WIDTH}}{figures['bits_per_note_pooled']:.4f} "
+        f"(pooled: {figures['bits']:.0f} bits / {figures['notes']} notes)",
+    ]
+
+
+# Evaluating on music files ------------------------------------------------------------------
+
+
+def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], dict]:
+    """Every tune of the MIDI and ABC files under ``inputs``, and what reading them found.
+
+    A tune is a MIDI file or one tune of an ABC tunebook, named as ``dataset build`` names
+    songs (relative to a single folder given). Files that cannot be read are skipped and
+    counted; none readable at all is an ``InputFileError``.
+    """
+    from melodygen.io.music import find_music_files, load_note_sequences
+    from melodygen.limits import DATASET_MIDI
+
+    paths = [Path(item).expanduser() for item in inputs]
+    files = find_music_files(paths)
+    root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
+    tunes: list[tuple[str, list]] = []
+    skipped: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            sequences = load_note_sequences(path, DATASET_MIDI)
+        except MelodyGenError as error:  # InputFileError, MidiLimitError
+            skipped.append((str(path), one_line(error)))
+            continue
+        name = str(path.relative_to(root)) if root else str(path)
+        if len(sequences) == 1:
+            tunes.append((name, [sequences[0]]))
+            continue
+        for index, sequence in enumerate(sequences):
+            tunes.append((f"{name}#{sequence.reference_number or index + 1}", [sequence]))
+    shown = ", ".join(str(path) for path in paths)
+    if not tunes:
+        first = f"; the first: {skipped[0][1]}" if skipped else ""
+        raise InputFileError(
+            f"{shown}: none of the {len(files)} music file(s) could be read{first}"
         )
+    facts = {
+        "inputs": [str(path) for path in paths],
+        "files": len(files),
+        "files_skipped": len(skipped),
+        "first_skipped": skipped[0][1] if skipped else None,  # names its file
+        "tunes_read": len(tunes),
+    }
+    return tunes, facts
+
+
+def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Path]) -> list[dict]:
+    """Bits per note of each model on the music files under ``inputs``, best first.
+
+    Every file is held out. Models are compared on the tunes every one of them could
+    read (a tune without a melody a model can use is left out for all of them), ranked by
+    pooled bits per note. Each row holds the model, its family, the tunes and notes
+    scored, bits per note (mean and pooled), its rank, and what reading the files found.
+    """
+    checked = [read_model_info(checkpoint) for checkpoint in checkpoints]  # fail fast
+    tunes, facts = read_tunes(inputs)
+    scored = []
+    for checkpoint, (model_dir, _) in zip(checkpoints, checked, strict=True):
+        model, info = load_model(model_dir)
+        family = info_family(info)
+        scores = {score.name: score for score in family.score_tunes(model, info, tunes)}
+        if not scores:
+            raise InputFileError(
+                f"none of the {len(tunes)} tunes in {', '.join(facts['inputs'])} holds a "
+                f"melody the model in {model_dir} can read"
+            )
+        scored.append((checkpoint, model_dir, family, info, scores))
+        del model
+    common = set.intersection(*(set(scores) for *_, scores in scored))
+    if not common:
+        raise InputFileError(
+            f"no tune in {', '.join(facts['inputs'])} holds a melody every model can read; "
+            "evaluate the models one at a time"
+        )
+    rows = []
+    for checkpoint, model_dir, family, info, scores in scored:
+        kept = [scores[name] for name in sorted(common)]
+        rows.append(
+            {
+                "model": str(checkpoint),
+                "model_dir": str(model_dir),
+                "family": family.name,
+                "description": family.describe(info),
+                **bits_per_note(kept),
+                **facts,
+            }
+        )
+    rows.sort(key=lambda row: row["bits_per_note_pooled"])
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def format_ranking(rows: Sequence[dict]) -> str:
+    """The models ranked by pooled bits per note, as an aligned table (lower is better)."""
+    first = rows[0]
+    lines = []
+    if "files" in first:
+        skipped = (
+            f", {first['files_skipped']} skipped as unreadable (first: {first['first_skipped']})"
+            if first["files_skipped"]
+            else ""
+        )
+        lines.append(
+            f"data: {', '.join(first['inputs'])}: {first['files']} files, "
+            f"{first['tunes_read']} tunes{skipped}; every tune held out"
+        )
+    elif "data" in first:
+        lines.append(f"data: {first['data']} ({first['split']} split)")
+    if first.get("tunes_read", first["tunes"]) > first["tunes"]:
+        lines.append(
+            f"compared on the {first['tunes']} tunes every model could read; "
+            f"{first['tunes_read'] - first['tunes']} held no melody one of them could use"
+        )
+    header = ("rank", "model", "family", "tunes", "notes", "bits/note mean", "bits/note pooled")
+    table = [header] + [
+        (
+            str(row["rank"]),
+            row["model"],
+            row["family"],
+            str(row["tunes"]),
+            str(row["notes"]),
+            f"{row['bits_per_note_mean']:.4f}",
+            f"{row['bits_per_note_pooled']:.4f}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    left = {1, 2}  # model and family read left to right; numbers line up on the right
+    for line in table:
+        cells = [
+            cell.ljust(width) if column in left else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.append("lower is better: bits per note = -log2 P(tune) / notes the tune plays")
+    return "\n".join(lines)
+
+
+def ranking_rows(figures: Sequence[dict]) -> list[dict]:
+    """Dataset evaluations (``evaluate``'s figures) as ranked rows for ``format_ranking``."""
+    rows = [dict(item) for item in sorted(figures, key=lambda f: f["bits_per_note_pooled"])]
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
