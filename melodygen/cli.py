@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from melodygen import __version__
+from melodygen.core.family import DEFAULT_FAMILY, families
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.configs import CONFIGS
 from melodygen.limits import MAX_BEAM_ROWS, RANGES, ValueRangeError, check_primer_text
 from melodygen.theory import KeyNameError, parse_key
 
@@ -117,7 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR_OR_FILE",
         help="folders (searched recursively) and/or music files",
     )
-    build.add_argument("--config", required=True, choices=list(CONFIGS))
+    family_names = [family.name for family in families()]
+    build.add_argument(
+        "--family",
+        choices=family_names,
+        default=DEFAULT_FAMILY,
+        help=f"the kind of model the data is for (default {DEFAULT_FAMILY})",
+    )
+    build.add_argument(
+        "--config",
+        choices=[config for family in families() for config in family.configs],
+        default=None,
+        help="the configuration to encode for (a melody_rnn dataset needs one)",
+    )
     build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
     build.add_argument(
         "--eval-ratio",
@@ -194,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--config",
-        choices=list(CONFIGS),
+        choices=[config for family in families() for config in family.configs],
         default=None,
         help="must match the dataset's configuration (default: the dataset's)",
     )
@@ -493,24 +505,23 @@ def _time_signature(text: str) -> tuple[int, int]:
 
 
 def _run_build(args) -> None:
-    from melodygen.families.melody_rnn.dataset import build_dataset
-    from melodygen.io.music import ExtractionParams
+    from melodygen.core.family import get_family
 
-    params = ExtractionParams(
-        min_bars=args.min_bars,
-        max_steps=args.max_steps,
-        min_unique_pitches=args.min_unique_pitches,
-        gap_bars=args.gap_bars,
-        time_signature=args.time_signature,
-    )
-    summary = build_dataset(
+    options = {
+        "min_bars": args.min_bars,
+        "max_steps": args.max_steps,
+        "min_unique_pitches": args.min_unique_pitches,
+        "gap_bars": args.gap_bars,
+        "time_signature": args.time_signature,
+        "transpositions": args.transpose or (),
+        "transpose_to_key": args.transpose_to_key,
+    }
+    summary = get_family(args.family).build_dataset(
         args.input,
-        args.config,
         args.output,
+        config=args.config,
         eval_ratio=args.eval_ratio,
-        params=params,
-        transpositions=args.transpose or (),
-        transpose_to_key=args.transpose_to_key,
+        options=options,
         workers=args.workers,
         progress=not args.quiet,
     )

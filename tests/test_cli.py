@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from melodygen.cli import main
-from melodygen.core.evaluate import REPORT_KEYS
+from melodygen.families.melody_rnn.family import REPORT_KEYS
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from conftest import PHRASES, write_tune
 
+from melodygen.core.split import song_is_eval
 from melodygen.errors import DatasetError, InputFileError
 from melodygen.families.melody_rnn.configs import CONFIGS, get_config
 from melodygen.families.melody_rnn.dataset import (
     MelodyDataset,
     build_dataset,
     encode_melody,
-    song_is_eval,
 )
 from melodygen.families.melody_rnn.encoding import make_encoding
 

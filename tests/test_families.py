@@ -14,6 +14,7 @@ from toy_family import build_dataset as build_toy_dataset
 
 from melodygen.cli import main
 from melodygen.core.checkpoint import MODEL_JSON, load_model, model_family, read_model_info
+from melodygen.core.evaluate import evaluate, evaluate_files
 from melodygen.core.family import DEFAULT_FAMILY, families, get_family, register
 from melodygen.core.generation import GenerationRequest, load_generator
 from melodygen.core.originality import originality_report
@@ -98,7 +99,10 @@ def test_a_model_of_an_unknown_family_is_one_line(tmp_path: Path, family, capsys
 
 def test_a_second_family_trains_resumes_and_generates(toy, tune_folder, tmp_path) -> None:
     assert get_family(TOY) is toy and toy in families()
-    data = build_toy_dataset([tune_folder], tmp_path / "data")
+    data = tmp_path / "data"
+    build = ["dataset", "build", "--family", TOY, "--input", str(tune_folder), "--output"]
+    assert main([*build, str(data), "--eval-ratio", "0.3", "--quiet"]) == 0
+    assert json.loads((data / "dataset.json").read_text())["family"] == TOY
     first = train(data, tmp_path / "run", steps=4, eval_every=2, progress=False)
     assert first.steps == 4 and first.best_eval_loss is not None
     records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -114,10 +118,20 @@ def test_a_second_family_trains_resumes_and_generates(toy, tune_folder, tmp_path
     assert result.melodies[0].sequence.notes  # the shared result type, as a NoteSequence
     same = generator.generate(GenerationRequest(length_steps=32, num_outputs=2, seed=3))
     assert [m.events for m in same.melodies] == [m.events for m in result.melodies]
+    figures = evaluate(again.model_dir, data)
+    scores = toy.score_dataset(load_model(again.model_dir)[0], info, toy.open_dataset(data), "eval")
+    assert figures["bits_per_note_pooled"] == pytest.approx(
+        sum(s.bits for s in scores) / sum(s.notes for s in scores)
+    )
+    # Bits per note ranks models of different families on the same tunes.
+    melody_rnn = ROOT / "checkpoints" / "folk_basic_rnn"
+    rows = evaluate_files([again.model_dir, melody_rnn], [tune_folder])
+    assert {row["family"] for row in rows} == {TOY, "melody_rnn"}
+    assert rows[0]["bits_per_note_pooled"] <= rows[1]["bits_per_note_pooled"]
     report = originality_report(again.model_dir, data, num=4, bars=2, seed=1)
     assert report["settings"]["model_kind"] == toy.title
     assert report["generated"]["sanity"]["melodies"] == 4
-    assert report["settings"]["train_melodies"] == 9
+    assert report["settings"]["train_melodies"] == len(toy.open_dataset(data).load("train"))
 
 
 def test_a_second_family_fine_tunes_from_its_own_model(toy, tune_folder, tmp_path) -> None:

@@ -11,12 +11,16 @@ import pytest
 
 from melodygen.core.batches import BatchShape, evaluation_batches, pad_batch
 from melodygen.core.checkpoint import latest_checkpoint, load_model, read_model_info
-from melodygen.core.evaluate import REPORT_KEYS, evaluate
+from melodygen.core.evaluate import evaluate
 from melodygen.core.train import train
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.families.melody_rnn.configs import CONFIGS, HParams
 from melodygen.families.melody_rnn.dataset import MelodyDataset, build_dataset
-from melodygen.families.melody_rnn.family import check_backend_computes, evaluate_batches
+from melodygen.families.melody_rnn.family import (
+    REPORT_KEYS,
+    check_backend_computes,
+    evaluate_batches,
+)
 
 TINY = "rnn_layer_sizes=[24,24],batch_size=4,learning_rate=0.03,dropout_keep_prob=1.0"
 

@@ -25,6 +25,7 @@ from melodygen.core.batches import evaluation_batches, training_batches
 from melodygen.core.checkpoint import load_model
 from melodygen.core.family import Batch, Family, TuneScore
 from melodygen.core.generation import GeneratedMelody, GenerationRequest, GenerationResult
+from melodygen.core.split import song_is_eval
 from melodygen.errors import DatasetError, ModelFileError
 from melodygen.io.music import find_music_files, load_note_sequences
 
@@ -103,16 +104,26 @@ def encode(pitches: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return inputs, np.array(pitches, np.int32)[:, None]
 
 
-def build_dataset(inputs, output: Path, eval_every: int = 4) -> Path:
-    """Every ``eval_every``-th file is held out."""
+@dataclass
+class ToySummary:
+    tunes: dict
+
+    def format(self) -> str:
+        return f"tunes: {self.tunes['train']} train, {self.tunes['eval']} eval"
+
+
+def build_dataset(inputs, output: Path, eval_ratio: float = 0.3) -> Path:
+    """Songs split as every family splits them (``core.split``); unreadable files skipped."""
     splits: dict[str, list] = {"train": [], "eval": []}
-    for index, path in enumerate(find_music_files(inputs)):
+    for path in find_music_files(inputs):
         try:
             pitches = pitches_of(load_note_sequences(path))
         except Exception:  # noqa: BLE001 - a toy: unreadable files are skipped
             continue
         if pitches:
-            splits["eval" if index % eval_every == 0 else "train"].append((path.name, pitches))
+            split = "eval" if song_is_eval(path.name, eval_ratio) else "train"
+            splits[split].append((path.name, pitches))
+    output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for split, tunes in splits.items():
         encoded = [encode(pitches) for _, pitches in tunes]
@@ -213,6 +224,22 @@ class ToyFamily(Family):
     def max_weight_values(self, info: ToyInfo) -> int:
         size = (PITCHES + 1) * info.hparams.hidden + (info.hparams.hidden + 1) * PITCHES
         return 3 * size + 1024
+
+    def build_dataset(
+        self,
+        inputs,
+        output,
+        config=None,
+        eval_ratio=0.1,
+        options=None,
+        workers=None,
+        progress=True,
+    ) -> ToySummary:
+        if config is not None:
+            raise DatasetError("toy datasets have no configurations")
+        build_dataset(inputs, output, eval_ratio)
+        loaded = ToyDataset(Path(output))
+        return ToySummary({split: len(loaded.load(split)) for split in ("train", "eval")})
 
     def open_dataset(self, path) -> ToyDataset:
         return ToyDataset(Path(path))

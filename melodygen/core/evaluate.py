@@ -26,15 +26,6 @@ from melodygen.errors import DatasetError, InputFileError, MelodyGenError, one_l
 WIDTH = 20  # the report's label column
 
 
-def __getattr__(name: str):
-    # The Melody RNN's figure names lived here before model families; they are its own now.
-    if name == "REPORT_KEYS":
-        from melodygen.families.melody_rnn.family import REPORT_KEYS
-
-        return REPORT_KEYS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def bits_per_note(scores: Sequence[TuneScore]) -> dict:
     """Bits per note over ``scores``: mean over tunes and pooled, with the totals."""
     bits = sum(score.bits for score in scores)

@@ -80,6 +80,14 @@ class Split(Protocol):
         ...
 
 
+class BuildSummary(Protocol):
+    """What a dataset build read, kept and dropped: what ``Family.build_dataset`` returns."""
+
+    def format(self) -> str:
+        """Aligned lines for the terminal."""
+        ...
+
+
 class TrainingData(Protocol):
     """A built dataset: what ``Family.open_dataset`` returns."""
 
@@ -141,6 +149,8 @@ class Family(ABC):
     """What the studio and the CLI call it: "Melody RNN"."""
     summary: ClassVar[str]
     """One line: what a musician gets from it."""
+    configs: ClassVar[tuple[str, ...]] = ()
+    """Its named configurations (``dataset build --config``), if it has any."""
 
     # Saved models ---------------------------------------------------------------------
 
@@ -183,6 +193,23 @@ class Family(ABC):
         return None
 
     # Data -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def build_dataset(
+        self,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        config: str | None = None,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ) -> BuildSummary:
+        """Read the music files and folders ``inputs``, split them by song
+        (:func:`melodygen.core.split.song_is_eval`), encode them and write a dataset to
+        ``output`` whose ``dataset.json`` names this family. ``options`` holds the CLI's
+        ``dataset build`` settings (melody extraction, transpositions, key); a family
+        reads those it understands."""
 
     @abstractmethod
     def open_dataset(self, path: str | Path) -> TrainingData:

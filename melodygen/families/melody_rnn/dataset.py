@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from melodygen.core.split import SPLITS, song_ids, song_is_eval
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError
 from melodygen.families.melody_rnn.configs import MelodyRnnConfig, get_config
 from melodygen.families.melody_rnn.encoding import MelodyEncoding, make_encoding
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
-SPLITS = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -252,20 +251,6 @@ class _Job:
     transpositions: tuple[int, ...]
 
 
-def song_is_eval(song_id: str, eval_ratio: float) -> bool:
-    """Deterministic split: a song goes to eval when its name hashes below ``eval_ratio``."""
-    digest = hashlib.sha1(song_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < eval_ratio
-
-
-def _song_ids(path: Path, root: Path | None, sequences: Sequence) -> list[str]:
-    name = str(path.relative_to(root)) if root and path.is_relative_to(root) else path.name
-    if len(sequences) == 1:
-        return [name]
-    # An ABC tunebook: each tune is a song of its own.
-    return [f"{name}#{seq.reference_number or index + 1}" for index, seq in enumerate(sequences)]
-
-
 def encode_melody(encoding: MelodyEncoding, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (int8) and packed targets (int16) of one squashed melody, as datasets store them."""
     inputs, labels = encoding.encode(events)
@@ -291,7 +276,7 @@ def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
         result["error"] = str(error)
         return result
     encoding = job.spec.make_encoding()
-    for song_id, sequence in zip(_song_ids(path, root, sequences), sequences, strict=True):
+    for song_id, sequence in zip(song_ids(path, root, sequences), sequences, strict=True):
         split = "eval" if song_is_eval(song_id, job.eval_ratio) else "train"
         variants = [sequence]
         if split == "train" and job.transpositions:
@@ -407,7 +392,7 @@ def build_dataset(
     summary.seconds = time.perf_counter() - started
     metadata = {
         "format_version": FORMAT_VERSION,
-        "family": "melody_rnn",
+        "family": "melody_rnn",  # the family that reads it (core.family.open_dataset)
         "encoding": spec.to_dict(),
         "input_size": encoding.input_size,
         "num_classes": encoding.num_classes,

@@ -16,7 +16,7 @@ from melodygen.core.batches import evaluation_batches as sequence_evaluation_bat
 from melodygen.core.batches import training_batches as sequence_batches
 from melodygen.core.family import Batch, Family, TuneScore, register
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
-from melodygen.families.melody_rnn.configs import get_config
+from melodygen.families.melody_rnn.configs import CONFIGS, get_config
 from melodygen.families.melody_rnn.dataset import MelodyDataset, MelodySplit
 from melodygen.families.melody_rnn.model_file import (
     FAMILY,
@@ -165,6 +165,7 @@ class MelodyRnnFamily(Family):
 
     name = FAMILY
     title = "Melody RNN"
+    configs = tuple(CONFIGS)
     summary = "continues a primer, or starts from nothing, in a key and at a tempo"
 
     # Saved models
@@ -204,6 +205,36 @@ class MelodyRnnFamily(Family):
         return info.spec.transpose_to_key
 
     # Data
+    def build_dataset(
+        self,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        config: str | None = None,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ):
+        from melodygen.families.melody_rnn.dataset import build_dataset
+        from melodygen.io.music import ExtractionParams
+
+        if config is None:
+            raise ConfigError(f"{self.title} datasets need --config ({', '.join(CONFIGS)})")
+        options = dict(options or {})
+        fields = {f for f in ExtractionParams.__dataclass_fields__}
+        params = ExtractionParams(**{k: v for k, v in options.items() if k in fields})
+        return build_dataset(
+            inputs,
+            config,
+            output,
+            eval_ratio=eval_ratio,
+            params=params,
+            transpositions=options.get("transpositions") or (),
+            transpose_to_key=options.get("transpose_to_key", "config"),
+            workers=workers,
+            progress=progress,
+        )
+
     def open_dataset(self, path: str | Path) -> MelodyDataset:
         return MelodyDataset.open(path)
 
