@@ -226,3 +226,50 @@ def test_init_from_refuses_what_cannot_start_a_run(tune_folder, tmp_path, capsys
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1, err
     assert not np.any([p.name == "checkpoints" for p in (tmp_path / "c").glob("*")])
+
+
+# The shared result type ---------------------------------------------------------------------
+
+
+def _sequence(notes: list[tuple[int, float, float, int]], qpm: float = 120.0):
+    from note_seq.protobuf import music_pb2
+
+    sequence = music_pb2.NoteSequence()
+    sequence.tempos.add(qpm=qpm)
+    sequence.time_signatures.add(numerator=3, denominator=4)
+    for pitch, start, end, velocity in notes:
+        sequence.notes.add(pitch=pitch, start_time=start, end_time=end, velocity=velocity)
+    sequence.total_time = max(end for _, _, end, _ in notes)
+    return sequence
+
+
+def test_a_melody_made_as_a_note_sequence_keeps_its_timing_and_sits_on_the_grid() -> None:
+    from melodygen.core.generation import GeneratedMelody
+
+    # At 120 qpm a step is 0.125 s: a quarter, a triplet eighth pair, a loud half note.
+    source = _sequence(
+        [(60, 0.0, 0.5, 80), (62, 0.5, 0.6667, 90), (64, 0.6667, 0.8333, 90), (67, 1.0, 2.0, 127)]
+    )
+    melody = GeneratedMelody.from_sequence(
+        source, log_likelihood=-3.5, text="X:1\nK:C\nC2 D/E/ G4|"
+    )
+    assert melody.events == [60, -2, -2, -2, 62, 64, -2, -1, 67, -2, -2, -2, -2, -2, -2, -2]
+    assert str(melody.meter) == "3/4" and melody.qpm == 120.0 and melody.text.startswith("X:1")
+    heard = melody.to_note_sequence(program=40, name="Violin")
+    assert [(n.pitch, round(n.start_time, 4), n.velocity, n.program) for n in heard.notes] == [
+        (60, 0.0, 80, 40),
+        (62, 0.5, 90, 40),
+        (64, 0.6667, 90, 40),
+        (67, 1.0, 127, 40),
+    ]
+    assert heard.instrument_infos[0].name == "Violin"
+    assert source.notes[0].program == 0  # the family's own sequence is not changed
+
+
+def test_where_notes_overlap_the_grid_keeps_the_highest() -> None:
+    from melodygen.core.generation import sequence_events
+
+    chord_then_line = _sequence(
+        [(60, 0.0, 0.5, 100), (64, 0.0, 0.5, 100), (67, 0.25, 0.5, 100), (55, 0.5, 0.75, 100)]
+    )
+    assert sequence_events(chord_then_line) == [64, -2, 67, -2, 55, -2]
