@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from melodygen.errors import MelodyGenError
-from melodygen.theory import FOUR_FOUR, Meter, pitch_name
+from melodygen.theory import FOUR_FOUR, STEPS_PER_QUARTER, Meter, pitch_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from melodygen.families.melody_rnn.generate import GeneratedMelody
+    from melodygen.core.generation import GeneratedMelody
 
 __all__ = [
     "DEFAULT_SOUNDFONT",
@@ -68,8 +68,6 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 44100
-STEPS_PER_QUARTER = 4
-STEPS_PER_BAR = 16
 DISPLAY_PPI = 100
 """Screen pixels per figure inch a piano roll is designed for: ``width=4.25`` is a
 picture shown 425 px wide, where 9-point text is 12.5 px high."""
@@ -144,8 +142,6 @@ INSTRUMENTS: dict[str, int] = {
     "Steel drums": 114,
 }
 
-_NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-
 
 class RenderError(MelodyGenError):
     """A rendering request that cannot be carried out as asked (bad program, bad events)."""
@@ -172,8 +168,6 @@ class Note:
 def note_name(pitch: int, key: int | None = None, mode: str = "major") -> str:
     """Scientific pitch name (60 -> C4), as the primer note syntax writes it: sharps, or
     spelled in ``key`` and ``mode`` when given (70 is Bb4 in D minor, A#4 in E major)."""
-    if key is None:
-        return f"{_NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
     return pitch_name(pitch, key, mode)
 
 
@@ -226,7 +220,13 @@ def _melody_parts(
 
 
 def _notes_and_length(music: Any, qpm: float | None, velocity: int) -> tuple[list[Note], float]:
-    """Notes in seconds and the music's length: a melody's full step count, or a sequence's end."""
+    """Notes in seconds and the music's length: a melody's full step count, or a sequence's end.
+
+    A GeneratedMelody whose family made it as a NoteSequence finer than the grid (its
+    ``source``: triplets, velocities) is heard as that sequence; others from their events.
+    """
+    if getattr(music, "source", None) is not None and hasattr(music, "to_note_sequence"):
+        music = music.to_note_sequence()
     if hasattr(music, "notes") and hasattr(music, "total_time"):  # a note_seq NoteSequence
         notes = [
             Note(int(n.pitch), float(n.start_time), float(n.end_time), int(n.velocity), n.is_drum)
@@ -455,8 +455,11 @@ class Synth:
     ) -> np.ndarray:
         """Samples of a GeneratedMelody, a NoteSequence or an event list, as float32 in [-1, 1].
 
-        The result lasts the music's length (a melody's full step count at its tempo, or
-        a NoteSequence's total time) plus ``tail`` seconds of release, at
+        A GeneratedMelody of any family is rendered as it is heard: from its grid events
+        (at ``qpm`` and ``velocity`` when given), or from the family's own NoteSequence
+        when it has one (``GeneratedMelody.source``, played with its own timing and
+        velocities). The result lasts the music's length (a melody's full step count at
+        its tempo, or a NoteSequence's total time) plus ``tail`` seconds of release, at
         ``self.sample_rate``; mono (frames,) or, with ``stereo``, (frames, 2). Every note
         uses ``program`` (drum notes of a NoteSequence use the drum kit). ``normalize``
         scales the peak to -1 dBFS, so instruments of different loudness play alike.

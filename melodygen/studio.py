@@ -2,15 +2,17 @@
 
 The web app (``app.py`` and ``pages/``) only lays out widgets; everything it shows or
 offers for download is made here, with the same library calls the CLI uses
-(:class:`~melodygen.families.melody_rnn.generate.MelodyGenerator`,
+(:func:`~melodygen.core.generation.load_generator`, which loads a model of any family,
 :func:`~melodygen.io.primer.parse_primer`,
 :func:`~melodygen.io.primer.midi_primer`, :func:`~melodygen.render.piano_roll`,
 :class:`~melodygen.render.Synth`). This module never imports Streamlit, so all of it is
 tested and benchmarked on its own.
 
-- **Catalog**: every ``checkpoints/*/`` folder holding a saved model (``melodygen.json``),
-  with its ``card.json`` and ``metrics.jsonl`` when they are there. The folder is
-  ``$MELODYGEN_CHECKPOINTS`` when set.
+- **Catalog**: every ``checkpoints/*/`` folder holding a saved model (``melodygen.json``)
+  of any registered family, with its ``card.json`` and ``metrics.jsonl`` when they are
+  there. The folder is ``$MELODYGEN_CHECKPOINTS`` when set. What the catalog says about a
+  model's network comes from its family (:class:`~melodygen.core.family.Family`):
+  nothing here reads one family's fields.
 - **Primers**: typed notes, or an uploaded MIDI file checked for size and content before
   any track of it is offered.
 - **Results**: a generation run kept as melodies; each variation is rendered to a
@@ -39,17 +41,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from melodygen.core.checkpoint import MODEL_JSON, WEIGHTS_FILE, read_model_json
-from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.generate import (
-    MODES,
-    NOTE_NAMES,
+from melodygen.core.checkpoint import (
+    MODEL_JSON,
+    WEIGHTS_FILE,
+    info_family,
+    model_info_from_dict,
+    read_model_info,
+    read_model_json,
+)
+from melodygen.core.family import get_family
+from melodygen.core.generation import (
     GeneratedMelody,
     GenerationRequest,
     GenerationResult,
-    MelodyGenerator,
-    parse_key,
+    load_generator,
 )
+from melodygen.errors import MelodyGenError, one_line
 from melodygen.io.primer import (
     MUSICXML_SUFFIXES,
     PRIMER_SUFFIXES,
@@ -74,7 +81,8 @@ from melodygen.render import (
     program_number,
     wav_bytes,
 )
-from melodygen.theory import COMMON_METERS, Meter, key_name, parse_meter
+from melodygen.theory import COMMON_METERS, MODES, Meter, key_name, parse_key, parse_meter
+from melodygen.theory import KEY_NAMES as NOTE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +114,7 @@ __all__ = [
     "load_synth",
     "metric_curves",
     "midi_bytes",
+    "model_designs",
     "primer_notices",
     "primer_png",
     "primer_roll",
@@ -168,7 +177,11 @@ def checkpoints_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One shipped model: its folder and what its card says (or what could be worked out)."""
+    """One shipped model: its folder and what its card says (or what could be worked out).
+
+    ``config`` is the model's configuration ("attention_rnn"), or for a family without
+    configurations its family's one-line description of it.
+    """
 
     name: str
     path: Path
@@ -177,13 +190,29 @@ class ModelEntry:
     description: str
     card: dict = field(default_factory=dict, compare=False, hash=False)
     info: dict = field(default_factory=dict, compare=False, hash=False)
+    """The checked ``melodygen.json``; empty when it cannot be loaded (see ``model_problem``)."""
     problems: tuple[str, ...] = ()
-    """Why the card is missing or partial, for the Models page."""
+    """Why the card is missing or partial, or the model cannot be loaded, for the Models page."""
+    family: str = ""
+    """The title of the model's family ("Melody RNN"); "" when its file cannot be read."""
+    family_name: str = ""
+    """The ``family`` field of its ``melodygen.json`` ("melody_rnn"); "" when unreadable."""
+    facts: tuple[tuple[str, str], ...] = field(default=(), compare=False, hash=False)
+    """(label, value) rows its family gives about the network (``Family.model_facts``)."""
+    model_problem: str | None = None
+    """Why the model cannot be loaded (its ``melodygen.json`` refused), else None."""
 
     @property
     def label(self) -> str:
         """``Folk · attention_rnn``: how pickers name the model."""
         return f"{self.style.replace('_', ' ').title()} · {self.config}"
+
+    @property
+    def kind(self) -> str:
+        """``Melody RNN · attention_rnn``: the model's family and configuration."""
+        if not self.family or self.config == self.family:
+            return self.family or self.config
+        return f"{self.family} · {self.config}"
 
     @property
     def metrics_path(self) -> Path:
@@ -221,22 +250,30 @@ def _read_json(path: Path) -> tuple[dict, str | None]:
     return value, None
 
 
-def _read_model_file(path: Path) -> tuple[dict, str | None]:
-    """A model file checked as loading checks it, or ({}, why not): a hostile one is a
-    problem shown on the Models page, never an exception in the model list."""
+def _read_model_file(path: Path) -> tuple[dict, Any, str | None]:
+    """A model file checked whole as loading checks it, by its family: (its JSON, the
+    family's info, None), or ({}, None, why not). A hostile file, or one of a family this
+    installation lacks, is a problem shown on the Models page, never an exception in the
+    model list."""
     try:
-        return read_model_json(path), None
+        values = read_model_json(path)
+        return values, model_info_from_dict(values, path), None
     except MelodyGenError as error:
-        return {}, str(error).replace(str(path), path.name)
+        return {}, None, str(error).replace(str(path), path.name)
+    except Exception as error:  # noqa: BLE001 - a family's reader failing loses this model only
+        logger.warning("could not read the model file %s: %s", path, error)
+        return {}, None, f"{path.name} could not be read ({one_line(error)})"
 
 
 def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
     """Every folder directly under ``root`` (default :func:`checkpoints_dir`) with a saved model.
 
     ``card.json`` supplies name, style, configuration and description; whatever it lacks
-    is worked out from ``melodygen.json`` and the folder name (``folk_attention_rnn`` is
-    style ``folk``, configuration ``attention_rnn``). Folders without ``melodygen.json``
-    are skipped. Sorted by style, then configuration.
+    is worked out from ``melodygen.json``, read by the family it names, and the folder name
+    (``folk_attention_rnn`` is style ``folk``, configuration ``attention_rnn``). A model
+    whose file cannot be loaded (damaged, or of a family this installation lacks) is listed
+    with one line saying why. Folders without ``melodygen.json`` are skipped. Sorted by
+    style, then configuration.
     """
     root = Path(root) if root is not None else checkpoints_dir()
     if not root.is_dir():
@@ -245,19 +282,20 @@ def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (folder / MODEL_JSON).is_file():
             continue
-        info, info_problem = _read_model_file(folder / MODEL_JSON)
+        info, model, info_problem = _read_model_file(folder / MODEL_JSON)
         card, card_problem = _read_json(folder / CARD_FILE)
         problems = tuple(p for p in (info_problem, card_problem) if p)
-        config = str(card.get("config") or info.get("config") or "unknown")
+        family = info_family(model) if model is not None else None
+        architecture = family.describe(model) if family is not None else ""
+        named = family.configuration(model) if family is not None else None
+        config = str(card.get("config") or named or architecture or "unknown")
         style = card.get("style")
         if not style:
             prefix = folder.name.removesuffix(config).rstrip("_-")
             style = prefix if prefix and prefix != folder.name else "custom"
         description = card.get("description")
         if not isinstance(description, str) or not description.strip():
-            layers = info.get("hparams", {}).get("rnn_layer_sizes")
-            size = f" ({' x '.join(str(n) for n in layers)} LSTM)" if layers else ""
-            description = f"{config}{size}: no model card"
+            description = f"{architecture or config}: no model card"
         entries.append(
             ModelEntry(
                 name=str(card.get("name") or folder.name),
@@ -268,6 +306,10 @@ def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
                 card=card,
                 info=info,
                 problems=problems,
+                family=family.title if family is not None else "",
+                family_name=family.name if family is not None else "",
+                facts=tuple(family.model_facts(model)) if family is not None else (),
+                model_problem=info_problem,
             )
         )
     return sorted(entries, key=lambda e: (e.style, e.config, e.name))
@@ -328,7 +370,7 @@ def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
     Each group is a list of (label, value) rows; rows and groups the card does not
     support are left out, nothing is invented (only the Model group is always there).
     """
-    card, info = entry.card, entry.info
+    card = entry.card
     groups: dict[str, list[tuple[str, str]]] = {}
 
     data = _dict(card.get("data"))
@@ -353,14 +395,11 @@ def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
     if rows:
         groups["Data"] = rows
 
-    hparams = _dict(card.get("hparams")) or _dict(info.get("hparams"))
-    rows = [("configuration", entry.config)]
-    sizes = hparams.get("rnn_layer_sizes")
-    if isinstance(sizes, list) and sizes:
-        layers = " x ".join(str(n) for n in sizes)
-        rows.append(("layers", f"{layers} LSTM"))
-    if hparams.get("attn_length"):
-        rows.append(("attention", f"over the last {hparams['attn_length']} steps"))
+    # What the network is, as its family says: the model file is read, the card's words not.
+    rows = [("family", entry.family)] if entry.family else []
+    if entry.config != entry.family:
+        rows.append(("configuration", entry.config))
+    rows += [(str(label), str(value)) for label, value in entry.facts]
     size, count = card.get("size_bytes"), card.get("parameters")
     if not isinstance(size, int) or not isinstance(count, int):
         size, count = weights_size(entry)
@@ -491,6 +530,26 @@ def metric_curves(records: list[dict]) -> dict[str, dict[str, list]]:
     return curves
 
 
+def model_designs(entries: list[ModelEntry]) -> list[tuple[str, str]]:
+    """(name, what it does in musicians' words) of each kind of model in ``entries``, each
+    once: a configuration as its family describes it, or a family without configurations
+    by its title and summary. Models whose file cannot be loaded are left out."""
+    designs: dict[str, str] = {}
+    for entry in entries:
+        if not entry.family_name or entry.model_problem:
+            continue
+        try:
+            family = get_family(entry.family_name)
+        except MelodyGenError:
+            continue
+        words = family.configurations()
+        if words or entry.config != entry.family:
+            designs.setdefault(entry.config, words.get(entry.config, "a configuration of its own"))
+        else:
+            designs.setdefault(family.title, family.summary)
+    return sorted(designs.items())
+
+
 def data_credits(entries: list[ModelEntry]) -> list[dict]:
     """The data sources named by the models' cards, each once, for the credits."""
     seen: dict[str, dict] = {}
@@ -552,16 +611,23 @@ class SharedModel:
     """
 
     def __init__(self, checkpoint: str | Path, name: str | None = None) -> None:
-        self.generator = MelodyGenerator(checkpoint)
+        self.generator = load_generator(checkpoint)
+        _, self.info = read_model_info(checkpoint)
+        self.family = info_family(self.info)
         self.name = name or Path(checkpoint).name
+        self.description = self.family.describe(self.info)
+        """What the model is, in its family's words ("attention_rnn, 2x512 LSTM")."""
+        self.home_key = self.family.home_key(self.info)
+        """The key the model generates in and transposes from (``Family.home_key``)."""
         self._lock = threading.Lock()
 
     @property
     def config(self) -> str:
-        return self.generator.config
+        """Its configuration, or its description for a family without configurations."""
+        return self.family.configuration(self.info) or self.description
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
-        """``MelodyGenerator.generate`` under the model's lock."""
+        """The generator's ``generate`` under the model's lock."""
         with self._lock:
             return self.generator.generate(request)
 
@@ -1193,7 +1259,7 @@ def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
         model_name=model.name,
         seconds=seconds,
         transpose=int(result.transpose),
-        model_key=model.generator.info.spec.transpose_to_key,
+        model_key=model.home_key,
         key=result.key,
         mode=result.mode,
         key_source=result.key_source,

@@ -7,16 +7,6 @@ import streamlit as st
 from melodygen import studio
 from melodygen.render import audio_available
 
-# The configurations a model on this server can have, in musicians' words.
-CONFIGS = {
-    "basic_rnn": "plays note by note, remembering what came before",
-    "lookback_rnn": "also sees what was played one and two bars back and where it is in the "
-    "bar, so it repeats phrases more",
-    "attention_rnn": "can look back over the last few bars and pick what matters, which tends "
-    "to give the most structured tunes",
-    "mono_rnn": "note by note over the full piano range, keeping the keys it learned in",
-}
-
 if not st.session_state.get("studio_routed"):  # opened before app.py ran: go through it
     st.session_state["studio_target"] = "pages/about.py"
     st.switch_page("app.py")
@@ -89,9 +79,9 @@ and of the MIDI files without generating again.
 )
 
 models = studio.discover_models()
-configs = sorted({entry.config for entry in models})
-if configs:
-    lines = [f"- `{c}`: {CONFIGS.get(c, 'a configuration of its own')}" for c in configs]
+designs = studio.model_designs(models)  # each in its family's words
+if designs:
+    lines = [f"- `{name}`: {words}" for name, words in designs]
     st.markdown("**Configurations on this server**\n" + "\n".join(lines))
 
 ok, how = audio_available()

@@ -194,7 +194,10 @@ style = left.selectbox(
 names = [entry.name for entry in models if entry.style == style]
 if st.session_state.get("model") not in names:
     put("model", names[0])
-configs = [by_name[n].config for n in names]
+# Models of one family are named by configuration; of several, by family and configuration.
+several = len({by_name[n].family for n in names}) > 1
+named = [by_name[n].kind if several else by_name[n].config for n in names]
+model_labels = {n: k if named.count(k) == 1 else n for n, k in zip(names, named, strict=True)}
 entry = by_name[
     right.selectbox(
         "Configuration",
@@ -202,11 +205,14 @@ entry = by_name[
         key="model",
         on_change=save,
         args=("model",),
-        format_func=lambda n: by_name[n].config if configs.count(by_name[n].config) == 1 else n,
+        format_func=lambda n, labels=model_labels: labels.get(n, n),
         help="The network design; the Models page compares them.",
     )
 ]
 st.caption(entry.description)
+if entry.model_problem:  # damaged, or of a family this installation lacks: no load to try
+    st.error(f"The model {entry.name} could not be loaded: {entry.model_problem}")
+    st.stop()
 model_future = loader().model(entry.path, entry.stamp, entry.name)
 synth_future = loader().synth(os.environ.get(SOUNDFONT_ENV))  # after the model, on one thread
 

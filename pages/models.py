@@ -69,9 +69,12 @@ st.caption(
 for entry in models:
     with st.container(border=True):
         st.subheader(entry.label)
-        st.markdown(f"{entry.description}  \n`{entry.name}`")
+        st.markdown(f"{entry.description}  \n{entry.kind} · `{entry.name}`")
+        if entry.model_problem:
+            st.error(f"This model cannot be loaded: {entry.model_problem}")
         for problem in entry.problems:
-            st.info(f"Card incomplete: {problem}; showing what the checkpoint itself says.")
+            if problem != entry.model_problem:
+                st.info(f"Card incomplete: {problem}; showing what the checkpoint itself says.")
         facts = studio.card_facts(entry)
         for column, (group, rows) in zip(st.columns(len(facts)), facts.items(), strict=True):
             column.markdown(f"**{group}**")

@@ -16,8 +16,8 @@ import pytest
 from studio_fixtures import CARD, LEAD, cluster, drums_only, make_checkpoints, midi_file, song
 
 from melodygen import studio
+from melodygen.core.generation import GenerationError, GenerationRequest
 from melodygen.errors import InputFileError, MelodyGenError
-from melodygen.families.melody_rnn.generate import GenerationError, GenerationRequest
 from melodygen.io.primer import PrimerError, parse_primer
 from melodygen.render import SAMPLE_RATE, events_to_notes
 from melodygen.theory import Meter
@@ -63,7 +63,8 @@ def test_catalog_reads_cards_and_works_out_what_is_missing(checkpoints, monkeypa
     assert folk.label == "Folk · attention_rnn" and folk.problems == ()
     # No card: style from the folder name, configuration from melodygen.json.
     assert (pop.style, pop.config) == ("pop", "basic_rnn")
-    assert pop.description == "basic_rnn (8 LSTM): no model card"
+    assert pop.description == "basic_rnn, 1x8 LSTM: no model card"  # as its family says
+    assert (pop.family, pop.kind) == ("Melody RNN", "Melody RNN · basic_rnn")
     assert pop.problems == ("no card.json",)
     assert pop.stamp > 0
 
