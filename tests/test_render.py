@@ -14,8 +14,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from melodygen import render
+from melodygen.core.generation import GeneratedMelody
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.generate import GeneratedMelody
 from melodygen.theory import Meter
 
 RATE = render.SAMPLE_RATE
