@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 DEFAULT_QPM = 120.0
 MAX_OUTPUTS = 64
 MAX_STEPS = 4096
+TEXT_FIELD_LIMITS = {"rhythm": 40, "title": 200, "text_primer": 4000}
+"""The most characters of each text field of a request (see GenerationRequest.validate)."""
 NOTE_OFF = -1
 """A melody event: the sounding note ends (note_seq's MELODY_NOTE_OFF)."""
 NO_EVENT = -2
@@ -84,6 +86,13 @@ class GenerationRequest:
     include_primer: bool = True
     time_signature: Meter | None = None
     start_on_downbeat: bool = True
+    rhythm: str | None = None
+    """The dance type (ABC's ``R:``: "jig", "reel"), for families that read it."""
+    title: str | None = None
+    """The tune's title (ABC's ``T:``), for families that write one."""
+    text_primer: str | None = None
+    """The opening of a tune in the family's native text (for ``abc_char``: ABC header
+    fields and/or opening bars); families without a text ignore it."""
 
     def __post_init__(self) -> None:
         # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).
@@ -139,6 +148,20 @@ class GenerationRequest:
             check("bpm", self.primer.qpm)  # the primer's tempo is the output's
         if self.seed is not None:
             check("seed", self.seed)
+        for name, most in TEXT_FIELD_LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise GenerationError(f"{name} must be text, not {type(value).__name__}")
+            if len(value) > most:
+                raise GenerationError(
+                    f"{name} is {len(value):,} characters long; at most {most:,} are read"
+                )
+            if any(ord(char) < 32 and char not in "\n\r\t" for char in value):
+                raise GenerationError(f"{name} holds control characters; give plain text")
+            if name != "text_primer" and "\n" in value:
+                raise GenerationError(f"{name} must be one line")
 
 
 @dataclass
@@ -167,6 +190,9 @@ class GeneratedMelody:
     """The melody in the family's native text (ABC for the ABC families), else None."""
     source: NoteSequence | None = field(default=None, repr=False)
     """The family's own NoteSequence, when it has one (see the class docstring)."""
+    problem: str | None = None
+    """The reason the family's text could not be read as music (one line), else None;
+    such a melody has no events, only its ``text``."""
 
     @classmethod
     def from_sequence(

@@ -1,0 +1,413 @@
+"""Writing new tunes with an ``abc_char`` model, one character at a time.
+
+Every tune of a request is a row of one batch: the network is stepped one character at a
+time with each LSTM layer's state carried from step to step (never re-reading the text),
+starting from the ``<end>`` marker as training did, until the row writes ``<end>`` or
+reaches the length limit.
+
+The request becomes a *template* the rows follow: the header fields it asks for are
+written for the model (forced), the ones it leaves open are written by the model. With
+nothing asked, the model writes the whole tune, header included. Asked for anything
+(``title``, ``time_signature``, ``rhythm``, ``key``/``mode``, ``qpm``, or an ABC
+``text_primer``), the header is ``T:`` ``M:`` ``Q:`` ``R:`` ``K:`` in the canonical order
+of the training text (:func:`melodygen.io.abc.clean_tune`): ``T:``, ``M:`` and ``K:``
+are always there, their values forced when asked and sampled (one line) when not; ``Q:``
+and ``R:`` only when asked (or in the primer). The primer's opening bars follow the
+header, forced too; then the model goes on alone.
+
+Each tune's text is parsed by abc2midi (:func:`melodygen.io.abc.parse_tune`) into a
+NoteSequence. A tune that cannot be read comes back all the same, with its text and the
+reason (``GeneratedMelody.problem``), never as an error; the validity of every tune
+(:func:`melodygen.io.abc.check_validity`) is summed up in the result's warnings.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melodygen.core.checkpoint import load_model
+from melodygen.core.generation import (
+    DEFAULT_QPM,
+    GeneratedMelody,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+    device_scope,
+    sample,
+)
+from melodygen.errors import MelodyGenError, one_line
+from melodygen.families.abc_char.network import log_probs as log_softmax
+from melodygen.families.abc_char.vocab import END, UNK, describe_unknown
+from melodygen.theory import key_name
+
+HEADER_CHARS = 120
+"""Characters allowed for the header when the length limit is worked out."""
+CHARS_PER_BAR = 40
+"""Characters allowed per bar asked for (the training tunes average 10 to 25 a bar, chord
+symbols included; a tune is let end on its own well before the limit)."""
+MAX_CHARS = 4000
+"""The most characters a generated tune may have."""
+MIN_CHARS = 200
+HOLE_LINE_CHARS = 80
+"""The most characters the model may write for one header field's value."""
+
+_ABC_MODE = {
+    "major": "",
+    "minor": "m",
+    "harmonic_minor": "m",
+    "dorian": "Dor",
+    "phrygian": "Phr",
+    "lydian": "Lyd",
+    "mixolydian": "Mix",
+    "locrian": "Loc",
+    "major_pentatonic": "",
+    "minor_pentatonic": "m",
+}
+_FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
+_TEMPLATE_FIELDS = ("T", "M", "L", "Q", "R", "K")
+_ALWAYS = ("T", "M", "K")
+
+
+def abc_key(tonic: int, mode: str) -> str:
+    """A key as ABC's ``K:`` writes it: ``G``, ``Em``, ``ADor``, ``Bb``."""
+    name = key_name(tonic, mode).split()[0]
+    return name + _ABC_MODE.get(mode, "")
+
+
+@dataclass(frozen=True)
+class Template:
+    """What the rows write: ``parts`` are forced text (str) or a sampled line (None)."""
+
+    parts: tuple[str | None, ...]
+
+    @property
+    def forced(self) -> str:
+        return "".join(part for part in self.parts if part is not None)
+
+
+def split_text_primer(text: str) -> tuple[dict[str, str], str]:
+    """An ABC opening -> its header fields and its opening bars (everything after K:, or
+    after the field lines when there is no K:)."""
+    lines = [" ".join(line.split()) for line in text.replace("\r\n", "\n").split("\n")]
+    fields: dict[str, str] = {}
+    body: list[str] = []
+    in_header = True
+    for line in lines:
+        match = _FIELD_LINE.match(line)
+        if in_header and match and match.group(1) != "|":
+            name, value = match.group(1), match.group(2).strip()
+            if name in _TEMPLATE_FIELDS:
+                fields.setdefault(name, value)
+            if name == "K":
+                in_header = False
+            continue
+        if in_header and not line:
+            continue
+        in_header = False
+        body.append(line)
+    opening = "\n".join(body).strip("\n")
+    if opening and text.rstrip(" ").endswith("\n"):
+        opening += "\n"
+    return fields, opening
+
+
+def make_template(request: GenerationRequest) -> Template:
+    """The template a request asks for (see the module docstring)."""
+    fields, opening = split_text_primer(request.text_primer or "")
+    asked: dict[str, str] = dict(fields)
+    if request.title:
+        asked["T"] = " ".join(request.title.split())
+    if request.time_signature is not None:
+        asked["M"] = str(request.time_signature)
+    if request.qpm is not None:
+        asked["Q"] = f"1/4={round(request.qpm)}"
+    if request.rhythm:
+        asked["R"] = " ".join(request.rhythm.split())
+    if request.key is not None:
+        asked["K"] = abc_key(request.key, request.mode)
+    if not asked and not opening:
+        return Template(())
+    parts: list[str | None] = []
+    for name in _TEMPLATE_FIELDS:
+        if name in asked:
+            parts.append(f"{name}:{asked[name]}\n")
+        elif name in _ALWAYS:
+            parts += [f"{name}:", None]
+    if opening:
+        parts.append(opening)
+    return Template(tuple(parts))
+
+
+def length_limit(request: GenerationRequest) -> int:
+    """The most characters a tune may have: a header and ``CHARS_PER_BAR`` per bar asked
+    for (``request.length_steps`` in bars of the meter), from MIN_CHARS to MAX_CHARS."""
+    bars = request.length_steps / request.meter.steps_per_bar
+    return int(min(MAX_CHARS, max(MIN_CHARS, HEADER_CHARS + CHARS_PER_BAR * bars)))
+
+
+class CharStepModel:
+    """The network one character at a time, every LSTM layer's state carried along."""
+
+    def __init__(self, model) -> None:
+        import keras
+
+        from melodygen.nn.layers import MelodyLSTMStack
+
+        self.keras = keras
+        self.embedding = model.get_layer("embedding")
+        rnn = model.get_layer("rnn")
+        layers = rnn.lstm_layers if isinstance(rnn, MelodyLSTMStack) else [rnn]
+        self.cells = [layer.cell for layer in layers]
+        self.units = [cell.units for cell in self.cells]
+        self.output_layer = model.get_layer("logits")
+        self._step = _compile(self._step_function)
+
+    def initial_state(self, batch: int) -> list:
+        zeros = self.keras.ops.zeros
+        return [zeros((batch, units), "float32") for units in self.units for _ in range(2)]
+
+    def _step_function(self, ids, states):
+        hidden = self.embedding(ids)
+        new_states = []
+        for index, cell in enumerate(self.cells):
+            state = [states[2 * index], states[2 * index + 1]]
+            hidden, state = cell(hidden, state, training=False)
+            new_states += list(state)
+        return self.output_layer(hidden), new_states
+
+    def step(self, ids: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+        logits, states = self._step(self.keras.ops.convert_to_tensor(ids, "int32"), states)
+        return self.keras.ops.convert_to_numpy(logits), list(states)
+
+
+def _compile(function):
+    """Trace the step once per backend (tf.function / jax.jit) so each call is cheap."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
+class _Row:
+    """One tune being written: where it is in the template, what it wrote, its score."""
+
+    def __init__(self, template: Template, limit: int) -> None:
+        self.pending = list(template.parts)
+        self.forced = ""  # forced characters still to write
+        self.hole = False  # writing a sampled header line
+        self.hole_chars = 0
+        self.chars: list[int] = []
+        self.score = 0.0
+        self.done = False
+        self.ended = False  # wrote <end> (not cut by the limit)
+        self.limit = limit
+        self._advance()
+
+    def _advance(self) -> None:
+        while not self.forced and not self.hole and self.pending:
+            part = self.pending.pop(0)
+            if part is None:
+                self.hole, self.hole_chars = True, 0
+            else:
+                self.forced = part
+
+    def next_forced(self, encode) -> int | None:
+        """The id this row must write next, or None when the model chooses."""
+        if self.forced:
+            return encode(self.forced[0])
+        return None
+
+    def take(self, char_id: int, log_prob: float, newline: int) -> None:
+        self.score += log_prob
+        if char_id == END:
+            self.done = self.ended = True
+            return
+        self.chars.append(char_id)
+        if self.forced:
+            self.forced = self.forced[1:]
+        elif self.hole:
+            self.hole_chars += 1
+            if char_id == newline or self.hole_chars >= HOLE_LINE_CHARS:
+                self.hole = False
+                if char_id != newline and newline >= 0:
+                    self.forced = "\n"
+        self._advance()
+        if len(self.chars) >= self.limit:
+            self.done = True
+
+
+class CharGenerator:
+    """A loaded ``abc_char`` model, ready to write tunes; load once, generate many times."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
+        started = time.perf_counter()
+        device_scope(device)
+        self.device = device
+        with device_scope(device):
+            self.model, self.info = load_model(checkpoint)
+            self.steps = CharStepModel(self.model)
+        self.vocab = self.info.vocab
+        self.index = self.vocab.index
+        self.checkpoint = Path(checkpoint)
+        self.description = f"abc_char ({self.info.config})"
+        self.load_seconds = time.perf_counter() - started
+
+    def _encode_char(self, char: str) -> int:
+        return self.index.get(char, UNK)
+
+    def primer_notices(self, request: GenerationRequest) -> list[str]:
+        """What the model cannot read as asked: characters of the ABC primer or header
+        outside its vocabulary, and a note primer (this family reads ABC primers)."""
+        request.validate()
+        notices = []
+        unknown = self.vocab.unknown_in(make_template(request).forced)
+        if unknown:
+            notices.append(
+                f"the model never saw these characters of the ABC opening; it reads them as "
+                f"unknown: {describe_unknown(unknown)}"
+            )
+        if any(event >= 0 for event in request.primer.events):
+            notices.append(
+                "an ABC model continues ABC text: the note primer was not used (give the "
+                "opening bars as ABC)"
+            )
+        return notices
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        request.validate()
+        started = time.perf_counter()
+        template = make_template(request)
+        limit = length_limit(request)
+        if len(template.forced) >= limit:
+            raise GenerationError(
+                f"the ABC opening is {len(template.forced)} characters long, as long as the "
+                f"{limit} characters allowed for a tune of this length: ask for more bars"
+            )
+        rng = np.random.default_rng(request.seed)
+        rows = [_Row(template, limit) for _ in range(request.num_outputs)]
+        with device_scope(self.device):
+            self._write(rows, request, rng)
+        texts = [self.vocab.decode(row.chars) for row in rows]
+        melodies, validity = [], []
+        for index, (row, text) in enumerate(zip(rows, texts, strict=True)):
+            melody, valid = self._melody(text, row.score, index)
+            melodies.append(melody)
+            validity.append(valid)
+        warnings = _validity_warnings(rows, melodies, validity, limit)
+        key, mode, source = request.key, request.mode, "chosen"
+        if key is None:
+            found = next((m for m in melodies if m.key is not None), None)
+            key, mode, source = (found.key, found.mode, "model") if found else (None, mode, "")
+        return GenerationResult(
+            melodies,
+            time.perf_counter() - started,
+            transpose=0,
+            key=key,
+            mode=mode,
+            key_source=source,
+            notices=self.primer_notices(request),
+            warnings=warnings,
+        )
+
+    def _write(self, rows: list[_Row], request: GenerationRequest, rng) -> None:
+        """Step every row one character at a time until each has ended."""
+        batch = len(rows)
+        states = self.steps.initial_state(batch)
+        previous = np.full(batch, END, np.int32)
+        newline = self.index.get("\n", -1)
+        temperature = max(request.temperature, 1e-6)
+        while not all(row.done for row in rows):
+            logits, states = self.steps.step(previous, states)
+            logp = log_softmax(logits)  # the model's own probabilities, for the score
+            scaled = logits.astype(np.float64) / temperature
+            scaled[:, UNK] = -np.inf  # never write a character the model does not know
+            scaled -= scaled.max(axis=1, keepdims=True)
+            scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+            drawn = sample(scaled, request.top_k, request.top_p, rng)
+            for position, row in enumerate(rows):
+                if row.done:
+                    continue
+                forced = row.next_forced(self._encode_char)
+                choice = int(drawn[position]) if forced is None else forced
+                row.take(choice, float(logp[position, choice]), newline)
+                previous[position] = choice
+
+    def _melody(self, text: str, score: float, index: int) -> tuple[GeneratedMelody, object]:
+        """The tune as a melody, or with its problem when it cannot be read as music."""
+        from melodygen.io.abc import AbcError, check_validity, clean_tune, key_and_mode, parse_tune
+
+        try:
+            tune = clean_tune(text)
+            sequence = parse_tune(tune)
+        except MelodyGenError as error:
+            problem = one_line(error)
+            melody = GeneratedMelody(
+                events=[],
+                primer_steps=0,
+                log_likelihood=score,
+                qpm=DEFAULT_QPM,
+                index=index,
+                text=text,
+                problem=problem,
+            )
+            return melody, None
+        found = key_and_mode(tune.key)
+        tonic, mode = found if found is not None else (None, "major")
+        melody = GeneratedMelody.from_sequence(
+            sequence, score, index=index, text=text, key=tonic, mode=mode
+        )
+        try:
+            valid = check_validity(tune)
+        except AbcError:  # pragma: no cover - check_validity reports in its result
+            valid = None
+        return melody, valid
+
+
+def _validity_warnings(rows, melodies, validity, limit: int) -> list[str]:
+    """One line each: tunes cut by the length limit, tunes that do not parse, bars that
+    are not full, repeats that do not balance."""
+    count = len(melodies)
+
+    def share(number: int) -> str:
+        return "The tune" if count == 1 else f"{number} of {count} tunes"
+
+    warnings = []
+    cut = sum(not row.ended for row in rows)
+    if cut:
+        warnings.append(
+            f"{share(cut)} reached the limit of {limit} characters before ending; ask for "
+            "more bars for longer tunes"
+        )
+    broken = [m for m in melodies if m.problem]
+    if broken:
+        warnings.append(
+            f"{share(len(broken))} could not be read as music (first: "
+            f"{broken[0].problem}); sample again or lower the temperature"
+        )
+    checked = [v for v in validity if v is not None]
+    bars = sum(not v.full_bars for v in checked)
+    repeats = sum(not v.balanced_repeats for v in checked)
+    if bars:
+        warnings.append(
+            f"{share(bars)} {'has' if bars == 1 else 'have'} bars that do not last "
+            "what M: and L: say"
+        )
+    if repeats:
+        warnings.append(
+            f"{share(repeats)} {'has' if repeats == 1 else 'have'} repeats or "
+            "endings that do not pair up"
+        )
+    return warnings
