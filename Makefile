@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the project uses (installed when running as root): FluidSynth for audio,
-# Chromium and its WebDriver for the browser test of the studio, g++ for the training kernels.
-APT_PACKAGES := fluidsynth chromium chromium-driver g++
+# Chromium and its WebDriver for the browser test of the studio, g++ for the training kernels,
+# abcmidi (abc2midi) for parsing ABC tunes.
+APT_PACKAGES := fluidsynth chromium chromium-driver g++ abcmidi
 INSTALLED := $(VENV)/.installed
 
 .PHONY: setup run test lint bench clean checkpoints
