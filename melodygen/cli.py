@@ -186,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
         "declare 1/4 and change tempo with the recording (default: each file's own)",
     )
     build.add_argument(
+        "--abc-chords",
+        action="store_true",
+        help='keep chord symbols ("G", "Am7") in ABC text (abc_char; default: dropped)',
+    )
+    build.add_argument(
         "--workers",
         type=_ranged("workers"),
         default=None,
@@ -334,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--exclude-primer", action="store_true", help="leave the primer out of the output"
     )
+    generate.add_argument(
+        "--abc-primer",
+        default=None,
+        metavar="TEXT",
+        help="ABC models: the opening of the tune as ABC, header fields and/or bars, e.g. "
+        "'M:6/8\\nK:G\\nGAB' (a real newline or \\n between lines)",
+    )
+    generate.add_argument(
+        "--rhythm", default=None, help="ABC models: the dance type (R:), e.g. jig, reel, hornpipe"
+    )
+    generate.add_argument("--title", default=None, help="ABC models: the tune's title (T:)")
     generate.add_argument("--key", default=None, help="key of the output, e.g. D, F#, Bb")
     generate.add_argument(
         "--mode", default="major", help="major, minor, dorian, mixolydian, ... (default major)"
@@ -515,6 +531,7 @@ def _run_build(args) -> None:
         "time_signature": args.time_signature,
         "transpositions": args.transpose or (),
         "transpose_to_key": args.transpose_to_key,
+        "abc_chords": args.abc_chords,
     }
     summary = get_family(args.family).build_dataset(
         args.input,
@@ -617,6 +634,9 @@ def _run_generate(args) -> None:
         branch_factor=args.branch_factor,
         steps_per_iteration=args.steps_per_iteration,
         include_primer=not args.exclude_primer,
+        rhythm=args.rhythm,
+        title=args.title,
+        text_primer=None if args.abc_primer is None else args.abc_primer.replace("\\n", "\n"),
     )
     request.validate()  # before loading the model: bad requests fail fast
     _check_output_folder(args.out, "--out")
@@ -628,8 +648,19 @@ def _run_generate(args) -> None:
     width = max(2, len(str(len(result.melodies))))
     for melody in result.melodies:
         path = args.out / f"{prefix}_{melody.index + 1:0{width}d}.mid"
+        if melody.text is not None:
+            with _writing(path.with_suffix(".abc")):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # X: starts a tune in ABC files; the model's text starts at its T: line
+                path.with_suffix(".abc").write_text("X:1\n" + melody.text)
+        if melody.problem is not None:
+            print(f"{path.with_suffix('.abc')}  (not playable: no MIDI written)")
+            print(f"note: {path.with_suffix('.abc').name}: {melody.problem}", file=sys.stderr)
+            continue
         with _writing(path):
             melody.write_midi(path, program=program)
+        if melody.text is not None:
+            print(path.with_suffix(".abc"))
         print(f"{path}  ({melody.steps} steps, log-likelihood {melody.log_likelihood:.1f})")
         if synth is not None:
             with _writing(path.with_suffix(".wav")):

@@ -209,7 +209,7 @@ class _Row:
         self.forced = ""  # forced characters still to write
         self.hole = False  # writing a sampled header line
         self.hole_chars = 0
-        self.chars: list[int] = []
+        self.chars: list[str] = []  # what it wrote, forced characters as given
         self.score = 0.0
         self.done = False
         self.ended = False  # wrote <end> (not cut by the limit)
@@ -224,18 +224,12 @@ class _Row:
             else:
                 self.forced = part
 
-    def next_forced(self, encode) -> int | None:
-        """The id this row must write next, or None when the model chooses."""
-        if self.forced:
-            return encode(self.forced[0])
-        return None
-
-    def take(self, char_id: int, log_prob: float, newline: int) -> None:
+    def take(self, char_id: int, char: str, log_prob: float, newline: int) -> None:
         self.score += log_prob
         if char_id == END:
             self.done = self.ended = True
             return
-        self.chars.append(char_id)
+        self.chars.append(char)
         if self.forced:
             self.forced = self.forced[1:]
         elif self.hole:
@@ -300,7 +294,7 @@ class CharGenerator:
         rows = [_Row(template, limit) for _ in range(request.num_outputs)]
         with device_scope(self.device):
             self._write(rows, request, rng)
-        texts = [self.vocab.decode(row.chars) for row in rows]
+        texts = ["".join(row.chars) for row in rows]
         melodies, validity = [], []
         for index, (row, text) in enumerate(zip(rows, texts, strict=True)):
             melody, valid = self._melody(text, row.score, index)
@@ -334,15 +328,21 @@ class CharGenerator:
             logp = log_softmax(logits)  # the model's own probabilities, for the score
             scaled = logits.astype(np.float64) / temperature
             scaled[:, UNK] = -np.inf  # never write a character the model does not know
+            # A header line the model writes ends with a newline, not with the tune.
+            scaled[[row.hole for row in rows], END] = -np.inf
             scaled -= scaled.max(axis=1, keepdims=True)
             scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
             drawn = sample(scaled, request.top_k, request.top_p, rng)
             for position, row in enumerate(rows):
                 if row.done:
                     continue
-                forced = row.next_forced(self._encode_char)
-                choice = int(drawn[position]) if forced is None else forced
-                row.take(choice, float(logp[position, choice]), newline)
+                if row.forced:  # the asked text, as given (unknown characters read as <unk>)
+                    char = row.forced[0]
+                    choice = self._encode_char(char)
+                else:
+                    choice = int(drawn[position])
+                    char = self.vocab.decode([choice])
+                row.take(choice, char, float(logp[position, choice]), newline)
                 previous[position] = choice
 
     def _melody(self, text: str, score: float, index: int) -> tuple[GeneratedMelody, object]:
