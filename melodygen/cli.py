@@ -600,7 +600,6 @@ def _run_evaluate(args) -> None:
 
 def _run_generate(args) -> None:
     from melodygen.core.generation import GenerationRequest, bars_to_steps, load_generator
-    from melodygen.families.melody_rnn.generate import parse_key
     from melodygen.io.primer import midi_primer, parse_primer
     from melodygen.render import Synth, program_number, write_wav
 
@@ -610,7 +609,7 @@ def _run_generate(args) -> None:
         if args.track is not None or args.primer_bars is not None:
             raise MelodyGenError("--track and --primer-bars go with --primer-midi")
         primer = parse_primer(args.primer)
-    from melodygen.theory import parse_meter
+    from melodygen.theory import key_name, parse_meter
 
     meter = parse_meter(args.meter) or primer.meter
     bars = args.bars if args.bars is not None else 8
@@ -618,7 +617,8 @@ def _run_generate(args) -> None:
     request = GenerationRequest(
         primer=primer,
         length_steps=length,
-        time_signature=meter,
+        # None without --meter: the primer's (4/4 without one), or an ABC model's own choice
+        time_signature=parse_meter(args.meter) if args.meter else None,
         key=parse_key(args.key),
         mode=args.mode.strip().lower().replace(" ", "_"),
         in_scale=args.in_scale,
@@ -672,7 +672,7 @@ def _run_generate(args) -> None:
             "key signature": "the primer's key signature",
             "estimated": "estimated from the primer",
         }.get(result.key_source, "the model's own")
-        key = f" in {result.melodies[0].key_name} ({origin}), {request.meter}"
+        key = f" in {key_name(result.key, result.mode)} ({origin}), {request.meter}"
     print(
         f"{len(result.melodies)} melodies from {generator.description}{key} in "
         f"{result.seconds:.2f} s written to {args.out}"

@@ -301,17 +301,15 @@ class CharGenerator:
             melodies.append(melody)
             validity.append(valid)
         warnings = _validity_warnings(rows, melodies, validity, limit)
-        key, mode, source = request.key, request.mode, "chosen"
-        if key is None:
-            found = next((m for m in melodies if m.key is not None), None)
-            key, mode, source = (found.key, found.mode, "model") if found else (None, mode, "")
+        # Without a key asked for, each tune is in the key its K: line says (melody.key).
+        asked = request.key is not None
         return GenerationResult(
             melodies,
             time.perf_counter() - started,
             transpose=0,
-            key=key,
-            mode=mode,
-            key_source=source,
+            key=request.key,
+            mode=request.mode,
+            key_source="chosen" if asked else "",
             notices=self.primer_notices(request),
             warnings=warnings,
         )
