@@ -27,6 +27,8 @@ __all__ = [
     "COMMON_METERS",
     "FOUR_FOUR",
     "NOTES_PER_OCTAVE",
+    "NOTE_OFF",
+    "NO_EVENT",
     "STEPS_PER_BAR",
     "STEPS_PER_QUARTER",
     "STEPS_PER_WHOLE",
@@ -49,6 +51,10 @@ __all__ = [
 ]
 
 NOTES_PER_OCTAVE = 12
+NOTE_OFF = -1
+"""A melody event on the grid: the sounding note ends (note_seq's MELODY_NOTE_OFF)."""
+NO_EVENT = -2
+"""A melody event on the grid: nothing changes (note_seq's MELODY_NO_EVENT)."""
 STEPS_PER_QUARTER = 4
 """Sixteenth-note steps in a quarter note: the grid every melody is placed on."""
 STEPS_PER_BAR = 4 * STEPS_PER_QUARTER

@@ -27,7 +27,8 @@ NOTES_PER_TUNE = 32  # conftest.write_tune: eight bars of quarter notes
 NO_EVENT_CLASS, NOTE_OFF_CLASS = 0, 1
 # A tune's melody: eight bars of sixteenths, up to the last note's last held step.
 PREDICTED_STEPS = 8 * 16 - 2
-UNIFORM_BITS_PER_NOTE = PREDICTED_STEPS * math.log2(38) / NOTES_PER_TUNE
+# Every event costs log2(38) under a uniform model, the first (given) one included.
+UNIFORM_BITS_PER_NOTE = (PREDICTED_STEPS + 1) * math.log2(38) / NOTES_PER_TUNE
 
 
 def save_tiny(folder: Path, config: str, seed: int = 0, bias: np.ndarray | None = None) -> Path:
@@ -97,8 +98,13 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
 def test_bits_per_note_is_the_event_nll_in_other_units(tunes, models, tmp_path, model, config):
     data = build(tunes, config, tmp_path / "data", eval_ratio=0.5)
     figures = evaluate(models[model], data)
-    # Same total negative log-likelihood: bits * ln 2 over the steps is nats per step.
-    assert figures["bits"] * math.log(2) / figures["steps"] == pytest.approx(
+    # Same total negative log-likelihood: bits * ln 2 over the steps is nats per step, once
+    # each melody's first event (never predicted, charged a uniform guess) is taken off.
+    split = MelodyDataset.open(data).load("eval")
+    first = len(split) * math.log2(
+        38 if config == "basic_rnn" else load_model(models[model])[1].num_event_classes
+    )
+    assert (figures["bits"] - first) * math.log(2) / figures["steps"] == pytest.approx(
         figures["nll"], rel=1e-5
     )
     if config == "lookback_rnn":
@@ -117,17 +123,19 @@ def test_bits_per_note_is_the_event_nll_in_other_units(tunes, models, tmp_path, 
 def test_a_uniform_model_costs_log2_classes_per_predicted_step(tunes, models, tmp_path):
     data = build(tunes, "basic_rnn", tmp_path / "data", eval_ratio=0.5)
     figures = evaluate(models["uniform"], data)
-    assert figures["bits"] == pytest.approx(figures["steps"] * math.log2(38), rel=1e-5)
+    melodies = len(MelodyDataset.open(data).load("eval"))
+    assert figures["bits"] == pytest.approx((figures["steps"] + melodies) * math.log2(38), rel=1e-5)
     model, info = load_model(models["uniform"])
     tune_list, _ = read_tunes([tunes])
     scores = score_tunes(model, info, tune_list)
     assert len(scores) == len(tune_list) == 8
     for score, (_, sequences) in zip(scores, tune_list, strict=True):
         assert score.notes == NOTES_PER_TUNE
-        # The first event of a melody is given, every later one predicted.
+        # The first event of a melody is given (charged a uniform guess), every later one
+        # predicted.
         (events,) = tune_melodies(info, sequences)
         assert len(events) == PREDICTED_STEPS + 1
-        assert score.bits == pytest.approx(PREDICTED_STEPS * math.log2(38), rel=1e-5)
+        assert score.bits == pytest.approx((PREDICTED_STEPS + 1) * math.log2(38), rel=1e-5)
         assert score.bits_per_note == pytest.approx(UNIFORM_BITS_PER_NOTE, rel=1e-5)
 
 
@@ -198,13 +206,17 @@ def test_cli_ranks_models_on_a_nested_folder(tune_folder, models, tmp_path, caps
 
 
 def test_a_tune_without_a_melody_is_left_out_and_said_so(tunes, models, tmp_path, capsys):
-    from conftest import write_tune
+    import pretty_midi
 
     folder = tmp_path / "mixed"
     folder.mkdir()
     for file in sorted(tunes.iterdir())[:3]:
         (folder / file.name).write_bytes(file.read_bytes())
-    write_tune(folder / "short.mid", [60, 62, 64, 65, 67], bars=1)  # one bar: no melody
+    drums = pretty_midi.PrettyMIDI()  # drums only: no melody for any model
+    kit = pretty_midi.Instrument(program=0, is_drum=True)
+    kit.notes += [pretty_midi.Note(100, 36, i * 0.5, i * 0.5 + 0.1) for i in range(16)]
+    drums.instruments.append(kit)
+    drums.write(str(folder / "short.mid"))
     code, out, err = run(capsys, "evaluate", "--checkpoint", models["uniform"], "--input", folder)
     assert code == 0, err
     assert "4 files, 4 tunes" in out and "3 tunes every model could read; 1 held no melody" in out

@@ -14,10 +14,10 @@ from melodygen.core.checkpoint import build_network, save_model
 from melodygen.core.generation import GenerationError, GenerationRequest, bars_to_steps
 from melodygen.errors import CheckpointError
 from melodygen.families.melody_rnn.configs import CONFIGS, HParams
-from melodygen.families.melody_rnn.generate import MODES, MelodyGenerator, StepModel, parse_key
+from melodygen.families.melody_rnn.generate import MODES, MelodyGenerator, StepModel
 from melodygen.families.melody_rnn.model_file import ModelInfo
 from melodygen.io.primer import Primer, parse_primer
-from melodygen.theory import KeyNameError, Meter
+from melodygen.theory import KeyNameError, Meter, parse_key
 
 
 def make_checkpoint(folder: Path, config: str, seed: int = 0) -> Path:

@@ -25,9 +25,9 @@ from melodygen.core.originality import (
     verdict,
 )
 from melodygen.families.melody_rnn.configs import HParams
-from melodygen.families.melody_rnn.encoding import NO_EVENT, NOTE_OFF
 from melodygen.families.melody_rnn.generate import MelodyGenerator
 from melodygen.families.melody_rnn.model_file import ModelInfo
+from melodygen.theory import NO_EVENT, NOTE_OFF
 
 
 def events_of(notes: list[tuple[int, int]], staccato: bool = False) -> np.ndarray:

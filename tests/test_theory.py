@@ -96,9 +96,9 @@ def test_parse_key_refuses_in_one_line(text, message):
 
 
 def test_every_caller_uses_the_one_reader():
-    from melodygen.families.melody_rnn import generate
+    from melodygen import cli
 
-    assert generate.parse_key is parse_key  # the CLI's generate --key reads it from here
+    assert cli.parse_key is parse_key  # --key, --transpose-to-key
     assert studio.parse_key is parse_key
 
 
@@ -204,7 +204,14 @@ def test_typed_notes_agree_with_pretty_midi():
 
 # One place each: a scan of the package's source ------------------------------------------
 
-GRID_NAMES = {"STEPS_PER_BAR", "STEPS_PER_QUARTER", "STEPS_PER_WHOLE", "NOTES_PER_OCTAVE"}
+GRID_NAMES = {
+    "STEPS_PER_BAR",
+    "STEPS_PER_QUARTER",
+    "STEPS_PER_WHOLE",
+    "NOTES_PER_OCTAVE",
+    "NOTE_OFF",
+    "NO_EVENT",
+}
 _NOTE_NAME = re.compile(r"^[A-G]([#b\u266f\u266d]|B)?$", re.IGNORECASE)
 _SCALES = {MODES[mode][0] for mode in MODES}
 

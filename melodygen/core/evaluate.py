@@ -150,13 +150,25 @@ def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], di
     return tunes, facts
 
 
+def tune_notes(sequences) -> int:
+    """The notes a tune plays, counted once for every family: its melody's notes, one per
+    onset (a chord is one note of the melody line, drums are none)."""
+    return sum(
+        len({round(n.start_time, 6) for n in sequence.notes if not n.is_drum})
+        for sequence in sequences
+    )
+
+
 def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Path]) -> list[dict]:
     """Bits per note of each model on the music files under ``inputs``, best first.
 
     Every file is held out. Models are compared on the tunes every one of them could
     read (a tune without a melody a model can use is left out for all of them), ranked by
-    pooled bits per note. Each row holds the model, its family, the tunes and notes
-    scored, bits per note (mean and pooled), its rank, and what reading the files found.
+    pooled bits per note. Every family's bits are divided by the same count of each tune's
+    notes (:func:`tune_notes`), so the ranking compares the same music; ``coverage`` is
+    the share of those notes the family's own representation scored (1.0: all of them).
+    Each row holds the model, its family, the tunes and notes, bits per note (mean and
+    pooled), coverage, its rank, and what reading the files found.
     """
     checked = [read_model_info(checkpoint) for checkpoint in checkpoints]  # fail fast
     tunes, facts = read_tunes(inputs)
@@ -178,9 +190,12 @@ def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Pat
             f"no tune in {', '.join(facts['inputs'])} holds a melody every model can read; "
             "evaluate the models one at a time"
         )
+    played = {name: tune_notes(sequences) for name, sequences in tunes}
+    common = {name for name in common if played[name] > 0}
     rows = []
     for checkpoint, model_dir, family, info, scores in scored:
-        kept = [scores[name] for name in sorted(common)]
+        kept = [TuneScore(name, scores[name].bits, played[name]) for name in sorted(common)]
+        scored_notes = sum(scores[name].notes for name in common)
         rows.append(
             {
                 "model": str(checkpoint),
@@ -188,6 +203,7 @@ def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Pat
                 "family": family.name,
                 "description": family.describe(info),
                 **bits_per_note(kept),
+                "coverage": scored_notes / max(1, sum(played[name] for name in common)),
                 **facts,
             }
         )
@@ -216,9 +232,20 @@ def format_ranking(rows: Sequence[dict]) -> str:
     if first.get("tunes_read", first["tunes"]) > first["tunes"]:
         lines.append(
             f"compared on the {first['tunes']} tunes every model could read; "
-            f"{first['tunes_read'] - first['tunes']} held no melody one of them could use"
+            f"{first['tunes_read'] - first['tunes']} held no melody "
+            + ("the model" if len(rows) == 1 else "one of them")
+            + " could use"
         )
-    header = ("rank", "model", "family", "tunes", "notes", "bits/note mean", "bits/note pooled")
+    header = (
+        "rank",
+        "model",
+        "family",
+        "tunes",
+        "notes",
+        "bits/note mean",
+        "bits/note pooled",
+        "scored",
+    )
     table = [header] + [
         (
             str(row["rank"]),
@@ -228,6 +255,7 @@ def format_ranking(rows: Sequence[dict]) -> str:
             str(row["notes"]),
             f"{row['bits_per_note_mean']:.4f}",
             f"{row['bits_per_note_pooled']:.4f}",
+            f"{row['coverage']:.0%}" if "coverage" in row else "",
         )
         for row in rows
     ]
@@ -239,7 +267,10 @@ def format_ranking(rows: Sequence[dict]) -> str:
             for column, (cell, width) in enumerate(zip(line, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
-    lines.append("lower is better: bits per note = -log2 P(tune) / notes the tune plays")
+    lines.append(
+        "lower is better: bits per note = -log2 P(tune) / notes the tune plays; "
+        "scored: the share of those notes the model's own representation read"
+    )
     return "\n".join(lines)
 
 

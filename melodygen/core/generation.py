@@ -26,6 +26,8 @@ from melodygen.theory import (
     FOUR_FOUR,
     MINOR_MODES,
     MODES,
+    NO_EVENT,
+    NOTE_OFF,
     STEPS_PER_BAR,
     STEPS_PER_QUARTER,
     Meter,
@@ -42,10 +44,6 @@ MAX_OUTPUTS = 64
 MAX_STEPS = 4096
 TEXT_FIELD_LIMITS = {"rhythm": 40, "title": 200, "text_primer": 4000}
 """The most characters of each text field of a request (see GenerationRequest.validate)."""
-NOTE_OFF = -1
-"""A melody event: the sounding note ends (note_seq's MELODY_NOTE_OFF)."""
-NO_EVENT = -2
-"""A melody event: nothing changes (note_seq's MELODY_NO_EVENT)."""
 
 
 class GenerationError(MelodyGenError):

@@ -42,8 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.encoding import MAJOR_SCALE, NOTE_OFF
-from melodygen.theory import NOTES_PER_OCTAVE, STEPS_PER_BAR
+from melodygen.theory import MODES, NOTE_OFF, NOTES_PER_OCTAVE, STEPS_PER_BAR
 
 TWO_BARS = 2 * STEPS_PER_BAR
 FOUR_BARS = 4 * STEPS_PER_BAR
@@ -54,7 +53,7 @@ _IOI_BITS = 20  # a note token is pitch << 20 | IOI; melodies are far shorter th
 # _SCALES[key, pitch_class] = 1 when the major scale on ``key`` holds the pitch class.
 _SCALES = np.array(
     [
-        [(pc - key) % NOTES_PER_OCTAVE in MAJOR_SCALE for pc in range(NOTES_PER_OCTAVE)]
+        [(pc - key) % NOTES_PER_OCTAVE in MODES["major"][0] for pc in range(NOTES_PER_OCTAVE)]
         for key in range(NOTES_PER_OCTAVE)
     ],
     dtype=np.int64,
@@ -199,7 +198,6 @@ class TrainingIndex:
         self.melodies = len(notes)
         self.notes = len(tokens) - len(notes)
         self.build_seconds = time.perf_counter() - started
-
 
     def source(self, run: SharedRun) -> str | None:
         """The song the run was found in, when the index knows its sources."""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodygen.errors import InputFileError, one_line
+from melodygen.theory import FLAT_NAMES, NO_EVENT, SHARP_NAMES
 
 if TYPE_CHECKING:
     from note_seq.protobuf.music_pb2 import NoteSequence
@@ -457,7 +458,7 @@ def key_and_mode(key: str | None) -> tuple[int, str] | None:
     return tonic, mode
 
 
-_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_LETTER_PC = {name: pc for pc, name in enumerate(SHARP_NAMES) if len(name) == 1}
 
 
 def _abc2midi() -> str:
@@ -980,7 +981,6 @@ _ABC_MODE = {
     "major_pentatonic": "",
     "minor_pentatonic": "m",
 }
-_NOTE_OFF, _NO_EVENT = -1, -2
 
 
 def to_abc(
@@ -1094,7 +1094,7 @@ def _grid_notes(source: Any) -> tuple[list[tuple[int, int, int]], float | None]:
     notes = []
     current: tuple[int, int] | None = None
     for step, event in enumerate(events):
-        if event == _NO_EVENT:
+        if event == NO_EVENT:
             continue
         if current is not None:
             notes.append((current[0], step, current[1]))
@@ -1148,9 +1148,9 @@ def _signature(fifths: int) -> dict[str, int]:
     return {letter: -1 for letter in _SHARP_ORDER[::-1][:-fifths]}
 
 
-_NATURAL_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_SHARP_SPELLING = ("C", "^C", "D", "^D", "E", "F", "^F", "G", "^G", "A", "^A", "B")
-_FLAT_SPELLING = ("C", "_D", "D", "_E", "E", "F", "_G", "G", "_A", "A", "_B", "B")
+# ABC writes C# as ^C and Db as _D: theory's spelled names with ABC's accidentals in front.
+_SHARP_SPELLING = tuple(f"^{n[0]}" if n.endswith("#") else n for n in SHARP_NAMES)
+_FLAT_SPELLING = tuple(f"_{n[0]}" if n.endswith("b") else n for n in FLAT_NAMES)
 
 
 def _spell(
@@ -1159,7 +1159,7 @@ def _spell(
     """One pitch as an ABC note in the key, with an accidental only where needed in the bar."""
     pc = pitch % 12
     spelled = None
-    for letter, natural in _NATURAL_PC.items():  # the note the key signature gives
+    for letter, natural in _LETTER_PC.items():  # the note the key signature gives
         if (natural + signature.get(letter, 0)) % 12 == pc:
             spelled = (letter, signature.get(letter, 0))
             break
@@ -1170,11 +1170,11 @@ def _spell(
         name = table[pc]
         letter = name[-1]
         alter = {"^": 1, "_": -1}.get(name[0], 0) if len(name) == 2 else 0
-        if (_NATURAL_PC[letter] + alter) % 12 != pc:  # e.g. B# or Fb in a remote key
+        if (_LETTER_PC[letter] + alter) % 12 != pc:  # e.g. B# or Fb in a remote key
             letter, alter = _SHARP_SPELLING[pc][-1], 1 if len(_SHARP_SPELLING[pc]) == 2 else 0
         spelled = (letter, alter)
     letter, alter = spelled
-    octave = (pitch - _NATURAL_PC[letter] - alter) // 12 - 1  # scientific octave, C4 = 60
+    octave = (pitch - _LETTER_PC[letter] - alter) // 12 - 1  # scientific octave, C4 = 60
     key = (letter, octave)
     current = state.get(key, signature.get(letter, 0))
     accidental = ""

@@ -61,6 +61,8 @@ from melodygen.io.music import (
 from melodygen.limits import MAX_MUSICXML_BYTES, PRIMER_MIDI, check_file_size, check_primer_text
 from melodygen.theory import (
     FOUR_FOUR,
+    NO_EVENT,
+    NOTE_OFF,
     STEPS_PER_BAR,
     STEPS_PER_QUARTER,
     Meter,
@@ -91,8 +93,6 @@ __all__ = [
     "parse_primer",
 ]
 
-NOTE_OFF = -1
-NO_EVENT = -2
 DEFAULT_DURATION = STEPS_PER_QUARTER
 """A note or rest without ``:N`` lasts a quarter note."""
 MAX_TYPED_STEPS = 256 * STEPS_PER_BAR

@@ -21,10 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from melodygen.families.melody_rnn.configs import MelodyRnnConfig
-from melodygen.theory import MODES, NOTES_PER_OCTAVE, STEPS_PER_BAR
+from melodygen.theory import MODES, NO_EVENT, NOTE_OFF, NOTES_PER_OCTAVE, STEPS_PER_BAR
 
-NOTE_OFF = -1
-NO_EVENT = -2
 NUM_SPECIAL_EVENTS = 2  # NO_EVENT and NOTE_OFF, classes 0 and 1 of MelodyOneHotEncoding.
 # STEPS_PER_BAR (16) is note_seq's DEFAULT_STEPS_PER_BAR, hard-wired in the key encoding.
 MAJOR_SCALE = MODES["major"][0]

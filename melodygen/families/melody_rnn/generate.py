@@ -34,10 +34,8 @@ from melodygen.core.generation import (
     sample,
     top_rows,
 )
-from melodygen.families.melody_rnn.encoding import NO_EVENT, NOTE_OFF
 from melodygen.io.music import note_seq
-from melodygen.theory import MODES, key_name, pitch_name, relative_major
-from melodygen.theory import parse_key as parse_key  # the one key reader, re-exported
+from melodygen.theory import MODES, NO_EVENT, NOTE_OFF, key_name, pitch_name, relative_major
 
 EVENT_SLOTS = 130  # no event, note-off and the 128 MIDI pitches, at event + 2
 

@@ -1,14 +1,17 @@
 """Bits per note of a Melody RNN: how well it predicts whole tunes, in a family-neutral unit.
 
-A tune is scored in the model's own representation: its melodies are extracted, squashed
-and encoded exactly as ``melodygen dataset build`` does for the model's encoding, the
-network reads each melody once (dropout off), and at every step the probability of the
-event that actually follows is taken, every label that decodes to it summed (a lookback
-model's "repeat" and plain labels may both mean it: see
+A tune is scored whole, in the model's own representation: its melodies are extracted
+as ``melodygen dataset build`` does but keeping every piece however short or long
+(:data:`SCORING_PARAMS`: no minimum length, no cut at 512 steps, any number of pitches,
+so every note of a monophonic tune is scored), squashed and encoded for the model's
+encoding; the network reads each melody once (dropout off), and at every step the
+probability of the event that actually follows is taken, every label that decodes to it
+summed (a lookback model's "repeat" and plain labels may both mean it: see
 :func:`~melodygen.families.melody_rnn.metrics.event_log_probs`). The tune's bits are the
-sum of ``-log2 P(event)`` over all its steps; its notes are the note-ons of its melodies.
-The first event of each melody is given, not predicted (the network reads it before its
-first prediction), as in the held-out ``nll`` figure, whose total these bits are.
+sum of ``-log2 P(event)`` over all its steps, plus, for the first event of each melody
+(which the network reads before its first prediction and so never predicts),
+``log2(event classes)``: the bits of a uniform guess, so no family gets a note for free.
+Without that charge the total is the held-out ``nll`` figure's.
 
 Scoring a built dataset reads the stored inputs and targets (NumPy only, no MIDI stack);
 scoring tunes (``melodygen evaluate --input``) needs note_seq to extract melodies.
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from melodygen.families.melody_rnn.model_file import ModelInfo
 
 LN2 = math.log(2.0)
+SCORING_PARAMS = {"min_bars": 0, "max_steps": 0, "min_unique_pitches": 1}
+"""Extraction for scoring (ExtractionParams fields): every piece of every tune, never cut."""
 SCORING_BATCH_SIZE = 64
 """Melodies per forward pass: up to 64 x 512 steps, a few MB of logits."""
 
@@ -71,12 +76,13 @@ def _notes(events: np.ndarray) -> int:
     return int((np.asarray(events) >= 0).sum())
 
 
-def _scores(names, nats: np.ndarray, notes: Sequence[int]) -> list[TuneScore]:
-    """One TuneScore per distinct name (melodies of one tune summed), in first-seen order."""
+def _scores(names, nats: np.ndarray, notes: Sequence[int], first_bits: float) -> list[TuneScore]:
+    """One TuneScore per distinct name (melodies of one tune summed), in first-seen order;
+    each melody's first event costs ``first_bits`` (a uniform guess)."""
     bits: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.defaultdict(int)
     for name, value, count in zip(names, nats, notes, strict=True):
-        bits[str(name)] += float(value) / LN2
+        bits[str(name)] += float(value) / LN2 + first_bits
         counts[str(name)] += int(count)
     return [TuneScore(name, bits[name], counts[name]) for name in bits if counts[name] > 0]
 
@@ -88,17 +94,22 @@ def score_dataset(
     melodies = dataset.load(split)
     nats = melody_nats(model, info, melodies, batch_size)
     notes = [_notes(melodies.melody_events(index)) for index in range(len(melodies))]
-    return _scores(melodies.sources, nats, notes)
+    return _scores(melodies.sources, nats, notes, first_event_bits(info))
+
+
+def first_event_bits(info: ModelInfo) -> float:
+    """What each melody's first event costs: a uniform guess among the model's events."""
+    return math.log2(info.num_event_classes)
 
 
 def tune_melodies(info: ModelInfo, sequences: Sequence[NoteSequence]) -> list[np.ndarray]:
-    """The squashed melody events of one tune, as ``dataset build`` extracts them."""
-    from melodygen.io.music import extract_melodies
+    """The squashed melody events of one tune: every piece (:data:`SCORING_PARAMS`)."""
+    from melodygen.io.music import ExtractionParams, extract_melodies
 
     spec = info.spec
     found = []
     for sequence in sequences:
-        melodies, _ = extract_melodies(sequence)
+        melodies, _ = extract_melodies(sequence, ExtractionParams(**SCORING_PARAMS))
         for melody in melodies:
             melody.squash(spec.min_note, spec.max_note, spec.transpose_to_key)
             events = np.asarray(list(melody), dtype=np.int16)
@@ -146,4 +157,4 @@ def score_tunes(
         return []
     split = _as_split(melodies, info)
     nats = melody_nats(model, info, split, batch_size)
-    return _scores(names, nats, [_notes(events) for events in melodies])
+    return _scores(names, nats, [_notes(e) for e in melodies], first_event_bits(info))
