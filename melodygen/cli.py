@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "--config",
-        choices=[config for family in families() for config in family.configs],
+        choices=[config for family in families() for config in family.configurations()],
         default=None,
         help="the configuration to encode for (a melody_rnn dataset needs one)",
     )
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--config",
-        choices=[config for family in families() for config in family.configs],
+        choices=[config for family in families() for config in family.configurations()],
         default=None,
         help="must match the dataset's configuration (default: the dataset's)",
     )

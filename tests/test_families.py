@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from toy_family import NAME as TOY
 from toy_family import ToyFamily
@@ -15,7 +14,7 @@ from toy_family import build_dataset as build_toy_dataset
 from melodygen.cli import main
 from melodygen.core.checkpoint import MODEL_JSON, load_model, model_family, read_model_info
 from melodygen.core.evaluate import evaluate, evaluate_files
-from melodygen.core.family import DEFAULT_FAMILY, families, get_family, register
+from melodygen.core.family import DEFAULT_FAMILY, families, get_family
 from melodygen.core.generation import GenerationRequest, load_generator
 from melodygen.core.originality import originality_report
 from melodygen.core.train import train
@@ -29,8 +28,16 @@ TINY = "rnn_layer_sizes=[16,16],batch_size=4,learning_rate=0.03,dropout_keep_pro
 
 
 @pytest.fixture(scope="module")
-def toy() -> ToyFamily:
-    return register(ToyFamily())
+def toy():
+    """The toy family, registered for this module's tests only (as a plug-in would be)."""
+    from melodygen.core import family as registry
+
+    families()  # the built-in ones first, as an installation has them
+    patch = pytest.MonkeyPatch()
+    toy = ToyFamily()
+    patch.setitem(registry._REGISTRY, TOY, toy)
+    yield toy
+    patch.undo()
 
 
 # The shipped checkpoints ------------------------------------------------------------------
@@ -127,7 +134,9 @@ def test_a_second_family_trains_resumes_and_generates(toy, tune_folder, tmp_path
     melody_rnn = ROOT / "checkpoints" / "folk_basic_rnn"
     rows = evaluate_files([again.model_dir, melody_rnn], [tune_folder])
     assert {row["family"] for row in rows} == {TOY, "melody_rnn"}
-    assert rows[0]["bits_per_note_pooled"] <= rows[1]["bits_per_note_pooled"]
+    # The same tunes, the same notes: only the bits differ.
+    assert rows[0]["notes"] == rows[1]["notes"] and rows[0]["tunes"] == rows[1]["tunes"]
+    assert all(row["coverage"] == 1.0 for row in rows)  # monophonic tunes: every note scored
     report = originality_report(again.model_dir, data, num=4, bars=2, seed=1)
     assert report["settings"]["model_kind"] == toy.title
     assert report["generated"]["sanity"]["melodies"] == 4
@@ -149,7 +158,7 @@ def test_a_second_family_fine_tunes_from_its_own_model(toy, tune_folder, tmp_pat
     # Step 0 of the tuned run evaluates the base model's weights, not fresh ones.
     assert records[0]["eval"]["nll"] == pytest.approx(base_records[-1]["eval"]["nll"], rel=1e-5)
     _, info = read_model_info(tuned.model_dir)
-    assert info.training["init_from"]["checkpoint"] == str(base.model_dir)
+    assert info.training["init_from"]["checkpoint"] == str(base.model_dir.resolve())
     assert info.training["history"][0]["init_from"]["step"] == 4
 
 
@@ -183,7 +192,7 @@ def test_init_from_starts_a_melody_rnn_run_from_another_models_weights(tune_fold
     model, info = load_model(tmp_path / "tuned")
     assert info.hparams.rnn_layer_sizes == (16, 16)  # the base model's network
     assert info.hparams.learning_rate == 0.001  # how it trains may change
-    assert info.training["init_from"]["checkpoint"] == str(base.model_dir)
+    assert info.training["init_from"]["checkpoint"] == str(base.model_dir.resolve())
     base_records = [
         json.loads(x) for x in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -225,7 +234,7 @@ def test_init_from_refuses_what_cannot_start_a_run(tune_folder, tmp_path, capsys
         )
         err = capsys.readouterr().err.strip()
         assert code == 2 and len(err.splitlines()) == 1, err
-    assert not np.any([p.name == "checkpoints" for p in (tmp_path / "c").glob("*")])
+    assert not (tmp_path / "c" / "checkpoints").exists()
 
 
 # The shared result type ---------------------------------------------------------------------
@@ -273,3 +282,86 @@ def test_where_notes_overlap_the_grid_keeps_the_highest() -> None:
         [(60, 0.0, 0.5, 100), (64, 0.0, 0.5, 100), (67, 0.25, 0.5, 100), (55, 0.5, 0.75, 100)]
     )
     assert sequence_events(chord_then_line) == [64, -2, 67, -2, 55, -2]
+
+
+def test_a_resumed_fine_tuning_run_still_says_where_it_started(toy, tune_folder, tmp_path):
+    data = build_toy_dataset([tune_folder], tmp_path / "data")
+    base = train(data, tmp_path / "base", steps=2, eval_every=2, progress=False)
+    train(data, tmp_path / "tuned", steps=2, eval_every=2, progress=False, init_from=base.model_dir)
+    again = train(data, tmp_path / "tuned", steps=4, eval_every=2, progress=False)
+    _, info = read_model_info(again.model_dir)
+    assert info.training["init_from"]["checkpoint"] == str(base.model_dir.resolve())
+    assert [stretch.get("init_from") is not None for stretch in info.training["history"]] == [
+        True,
+        False,
+    ]
+    # Fine-tuning the fine-tuned model keeps the chain.
+    third = train(
+        data, tmp_path / "third", steps=2, eval_every=2, progress=False, init_from=again.model_dir
+    )
+    _, info = read_model_info(third.model_dir)
+    assert info.training["init_from"]["init_from"]["checkpoint"] == str(base.model_dir.resolve())
+
+
+def test_runs_refuse_what_the_family_cannot_do_in_one_line(toy, tune_folder, tmp_path, capsys):
+    data = build_toy_dataset([tune_folder], tmp_path / "toy")
+    build_dataset([tune_folder], "basic_rnn", tmp_path / "rnn", eval_ratio=0.3, progress=False)
+    rnn = train(
+        tmp_path / "rnn", tmp_path / "rnn_run", steps=2, eval_every=2, hparams=TINY, progress=False
+    )
+    toy_run = train(data, tmp_path / "toy_run", steps=2, eval_every=2, progress=False)
+    cases = [
+        # a model of another family to start from
+        [
+            "train",
+            "--data",
+            str(data),
+            "--run-dir",
+            str(tmp_path / "x"),
+            "--init-from",
+            str(rnn.model_dir),
+        ],
+        # a family without configurations given one
+        [
+            "dataset",
+            "build",
+            "--family",
+            TOY,
+            "--config",
+            "basic_rnn",
+            "--input",
+            str(tune_folder),
+            "--output",
+            str(tmp_path / "y"),
+        ],
+        # a Melody RNN dataset without one
+        ["dataset", "build", "--input", str(tune_folder), "--output", str(tmp_path / "z")],
+        # a toy run resumed with hyperparameters
+        [
+            "train",
+            "--data",
+            str(data),
+            "--run-dir",
+            str(tmp_path / "toy_run"),
+            "--steps",
+            "4",
+            "--hparams",
+            "hidden=4",
+        ],
+        # a toy model evaluated on a Melody RNN dataset
+        ["evaluate", "--checkpoint", str(toy_run.model_dir), "--data", str(tmp_path / "rnn")],
+    ]
+    for argv in cases:
+        code = main([*argv, "--quiet"] if argv[0] != "evaluate" else argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), (argv, err)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_dataset_of_an_unknown_family_is_one_line(tune_folder, tmp_path, capsys) -> None:
+    build_dataset([tune_folder], "basic_rnn", tmp_path / "data", eval_ratio=0.3, progress=False)
+    meta = tmp_path / "data" / "dataset.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "family": "harpsichord_gan"}))
+    code = main(["train", "--data", str(tmp_path / "data"), "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "harpsichord_gan" in err and len(err.splitlines()) == 1

@@ -25,7 +25,7 @@ from melodygen.core.batches import evaluation_batches, training_batches
 from melodygen.core.checkpoint import load_model
 from melodygen.core.family import Batch, Family, TuneScore
 from melodygen.core.generation import GeneratedMelody, GenerationRequest, GenerationResult
-from melodygen.core.split import song_is_eval
+from melodygen.core.split import song_ids, song_is_eval
 from melodygen.errors import DatasetError, ModelFileError
 from melodygen.io.music import find_music_files, load_note_sequences
 
@@ -115,14 +115,18 @@ class ToySummary:
 def build_dataset(inputs, output: Path, eval_ratio: float = 0.3) -> Path:
     """Songs split as every family splits them (``core.split``); unreadable files skipped."""
     splits: dict[str, list] = {"train": [], "eval": []}
-    for path in find_music_files(inputs):
+    paths = [Path(item) for item in inputs]
+    root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
+    for path in find_music_files(paths):
         try:
-            pitches = pitches_of(load_note_sequences(path))
+            sequences = load_note_sequences(path)
         except Exception:  # noqa: BLE001 - a toy: unreadable files are skipped
             continue
-        if pitches:
-            split = "eval" if song_is_eval(path.name, eval_ratio) else "train"
-            splits[split].append((path.name, pitches))
+        for song, sequence in zip(song_ids(path, root, sequences), sequences, strict=True):
+            pitches = pitches_of([sequence])
+            if pitches:
+                split = "eval" if song_is_eval(song, eval_ratio) else "train"
+                splits[split].append((song, pitches))
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for split, tunes in splits.items():

@@ -15,6 +15,7 @@ on the tunes every one of them could read.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,7 +63,10 @@ def evaluate(
     examples = dataset.load(split)
     if len(examples) == 0:
         raise DatasetError(f"the {split} split of {dataset.path} holds no melodies")
-    batch_info = family.with_hparams(info, {"batch_size": batch_size}) if batch_size else info
+    batch_info = info
+    if batch_size:  # how many at once, never what is computed: any family's info
+        hparams = dataclasses.replace(info.hparams, batch_size=batch_size)
+        batch_info = dataclasses.replace(info, hparams=hparams)
     figures = dict(
         family.evaluate_batches(model, family.evaluation_batches(examples, batch_info), info)
     )

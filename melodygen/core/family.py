@@ -28,6 +28,7 @@ from melodygen.errors import MelodyGenError, one_line
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
     from note_seq import NoteSequence
 
     from melodygen.core.generation import GenerationRequest, GenerationResult
@@ -46,7 +47,8 @@ class UnknownFamilyError(MelodyGenError):
 
 
 class Hyperparameters(Protocol):
-    """The hyperparameters the shared training loop reads; a family's own may hold more."""
+    """The hyperparameters the shared training loop reads; a family's own may hold more.
+    A dataclass (the shared code makes changed copies with ``dataclasses.replace``)."""
 
     batch_size: int
     learning_rate: float
@@ -56,7 +58,9 @@ class Hyperparameters(Protocol):
 
 
 class ModelInfo(Protocol):
-    """What a family reads from and writes to ``melodygen.json`` (see ``Family.read_info``)."""
+    """What a family reads from and writes to ``melodygen.json`` (see ``Family.read_info``).
+    A dataclass: the training loop sets ``training`` and saves changed copies
+    (``dataclasses.replace``)."""
 
     family: str
     """The name of the family it belongs to (a class attribute is enough)."""
@@ -75,8 +79,9 @@ class Split(Protocol):
     def __len__(self) -> int: ...
 
     @property
-    def lengths(self) -> Any:
-        """Each example's length in the family's units (steps, characters, tokens)."""
+    def lengths(self) -> np.ndarray:
+        """Each example's length in the family's units (steps, characters, tokens): a NumPy
+        integer array (its sum is the split's size in the run's facts)."""
         ...
 
 
@@ -114,6 +119,10 @@ class TuneScore:
     bits: float
     notes: int
 
+    def __post_init__(self) -> None:
+        if self.notes < 1:
+            raise ValueError(f"tune {self.name}: a score needs at least one note")
+
     @property
     def bits_per_note(self) -> float:
         return self.bits / self.notes
@@ -149,8 +158,6 @@ class Family(ABC):
     """What the studio and the CLI call it: "Melody RNN"."""
     summary: ClassVar[str]
     """One line: what a musician gets from it."""
-    configs: ClassVar[tuple[str, ...]] = ()
-    """Its named configurations (``dataset build --config``), if it has any."""
 
     # Saved models ---------------------------------------------------------------------
 
@@ -329,9 +336,9 @@ def get_family(name: str) -> Family:
     _load_builtin()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
-        shown = name if isinstance(name, str) and len(name) <= 40 else repr(name)[:40]
+        shown = repr(name) if len(repr(name)) <= 42 else repr(name)[:39] + "..."
         raise UnknownFamilyError(
-            f"unknown model family {shown!r}: this MelodyGen knows {known} "
+            f"unknown model family {shown}: this MelodyGen knows {known} "
             "(a newer MelodyGen may know it)"
         )
     return _REGISTRY[name]

@@ -441,6 +441,7 @@ def originality_report(
     figures = compare(generated, index, held_out, steps, window, seed, held_sources)
     figures["settings"] = {
         "model": str(model_dir),
+        "config": info_family(info).configuration(info) or info_family(info).describe(info),
         "model_kind": info_family(info).describe(info),
         "data": str(dataset.path),
         "num": num,

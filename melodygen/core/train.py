@@ -9,8 +9,8 @@ A run folder holds everything a run writes:
 - ``checkpoints/step-NNNNNNN/``: model, optimizer state and run state, every
   ``eval_every`` steps (the last ``KEEP_CHECKPOINTS`` are kept); a run started
   again with the same folder resumes from the newest;
-- ``logs/train`` and ``logs/eval``: TensorBoard scalars (label NLL, event NLL,
-  perplexity, accuracy, event and no-event accuracy) against the global step;
+- ``logs/train`` and ``logs/eval``: TensorBoard scalars of the family's figures
+  (for a Melody RNN: label and event NLL, perplexity, accuracies) against the step;
 - ``metrics.jsonl``: the same figures, one JSON line per evaluation;
 - ``model/``: the final model, the weights with the lowest held-out loss.
 
@@ -20,9 +20,9 @@ run resumes from its newest checkpoint that reads back whole (a damaged newer
 one is set aside as ``checkpoints/damaged-step-NNNNNNN``), and stops at the
 first non-finite loss without saving anything past its last good checkpoint.
 
-Batches group melodies of similar length (as Magenta pads each batch to its
-longest melody, sorting first wastes far fewer padded steps) and are built
-with NumPy, so the loop runs on any Keras backend.
+``init_from`` (``--init-from``) starts a new run from another model's weights
+(fine-tuning); where it started is kept in the run state, the history and every
+saved ``melodygen.json`` (``training.init_from``), across resumes.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from melodygen.core.family import Family, ModelInfo, open_dataset
 from melodygen.errors import (
     CheckpointError,
     DatasetError,
+    MelodyGenError,
     TrainingDivergedError,
     one_line,
 )
@@ -72,10 +73,6 @@ METRICS_FILE = "metrics.jsonl"
 BEST_DIR = "best"
 DAMAGED_PREFIX = "damaged-"
 MAX_STATE_BYTES = 10_000_000
-BUCKET_POOL = 50  # batches' worth of melodies sorted together: length-alike, still shuffled
-# On backends that compile per input shape, padded lengths are rounded up to this multiple:
-# melodies of up to 512 steps then need at most 4 compiled programs per batch size.
-COMPILED_STEP_MULTIPLE = 128
 
 
 @dataclass
@@ -88,9 +85,6 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     model_dir: Path
-
-
-# Batches ----------------------------------------------------------------------------------
 
 
 # The loop ---------------------------------------------------------------------------------
@@ -331,12 +325,16 @@ def _fine_tuning_start(init_from: str | Path, family: Family, dataset) -> tuple[
 
 
 def _init_record(model_dir: Path, info: ModelInfo) -> dict:
-    """What the history says a fine-tuned run started from."""
-    return {
-        "checkpoint": str(model_dir),
+    """What the history says a fine-tuned run started from: the model's folder (absolute),
+    its step and dataset, and what it had itself started from (a chain of fine-tunings)."""
+    record = {
+        "checkpoint": str(Path(model_dir).resolve()),
         "step": info.training.get("step"),
         "dataset": info.training.get("dataset"),
     }
+    if isinstance(info.training.get("init_from"), dict):
+        record["init_from"] = info.training["init_from"]
+    return record
 
 
 def _load_start_weights(model, model_dir: Path) -> None:
@@ -531,7 +529,7 @@ def _check_resume_fits(checkpoint: Path, info: ModelInfo, family: Family, datase
     if hparams:
         try:
             requested = family.with_hparams(info, hparams)
-        except CheckpointError:
+        except MelodyGenError:  # a shape change, or a family that takes no overrides
             requested = None
         if requested is None or requested.hparams != info.hparams:
             raise CheckpointError(

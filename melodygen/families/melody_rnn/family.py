@@ -165,7 +165,6 @@ class MelodyRnnFamily(Family):
 
     name = FAMILY
     title = "Melody RNN"
-    configs = tuple(CONFIGS)
     summary = "continues a primer, or starts from nothing, in a key and at a tempo"
 
     # Saved models

@@ -98,12 +98,6 @@ class ModelInfo:
         )
 
 
-def build_network(info: ModelInfo):
-    """A fresh network shaped as ``info`` says."""
-    from melodygen.families.melody_rnn.network import build_model
-
-    return build_model(info.input_size, info.num_classes, info.hparams)
-
 
 def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None:
     """Check a whole Melody RNN model file (past ``check_model_header``) against its schema.
