@@ -53,7 +53,6 @@ class AbcCharFamily(Family):
     name = FAMILY
     title = "ABC character LSTM"
     summary = "writes whole folk tunes as ABC text, in a meter, key and dance type"
-    configs = tuple(CONFIGS)
 
     # Saved models
     def read_info(self, values: dict, source: str | Path) -> CharModelInfo:
