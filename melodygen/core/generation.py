@@ -416,6 +416,22 @@ def sequence_events(sequence: NoteSequence) -> list[int]:
     return events
 
 
+def compile_step(function):
+    """Trace the step once per backend (tf.function / jax.jit) so each call is cheap."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True, jit_compile=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
 def load_generator(checkpoint: str | Path, device: str = "auto"):
     """Any saved model (or run folder), ready to generate, loaded through its family."""
     from melodygen.core.checkpoint import model_family

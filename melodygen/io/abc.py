@@ -969,7 +969,8 @@ def validity_rates(tunes: Iterable[AbcTune | str | Validity]) -> dict[str, float
 # --------------------------------------------------------------------------------------
 
 _SHARP_ORDER = "FCGDAEB"
-_ABC_MODE = {
+ABC_MODE_SUFFIX = {
+    # What K: writes after the tonic for each of MelodyGen's modes.
     "major": "",
     "minor": "m",
     "harmonic_minor": "m",
@@ -1060,7 +1061,7 @@ def to_abc(
         f"M:{meter_text}",
         f"L:{unit.strip().replace(' ', '')}",
         f"Q:1/4={round(qpm)}",
-        f"K:{tonic_name}{_ABC_MODE[mode]}",
+        f"K:{tonic_name}{ABC_MODE_SUFFIX[mode]}",
     ]
     return "\n".join(header + lines) + "\n"
 

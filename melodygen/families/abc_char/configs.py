@@ -15,6 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from melodygen.core.hparams import check_int, check_number, coerce, is_int, parse_overrides, shown
 from melodygen.errors import ConfigError
 
 # Sane bounds (the configurations are far inside them): past these a network is a typo or
@@ -61,20 +62,20 @@ class HParams:
                 raise ConfigError(
                     f"unknown hyperparameter {shown(key)}; known: {', '.join(sorted(fields))}"
                 )
-            values[key] = _coerce(key, raw, getattr(self, key))
+            values[key] = coerce(key, raw, getattr(self, key))
         updated = dataclasses.replace(self, **values)
         updated.validate()
         return updated
 
     def validate(self, vocab_size: int = 100) -> None:
         """Refuse values no network could train with, or whose network would not fit."""
-        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _check_int("embedding_size", self.embedding_size, 1, MAX_EMBEDDING_SIZE)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("embedding_size", self.embedding_size, 1, MAX_EMBEDDING_SIZE)
         sizes = self.rnn_layer_sizes
         if (
             not isinstance(sizes, tuple)
             or not 1 <= len(sizes) <= MAX_LAYERS
-            or not all(_is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
+            or not all(is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
         ):
             raise ConfigError(
                 f"rnn_layer_sizes must be 1 to {MAX_LAYERS} layer sizes from 1 to "
@@ -89,8 +90,8 @@ class HParams:
             or not 0.0 <= number < 1.0
         ):
             raise ConfigError(f"dropout must be a number in [0, 1), not {shown(number)}")
-        _check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
-        _check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
+        check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
+        check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
         weights = self.parameter_count(vocab_size)
         if weights > MAX_PARAMETERS:
             raise ConfigError(
@@ -174,65 +175,3 @@ def get_config(name: str) -> CharConfig:
         raise ConfigError(
             f"unknown configuration {shown(name)}; choose one of: {', '.join(CONFIGS)}"
         ) from None
-
-
-def parse_overrides(text: str) -> dict[str, str]:
-    """Split ``a=1,b=[128,128],c=0.5`` on the commas outside brackets."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        if char in "[(":
-            depth += 1
-        elif char in "])":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    overrides = {}
-    for item in filter(None, (i.strip() for i in items)):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"bad hyperparameter override {shown(item)}: write it as name=value")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
-def _coerce(key: str, raw, current):
-    try:
-        if not isinstance(raw, str):
-            if isinstance(current, tuple) and isinstance(raw, list | tuple):
-                return tuple(raw)
-            return raw  # validate() checks its type and range
-        if isinstance(current, tuple):
-            parts = [p for p in raw.strip("[]() ").replace(";", ",").split(",") if p.strip()]
-            return tuple(int(p) for p in parts)
-        if isinstance(current, int):
-            return int(raw)
-        return float(raw)
-    except (ValueError, OverflowError):
-        kind = "a list of integers like [256,256]" if isinstance(current, tuple) else "a number"
-        raise ConfigError(f"hyperparameter {key}={shown(raw)} is not {kind}") from None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def shown(value: object) -> str:
-    """A value as a message shows it: repr, cut short (a hostile file may hold megabytes)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if not _is_int(value) or not low <= value <= high:
-        raise ConfigError(f"{name} must be an integer from {low} to {high}, not {shown(value)}")
-
-
-def _check_number(name: str, value: object, low: float, high: float) -> None:
-    """A finite number in (low, high]: NaN compares false with everything and would slip by."""
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or not low < number <= high:
-        raise ConfigError(f"{name} must be a positive number up to {high:g}, not {shown(value)}")

@@ -37,12 +37,14 @@ from melodygen.core.generation import (
     GenerationError,
     GenerationRequest,
     GenerationResult,
+    compile_step,
     device_scope,
     sample,
 )
 from melodygen.errors import MelodyGenError, one_line
 from melodygen.families.abc_char.network import log_probs as log_softmax
 from melodygen.families.abc_char.vocab import END, UNK, describe_unknown
+from melodygen.io.abc import ABC_MODE_SUFFIX
 from melodygen.theory import key_name
 
 HEADER_CHARS = 120
@@ -56,18 +58,6 @@ MIN_CHARS = 200
 HOLE_LINE_CHARS = 80
 """The most characters the model may write for one header field's value."""
 
-_ABC_MODE = {
-    "major": "",
-    "minor": "m",
-    "harmonic_minor": "m",
-    "dorian": "Dor",
-    "phrygian": "Phr",
-    "lydian": "Lyd",
-    "mixolydian": "Mix",
-    "locrian": "Loc",
-    "major_pentatonic": "",
-    "minor_pentatonic": "m",
-}
 _FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 _TEMPLATE_FIELDS = ("T", "M", "L", "Q", "R", "K")
 _ALWAYS = ("T", "M", "K")
@@ -76,7 +66,7 @@ _ALWAYS = ("T", "M", "K")
 def abc_key(tonic: int, mode: str) -> str:
     """A key as ABC's ``K:`` writes it: ``G``, ``Em``, ``ADor``, ``Bb``."""
     name = key_name(tonic, mode).split()[0]
-    return name + _ABC_MODE.get(mode, "")
+    return name + ABC_MODE_SUFFIX.get(mode, "")
 
 
 @dataclass(frozen=True)
@@ -165,7 +155,7 @@ class CharStepModel:
         self.cells = [layer.cell for layer in layers]
         self.units = [cell.units for cell in self.cells]
         self.output_layer = model.get_layer("logits")
-        self._step = _compile(self._step_function)
+        self._step = compile_step(self._step_function)
 
     def initial_state(self, batch: int) -> list:
         zeros = self.keras.ops.zeros
@@ -183,22 +173,6 @@ class CharStepModel:
     def step(self, ids: np.ndarray, states: list) -> tuple[np.ndarray, list]:
         logits, states = self._step(self.keras.ops.convert_to_tensor(ids, "int32"), states)
         return self.keras.ops.convert_to_numpy(logits), list(states)
-
-
-def _compile(function):
-    """Trace the step once per backend (tf.function / jax.jit) so each call is cheap."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True, jit_compile=True)
-    if backend == "jax":
-        import jax
-
-        return jax.jit(function)
-    return function
 
 
 class _Row:

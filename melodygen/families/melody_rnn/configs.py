@@ -9,9 +9,9 @@ that trains, evaluates or generates looks configurations up here by name.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 
+from melodygen.core.hparams import check_int, check_number, coerce, is_int, parse_overrides, shown
 from melodygen.errors import ConfigError
 from melodygen.theory import STEPS_PER_BAR, STEPS_PER_QUARTER  # 4/4, as Magenta assumes
 
@@ -52,7 +52,7 @@ class HParams:
         if not overrides:
             return self
         if isinstance(overrides, str):
-            overrides = _parse_overrides(overrides)
+            overrides = parse_overrides(overrides)
         fields = {f.name: f for f in dataclasses.fields(self)}
         values = {}
         for key, raw in overrides.items():
@@ -60,7 +60,7 @@ class HParams:
                 raise ConfigError(
                     f"unknown hyperparameter {key!r}; known: {', '.join(sorted(fields))}"
                 )
-            values[key] = _coerce(key, raw, getattr(self, key))
+            values[key] = coerce(key, raw, getattr(self, key))
         updated = dataclasses.replace(self, **values)
         updated.validate()
         return updated
@@ -72,28 +72,28 @@ class HParams:
         over anything, and a NaN learning rate or a 10^9-unit layer must stop here, not
         after Keras has tried to allocate or train it.
         """
-        _check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         sizes = self.rnn_layer_sizes
         if (
             not isinstance(sizes, tuple)
             or not 1 <= len(sizes) <= MAX_LAYERS
-            or not all(_is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
+            or not all(is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
         ):
             raise ConfigError(
                 f"rnn_layer_sizes must be 1 to {MAX_LAYERS} layer sizes from 1 to "
                 f"{MAX_LAYER_SIZE}, e.g. [128,128], not "
-                f"{_shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
+                f"{shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
             )
-        _check_number("dropout_keep_prob", self.dropout_keep_prob, 0.0, 1.0, "a number in (0, 1]")
-        _check_int("attn_length", self.attn_length, 0, MAX_ATTN_LENGTH, "(0: no attention)")
-        _check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
-        _check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
+        check_number("dropout_keep_prob", self.dropout_keep_prob, 0.0, 1.0, "a number in (0, 1]")
+        check_int("attn_length", self.attn_length, 0, MAX_ATTN_LENGTH, "(0: no attention)")
+        check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
+        check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
         if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {_shown(self.loss)}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {shown(self.loss)}")
         if self.gradient_precision not in GRADIENT_PRECISIONS:
             raise ConfigError(
                 f"gradient_precision must be one of {', '.join(GRADIENT_PRECISIONS)}, "
-                f"not {_shown(self.gradient_precision)}"
+                f"not {shown(self.gradient_precision)}"
             )
         weights = self.parameter_count()
         if weights > MAX_PARAMETERS:
@@ -216,76 +216,3 @@ def get_config(name: str) -> MelodyRnnConfig:
         raise ConfigError(
             f"unknown configuration {name!r}; choose one of: {', '.join(CONFIGS)}"
         ) from None
-
-
-def _parse_overrides(text: str) -> dict[str, str]:
-    """Split ``a=1,b=[128,128],c=0.5`` on commas that are outside brackets."""
-    items, depth, current = [], 0, ""
-    for char in text:
-        if char in "[(":
-            depth += 1
-        elif char in "])":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    items.append(current)
-    overrides = {}
-    for item in filter(None, (i.strip() for i in items)):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"bad hyperparameter override {item!r}: write it as name=value")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
-def _coerce(key: str, raw, current):
-    """Turn an override into the type of the field it replaces."""
-    try:
-        if not isinstance(raw, str):
-            if isinstance(current, tuple):
-                return tuple(raw) if isinstance(raw, list | tuple) else raw
-            return raw  # validate() checks its type and range
-        if isinstance(current, tuple):
-            parts = [p for p in raw.strip("[]() ").replace(";", ",").split(",") if p.strip()]
-            return tuple(int(p) for p in parts)
-        if isinstance(current, str):
-            return raw
-        if isinstance(current, int):
-            return int(raw)
-        return float(raw)
-    except (ValueError, OverflowError):
-        kind = (
-            "a list of integers like [128,128]"
-            if isinstance(current, tuple)
-            else type(current).__name__
-        )
-        raise ConfigError(f"hyperparameter {key}={_shown(raw)} is not {kind}") from None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: object) -> str:
-    """A value as a message shows it: repr, cut short (a hostile file may hold megabytes)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer"
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _check_int(name: str, value: object, low: int, high: int, note: str = "") -> None:
-    if not _is_int(value) or not low <= value <= high:
-        note = f" {note}" if note else ""
-        raise ConfigError(
-            f"{name} must be an integer from {low} to {high}{note}, not {_shown(value)}"
-        )
-
-
-def _check_number(name: str, value: object, low: float, high: float, what: str = "") -> None:
-    """A finite number in (low, high]: NaN compares false with everything and would slip by."""
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or not low < number <= high:
-        what = what or f"a positive number up to {high:g}"
-        raise ConfigError(f"{name} must be {what}, not {_shown(value)}")

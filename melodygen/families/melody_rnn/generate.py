@@ -28,6 +28,7 @@ from melodygen.core.generation import (
     GenerationError,
     GenerationRequest,
     GenerationResult,
+    compile_step,
     device_scope,
     logsumexp,
     outcome_warnings,
@@ -38,6 +39,7 @@ from melodygen.io.music import note_seq
 from melodygen.theory import MODES, NO_EVENT, NOTE_OFF, key_name, pitch_name, relative_major
 
 EVENT_SLOTS = 130  # no event, note-off and the 128 MIDI pitches, at event + 2
+
 
 class StepModel:
     """The trained network, one step at a time, with every layer's state carried along."""
@@ -54,8 +56,8 @@ class StepModel:
             else [cell.state_size]
             for cell in self.cells
         ]
-        self._step = _compile(self._step_function)
-        self._take = _compile(
+        self._step = compile_step(self._step_function)
+        self._take = compile_step(
             lambda states, rows: [keras.ops.take(state, rows, axis=0) for state in states]
         )
 
@@ -98,22 +100,6 @@ def recurrent_cells(model) -> list:
         elif isinstance(layer, keras.layers.RNN):
             cells.append(layer.cell)
     return cells
-
-
-def _compile(function):
-    """Trace the step once per backend (tf.function / jax.jit) so each call is cheap."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True, jit_compile=True)
-    if backend == "jax":
-        import jax
-
-        return jax.jit(function)
-    return function
 
 
 class MelodyGenerator:
@@ -477,5 +463,3 @@ def _range_notices(
 def _nearest_shift(semitones: int) -> int:
     """The same pitch-class shift, as the smallest move: -6 to +5 semitones."""
     return (semitones + 6) % 12 - 6
-
-
