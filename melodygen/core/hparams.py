@@ -7,6 +7,7 @@ Every family keeps its hyperparameters in a dataclass with bounds; these helpers
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from melodygen.errors import ConfigError
@@ -83,3 +84,40 @@ def check_number(name: str, value: object, low: float, high: float, what: str = 
     if number is None or not math.isfinite(number) or not low < number <= high:
         what = what or f"a positive number up to {high:g}"
         raise ConfigError(f"{name} must be {what}, not {shown(value)}")
+
+
+def override(hparams, overrides: str | dict | None):
+    """A copy of the hyperparameter dataclass ``hparams`` with ``k=v,k=v`` (or a dict)
+    applied, each value turned into its field's type, then checked whole (``validate()``)."""
+    if not overrides:
+        return hparams
+    if isinstance(overrides, str):
+        overrides = parse_overrides(overrides)
+    if not isinstance(overrides, dict):
+        raise ConfigError("hyperparameter overrides must be name=value pairs")
+    fields = {f.name for f in dataclasses.fields(hparams)}
+    values = {}
+    for key, raw in overrides.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown hyperparameter {shown(key)}; known: {', '.join(sorted(fields))}"
+            )
+        values[key] = coerce(key, raw, getattr(hparams, key))
+    updated = dataclasses.replace(hparams, **values)
+    updated.validate()
+    return updated
+
+
+def check_layer_sizes(
+    name: str, sizes: object, most_layers: int, largest: int, example: str
+) -> None:
+    """1 to ``most_layers`` integer sizes from 1 to ``largest``, as a tuple."""
+    if (
+        not isinstance(sizes, tuple)
+        or not 1 <= len(sizes) <= most_layers
+        or not all(is_int(size) and 1 <= size <= largest for size in sizes)
+    ):
+        raise ConfigError(
+            f"{name} must be 1 to {most_layers} layer sizes from 1 to {largest}, "
+            f"e.g. {example}, not {shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
+        )

@@ -15,7 +15,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from melodygen.core.hparams import check_int, check_number, coerce, is_int, parse_overrides, shown
+from melodygen.core.hparams import (
+    check_int,
+    check_layer_sizes,
+    check_number,
+    override,
+    shown,
+)
 from melodygen.errors import ConfigError
 
 # Sane bounds (the configurations are far inside them): past these a network is a typo or
@@ -49,39 +55,14 @@ class HParams:
 
     def override(self, overrides: str | dict | None) -> HParams:
         """A copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
-        if not overrides:
-            return self
-        if isinstance(overrides, str):
-            overrides = parse_overrides(overrides)
-        if not isinstance(overrides, dict):
-            raise ConfigError("hyperparameter overrides must be name=value pairs")
-        fields = {f.name for f in dataclasses.fields(self)}
-        values = {}
-        for key, raw in overrides.items():
-            if key not in fields:
-                raise ConfigError(
-                    f"unknown hyperparameter {shown(key)}; known: {', '.join(sorted(fields))}"
-                )
-            values[key] = coerce(key, raw, getattr(self, key))
-        updated = dataclasses.replace(self, **values)
-        updated.validate()
-        return updated
+        return override(self, overrides)
 
     def validate(self, vocab_size: int = 100) -> None:
         """Refuse values no network could train with, or whose network would not fit."""
         check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         check_int("embedding_size", self.embedding_size, 1, MAX_EMBEDDING_SIZE)
         sizes = self.rnn_layer_sizes
-        if (
-            not isinstance(sizes, tuple)
-            or not 1 <= len(sizes) <= MAX_LAYERS
-            or not all(is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
-        ):
-            raise ConfigError(
-                f"rnn_layer_sizes must be 1 to {MAX_LAYERS} layer sizes from 1 to "
-                f"{MAX_LAYER_SIZE}, e.g. [256,256,256], not "
-                f"{shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
-            )
+        check_layer_sizes("rnn_layer_sizes", sizes, MAX_LAYERS, MAX_LAYER_SIZE, "[256,256,256]")
         number = self.dropout
         if (
             not isinstance(number, int | float)

@@ -11,7 +11,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from melodygen.core.hparams import check_int, check_number, coerce, is_int, parse_overrides, shown
+from melodygen.core.hparams import (
+    check_int,
+    check_layer_sizes,
+    check_number,
+    override,
+    shown,
+)
 from melodygen.errors import ConfigError
 from melodygen.theory import STEPS_PER_BAR, STEPS_PER_QUARTER  # 4/4, as Magenta assumes
 
@@ -48,22 +54,8 @@ class HParams:
     gradient_precision: str = "float32"
 
     def override(self, overrides: str | dict | None) -> HParams:
-        """Return a copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
-        if not overrides:
-            return self
-        if isinstance(overrides, str):
-            overrides = parse_overrides(overrides)
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        values = {}
-        for key, raw in overrides.items():
-            if key not in fields:
-                raise ConfigError(
-                    f"unknown hyperparameter {key!r}; known: {', '.join(sorted(fields))}"
-                )
-            values[key] = coerce(key, raw, getattr(self, key))
-        updated = dataclasses.replace(self, **values)
-        updated.validate()
-        return updated
+        """A copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
+        return override(self, overrides)
 
     def validate(self) -> None:
         """Reject values no network could train with, or whose network would not fit in memory.
@@ -74,16 +66,7 @@ class HParams:
         """
         check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         sizes = self.rnn_layer_sizes
-        if (
-            not isinstance(sizes, tuple)
-            or not 1 <= len(sizes) <= MAX_LAYERS
-            or not all(is_int(size) and 1 <= size <= MAX_LAYER_SIZE for size in sizes)
-        ):
-            raise ConfigError(
-                f"rnn_layer_sizes must be 1 to {MAX_LAYERS} layer sizes from 1 to "
-                f"{MAX_LAYER_SIZE}, e.g. [128,128], not "
-                f"{shown(list(sizes) if isinstance(sizes, tuple) else sizes)}"
-            )
+        check_layer_sizes("rnn_layer_sizes", sizes, MAX_LAYERS, MAX_LAYER_SIZE, "[128,128]")
         check_number("dropout_keep_prob", self.dropout_keep_prob, 0.0, 1.0, "a number in (0, 1]")
         check_int("attn_length", self.attn_length, 0, MAX_ATTN_LENGTH, "(0: no attention)")
         check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)
