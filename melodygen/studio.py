@@ -425,14 +425,9 @@ def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
 
     metrics = _dict(card.get("metrics"))
     rows = []
-    for key, label in (
-        ("nll", "negative log-likelihood per step (lower is better)"),
-        ("perplexity", "perplexity (lower is better)"),
-        ("accuracy", "accuracy"),
-        ("event_accuracy", "event accuracy (note starts and ends)"),
-        ("no_event_accuracy", "no-event accuracy (held notes and rests)"),
-        ("steps", "steps evaluated"),
-    ):
+    for key, label in figure_labels(entry).items():
+        if key == "label_nll":
+            continue  # the training loss; the card shows the event figures
         if metrics.get(key) is not None:
             rows.append((label, _number(metrics[key])))
     if rows:
@@ -528,6 +523,17 @@ def metric_curves(records: list[dict]) -> dict[str, dict[str, list]]:
             columns[split] = [by_split[split].get(step) for step in steps]
         curves[name] = columns
     return curves
+
+
+def figure_labels(entry: ModelEntry) -> dict[str, str]:
+    """The model's held-out figures in words, in the order its card and curves show them
+    (its family's; for a model that cannot be loaded, the figures every family has)."""
+    labels = {"loss": "loss"}
+    try:
+        labels |= get_family(entry.family_name).figure_labels()
+    except MelodyGenError:
+        labels |= {"nll": "NLL (negative log-likelihood; lower is better)"}
+    return labels
 
 
 def model_designs(entries: list[ModelEntry]) -> list[tuple[str, str]]:

@@ -8,18 +8,6 @@ import streamlit as st
 
 from melodygen import studio
 
-# Curves shown first, in this order; any other figure in the log follows.
-PREFERRED = ["loss", "nll", "label_nll", "perplexity", "accuracy", "event_accuracy"]
-CURVE_LABELS = {
-    "loss": "loss",
-    "nll": "NLL per step",
-    "label_nll": "label NLL",
-    "perplexity": "perplexity",
-    "accuracy": "accuracy",
-    "event_accuracy": "event accuracy",
-    "no_event_accuracy": "no-event accuracy",
-}
-
 
 def curve_chart(columns: dict[str, list], label: str, kept: int | None) -> alt.LayerChart:
     """One figure's curves by split, the y axis fitted to the values, the kept step marked."""
@@ -88,12 +76,14 @@ for entry in models:
                 "held-out NLL); training went on past it."
             )
         if curves:
-            names = [n for n in PREFERRED if n in curves]
+            labels = studio.figure_labels(entry)  # the family's figures, in its order
+            names = [n for n in labels if n in curves]
             names += sorted(n for n in curves if n not in names)
             for tab, name in zip(
-                st.tabs([CURVE_LABELS.get(n, n) for n in names]), names, strict=True
+                st.tabs([labels.get(n, n).split(" (")[0] for n in names]), names, strict=True
             ):
-                tab.altair_chart(curve_chart(curves[name], CURVE_LABELS.get(name, name), kept))
+                label = labels.get(name, name).split(" (")[0]
+                tab.altair_chart(curve_chart(curves[name], label, kept))
         else:
             st.caption("No training log (metrics.jsonl) ships with this model.")
 

@@ -296,6 +296,12 @@ class Family(ABC):
         from: what ``melodygen originality`` compares generated melodies with."""
         raise MelodyGenError(f"{self.title} datasets hold no melodies to compare with")
 
+    def figure_labels(self) -> dict[str, str]:
+        """The family's held-out figures (``evaluate_batches``' keys) in words, in the order
+        a model card and its curves show them: a short name, then what it means in
+        brackets (the curves' tabs show the short name)."""
+        return {"nll": "NLL (negative log-likelihood; lower is better)", "steps": "examples"}
+
     def figure_lines(self, figures: dict) -> list[str]:
         """The family's own evaluation figures (``evaluate_batches``') as report lines."""
         return [f"{name + ':':<20}{value}" for name, value in figures.items()]

@@ -210,6 +210,14 @@ class AbcCharFamily(Family):
             parts.append(f"acc {figures['accuracy']:.3f}")
         return " ".join(parts)
 
+    def figure_labels(self) -> dict[str, str]:
+        return {
+            "nll": "NLL per character (negative log-likelihood; lower is better)",
+            "perplexity": "perplexity (lower is better)",
+            "accuracy": "next-character accuracy",
+            "steps": "characters evaluated",
+        }
+
     def figure_lines(self, figures: dict) -> list[str]:
         return [
             f"{'nll per character:':<20}{figures['nll']:.4f} nats "

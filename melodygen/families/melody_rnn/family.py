@@ -312,6 +312,17 @@ class MelodyRnnFamily(Family):
         melodies = [loaded.melody_events(index) for index in range(len(loaded))]
         return melodies, [str(source) for source in loaded.sources]
 
+    def figure_labels(self) -> dict[str, str]:
+        return {
+            "nll": "NLL per step (negative log-likelihood of the melody; lower is better)",
+            "label_nll": "label NLL (the training loss)",
+            "perplexity": "perplexity (lower is better)",
+            "accuracy": "accuracy",
+            "event_accuracy": "event accuracy (note starts and ends)",
+            "no_event_accuracy": "no-event accuracy (held notes and rests)",
+            "steps": "steps evaluated",
+        }
+
     def figure_lines(self, figures: dict) -> list[str]:
         return format_figures(figures)
 
