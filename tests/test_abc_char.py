@@ -44,7 +44,7 @@ def _tune(number: int, title: str) -> str:
 
 
 def _eval_refs(count: int) -> set[int]:
-    return {n for n in range(1, count + 1) if song_is_eval(f"book.abc#{n}", EVAL_RATIO)}
+    return {n for n in range(1, count + 1) if song_is_eval(f"book{n}.mid", EVAL_RATIO)}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_dataset_vocabulary_from_training_text_and_unknown_characters_reported(b
     assert meta["summary"]["unknown_eval"] == {"é": accents}
     # canonical text: comments and S: dropped, chord symbols dropped by default
     assert all("%" not in text and "S:" not in text and '"' not in text for text in train.texts)
-    assert all(name.startswith("book.abc#") for name in train.names)
+    assert all(name.startswith("book") and name.endswith(".mid") for name in train.names)
     summary = family.build_dataset([book], dataset.parent / "again", eval_ratio=EVAL_RATIO)
     assert "'é' x" in summary.format() and "unknown in eval" in summary.format()
     # the ids of a held-out tune hold <unk> where the é was

@@ -365,3 +365,21 @@ def test_a_dataset_of_an_unknown_family_is_one_line(tune_folder, tmp_path, capsy
     code = main(["train", "--data", str(tmp_path / "data"), "--run-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "harpsichord_gan" in err and len(err.splitlines()) == 1
+
+
+def test_a_tunebooks_tune_and_its_own_midi_file_fall_in_the_same_split() -> None:
+    from melodygen.core.split import song_ids, song_is_eval, tunebook_song_id
+
+    class Tune:  # what song_ids reads of a NoteSequence
+        def __init__(self, number: int) -> None:
+            self.reference_number = number
+
+    root = Path("/data/nottingham/abc")
+    ids = song_ids(root / "jigs.abc", root, [Tune(12), Tune(13), Tune(0)])
+    assert ids == ["jigs12.mid", "jigs13.mid", "jigs3.mid"]  # X:0 or none: its place
+    assert tunebook_song_id("more/reels.abc", 7) == "more/reels7.mid"
+    midi = song_ids(
+        Path("/data/nottingham/melody/jigs12.mid"), Path("/data/nottingham/melody"), [1]
+    )
+    assert midi == ["jigs12.mid"]
+    assert song_is_eval(ids[0], 0.5) == song_is_eval(midi[0], 0.5)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from melodygen.core.checkpoint import info_family, load_model, read_model_info, resolve_model_dir
 from melodygen.core.family import TuneScore, open_dataset
+from melodygen.core.split import tunebook_song_id
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError, one_line
 
 WIDTH = 20  # the report's label column
@@ -137,7 +138,8 @@ def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], di
             tunes.append((name, [sequences[0]]))
             continue
         for index, sequence in enumerate(sequences):
-            tunes.append((f"{name}#{sequence.reference_number or index + 1}", [sequence]))
+            number = sequence.reference_number or index + 1
+            tunes.append((tunebook_song_id(name, number), [sequence]))
     shown = ", ".join(str(path) for path in paths)
     if not tunes:
         first = f"; the first: {skipped[0][1]}" if skipped else ""

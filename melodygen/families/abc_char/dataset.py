@@ -9,10 +9,11 @@ Tunes are read with :mod:`melodygen.io.abc` (cleaned to canonical text, parsed b
 abc2midi; a tune that does not parse is dropped and counted, so every tune kept is one
 a musician can play and has notes to divide bits by). The split is by tune, with
 :func:`melodygen.core.split.song_is_eval` on the name ``dataset build`` gives every tune
-of every family (``jigs.abc#12``), so held-out Nottingham tunes are the same tunes for
-the Melody RNNs and for this family. The vocabulary comes from the training split's text
-only; held-out characters outside it are counted per character, mapped to ``<unk>`` and
-reported.
+of every family (``jigs12.mid`` for X:12 of ``jigs.abc``, the name of that tune's MIDI
+file in the Nottingham database), so held-out Nottingham tunes are the same tunes for the
+Melody RNNs (trained on those MIDI files) and for this family. The vocabulary comes
+from the training split's text only; held-out characters outside it are counted per
+character, mapped to ``<unk>`` and reported.
 
 Why one id sequence per tune, not the seed's fixed 16 x 64 character windows: the seed
 carried its LSTM state from window to window (a stateful network), which ties batches to
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from melodygen.core.batches import BatchShape, length_bucketed_batches
-from melodygen.core.split import SPLITS, song_is_eval
+from melodygen.core.split import SPLITS, song_is_eval, tunebook_song_id
 from melodygen.errors import DatasetError, MelodyGenError, one_line
 from melodygen.families.abc_char.configs import DEFAULT_CONFIG, MAX_VOCABULARY, get_config
 from melodygen.families.abc_char.vocab import END, Vocabulary, describe_unknown
@@ -240,11 +241,12 @@ def abc_files(inputs: Sequence[str | Path]) -> tuple[list[Path], int]:
 
 def tune_id(name: str, reference: str, position: int, tunes_in_file: int) -> str:
     """A tune's name, as every family's ``dataset build`` names it (``core.split.song_ids``):
-    the file's name, and in a tunebook ``#`` and the tune's X: number (else its position)."""
+    the file's name, and in a tunebook the name of the tune's own MIDI file
+    (``jigs12.mid`` for X:12 of ``jigs.abc``; :func:`melodygen.core.split.tunebook_song_id`)."""
     if tunes_in_file == 1:
         return name
     number = reference if reference and not reference.startswith("#") else str(position)
-    return f"{name}#{number}"
+    return tunebook_song_id(name, number)
 
 
 def _notes(text: str) -> int | str:
