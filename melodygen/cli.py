@@ -456,6 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--wav", action="store_true", help="also render each melody to WAV with FluidSynth"
     )
+    generate.add_argument(
+        "--abc",
+        action="store_true",
+        help="also write each melody as ABC (.abc; an ABC model writes its own text anyway)",
+    )
+    generate.add_argument(
+        "--musicxml",
+        action="store_true",
+        help="also write each melody as MusicXML (.musicxml), in its key and meter",
+    )
     generate.add_argument("--out", required=True, type=Path, help="folder for the MIDI files")
     generate.add_argument("--name", default=None, help="file name prefix (default: melody_<time>)")
 
@@ -505,6 +515,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     originality.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     originality.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
+    )
+
+    validity = commands.add_parser(
+        "validity",
+        help="do an ABC model's tunes parse, fill their bars and balance their repeats?",
+        description="Sample tunes from an ABC model (abc_char) with no primer and judge each: "
+        "does abc2midi parse it, do its full bars last what M: and L: say, do its repeats and "
+        "endings balance; the same for the dataset's real held-out tunes beside them.",
+    )
+    validity.add_argument(
+        "--checkpoint", required=True, type=Path, help="a training run folder or a saved model"
+    )
+    validity.add_argument(
+        "--data", required=True, type=Path, help="the abc_char dataset the model was trained on"
+    )
+    validity.add_argument(
+        "--num",
+        type=_ranged("originality_num"),
+        default=200,
+        help=f"tunes to sample ({_span('originality_num')}; default 200)",
+    )
+    validity.add_argument(
+        "--bars",
+        type=_ranged("originality_bars"),
+        default=48,
+        help="length limit, in 4/4 bars: 120 characters and 40 a bar (default 48: 2,040 "
+        "characters, above the longest training tune; tunes end on their own)",
+    )
+    validity.add_argument(
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature ({_span('temperature')}; default 1)",
+    )
+    validity.add_argument(
+        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+    )
+    validity.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    validity.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
     return parser
@@ -665,6 +715,7 @@ def _run_generate(args) -> None:
         if synth is not None:
             with _writing(path.with_suffix(".wav")):
                 print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
+        _write_notation(args, melody, path)
     key = ""
     if result.key is not None:
         origin = {
@@ -679,6 +730,27 @@ def _run_generate(args) -> None:
     )
     for line in [*result.notices, *result.warnings]:
         print(f"note: {line}", file=sys.stderr)
+
+
+def _write_notation(args, melody, path: Path) -> None:
+    """``--abc`` and ``--musicxml``: the melody's sheet music beside its MIDI file (an ABC
+    model's own .abc is written already); a melody that cannot be notated is a note."""
+    from melodygen import notation
+
+    title = path.stem
+    try:
+        if args.abc and melody.text is None:
+            text = notation.abc_text(melody, title=title)
+            with _writing(path.with_suffix(".abc")):
+                path.with_suffix(".abc").write_text(text)
+            print(path.with_suffix(".abc"))
+        if args.musicxml:
+            data = notation.musicxml_bytes(melody, title=title)
+            with _writing(path.with_suffix(".musicxml")):
+                path.with_suffix(".musicxml").write_bytes(data)
+            print(path.with_suffix(".musicxml"))
+    except notation.NotationError as error:
+        print(f"note: {path.name}: no sheet music: {error}", file=sys.stderr)
 
 
 def _run_originality(args) -> None:
@@ -697,6 +769,25 @@ def _run_originality(args) -> None:
     print(format_report(figures))
     if args.json:
         _write_json(args.json, figures)
+
+
+def _run_validity(args) -> None:
+    from melodygen.families.abc_char.validity import format_validity, validity_report
+
+    if args.json:
+        _check_output_folder(args.json.parent, "--json")
+    report = validity_report(
+        args.checkpoint,
+        args.data,
+        num=args.num,
+        seed=args.seed,
+        temperature=args.temperature,
+        bars=args.bars,
+        device=args.device,
+    )
+    print(format_validity(report))
+    if args.json:
+        _write_json(args.json, report)
 
 
 def _check_output_folder(path: Path, flag: str) -> None:
@@ -763,6 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _run_evaluate,
         "generate": _run_generate,
         "originality": _run_originality,
+        "validity": _run_validity,
     }
     try:
         handlers[args.command](args)

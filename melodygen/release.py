@@ -1,12 +1,18 @@
 """The checkpoints that ship in ``checkpoints/``: how each one is made, and its model card.
 
 Every shipped model is a (style, configuration) pair. A style says which
-public dataset it learns from and how that data is read; the recipe below is
-the whole of how a checkpoint is made, as the same ``melodygen`` commands a
-user would type (dataset build, train, evaluate, originality). ``make
+model family it trains, which public datasets it learns from and how that
+data is read; the recipe below is the whole of how a checkpoint is made, as
+the same ``melodygen`` commands a user would type (dataset build, train,
+evaluate, validity for a family that writes text, originality). ``make
 checkpoints`` runs it for every shipped model::
 
     python -m melodygen.release --data-root ../shared/data
+
+Recipes outside the shipped set (``jigs_abc_char``: the seed's jigs-only
+setting) run when named: ``python -m melodygen.release --only jigs_abc_char``.
+What differs between families is data here (a style's family, steps, flags,
+and :data:`FAMILY_CARDS`), never a branch on a family's name.
 
 Each step is skipped when its output already exists, and training resumes
 from its last checkpoint, so an interrupted run just continues. The last
@@ -26,23 +32,36 @@ import platform
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 from melodygen.core.checkpoint import (
     FINAL_MODEL_DIR,
     MODEL_JSON,
     WEIGHTS_FILE,
+    info_family,
     load_model,
+    read_model_info,
     save_model,
 )
+from melodygen.core.family import DEFAULT_FAMILY
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.configs import HParams, get_config
+from melodygen.families.abc_char import configs as abc_char_configs
+from melodygen.families.melody_rnn import configs as melody_rnn_configs
 
 CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"
 SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
 METRIC_KEYS = ("nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "steps")
+BITS_KEYS = ("bits_per_note_mean", "bits_per_note_pooled")
+STEPS = ("build", "train", "evaluate", "validity", "originality")
+"""Every step a recipe may have, in the order they run."""
+MELODY_STEPS = ("build", "train", "evaluate", "originality")
+TEXT_STEPS = STEPS
+"""A family that writes text (abc_char) also measures the validity of what it writes."""
+VALIDITY_TUNES = 200
 
 
 @dataclass(frozen=True)
@@ -60,14 +79,52 @@ class Training:
     """The ``melodygen train`` settings of a recipe."""
 
     steps: int = 6000
-    hparams: str = "batch_size=128"
+    hparams: str = "batch_size=128"  # "" for the configuration's own
     eval_every: int = 100
     early_stopping: int = 10
+    time_limit: int | None = None  # minutes (``--time-limit``)
+
+    def flags(self) -> list[str]:
+        """The ``melodygen train`` flags these settings are."""
+        flags = ["--steps", str(self.steps)]
+        if self.hparams:
+            flags += ["--hparams", self.hparams]
+        flags += [
+            "--eval-every",
+            str(self.eval_every),
+            "--early-stopping",
+            str(self.early_stopping),
+        ]
+        if self.time_limit is not None:
+            flags += ["--time-limit", str(self.time_limit)]
+        return flags
+
+
+@dataclass(frozen=True)
+class Bar:
+    """A quality bar a card states: the figure at ``figure`` (keys into the card, joined by
+    dots) must be below ``below`` or at least ``at_least``."""
+
+    words: str
+    figure: str
+    below: float | None = None
+    at_least: float | None = None
+
+    def judge(self, card: dict) -> dict:
+        value: object = card
+        for key in self.figure.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        met = isinstance(value, int | float) and math.isfinite(value)
+        if met and self.below is not None:
+            met = value < self.below
+        if met and self.at_least is not None:
+            met = value >= self.at_least
+        return {"bar": self.words, "figure": self.figure, "value": value, "met": bool(met)}
 
 
 @dataclass(frozen=True)
 class Style:
-    """A family of shipped models: their data, how it is read, how they train."""
+    """A set of shipped models: their family, data, how it is read, how they train."""
 
     name: str
     description: str
@@ -78,6 +135,16 @@ class Style:
     config_training: dict[str, Training] = field(default_factory=dict)
     configs: tuple[str, ...] = SHIPPED_CONFIGS
     extra: dict = field(default_factory=dict)
+    family: str = DEFAULT_FAMILY
+    steps: tuple[str, ...] = MELODY_STEPS
+    # A checkpoint's name when not <style>_<config>, e.g. {"char_seed": "folk_abc_char"}.
+    names: dict[str, str] = field(default_factory=dict)
+    # The dataset folder (under data/) when not the checkpoint's name: one dataset whatever
+    # the configuration, as an abc_char dataset is.
+    dataset: str | None = None
+    shipped: bool = True  # in ``make checkpoints``' set; else run with --only NAME
+    # Quality bars each card of the style states and checks (see Bar).
+    bars: tuple[Bar, ...] = ()
 
 
 NOTTINGHAM = Source(
@@ -91,6 +158,27 @@ POP909 = Source(
     licence="MIT",
     url="https://github.com/music-x-lab/POP909-Dataset",
     path="pop909",
+)
+NOTTINGHAM_ABC = Source(
+    name="Nottingham Music Database (jukedeck/nottingham-dataset, cleaned ABC tunebooks)",
+    licence="GPL-3.0",
+    url="https://github.com/jukedeck/nottingham-dataset",
+    path="nottingham/abc",
+)
+NOTTINGHAM_JIGS = Source(
+    name="Nottingham Music Database, the jigs tunebook (jukedeck/nottingham-dataset, cleaned ABC)",
+    licence="GPL-3.0",
+    url="https://github.com/jukedeck/nottingham-dataset",
+    path="nottingham/abc/jigs.abc",
+)
+FOLK_ABC = Source(
+    name="O'Neill's Music of Ireland (1850), Ryan's Mammoth Collection (1883), Aird's "
+    "Selection of Scotch, English, Irish and Foreign Airs (1778), Colonial and Civil War "
+    "American Fife Music and Bruce and Stokoe's Northumbrian Minstrelsy (1882), as ABC "
+    "transcriptions distributed with the music21 corpus (cuthbertLab/music21)",
+    licence="BSD-3-Clause (music21 corpus)",
+    url="https://github.com/cuthbertLab/music21/tree/master/music21/corpus",
+    path="folk_abc",
 )
 
 # lookback_rnn and attention_rnn train on the event loss (README: hparam ``loss``): held-out
@@ -112,6 +200,23 @@ FOLK_LOOKBACK = Training(
     hparams="batch_size=128,loss=event,dropout_keep_prob=0.6", early_stopping=5
 )
 
+# The ABC model trains at its configuration's own hyperparameters (the seed's), for at most
+# 110 minutes on the CPU, evaluated every 300 steps until 8 evaluations bring no lower
+# held-out NLL per character.
+ABC_TRAINING = Training(steps=20000, hparams="", eval_every=300, early_stopping=8, time_limit=110)
+ABC_BARS = (
+    Bar(
+        "held-out loss below 1.16 nats per character (the seed's training loss)",
+        "metrics.nll",
+        below=1.16,
+    ),
+    Bar(
+        "sampled tunes valid at least 90% as often as the real held-out tunes",
+        "validity.share_of_real",
+        at_least=0.9,
+    ),
+)
+
 STYLES: dict[str, Style] = {
     style.name: style
     for style in [
@@ -129,6 +234,32 @@ STYLES: dict[str, Style] = {
             build_flags=("--time-signature", "4/4"),
             config_training={"lookback_rnn": EVENT_LOOKBACK, "attention_rnn": EVENT_ATTENTION},
         ),
+        Style(
+            name="folk_abc",
+            description="Folk tunes written as ABC text: the Nottingham tunebooks and "
+            "O'Neill's, Ryan's, Aird's and fife collections (about 5,300 tunes)",
+            sources=(NOTTINGHAM_ABC, FOLK_ABC),
+            family="abc_char",
+            configs=("char_seed",),
+            names={"char_seed": "folk_abc_char"},
+            dataset="folk_abc",
+            steps=TEXT_STEPS,
+            training=ABC_TRAINING,
+            bars=ABC_BARS,
+        ),
+        Style(
+            name="jigs_abc",
+            description="The Nottingham jigs as ABC text (the seed's setting, 340 tunes)",
+            sources=(NOTTINGHAM_JIGS,),
+            family="abc_char",
+            configs=("char_seed",),
+            names={"char_seed": "jigs_abc_char"},
+            dataset="jigs_abc",
+            steps=TEXT_STEPS,
+            training=dataclass_replace(ABC_TRAINING, eval_every=100),
+            bars=ABC_BARS,
+            shipped=False,
+        ),
     ]
 }
 
@@ -144,7 +275,15 @@ class Recipe:
 
     @property
     def name(self) -> str:
-        return f"{self.style.name}_{self.config}"
+        return self.style.names.get(self.config, f"{self.style.name}_{self.config}")
+
+    @property
+    def family(self) -> str:
+        return self.style.family
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        return self.style.steps
 
     @property
     def training(self) -> Training:
@@ -152,7 +291,7 @@ class Recipe:
 
     @property
     def dataset(self) -> Path:
-        return self.work / "data" / self.name
+        return self.work / "data" / (self.style.dataset or self.name)
 
     @property
     def run_dir(self) -> Path:
@@ -163,6 +302,10 @@ class Recipe:
         return self.run_dir / "eval.json"
 
     @property
+    def validity_json(self) -> Path:
+        return self.run_dir / "validity.json"
+
+    @property
     def originality_json(self) -> Path:
         return self.run_dir / "originality.json"
 
@@ -171,26 +314,28 @@ class Recipe:
         root = Path(data_root if data_root is not None else self.data_root)
         inputs = [str(root / source.path) for source in self.style.sources]
         data, run = str(self.dataset), str(self.run_dir)
-        training = self.training
-        return {
+        family = [] if self.family == DEFAULT_FAMILY else ["--family", self.family]
+        every = {
             "build": [
-                "dataset", "build", "--input", *inputs, "--config", self.config,
+                "dataset", "build", *family, "--input", *inputs, "--config", self.config,
                 "--output", data, *self.style.build_flags, "--quiet",
             ],
             "train": [
-                "train", "--data", data, "--run-dir", run,
-                "--steps", str(training.steps), "--hparams", training.hparams,
-                "--eval-every", str(training.eval_every),
-                "--early-stopping", str(training.early_stopping), "--quiet",
+                "train", "--data", data, "--run-dir", run, *self.training.flags(), "--quiet",
             ],
             "evaluate": [
                 "evaluate", "--checkpoint", run, "--data", data, "--json", str(self.eval_json),
+            ],
+            "validity": [
+                "validity", "--checkpoint", run, "--data", data,
+                "--num", str(VALIDITY_TUNES), "--json", str(self.validity_json),
             ],
             "originality": [
                 "originality", "--checkpoint", run, "--data", data,
                 "--num", str(ORIGINALITY_MELODIES), "--json", str(self.originality_json),
             ],
         }  # fmt: skip
+        return {step: every[step] for step in STEPS if step in self.steps}
 
     def card_commands(self) -> list[str]:
         """The commands as the card shows them: data under ``$DATA``, outputs relative to work."""
@@ -208,16 +353,16 @@ class Recipe:
             return (self.run_dir / FINAL_MODEL_DIR / MODEL_JSON).exists()
         if step == "evaluate":
             return self.eval_json.exists()
+        if step == "validity":
+            return self.validity_json.exists()
         if step == "originality":
             return self.originality_json.exists()
         raise ValueError(step)
 
 
-STEPS = ("build", "train", "evaluate", "originality")
-
-
 def recipes(data_root: str | Path, work: str | Path, only: list[str] | None = None) -> list[Recipe]:
-    """The shipped checkpoints' recipes, or those named in ``only``."""
+    """The shipped checkpoints' recipes, or those named in ``only`` (any recipe, shipped or
+    not, such as ``jigs_abc_char``)."""
     found = [
         Recipe(style, config, Path(data_root), Path(work))
         for style in STYLES.values()
@@ -228,8 +373,8 @@ def recipes(data_root: str | Path, work: str | Path, only: list[str] | None = No
         if unknown:
             names = ", ".join(recipe.name for recipe in found)
             raise MelodyGenError(f"unknown checkpoint {', '.join(unknown)}; choose from {names}")
-        found = [recipe for recipe in found if recipe.name in only]
-    return found
+        return [recipe for recipe in found if recipe.name in only]
+    return [recipe for recipe in found if recipe.style.shipped]
 
 
 def run_recipe(recipe: Recipe, steps: tuple[str, ...] = STEPS) -> None:
@@ -269,61 +414,108 @@ def describe_history(history: list[dict] | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class FamilyCard:
+    """What a family's cards say, as data: its held-out figures and how it is described."""
+
+    metric_keys: tuple[str, ...]
+    config_description: Callable[[str], str]
+    selected: Callable[[dict], str]  # hyperparameters -> what ``melodygen train`` kept
+
+
 # What ``melodygen train`` keeps, by training loss (the family's SELECTION_METRIC), in words.
 SELECTED_BY = {"label": "label NLL", "event": "NLL (the event's probability)"}
+
+FAMILY_CARDS: dict[str, FamilyCard] = {
+    "melody_rnn": FamilyCard(
+        metric_keys=(*METRIC_KEYS, "label_nll", *BITS_KEYS),
+        config_description=lambda name: melody_rnn_configs.get_config(name).description,
+        selected=lambda hparams: (
+            "the evaluation with the lowest held-out " + SELECTED_BY[hparams.get("loss", "label")]
+        ),
+    ),
+    "abc_char": FamilyCard(
+        metric_keys=("nll", "perplexity", "accuracy", "steps", *BITS_KEYS),
+        config_description=lambda name: abc_char_configs.get_config(name).description,
+        selected=lambda hparams: "the evaluation with the lowest held-out NLL per character",
+    ),
+}
 
 
 def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     """The model card of a trained, evaluated and measured recipe."""
     model_dir = recipe.run_dir / FINAL_MODEL_DIR
-    info = json.loads((model_dir / MODEL_JSON).read_text())
-    training = info.get("training", {})
+    values = json.loads((model_dir / MODEL_JSON).read_text())
+    _, info = read_model_info(model_dir)
+    family = info_family(info)
+    kind = FAMILY_CARDS[family.name]
+    training = values.get("training", {})
     evaluation = json.loads(recipe.eval_json.read_text())
     originality = json.loads(recipe.originality_json.read_text())
-    config = get_config(recipe.config)
-    hparams = HParams.from_dict(info["hparams"]).to_dict()  # every field, older runs too
-    return {
+    hparams = info.hparams.to_dict()  # every field, older runs too
+    card = {
         "name": recipe.name,
         "style": recipe.style.name,
         "config": recipe.config,
-        "description": f"{recipe.style.description}. {config.description}",
+        "description": f"{recipe.style.description}. "
+        + kind.config_description(recipe.config).rstrip(".")
+        + ".",
         "hparams": hparams,
-        "encoding": info["encoding"],
-        "data": {
-            "sources": [
-                {"name": s.name, "licence": s.licence, "url": s.url} for s in recipe.style.sources
-            ],
-            "train_melodies": training.get("train_melodies"),
-            "train_steps": training.get("train_steps"),
-            "eval_melodies": training.get("eval_melodies"),
-            "eval_steps": training.get("eval_steps"),
-            "read_as": " ".join(recipe.style.build_flags) or "each file's own meter and tempo",
-            "transpositions": _transpositions(recipe.dataset),
-        },
-        "training": {
-            "steps": training.get("step"),
-            "batch_size": hparams.get("batch_size"),
-            "wall_seconds": training.get("train_seconds"),
-            "machine": machine
-            or describe_history(training.get("history"))
-            or machine_description(),
-            "history": training.get("history") or [],
-            "selected": "the evaluation with the lowest held-out "
-            + SELECTED_BY[hparams.get("loss", "label")],
-        },
-        "metrics": {
-            key: evaluation[key] for key in (*METRIC_KEYS, "label_nll") if key in evaluation
-        },
-        "originality": originality.get("generated", {}).get("originality"),
-        "originality_held_out": originality.get("held_out", {}).get("originality"),
-        "sanity": {
-            "generated": originality.get("generated", {}).get("sanity"),
-            "held_out": originality.get("held_out", {}).get("sanity"),
-        },
-        "originality_settings": originality.get("settings"),
-        "verdict": originality.get("verdict"),
-        "commands": recipe.card_commands(),
     }
+    if recipe.family != DEFAULT_FAMILY:  # cards without one are Melody RNNs
+        card["family"] = recipe.family
+    if "encoding" in values:
+        card["encoding"] = values["encoding"]
+    card["model"] = {str(label): str(value) for label, value in family.model_facts(info)}
+    card["data"] = {
+        "sources": [
+            {"name": s.name, "licence": s.licence, "url": s.url} for s in recipe.style.sources
+        ],
+        "train_melodies": training.get("train_melodies"),
+        "train_steps": training.get("train_steps"),
+        "eval_melodies": training.get("eval_melodies"),
+        "eval_steps": training.get("eval_steps"),
+        "read_as": " ".join(recipe.style.build_flags) or "each file's own meter and tempo",
+        "transpositions": _transpositions(recipe.dataset),
+    }
+    card["training"] = {
+        "steps": training.get("step"),
+        "batch_size": hparams.get("batch_size"),
+        "wall_seconds": training.get("train_seconds"),
+        "machine": machine or describe_history(training.get("history")) or machine_description(),
+        "history": training.get("history") or [],
+        "selected": kind.selected(hparams),
+    }
+    card["metrics"] = {key: evaluation[key] for key in kind.metric_keys if key in evaluation}
+    if "validity" in recipe.steps:
+        validity = json.loads(recipe.validity_json.read_text())
+        settings = validity["settings"]
+        card["validity"] = {
+            "generated": {k: v for k, v in validity["generated"].items() if k != "problems"},
+            "held_out": validity["held_out"],
+            "share_of_real": validity["share_of_real"],
+            "problems": validity["generated"].get("problems", []),
+            "settings": {
+                key: settings[key]
+                for key in ("num", "seed", "temperature", "bars", "length_limit", "held_out_tunes")
+            },
+        }
+    card.update(
+        {
+            "originality": originality.get("generated", {}).get("originality"),
+            "originality_held_out": originality.get("held_out", {}).get("originality"),
+            "sanity": {
+                "generated": originality.get("generated", {}).get("sanity"),
+                "held_out": originality.get("held_out", {}).get("sanity"),
+            },
+            "originality_settings": originality.get("settings"),
+            "verdict": originality.get("verdict"),
+        }
+    )
+    if recipe.style.bars:
+        card["quality_bar"] = [bar.judge(card) for bar in recipe.style.bars]
+    card["commands"] = recipe.card_commands()
+    return card
 
 
 def _relative(arg: str, work: Path) -> str:
@@ -372,7 +564,19 @@ def read_cards(checkpoints: str | Path) -> list[dict]:
 
 
 def readme_table(cards: list[dict]) -> str:
-    """The Markdown table of checkpoints/README.md, and the quality-bar comparison."""
+    """The Markdown tables of checkpoints/README.md (one per family), and the quality bars."""
+    melody = [card for card in cards if card.get("family", DEFAULT_FAMILY) == DEFAULT_FAMILY]
+    text = [card for card in cards if card.get("family", DEFAULT_FAMILY) != DEFAULT_FAMILY]
+    lines = []
+    if melody or not text:
+        lines += _melody_table(melody)
+    if text:
+        lines += ["", *_text_table(text)] if lines else _text_table(text)
+    lines += ["", *quality_bar(cards)]
+    return "\n".join(lines) + "\n"
+
+
+def _melody_table(cards: list[dict]) -> list[str]:
     lines = [
         "| checkpoint | train melodies | training | NLL | perplexity | accuracy | "
         "event acc. | no-event acc. | copies > 2 bars (held-out) | in key (held-out) | "
@@ -392,12 +596,35 @@ def readme_table(cards: list[dict]) -> str:
             f"{_share(gen_s, 'in_key_share')} ({_share(held_s, 'in_key_share')}) | "
             f"{_number(gen_s, 'notes_per_bar')} ({_number(held_s, 'notes_per_bar')}) |"
         )
-    lines += ["", *quality_bar(cards)]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _text_table(cards: list[dict]) -> list[str]:
+    """The models that write text (abc_char): per character, bits per note, validity."""
+    lines = [
+        "| checkpoint | train tunes | training | NLL/char | perplexity | accuracy | "
+        "bits/note | valid (held-out) | copies > 2 bars (held-out) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for card in cards:
+        m, t, d = card["metrics"], card["training"], card["data"]
+        valid = card.get("validity") or {}
+        made, real = valid.get("generated") or {}, valid.get("held_out") or {}
+        orig, held = card.get("originality") or {}, card.get("originality_held_out") or {}
+        minutes = (t.get("wall_seconds") or 0) / 60
+        lines.append(
+            f"| `{card['name']}` | {d['train_melodies']} | {t['steps']} steps, "
+            f"{minutes:.0f} min | {m['nll']:.3f} | {m['perplexity']:.2f} | {m['accuracy']:.3f} | "
+            f"{_number(m, 'bits_per_note_pooled')} | "
+            f"{_share(made, 'valid', 1)} ({_share(real, 'valid', 1)}) | "
+            f"{_share(orig, 'share_over_2_bars', 1)} ({_share(held, 'share_over_2_bars', 1)}) |"
+        )
+    return lines
 
 
 def quality_bar(cards: list[dict]) -> list[str]:
-    """Per style: how much lower lookback_rnn and attention_rnn's held-out NLL is than basic's."""
+    """Per style: how much lower lookback_rnn and attention_rnn's held-out NLL is than
+    basic's; then each bar a card states (its ``quality_bar``), met or not."""
     lines = []
     by_name = {card["name"]: card for card in cards}
     for style in sorted({card["style"] for card in cards}):
@@ -414,6 +641,13 @@ def quality_bar(cards: list[dict]) -> list[str]:
             lines.append(
                 f"- {style}: {config} held-out NLL {value:.3f} is {abs(change):.1f}% {word} "
                 f"than basic_rnn's {base:.3f} nats per step."
+            )
+    for card in cards:
+        for bar in card.get("quality_bar") or []:
+            value = bar["value"]
+            shown = f"{value:.3f}" if isinstance(value, int | float) else "missing"
+            lines.append(
+                f"- {card['name']}: {bar['bar']}: {shown}, {'met' if bar['met'] else 'NOT met'}."
             )
     return lines
 
@@ -457,13 +691,20 @@ def main(argv: list[str] | None = None) -> int:
         "--data-root",
         type=Path,
         default=Path("../shared/data"),
-        help="folder holding nottingham/ and pop909/ (default ../shared/data)",
+        help="folder holding nottingham/, pop909/ and folk_abc/ (default ../shared/data)",
     )
     parser.add_argument(
         "--work", type=Path, default=Path("."), help="where data/ and runs/ go (default .)"
     )
     parser.add_argument("--output", type=Path, default=Path("checkpoints"))
-    parser.add_argument("--only", nargs="+", default=None, metavar="NAME")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="these recipes only, shipped or not (e.g. jigs_abc_char: the seed's jigs-only "
+        "setting)",
+    )
     parser.add_argument(
         "--steps", nargs="+", default=[*STEPS, "package"], choices=[*STEPS, "package"]
     )

@@ -495,7 +495,9 @@ def generate_in_model_space(
             # No key and no primer must leave the model's own key untouched.
             if result.transpose:
                 raise OriginalityError("generation left the model's key space; cannot compare")
-            melodies.append(np.asarray(melody.events, dtype=np.int64))
+            # Cut to the length asked for, as the held-out melodies are: an ABC model writes
+            # whole tunes, whose music can run past it (a Melody RNN's is exactly as long).
+            melodies.append(np.asarray(melody.events, dtype=np.int64)[:steps])
     return melodies
 
 
