@@ -64,6 +64,11 @@ MAX_TUNE_QUARTERS = 20_000
 Checked on the text before abc2midi sees it, so ``G300000000`` is refused in words."""
 
 
+ABC_TEXT_PREFIX = "abc:"
+"""A NoteSequence read from ABC carries its tune's canonical text in a text annotation
+that starts with this, so a family that reads ABC text scores the tune as written."""
+
+
 class AbcError(InputFileError):
     """An ABC tune or tunebook that cannot be read, cleaned or parsed (one line)."""
 
@@ -391,10 +396,16 @@ def read_tunebook(
         data = path.read_bytes()
     except OSError as exc:
         raise AbcError(f"{path}: could not be read ({exc.strerror or exc}).") from None
-    text = decode_abc_bytes(data, str(path))
+    return tunebook_tunes(decode_abc_bytes(data, str(path)), str(path), chords)
+
+
+def tunebook_tunes(
+    text: str, source: str = "", chords: bool = False
+) -> tuple[list[AbcTune], list[tuple[str, str]]]:
+    """A tunebook's text -> its cleaned tunes, and (reference, reason) for each refused."""
     tunes: list[AbcTune] = []
     refused: list[tuple[str, str]] = []
-    for position, raw in enumerate(split_tunes(text, str(path)), start=1):
+    for position, raw in enumerate(split_tunes(text, source), start=1):
         match = _X_LINE.match(raw)
         reference = match.group(1) if match and match.group(1) else f"#{position}"
         try:

@@ -13,12 +13,9 @@ or mido.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import io
-import logging
 import math
-import re
 import struct
 import warnings
 from collections.abc import Iterable, Iterator
@@ -38,7 +35,7 @@ with warnings.catch_warnings():
     # note_seq imports pydub, which warns about a missing ffmpeg that MelodyGen never needs.
     warnings.simplefilter("ignore")
     import note_seq
-    from note_seq import abc_parser, chord_symbols_lib, midi_io, sequences_lib
+    from note_seq import chord_symbols_lib, midi_io, sequences_lib
     from note_seq.protobuf.music_pb2 import NoteSequence
 
 __all__ = [
@@ -488,38 +485,39 @@ def _hours_minutes(seconds: float) -> str:
 def _abc_bytes_to_sequences(
     path: Path, data: bytes, limits: MidiLimits = PRIMER_MIDI
 ) -> list[NoteSequence]:
-    """Parse an ABC tunebook tune by tune, keeping the tunes that parse and have notes.
+    """An ABC tunebook's tunes that parse and have notes, each parsed by abc2midi
+    (:func:`melodygen.io.abc.parse_tune`: repeats and endings played as written out) and
+    carrying its canonical text (:data:`melodygen.io.abc.ABC_TEXT_PREFIX`)."""
+    from melodygen.io.abc import (
+        ABC_TEXT_PREFIX,
+        AbcError,
+        decode_abc_bytes,
+        parse_tune,
+        tunebook_tunes,
+    )
 
-    note_seq's ``parse_abc_tunebook`` raises for the whole book when two tunes share a
-    reference number (e.g. music21's fife collection, where every tune is X:0), so the
-    same section splitting is done here and each tune is handed to ``ABCTune`` on its own.
-    Lines are first passed through :func:`_prepare_abc_line` so that rests, grace notes
-    and ``!...!`` decorations, which note_seq 0.0.5 rejects, do not sink the tune.
-    """
-    text = _decode_text(data)
-    sections = _abc_sections(text)
-    if not sections:
-        raise InputFileError(f"{path}: the ABC file contains no tunes (only blank lines).")
-    header: list[str] = []
-    if len(sections) > 1 and not any(line.startswith("X:") for line in sections[0]):
-        # As in note_seq: a first section without an X: field is a file header whose
-        # fields are defaults for every tune.
-        header = sections.pop(0)
-
+    text = decode_abc_bytes(data, str(path))
+    tunes, refused = tunebook_tunes(text, str(path))
+    if not tunes and not refused:
+        if not text.strip():
+            raise InputFileError(f"{path}: the ABC file contains no tunes (only blank lines).")
+        raise InputFileError(
+            f"{path}: no tune in this ABC file could be parsed: it has no X: or K: field"
+        )
     sequences: list[NoteSequence] = []
-    problems: list[str] = []
-    with _quiet_absl():
-        for lines in sections:
-            try:
-                tune = abc_parser.ABCTune([_prepare_abc_line(line) for line in header + lines])
-                sequence = _drop_rest_placeholders(tune.note_sequence)
-                check_sequence_limits(sequence, limits, "the tune")
-            except Exception as exc:  # noqa: BLE001 - the ABC parser raises many kinds
-                problems.append(_reason(exc))
-                continue
-            if any(note.velocity > 0 for note in sequence.notes):
-                sequences.append(_expand_repeats(sequence))
-
+    problems = [reason for _, reason in refused]
+    for tune in tunes:
+        try:
+            sequence = parse_tune(tune)
+            check_sequence_limits(sequence, limits, f"tune {tune.reference}")
+        except (AbcError, MidiLimitError) as exc:
+            problems.append(one_line(exc))
+            continue
+        if any(note.velocity > 0 for note in sequence.notes):
+            sequence.text_annotations.add(time=0.0, text=ABC_TEXT_PREFIX + tune.text)
+            sequence.filename = str(path)
+            sequence.id = f"{path}#X{sequence.reference_number}"
+            sequences.append(sequence)
     if not sequences:
         if problems:
             count = len(problems)
@@ -529,93 +527,7 @@ def _abc_bytes_to_sequences(
                 f"{problems[0]}"
             )
         raise InputFileError(f"{path}: the ABC file contains no notes.")
-    for sequence in sequences:
-        sequence.filename = str(path)
-        sequence.id = f"{path}#X{sequence.reference_number}"
     return sequences
-
-
-# note_seq 0.0.5's ABC parser knows no rests (z, x), grace notes ({...}), !...! decorations
-# or the ` beaming spacer, and rejects a whole tune for any of them. Grace notes take no
-# time in ABC and the others are typesetting, so they are removed; a rest is written as a
-# note far below any tune's range (C,,,, = MIDI 12, at most one semitone off by key or
-# accidental) so that it takes its time, and that note is deleted after parsing.
-_ABC_FIELD_LINE = re.compile(r"^[A-Za-z]:")
-_ABC_PROTECTED = re.compile(r'("[^"]*"|\[[A-Za-z]:[^\]]*\])')  # annotations, inline fields
-_ABC_IGNORED = re.compile(r"![^!\s]*!|\{[^}]*\}|`")
-_ABC_REST = re.compile(r"[zx]")
-_REST_PLACEHOLDER = "C,,,,"
-_REST_PLACEHOLDER_MAX_PITCH = 13
-
-
-def _prepare_abc_line(line: str) -> str:
-    """Rewrite one ABC line so that note_seq's parser accepts rests and ornaments."""
-    if _ABC_FIELD_LINE.match(line):
-        return line
-    code = line.split("%", 1)[0]  # comments, as note_seq strips them
-    parts = _ABC_PROTECTED.split(code)
-    for index in range(0, len(parts), 2):  # even parts are outside quotes/inline fields
-        music = _ABC_IGNORED.sub("", parts[index])
-        parts[index] = _ABC_REST.sub(_REST_PLACEHOLDER, music)
-    return "".join(parts)
-
-
-def _drop_rest_placeholders(sequence: NoteSequence) -> NoteSequence:
-    """Remove the stand-in notes that :func:`_prepare_abc_line` wrote for rests."""
-    notes = [n for n in sequence.notes if n.pitch > _REST_PLACEHOLDER_MAX_PITCH]
-    if len(notes) != len(sequence.notes):
-        kept = [copy.deepcopy(note) for note in notes]
-        del sequence.notes[:]
-        sequence.notes.extend(kept)
-    return sequence
-
-
-def _abc_sections(text: str) -> list[list[str]]:
-    """Split a tunebook into blank-line separated sections of stripped lines (as note_seq)."""
-    sections: list[list[str]] = []
-    current: list[str] = []
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        if not line:
-            if current:
-                sections.append(current)
-                current = []
-        else:
-            current.append(line)
-    if current:
-        sections.append(current)
-    return sections
-
-
-def _expand_repeats(sequence: NoteSequence) -> NoteSequence:
-    """Write out ABC repeats (|: :|) as played; keep the tune as notated if that fails."""
-    if not sequence.section_groups:
-        return sequence
-    try:
-        expanded = sequences_lib.expand_section_groups(sequence)
-    except Exception:  # noqa: BLE001 - odd section layouts; the notated tune is still fine
-        return sequence
-    return expanded if len(expanded.notes) >= len(sequence.notes) else sequence
-
-
-def _decode_text(data: bytes) -> str:
-    """ABC files are mostly UTF-8, but older tunebooks are Latin-1; accept both."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-@contextlib.contextmanager
-def _quiet_absl() -> Iterator[None]:
-    """Silence note_seq's per-line absl warnings (e.g. "Unknown field name Y") while parsing."""
-    logger = logging.getLogger("absl")
-    old_level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(old_level)
 
 
 def _reason(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from melodygen.families.abc_char.configs import (
 )
 from melodygen.families.abc_char.dataset import CharDataset, CharSplit
 from melodygen.families.abc_char.model_file import FAMILY, CharModelInfo, max_weight_values
+from melodygen.io.abc import ABC_TEXT_PREFIX
 
 LN2 = math.log(2)
 
@@ -284,6 +285,27 @@ class AbcCharFamily(Family):
         return melodies, names
 
     # Generation
+    def request_options(self) -> frozenset[str]:
+        """Header fields, an ABC opening and sampling; no note primer, scale, pitch range
+        or beam search (see :mod:`melodygen.families.abc_char.generate`)."""
+        return frozenset(
+            {
+                "length_steps",
+                "key",
+                "mode",
+                "qpm",
+                "time_signature",
+                "temperature",
+                "top_k",
+                "top_p",
+                "num_outputs",
+                "seed",
+                "rhythm",
+                "title",
+                "text_primer",
+            }
+        )
+
     def load_generator(self, checkpoint: str | Path, device: str = "auto"):
         from melodygen.families.abc_char.generate import CharGenerator
 
@@ -319,7 +341,7 @@ def tune_text(sequence) -> str | None:
         return None
 
 
-TEXT_ANNOTATION = "abc:"
+TEXT_ANNOTATION = ABC_TEXT_PREFIX
 """A NoteSequence text annotation starting with this holds the ABC text it was parsed from
 (the optional text channel ``score_tunes`` reads first)."""
 
