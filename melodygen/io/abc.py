@@ -496,10 +496,11 @@ def parse_tune(tune: AbcTune | str) -> NoteSequence:
         AbcError: one line: abc2midi is missing, refuses the tune, runs past
             :data:`ABC2MIDI_TIMEOUT_S`, or writes no notes.
     """
-    from note_seq.protobuf import music_pb2
-
     from melodygen.io import music
+    from melodygen.io.music import note_seq  # imported quietly (no pydub warning)
     from melodygen.limits import DATASET_MIDI, MidiLimitError
+
+    music_pb2 = note_seq.protobuf.music_pb2
 
     if isinstance(tune, str):
         tune = clean_tune(tune)
