@@ -292,6 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="music files and/or folders (searched recursively), evaluated without a dataset",
     )
     evaluate.add_argument(
+        "--held-out",
+        type=_ranged("eval_ratio"),
+        default=None,
+        metavar="RATIO",
+        help="with --input: only the tunes `dataset build --eval-ratio RATIO` holds out "
+        "(the same tunes for every family), to score models on tunes none trained on",
+    )
+    evaluate.add_argument(
         "--split", choices=["eval", "train"], default=None, help="with --data (default: eval)"
     )
     evaluate.add_argument(
@@ -633,11 +641,13 @@ def _run_evaluate(args) -> None:
     if args.input is not None:
         if args.split is not None:
             raise MelodyGenError("--split goes with --data; with --input every file is held out")
-        rows = evaluate_files(args.checkpoint, args.input)
+        rows = evaluate_files(args.checkpoint, args.input, held_out=args.held_out)
         print(format_ranking(rows))
         if args.json:
             _write_json(args.json, {"inputs": args.input, "ranking": rows})
         return
+    if args.held_out is not None:
+        raise MelodyGenError("--held-out goes with --input; a dataset has its own split")
     split = args.split or "eval"
     reports = [evaluate(checkpoint, args.data, split=split) for checkpoint in args.checkpoint]
     print("\n\n".join(format_report(figures) for figures in reports))

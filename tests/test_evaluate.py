@@ -310,3 +310,20 @@ def test_unknown_family_is_one_line_with_a_dataset_too(tunes, models, tmp_path, 
     alien = unknown_family_model(models, tmp_path)
     code, _, err = run(capsys, "evaluate", "--checkpoint", alien, "--data", data)
     assert_one_line_error(code, err, "unknown model family 'no_such_family'")
+
+
+def test_held_out_keeps_the_tunes_dataset_build_holds_out(tunes, models, tmp_path, capsys):
+    data = build(tunes, "basic_rnn", tmp_path / "data", eval_ratio=0.5)
+    held = set(MelodyDataset.open(data).load("eval").sources)
+    kept, facts = read_tunes([tunes], held_out=0.5)
+    assert {name for name, _ in kept} == held and 0 < len(held) < 8
+    assert facts["held_out"] == 0.5
+    code, out, err = run(
+        capsys, "evaluate", "--checkpoint", models["uniform"], "--input", tunes, "--held-out", "0.5"
+    )
+    assert code == 0, err
+    assert f"{len(held)} tunes; the tunes a split of 0.5 holds out" in out
+    code, _, err = run(
+        capsys, "evaluate", "--checkpoint", models["uniform"], "--data", data, "--held-out", "0.5"
+    )
+    assert_one_line_error(code, err, "--held-out goes with --input")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from melodygen.core.checkpoint import info_family, load_model, read_model_info, resolve_model_dir
 from melodygen.core.family import TuneScore, open_dataset
-from melodygen.core.split import tunebook_song_id
+from melodygen.core.split import song_ids, song_is_eval, tunebook_song_id
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError, one_line
 
 WIDTH = 20  # the report's label column
@@ -112,12 +112,17 @@ def bits_lines(figures: dict) -> list[str]:
 # Evaluating on music files ------------------------------------------------------------------
 
 
-def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], dict]:
+def read_tunes(
+    inputs: Sequence[str | Path], held_out: float | None = None
+) -> tuple[list[tuple[str, list]], dict]:
     """Every tune of the MIDI and ABC files under ``inputs``, and what reading them found.
 
     A tune is a MIDI file or one tune of an ABC tunebook, named as ``dataset build`` names
-    songs (relative to a single folder given). Files that cannot be read are skipped and
-    counted; none readable at all is an ``InputFileError``.
+    songs (relative to a single folder given). ``held_out``: keep only the tunes a
+    ``dataset build --eval-ratio held_out`` of the same inputs holds out (the same split
+    by song for every family), so models trained on the rest are scored on tunes none of
+    them saw. Files that cannot be read are skipped and counted; none readable at all is
+    an ``InputFileError``.
     """
     from melodygen.io.music import find_music_files, load_note_sequences
     from melodygen.limits import DATASET_MIDI
@@ -134,13 +139,20 @@ def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], di
             skipped.append((str(path), one_line(error)))
             continue
         name = str(path.relative_to(root)) if root else str(path)
-        if len(sequences) == 1:
-            tunes.append((name, [sequences[0]]))
-            continue
-        for index, sequence in enumerate(sequences):
+        songs = song_ids(path, root, sequences)  # the split's names
+        for index, (song, sequence) in enumerate(zip(songs, sequences, strict=True)):
+            if held_out is not None and not song_is_eval(song, held_out):
+                continue
             number = sequence.reference_number or index + 1
-            tunes.append((tunebook_song_id(name, number), [sequence]))
+            tunes.append(
+                (name if len(sequences) == 1 else tunebook_song_id(name, number), [sequence])
+            )
     shown = ", ".join(str(path) for path in paths)
+    if not tunes and held_out is not None and files and len(skipped) < len(files):
+        raise InputFileError(
+            f"{shown}: no tune would be held out at --held-out {held_out:g}; give a larger "
+            "share or more tunes"
+        )
     if not tunes:
         first = f"; the first: {skipped[0][1]}" if skipped else ""
         raise InputFileError(
@@ -152,6 +164,7 @@ def read_tunes(inputs: Sequence[str | Path]) -> tuple[list[tuple[str, list]], di
         "files_skipped": len(skipped),
         "first_skipped": skipped[0][1] if skipped else None,  # names its file
         "tunes_read": len(tunes),
+        "held_out": held_out,
     }
     return tunes, facts
 
@@ -165,7 +178,11 @@ def tune_notes(sequences) -> int:
     )
 
 
-def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Path]) -> list[dict]:
+def evaluate_files(
+    checkpoints: Sequence[str | Path],
+    inputs: Sequence[str | Path],
+    held_out: float | None = None,
+) -> list[dict]:
     """Bits per note of each model on the music files under ``inputs``, best first.
 
     Every file is held out. Models are compared on the tunes every one of them could
@@ -177,7 +194,7 @@ def evaluate_files(checkpoints: Sequence[str | Path], inputs: Sequence[str | Pat
     pooled), coverage, its rank, and what reading the files found.
     """
     checked = [read_model_info(checkpoint) for checkpoint in checkpoints]  # fail fast
-    tunes, facts = read_tunes(inputs)
+    tunes, facts = read_tunes(inputs, held_out)
     scored = []
     for checkpoint, (model_dir, _) in zip(checkpoints, checked, strict=True):
         model, info = load_model(model_dir)
@@ -231,7 +248,12 @@ def format_ranking(rows: Sequence[dict]) -> str:
         )
         lines.append(
             f"data: {', '.join(first['inputs'])}: {first['files']} files, "
-            f"{first['tunes_read']} tunes{skipped}; every tune held out"
+            f"{first['tunes_read']} tunes{skipped}; "
+            + (
+                f"the tunes a split of {first['held_out']:g} holds out"
+                if first.get("held_out") is not None
+                else "every tune held out"
+            )
         )
     elif "data" in first:
         lines.append(f"data: {first['data']} ({first['split']} split)")
