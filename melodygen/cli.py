@@ -97,7 +97,9 @@ def _key(text: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="melodygen",
-        description="Melody generation with Keras re-implementations of Magenta's Melody RNN.",
+        description="Melodies from neural networks: Keras re-implementations of Magenta's "
+        "Melody RNN and a character LSTM over ABC folk tunes, each a model family reached "
+        "through the same commands.",
     )
     parser.add_argument("--version", action="version", version=f"melodygen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
