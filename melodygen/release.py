@@ -457,9 +457,9 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
         "name": recipe.name,
         "style": recipe.style.name,
         "config": recipe.config,
-        "description": f"{recipe.style.description}. "
-        + kind.config_description(recipe.config).rstrip(".")
-        + ".",
+        "description": recipe.style.description
+        + ". "
+        + _sentence(kind.config_description(recipe.config)),
         "hparams": hparams,
     }
     if recipe.family != DEFAULT_FAMILY:  # cards without one are Melody RNNs
@@ -516,6 +516,12 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
         card["quality_bar"] = [bar.judge(card) for bar in recipe.style.bars]
     card["commands"] = recipe.card_commands()
     return card
+
+
+def _sentence(words: str) -> str:
+    """``words`` as a sentence: a capital first letter and a full stop."""
+    words = words.strip().rstrip(".")
+    return words[:1].upper() + words[1:] + "."
 
 
 def _relative(arg: str, work: Path) -> str:

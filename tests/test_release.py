@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from melodygen import release
 from melodygen.core.checkpoint import load_model
 from melodygen.errors import MelodyGenError
+
+needs_abc2midi = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="needs abc2midi")
 
 TINY = release.Style(
     name="tiny",
@@ -28,14 +32,15 @@ def test_recipe_runs_packages_and_tabulates(tune_folder: Path, tmp_path: Path, m
     work, output = tmp_path / "work", tmp_path / "checkpoints"
     recipe = release.Recipe(TINY, "basic_rnn", tune_folder.parent, work)
     commands = recipe.commands()
-    assert list(commands) == list(release.STEPS)
+    assert list(commands) == list(release.MELODY_STEPS)
     assert "--time-signature" in commands["build"] and "4" in commands["train"]
 
     # Originality generates 100 melodies by default; a few are enough here.
     commands["originality"] += ["--num", "6", "--bars", "2"]
     monkeypatch.setattr(release.Recipe, "commands", lambda self, data_root=None: commands)
     release.run_recipe(recipe)
-    assert all(recipe.done(step) for step in release.STEPS)
+    assert all(recipe.done(step) for step in release.MELODY_STEPS)
+    assert not recipe.done("validity")  # not a step of a Melody RNN recipe
     stamp = recipe.eval_json.stat().st_mtime_ns
     release.run_recipe(recipe)  # every step done: nothing runs again
     assert recipe.eval_json.stat().st_mtime_ns == stamp
@@ -113,3 +118,170 @@ def test_card_says_where_each_stretch_of_a_run_trained():
         "steps 0-2959 on NVIDIA H200 (jax, 8 min); steps 2959-4000 on CPU (tensorflow, 30 min)"
     )
     assert release.describe_history(None) == ""
+
+
+# An abc_char recipe: build, train, evaluate, validity, originality, card --------------------
+
+ABC_BARS = ["GAB c2d|e2d c2B|", "d2B G2A|B2A G3|", "ded cBA|B2G A2F|", "G3 G2A|B2c d2e|"]
+
+
+def _abc_tune(number: int) -> str:
+    rng = np.random.default_rng(number)
+    body = " ".join(ABC_BARS[i] for i in rng.integers(0, len(ABC_BARS), 4))[:-1]
+    return f"X:{number}\nT:Jig {number}\nM:6/8\nL:1/8\nR:jig\nK:G\n|:{body}:|\n|:{body}:|\n"
+
+
+@pytest.fixture
+def abc_folder(tmp_path: Path) -> Path:
+    """24 jigs whose bars are full and whose repeats balance: every real tune is valid."""
+    folder = tmp_path / "abc"
+    folder.mkdir()
+    (folder / "book.abc").write_text("\n".join(_abc_tune(n) for n in range(1, 25)))
+    return folder
+
+
+TINY_ABC = release.Style(
+    name="tiny_abc",
+    description="Tiny jigs",
+    sources=(release.Source("Jigs made in code", "CC0-1.0", "https://example.org", "abc"),),
+    build_flags=("--eval-ratio", "0.3"),
+    family="abc_char",
+    configs=("char_seed",),
+    names={"char_seed": "tiny_abc_char"},
+    dataset="tiny_abc",
+    steps=release.TEXT_STEPS,
+    training=release.Training(
+        steps=4,
+        hparams="embedding_size=8,rnn_layer_sizes=[16],batch_size=4,dropout=0.0",
+        eval_every=2,
+        early_stopping=5,
+        time_limit=30,
+    ),
+    bars=release.ABC_BARS,
+)
+
+
+@needs_abc2midi
+def test_abc_recipe_runs_packages_and_tabulates(abc_folder: Path, tmp_path: Path, monkeypatch):
+    work, output = tmp_path / "work", tmp_path / "checkpoints"
+    recipe = release.Recipe(TINY_ABC, "char_seed", abc_folder.parent, work)
+    commands = recipe.commands()
+    assert list(commands) == list(release.STEPS)  # validity included
+    assert commands["build"][2:4] == ["--family", "abc_char"]
+    assert recipe.dataset == work / "data" / "tiny_abc" and recipe.name == "tiny_abc_char"
+    assert "--hparams" in commands["train"] and "--time-limit" in commands["train"]
+    commands["validity"] += ["--num", "5", "--bars", "8"]
+    commands["originality"] += ["--num", "4", "--bars", "2"]
+    monkeypatch.setattr(release.Recipe, "commands", lambda self, data_root=None: commands)
+    release.run_recipe(recipe)
+    assert all(recipe.done(step) for step in release.STEPS)
+
+    folder = release.write_checkpoint(recipe, output, machine="test machine")
+    card = json.loads((folder / release.CARD_FILE).read_text())
+    model, info = load_model(folder)
+    assert card["family"] == "abc_char" and card["config"] == info.config == "char_seed"
+    assert card["parameters"] == model.count_params() == info.parameters
+    assert card["hparams"] == info.hparams.to_dict()
+    assert card["model"]["vocabulary"].startswith(f"{info.vocab_size} symbols")
+    evaluation = json.loads(recipe.eval_json.read_text())
+    assert set(card["metrics"]) == {
+        "nll", "perplexity", "accuracy", "steps", *release.BITS_KEYS
+    }  # fmt: skip
+    assert card["metrics"] == {k: evaluation[k] for k in card["metrics"]}
+    assert "per character" in card["training"]["selected"]
+    validity = json.loads(recipe.validity_json.read_text())
+    assert card["validity"]["share_of_real"] == validity["share_of_real"]
+    assert card["validity"]["held_out"]["valid"] == 1.0  # every real jig here is valid
+    assert card["validity"]["generated"]["tunes"] == card["validity"]["settings"]["num"] == 5
+    assert card["originality"]["melodies"] == 4
+    assert [bar["figure"] for bar in card["quality_bar"]] == [
+        "metrics.nll",
+        "validity.share_of_real",
+    ]
+    assert card["quality_bar"][0]["value"] == card["metrics"]["nll"]
+    assert card["quality_bar"][0]["met"] is (card["metrics"]["nll"] < 1.16)  # 4 steps: not met
+    assert card["data"]["sources"][0]["licence"] == "CC0-1.0"
+    assert card["commands"][0].startswith("melodygen dataset build --family abc_char --input")
+    assert any(c.startswith("melodygen validity ") for c in card["commands"])
+
+    text = release.write_readme(output).read_text()
+    assert "`tiny_abc_char`" in text and "NLL/char" in text
+    assert "event acc." not in text  # no Melody RNN here: only the text table
+    assert "- tiny_abc_char: held-out loss below 1.16 nats per character" in text
+    assert "NOT met" in text
+
+
+def test_bars_judge_the_cards_own_figures():
+    below, at_least = release.ABC_BARS
+    card = {"metrics": {"nll": 1.1}, "validity": {"share_of_real": 0.95}}
+    assert below.judge(card)["met"] and at_least.judge(card)["met"]
+    card = {"metrics": {"nll": 1.16}, "validity": {"share_of_real": 0.89}}
+    assert not below.judge(card)["met"] and not at_least.judge(card)["met"]
+    missing = below.judge({"metrics": {}})
+    assert missing["value"] is None and not missing["met"]
+    assert not at_least.judge({"validity": {"share_of_real": float("nan")}})["met"]
+
+
+def test_abc_recipes_are_data_and_jigs_run_only_when_named(tmp_path: Path):
+    shipped = {recipe.name: recipe for recipe in release.recipes(tmp_path, tmp_path)}
+    assert "folk_abc_char" in shipped and "jigs_abc_char" not in shipped
+    folk = shipped["folk_abc_char"]
+    assert folk.family == "abc_char" and folk.dataset == tmp_path / "data" / "folk_abc"
+    assert [s.path for s in folk.style.sources] == ["nottingham/abc", "folk_abc"]
+    build, train = folk.commands()["build"], folk.commands()["train"]
+    assert build[:4] == ["dataset", "build", "--family", "abc_char"]
+    assert train[train.index("--steps") :] == [
+        "--steps", "20000", "--eval-every", "300", "--early-stopping", "8",
+        "--time-limit", "110", "--quiet",
+    ]  # fmt: skip
+    (jigs,) = release.recipes(tmp_path, tmp_path, ["jigs_abc_char"])
+    assert jigs.commands()["build"][5] == str(tmp_path / "nottingham/abc/jigs.abc")
+    # A Melody RNN recipe's commands are what they were: no family flag, no validity.
+    melody = shipped["folk_basic_rnn"]
+    assert "--family" not in melody.commands()["build"] and "validity" not in melody.commands()
+
+
+@needs_abc2midi
+def test_validity_report_and_cli(abc_folder: Path, tmp_path: Path, capsys):
+    from melodygen.cli import main
+    from melodygen.families.abc_char.validity import validity_report
+    from melodygen.io.abc import check_validity, read_tunebook
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    assert main(["dataset", "build", "--family", "abc_char", "--input", str(abc_folder),
+                 "--output", str(data), "--eval-ratio", "0.3", "--quiet"]) == 0  # fmt: skip
+    assert main(["train", "--data", str(data), "--run-dir", str(run), "--steps", "2",
+                 "--hparams", "embedding_size=8,rnn_layer_sizes=[16],batch_size=4",
+                 "--quiet"]) == 0  # fmt: skip
+    report = validity_report(run, data, num=6, seed=3, bars=8)
+    assert report["held_out"]["tunes"] == report["settings"]["held_out_tunes"] > 0
+    assert report["held_out"]["valid"] == 1.0
+    assert report["generated"]["tunes"] == 6
+    # An untrained model writes noise: it fails the bar, and says why.
+    assert report["generated"]["valid"] < 0.9 and not report["quality_bar"]["met"]
+    assert report["share_of_real"] == report["generated"]["valid"]
+    assert sum(item["tunes"] for item in report["generated"]["problems"]) > 0
+    assert validity_report(run, data, num=6, seed=3, bars=8)["generated"] == report["generated"]
+    # Broken real tunes count against the real rate: the same judge for both columns.
+    tunes, _ = read_tunebook(abc_folder / "book.abc")
+    assert all(check_validity(tune).valid for tune in tunes)
+
+    capsys.readouterr()
+    code = main(["validity", "--checkpoint", str(run), "--data", str(data), "--num", "3",
+                 "--bars", "8", "--json", str(tmp_path / "v.json")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "valid (all three)" in out and "quality bar 90%" in out
+    assert json.loads((tmp_path / "v.json").read_text())["generated"]["tunes"] == 3
+
+
+def test_validity_refuses_a_melody_dataset(tune_folder: Path, tmp_path: Path, capsys):
+    from melodygen.cli import main
+
+    data = tmp_path / "melody"
+    assert main(["dataset", "build", "--input", str(tune_folder), "--config", "basic_rnn",
+                 "--output", str(data), "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["validity", "--checkpoint", str(tmp_path), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "validity judges ABC text" in err
+    assert len(err.strip().splitlines()) == 1
