@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from melodygen import notation
 from melodygen.core.checkpoint import (
     MODEL_JSON,
     WEIGHTS_FILE,
@@ -123,6 +124,8 @@ __all__ = [
     "read_midi_upload",
     "read_upload",
     "render_variations",
+    "request_options",
+    "sample_again",
     "track_label",
     "upload_primer",
     "weights_size",
@@ -154,7 +157,39 @@ RESULT_WIDTH = 4.25
 """Inches of a variation's piano roll: shown about 425 px wide, two cards in a row."""
 PRIMER_WIDTH = 7.0
 """Inches of the primer's piano roll, shown across the page (700 px and more)."""
-MIME_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "zip": "application/zip"}
+MIME_TYPES = {
+    "mid": "audio/midi",
+    "wav": "audio/wav",
+    "zip": "application/zip",
+    "abc": "text/vnd.abc",
+    "musicxml": "application/vnd.recordare.musicxml+xml",
+}
+SCORE_WIDTH = 850
+"""Pixels a variation's score is drawn across (shown about 425 px wide: sharp when zoomed)."""
+PRIMER_SCORE_WIDTH = 1400
+"""Pixels the primer's score is drawn across (shown across the page)."""
+CONTROL_FIELDS = {
+    "primer": ("primer",),
+    "key": ("key",),
+    "mode": ("mode",),
+    "in_scale": ("in_scale",),
+    "meter": ("time_signature",),
+    "bpm": ("qpm",),
+    "bars": ("length_steps",),
+    "temperature": ("temperature",),
+    "variations": ("num_outputs",),
+    "seed": ("seed",),
+    "beam": ("beam_size", "branch_factor", "steps_per_iteration"),
+    "top_k": ("top_k",),
+    "top_p": ("top_p",),
+    "pitch_range": ("min_pitch", "max_pitch"),
+    "rhythm": ("rhythm",),
+    "title": ("title",),
+    "abc_primer": ("text_primer",),
+}
+"""The Generate form's controls and the GenerationRequest fields each one sets: a control
+is shown when the model's family reads one of its fields (``Family.request_options``)."""
+
 
 SYNTAX_HINT = (
     "Notes like C4 E4 G4:2 (letter, optional # or b, octave; :N = length in sixteenths, "
@@ -430,8 +465,26 @@ def card_facts(entry: ModelEntry) -> dict[str, list[tuple[str, str]]]:
             continue  # the training loss; the card shows the event figures
         if metrics.get(key) is not None:
             rows.append((label, _number(metrics[key])))
+    if metrics.get("bits_per_note_pooled") is not None:
+        rows.append(("bits per note (pooled)", _number(metrics["bits_per_note_pooled"])))
     if rows:
         groups["Held-out metrics"] = rows
+
+    # Sampled tunes judged as ABC text (abc_char); real held-out tunes in brackets.
+    validity = _dict(card.get("validity"))
+    sampled, real_tunes = _dict(validity.get("generated")), _dict(validity.get("held_out"))
+    rows = [
+        (label, f"{_share(sampled[key])} ({_share(real_tunes.get(key))})")
+        for key, label in (
+            ("parses", "tunes that parse (held-out tunes)"),
+            ("full_bars", "full bars last M:/L: (held-out)"),
+            ("balanced_repeats", "repeats and endings balance (held-out)"),
+            ("valid", "valid on all three (held-out)"),
+        )
+        if key in sampled
+    ]
+    if rows:
+        groups["Validity"] = rows
 
     # Generated melodies against the training set; real held-out melodies in brackets.
     generated, held = _dict(card.get("originality")), _dict(card.get("originality_held_out"))
@@ -554,6 +607,26 @@ def model_designs(entries: list[ModelEntry]) -> list[tuple[str, str]]:
         else:
             designs.setdefault(family.title, family.summary)
     return sorted(designs.items())
+
+
+def request_options(entry: ModelEntry | SharedModel) -> frozenset[str]:
+    """The GenerationRequest fields the model's family reads (``Family.request_options``);
+    every note-music field for a model whose family cannot be found."""
+    from melodygen.core.family import Family
+
+    family = getattr(entry, "family", None)
+    if not isinstance(family, Family):
+        try:
+            family = get_family(getattr(entry, "family_name", "") or "")
+        except MelodyGenError:
+            return Family.NOTE_OPTIONS
+    return frozenset(family.request_options())
+
+
+def controls(options: frozenset[str] | set[str]) -> frozenset[str]:
+    """The Generate form's controls (``CONTROL_FIELDS``' names) a family with these request
+    options reads: the page shows these and hides the others."""
+    return frozenset(name for name, fields in CONTROL_FIELDS.items() if set(fields) & options)
 
 
 def data_credits(entries: list[ModelEntry]) -> list[dict]:
@@ -768,17 +841,44 @@ class StudioSettings:
     max_pitch: int = 127
     meter: str = FROM_PRIMER
     """A :data:`METER_CHOICES` entry (or any ``N/D``): bars are counted in this meter."""
+    rhythm: str = ""
+    """The dance type (ABC's ``R:``: jig, reel), for families that read it; "": none."""
+    title: str = ""
+    """The tune's title (ABC's ``T:``), for families that write one; "": the model's own."""
+    abc_primer: str = ""
+    """An ABC opening (header fields and/or bars), for families that read one."""
 
     def meter_for(self, primer: Primer) -> Meter:
         """The meter these settings generate in: the chosen one, else the primer's."""
         return parse_meter(self.meter) or primer.meter
 
-    def to_request(self, primer: Primer) -> GenerationRequest:
+    def to_request(
+        self, primer: Primer, options: frozenset[str] | set[str] | None = None
+    ) -> GenerationRequest:
         """The generation request these settings ask for, checked; a seed is drawn if none given.
+
+        ``options``: the request fields the model's family reads (``request_options``);
+        controls of the others are hidden, so their values are left at the defaults (a
+        note primer typed for another model is not sent to an ABC model). None: all.
 
         Raises:
             MelodyGenError: a value is out of range or the primer does not fit.
         """
+        if options is not None:
+            reads = controls(options)
+            hidden = {
+                name: getattr(StudioSettings, name)
+                for name in ("key", "mode", "in_scale", "meter", "top_k", "top_p")
+                if name not in reads
+            }
+            if "beam" not in reads:
+                hidden |= {"beam_size": 1, "branch_factor": 1, "steps_per_iteration": 1}
+            if "pitch_range" not in reads:
+                hidden |= {"min_pitch": 0, "max_pitch": 127}
+            hidden |= {name: "" for name in ("rhythm", "title", "abc_primer") if name not in reads}
+            if "primer" not in reads:
+                primer = Primer(events=[], description="no primer")
+            return dataclasses.replace(self, **hidden).to_request(primer)
         # The studio's own ranges; every other number is checked by request.validate()
         # against the same table (melodygen.limits.RANGES) as the CLI's flags.
         check_value("variations", self.variations, StudioError)
@@ -796,7 +896,8 @@ class StudioSettings:
         request = GenerationRequest(
             primer=primer,
             length_steps=int(self.bars) * meter.steps_per_bar,
-            time_signature=meter,
+            # None: the primer's (4/4 without one), or an ABC model's own M: line
+            time_signature=parse_meter(self.meter),
             key=None if self.key == AUTO_KEY else parse_key(self.key),
             mode=self.mode,
             in_scale=bool(self.in_scale),
@@ -811,6 +912,9 @@ class StudioSettings:
             beam_size=int(self.beam_size),
             branch_factor=int(self.branch_factor),
             steps_per_iteration=int(self.steps_per_iteration),
+            rhythm=" ".join(self.rhythm.split()) or None,
+            title=" ".join(self.title.split()) or None,
+            text_primer=self.abc_primer if self.abc_primer.strip() else None,
         )
         if primer.steps >= request.length_steps:
             bars = math.ceil(primer.steps / meter.steps_per_bar)
@@ -1107,13 +1211,28 @@ def continuation(result: StudioResult, index: int, max_bars: int = MAX_BARS) -> 
 
 @dataclass
 class VariationFiles:
-    """One variation rendered for people: picture, MIDI, and WAV (None without audio)."""
+    """One variation rendered for people: piano roll, score, MIDI, WAV (None without
+    audio), ABC and MusicXML.
+
+    A tune its family could not read as music (``problem``) has only its ``text`` and
+    ``abc``: no piano roll, score, MIDI, audio or MusicXML.
+    """
 
     index: int
     stem: str
-    png: bytes
-    midi: bytes
+    png: bytes | None
+    midi: bytes | None
     wav: bytes | None
+    svg: str | None = None
+    """The score, engraved (``notation.score_svg``); None where it could not be written."""
+    abc: str | None = None
+    musicxml: bytes | None = None
+    text: str | None = None
+    """The family's own text of the melody (ABC), to show as it was written."""
+    problem: str | None = None
+    """Why the family's text could not be read as music (one line), else None."""
+    notation_problem: str | None = None
+    """Why there is no score or MusicXML (one line), else None."""
 
 
 @dataclass
@@ -1137,6 +1256,9 @@ class StudioResult:
     """Primer notes moved by octaves into the model's range, one line each."""
     warnings: list[str] = field(default_factory=list)
     """Settings that left the model almost no choice, one line each."""
+    options: frozenset[str] = field(default_factory=frozenset)
+    """The request fields the model's family reads (``Family.request_options``); empty:
+    unknown (every note-music field)."""
     created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
     _files: dict[tuple[int, bool], list[VariationFiles]] = field(default_factory=dict, repr=False)
     _zips: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
@@ -1144,6 +1266,11 @@ class StudioResult:
     @property
     def seed(self) -> int | None:
         return self.request.seed
+
+    @property
+    def continuable(self) -> bool:
+        """Whether "continue this one" can work: the model reads a note primer."""
+        return not self.options or "primer" in self.options
 
     def stem(self, index: int) -> str:
         """File name without extension, e.g. ``melodygen_folk_attention_rnn_20250101-120000_03``."""
@@ -1271,7 +1398,63 @@ def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
         key_source=result.key_source,
         notices=list(result.notices),
         warnings=list(result.warnings),
+        options=request_options(model),
     )
+
+
+def sample_again(result: StudioResult) -> GenerationRequest:
+    """The request that made ``result`` with a new seed: "Sample again" for a tune that
+    could not be read as music."""
+    seed = secrets.randbelow(2**31)
+    while seed == result.request.seed:
+        seed = secrets.randbelow(2**31)
+    return dataclasses.replace(result.request, seed=seed)
+
+
+def tune_title(melody: GeneratedMelody, fallback: str) -> str:
+    """The title a melody's own text gives it (ABC's first ``T:`` line), else ``fallback``."""
+    for line in (melody.text or "").splitlines():
+        if line.startswith("T:") and line[2:].strip():
+            return " ".join(line[2:].split())[:200]
+    return fallback
+
+
+def notation_files(
+    melody: GeneratedMelody, title: str, width: int = SCORE_WIDTH
+) -> tuple[str | None, str | None, bytes | None, str | None]:
+    """(score SVG, ABC text, MusicXML, why there is no score) of a melody; what cannot be
+    written is None, with one line saying why (never an exception)."""
+    abc = svg = musicxml = None
+    problem = None
+    try:
+        abc = notation.abc_text(melody, title=title)
+    except MelodyGenError as error:
+        problem = one_line(error)
+    if melody.problem:
+        return None, abc, None, problem or one_line(melody.problem)
+    try:
+        musicxml = notation.musicxml_bytes(melody, title=title)
+        svg = notation.score_svg(melody, width=width)
+    except MelodyGenError as error:
+        problem = one_line(error)
+    except Exception as error:  # noqa: BLE001 - the engraver failing loses the score only
+        logger.warning("could not engrave variation %d: %s", melody.index + 1, error)
+        problem = f"the score could not be drawn ({one_line(error)})"
+    return svg, abc, musicxml, problem
+
+
+def primer_svg(
+    primer: Primer,
+    qpm: float | None = None,
+    meter: Meter | None = None,
+    width: int = PRIMER_SCORE_WIDTH,
+) -> str:
+    """The primer's score, in the tempo and meter the run will use and its own key.
+
+    Raises:
+        NotationError: the primer has no notes, or cannot be written.
+    """
+    return notation.score_svg(primer, meter=meter or primer.meter, qpm=qpm, width=width)
 
 
 def midi_bytes(melody: GeneratedMelody, program: int | str = 0, name: str = "Melody") -> bytes:
@@ -1302,12 +1485,30 @@ def iter_variations(
         if melody.key is not None:
             title += f" · {key_name(melody.key, melody.mode)}"
         track = f"MelodyGen {result.model_name} variation {melody.index + 1}"
+        svg, abc, musicxml, why = notation_files(melody, tune_title(melody, track))
+        if melody.problem:
+            yield VariationFiles(
+                index=melody.index,
+                stem=result.stem(melody.index),
+                png=None,
+                midi=None,
+                wav=None,
+                abc=abc,
+                text=melody.text,
+                problem=one_line(melody.problem),
+            )
+            continue
         yield VariationFiles(
             index=melody.index,
             stem=result.stem(melody.index),
             png=figure_png(piano_roll(melody, title=title, width=RESULT_WIDTH), dpi=dpi),
             midi=midi_bytes(melody, program, name=track),
             wav=wav_bytes(synth.render(melody, program=program)) if synth is not None else None,
+            svg=svg,
+            abc=abc,
+            musicxml=musicxml,
+            text=melody.text,
+            notation_problem=why,
         )
     logger.info(
         "rendered %d variation(s) (program %d%s) in %.2f s",
@@ -1326,14 +1527,21 @@ def render_variations(
 
 
 def zip_bytes(result: StudioResult, files: list[VariationFiles], program: int | str = 0) -> bytes:
-    """MIDI, piano roll (PNG) and WAV of every variation plus ``settings.json``, zipped."""
+    """MIDI, piano roll (PNG), WAV, ABC and MusicXML of every variation plus
+    ``settings.json``, zipped (a tune that could not be read as music: its ABC only)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for item in files:
-            archive.writestr(f"{item.stem}.mid", item.midi)
-            archive.writestr(f"{item.stem}.png", item.png, compress_type=zipfile.ZIP_STORED)
+            if item.midi is not None:
+                archive.writestr(f"{item.stem}.mid", item.midi)
+            if item.png is not None:
+                archive.writestr(f"{item.stem}.png", item.png, compress_type=zipfile.ZIP_STORED)
             if item.wav is not None:
                 # PCM audio hardly compresses; storing it saves time.
                 archive.writestr(f"{item.stem}.wav", item.wav, compress_type=zipfile.ZIP_STORED)
+            if item.abc is not None:
+                archive.writestr(f"{item.stem}.abc", item.abc)
+            if item.musicxml is not None:
+                archive.writestr(f"{item.stem}.musicxml", item.musicxml)
         archive.writestr("settings.json", json.dumps(result.settings(program), indent=2) + "\n")
     return buffer.getvalue()

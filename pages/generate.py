@@ -56,6 +56,9 @@ INITIAL = {
     "min_pitch": DEFAULTS.min_pitch,
     "max_pitch": DEFAULTS.max_pitch,
     "meter": DEFAULTS.meter,
+    "rhythm": DEFAULTS.rhythm,
+    "title": DEFAULTS.title,
+    "abc_primer": DEFAULTS.abc_primer,
     "instrument": "Piano",
 }
 # Widgets inside the settings form: saved when the form is submitted.
@@ -109,6 +112,22 @@ def primer_picture(primer: Primer, qpm: float, meter: str) -> bytes:
     return studio.primer_png(
         primer, qpm=qpm, meter=studio.StudioSettings(meter=meter).meter_for(primer)
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def primer_score(primer: Primer, qpm: float, meter: str) -> str | None:
+    """The primer's score (SVG), or None when it has none to show."""
+    try:
+        return studio.primer_svg(
+            primer, qpm=qpm, meter=studio.StudioSettings(meter=meter).meter_for(primer)
+        )
+    except MelodyGenError:
+        return None
+
+
+def sample_again() -> None:
+    """Button callback: generate the last request again with a new seed."""
+    st.session_state["sample_again"] = True
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -213,6 +232,8 @@ st.caption(entry.description)
 if entry.model_problem:  # damaged, or of a family this installation lacks: no load to try
     st.error(f"The model {entry.name} could not be loaded: {entry.model_problem}")
     st.stop()
+options = studio.request_options(entry)  # what the model's family reads: its controls
+shown_controls = studio.controls(options)
 model_future = loader().model(entry.path, entry.stamp, entry.name)
 synth_future = loader().synth(os.environ.get(SOUNDFONT_ENV))  # after the model, on one thread
 
@@ -243,19 +264,24 @@ elif model_future.exception() is not None:
     st.stop()
 
 # Primer ---------------------------------------------------------------------------------------
-st.subheader("Primer")
 notice = st.session_state.pop("notice", None)
-if notice:
-    (st.success if notice[0] == "success" else st.error)(notice[1])
-source = st.radio(
-    "Start from",
-    [NOTHING, TYPED, MIDI],
-    key="primer_source",
-    on_change=save,
-    args=("primer_source",),
-    horizontal=True,
-    help="Opening notes the model continues; with nothing, it starts on its own.",
-)
+if "primer" in shown_controls:
+    st.subheader("Primer")
+    if notice:
+        (st.success if notice[0] == "success" else st.error)(notice[1])
+    source = st.radio(
+        "Start from",
+        [NOTHING, TYPED, MIDI],
+        key="primer_source",
+        on_change=save,
+        args=("primer_source",),
+        horizontal=True,
+        help="Opening notes the model continues; with nothing, it starts on its own.",
+    )
+else:  # the model reads no note primer (an ABC model takes an ABC opening in the form)
+    if notice:
+        (st.success if notice[0] == "success" else st.error)(notice[1])
+    source = NOTHING
 primer = Primer(events=[], description="no primer")
 primer_problem = None
 upload = track = None
@@ -359,6 +385,9 @@ with st.form("settings"):
         st.image(
             primer_picture(primer, float(saved["bpm"]), saved.get("meter", studio.FROM_PRIMER))
         )
+        score = primer_score(primer, float(saved["bpm"]), saved.get("meter", studio.FROM_PRIMER))
+        if score is not None:
+            st.image(score, caption="The primer as a score", width="stretch")
         key = f" Key: {primer.key_label()}." if primer.key_label() else ""
         length = primer.steps / meter.steps_per_bar
         st.caption(
@@ -372,85 +401,135 @@ with st.form("settings"):
             shown = studio.StudioSettings(key=saved["key"], mode=saved["mode"])
             for line in studio.primer_notices(model_future.result(), primer, shown):
                 st.caption(line)
+    if {"title", "rhythm", "abc_primer"} & shown_controls:
+        st.subheader("Tune")
+        left, right = st.columns(2)
+        if "title" in shown_controls:
+            left.text_input(
+                "Title (T:)",
+                key="title",
+                max_chars=200,
+                placeholder="the model's own",
+                help="The tune's title; empty: the model writes one.",
+            )
+        if "rhythm" in shown_controls:
+            right.text_input(
+                "Rhythm (R:)",
+                key="rhythm",
+                max_chars=40,
+                placeholder="jig, reel, hornpipe, polka...",
+                help="The dance type, as ABC's R: field names it; empty: none asked for.",
+            )
+        if "abc_primer" in shown_controls:
+            st.text_area(
+                "ABC opening",
+                key="abc_primer",
+                max_chars=4000,
+                height=96,
+                placeholder="M:6/8\nK:G\n|:GAB c2d|",
+                help="Header fields (M:, L:, K:, R:) and/or the opening bars, typed or pasted; "
+                "the model writes on from there. Fields set above win over the same fields here.",
+            )
     st.subheader("Music")
     left, middle, right = st.columns(3)
-    left.selectbox(
-        "Key",
-        studio.KEY_CHOICES,
-        key="key",
-        help="Key of the result. Auto keeps the primer's key (C major / A minor without one).",
-    )
-    middle.selectbox("Mode", studio.MODE_CHOICES, key="mode", format_func=studio.mode_label)
-    right.toggle("Stay in scale", key="in_scale", help="Only notes of the key and mode.")
-    right.selectbox(
-        "Meter",
-        studio.METER_CHOICES,
-        key="meter",
-        help="Time signature of the result: bar lines, the length in bars, the MIDI file. "
-        "From primer: the primer file's (or one typed first, like 3/4 D4 F#4 A4), else 4/4.",
-    )
+    if "key" in shown_controls:
+        left.selectbox(
+            "Key",
+            studio.KEY_CHOICES,
+            key="key",
+            help="Key of the result. Auto keeps the primer's key (C major / A minor without "
+            "one); an ABC model writes its own K: line.",
+        )
+    if "mode" in shown_controls:
+        middle.selectbox("Mode", studio.MODE_CHOICES, key="mode", format_func=studio.mode_label)
+    if "in_scale" in shown_controls:
+        right.toggle("Stay in scale", key="in_scale", help="Only notes of the key and mode.")
+    if "meter" in shown_controls:
+        right.selectbox(
+            "Meter",
+            studio.METER_CHOICES,
+            key="meter",
+            format_func=lambda m: (
+                "The model's own"
+                if m == studio.FROM_PRIMER and "primer" not in shown_controls
+                else m
+            ),
+            help="Time signature of the result: bar lines, the length in bars, the MIDI file. "
+            "From primer: the primer file's (or one typed first, like 3/4 D4 F#4 A4), else "
+            "4/4; an ABC model writes its own M: line.",
+        )
     left, middle, right = st.columns(3)
-    left.number_input("Tempo (BPM)", min_value=20, max_value=300, step=1, key="bpm")
-    middle.number_input(
-        "Length in bars",
-        min_value=1,
-        max_value=studio.MAX_BARS,
-        step=1,
-        key="bars",
-        help=f"Total length in bars of the meter, primer included; at most {studio.MAX_BARS}.",
-    )
-    right.number_input(
-        "Seed",
-        min_value=0,
-        max_value=RANGES["seed"].high,
-        step=1,
-        key="seed",
-        placeholder="random",
-        help="The same seed and settings give the same melodies; empty: new ones each time.",
-    )
-    left, right = st.columns(2)
-    left.slider(
-        "Temperature",
-        min_value=0.1,
-        max_value=2.0,
-        step=0.05,
-        key="temperature",
-        help="Lower: safer, more predictable. Higher: wilder, more surprising.",
-    )
-    right.slider("Variations", min_value=1, max_value=studio.MAX_VARIATIONS, key="variations")
-    with st.expander("Advanced"):
-        left, middle, right = st.columns(3)
-        left.number_input(
-            "Beam size",
+    if "bpm" in shown_controls:
+        left.number_input("Tempo (BPM)", min_value=20, max_value=300, step=1, key="bpm")
+    if "bars" in shown_controls:
+        middle.number_input(
+            "Length in bars",
             min_value=1,
-            max_value=8,
-            key="beam_size",
-            help="Above 1: keep this many candidate melodies and return the likeliest.",
+            max_value=studio.MAX_BARS,
+            step=1,
+            key="bars",
+            help=f"Total length in bars of the meter, primer included; at most {studio.MAX_BARS}.",
         )
-        middle.number_input("Branch factor", min_value=1, max_value=8, key="branch_factor")
+    if "seed" in shown_controls:
         right.number_input(
-            "Steps per iteration", min_value=1, max_value=16, key="steps_per_iteration"
-        )
-        left, right = st.columns(2)
-        left.number_input(
-            "Top-k (0 = off)",
+            "Seed",
             min_value=0,
-            max_value=128,
-            key="top_k",
-            help="Choose only among the k likeliest next events.",
+            max_value=RANGES["seed"].high,
+            step=1,
+            key="seed",
+            placeholder="random",
+            help="The same seed and settings give the same melodies; empty: new ones each time.",
         )
-        right.slider(
-            "Top-p (1 = off)",
-            min_value=0.05,
-            max_value=1.0,
+    left, right = st.columns(2)
+    if "temperature" in shown_controls:
+        left.slider(
+            "Temperature",
+            min_value=0.1,
+            max_value=2.0,
             step=0.05,
-            key="top_p",
-            help="Choose only among the likeliest events that together hold this probability.",
+            key="temperature",
+            help="Lower: safer, more predictable. Higher: wilder, more surprising.",
         )
+    if "variations" in shown_controls:
+        right.slider("Variations", min_value=1, max_value=studio.MAX_VARIATIONS, key="variations")
+    advanced = {"beam", "top_k", "top_p", "pitch_range"} & shown_controls
+    with st.expander("Advanced") if advanced else st.container():
+        left, middle, right = st.columns(3)
+        if "beam" in shown_controls:
+            left.number_input(
+                "Beam size",
+                min_value=1,
+                max_value=8,
+                key="beam_size",
+                help="Above 1: keep this many candidate melodies and return the likeliest.",
+            )
+            middle.number_input("Branch factor", min_value=1, max_value=8, key="branch_factor")
+            right.number_input(
+                "Steps per iteration", min_value=1, max_value=16, key="steps_per_iteration"
+            )
         left, right = st.columns(2)
-        pitches = list(range(128))
-        left.selectbox("Lowest note", pitches, key="min_pitch", format_func=note_name)
-        right.selectbox("Highest note", pitches, key="max_pitch", format_func=note_name)
+        if "top_k" in shown_controls:
+            left.number_input(
+                "Top-k (0 = off)",
+                min_value=0,
+                max_value=128,
+                key="top_k",
+                help="Choose only among the k likeliest next events.",
+            )
+        if "top_p" in shown_controls:
+            right.slider(
+                "Top-p (1 = off)",
+                min_value=0.05,
+                max_value=1.0,
+                step=0.05,
+                key="top_p",
+                help="Choose only among the likeliest events that together hold this probability.",
+            )
+        if "pitch_range" in shown_controls:
+            left, right = st.columns(2)
+            pitches = list(range(128))
+            left.selectbox("Lowest note", pitches, key="min_pitch", format_func=note_name)
+            right.selectbox("Highest note", pitches, key="max_pitch", format_func=note_name)
     submitted = st.form_submit_button(
         "Generate", type="primary", icon=":material/music_note:", on_click=save, args=FORM
     )
@@ -464,23 +543,38 @@ st.selectbox(
     help="General MIDI sound for the audio and the MIDI files; changing it does not generate.",
 )
 
+
+def run(request_of) -> None:
+    """Generate with the request ``request_of()`` makes; errors as one line on the page."""
+    try:
+        request = request_of()
+        model = wait_for(model_future, "the model")
+        with st.spinner("Generating..."):
+            st.session_state["result"] = studio.generate(model, request)
+    except MelodyGenError as error:
+        st.error(f"Cannot generate: {error}")
+    except Exception:
+        logger.exception("generation failed")
+        st.error("Generation failed unexpectedly; the terminal running the app has details.")
+
+
 if submitted:
-    if primer_problem:
+    if primer_problem and "primer" in shown_controls:
         st.error(f"Fix the primer first: {primer_problem}")
     else:
         settings = studio.StudioSettings(
-            **{f.name: st.session_state[f.name] for f in dataclasses.fields(studio.StudioSettings)}
+            **{
+                f.name: st.session_state.get(f.name, saved.get(f.name, getattr(DEFAULTS, f.name)))
+                for f in dataclasses.fields(studio.StudioSettings)
+            }
         )
-        try:
-            request = settings.to_request(primer)
-            model = wait_for(model_future, "the model")
-            with st.spinner("Generating..."):
-                st.session_state["result"] = studio.generate(model, request)
-        except MelodyGenError as error:
-            st.error(f"Cannot generate: {error}")
-        except Exception:
-            logger.exception("generation failed")
-            st.error("Generation failed unexpectedly; the terminal running the app has details.")
+        run(lambda: settings.to_request(primer, options))
+elif st.session_state.pop("sample_again", False) and st.session_state.get("result") is not None:
+    last = st.session_state["result"]
+    if last.model_name == entry.name:  # the model that made it is the one loaded here
+        run(lambda: studio.sample_again(last))
+    else:
+        st.error(f"Choose {last.model_name} again to sample its tunes again.")
 
 # Results --------------------------------------------------------------------------------------
 result = st.session_state.get("result")
@@ -512,36 +606,66 @@ if result is not None:
             if item.index % 2 == 0:
                 row = st.columns(2)
             with row[item.index % 2].container(border=True):
+                if item.problem is not None:
+                    # A tune its family could not read: its text and why, never a traceback.
+                    st.error(
+                        f"Variation {item.index + 1} could not be read as music: {item.problem}"
+                    )
+                    st.code(item.text or item.abc or "", language=None)
+                    left, right = st.columns([1, 2])
+                    if item.abc is not None:
+                        left.download_button(
+                            "ABC",
+                            item.abc,
+                            file_name=f"{item.stem}.abc",
+                            mime=studio.MIME_TYPES["abc"],
+                            on_click="ignore",
+                            icon=":material/download:",
+                            key=f"abc_{item.index}",
+                        )
+                    right.button(
+                        "Sample again",
+                        key=f"again_{item.index}",
+                        on_click=sample_again,
+                        icon=":material/casino:",
+                        help="Generate again with the same settings and a new seed.",
+                    )
+                    continue
                 st.image(item.png)
+                if item.svg is not None:
+                    st.image(item.svg, width="stretch")
+                elif item.notation_problem:
+                    st.caption(f"No score: {item.notation_problem}")
+                if item.text is not None:
+                    st.code(item.text, language=None)
                 if item.wav is not None:
                     st.audio(item.wav, format=studio.MIME_TYPES["wav"])
-                left, middle, right = st.columns([1, 1, 2])
-                left.download_button(
-                    "MIDI",
-                    item.midi,
-                    file_name=f"{item.stem}.mid",
-                    mime=studio.MIME_TYPES["mid"],
-                    on_click="ignore",
-                    icon=":material/download:",
-                    key=f"midi_{item.index}",
-                )
+                columns = st.columns(4)
+                files = [("MIDI", item.midi, "mid")]
                 if item.wav is not None:
-                    middle.download_button(
-                        "WAV",
-                        lambda wav=item.wav: wav,
-                        file_name=f"{item.stem}.wav",
-                        mime=studio.MIME_TYPES["wav"],
+                    files.append(("WAV", lambda wav=item.wav: wav, "wav"))
+                if item.abc is not None:
+                    files.append(("ABC", item.abc, "abc"))
+                if item.musicxml is not None:
+                    files.append(("MusicXML", item.musicxml, "musicxml"))
+                for column, (label, data, suffix) in zip(columns, files, strict=False):
+                    column.download_button(
+                        label,
+                        data,
+                        file_name=f"{item.stem}.{suffix}",
+                        mime=studio.MIME_TYPES[suffix],
                         on_click="ignore",
                         icon=":material/download:",
-                        key=f"wav_{item.index}",
+                        key=f"{suffix}_{item.index}",
                     )
-                right.button(
-                    "Continue this one",
-                    key=f"continue_{item.index}",
-                    on_click=continue_from,
-                    args=(item.index,),
-                    help="Use this variation as the primer and generate further.",
-                )
+                if result.continuable:
+                    st.button(
+                        "Continue this one",
+                        key=f"continue_{item.index}",
+                        on_click=continue_from,
+                        args=(item.index,),
+                        help="Use this variation as the primer and generate further.",
+                    )
     except MelodyGenError as error:
         st.error(f"Cannot render the results: {error}")
     except Exception:

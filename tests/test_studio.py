@@ -272,7 +272,7 @@ def test_download_all_zip_holds_every_file_and_the_settings(result, synth):
     archive = zipfile.ZipFile(io.BytesIO(result.zip("Piano", synth)))
     names = archive.namelist()
     stems = [item.stem for item in result.files("Piano", synth)]
-    extensions = ("mid", "png", "wav")
+    extensions = ("mid", "png", "wav", "abc", "musicxml")
     assert names == [f"{s}.{ext}" for s in stems for ext in extensions] + ["settings.json"]
     assert archive.read(names[1]) == result.files("Piano", synth)[0].png
     settings = json.loads(archive.read("settings.json"))
