@@ -308,6 +308,38 @@ class Family(ABC):
 
     # Generation -----------------------------------------------------------------------
 
+    NOTE_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "primer",
+            "length_steps",
+            "key",
+            "mode",
+            "in_scale",
+            "qpm",
+            "temperature",
+            "top_k",
+            "top_p",
+            "min_pitch",
+            "max_pitch",
+            "num_outputs",
+            "seed",
+            "beam_size",
+            "branch_factor",
+            "steps_per_iteration",
+            "include_primer",
+            "time_signature",
+            "start_on_downbeat",
+        }
+    )
+    """The GenerationRequest fields a family reads unless it says otherwise: all but the
+    text ones (``rhythm``, ``title``, ``text_primer``)."""
+
+    def request_options(self) -> frozenset[str]:
+        """The :class:`~melodygen.core.generation.GenerationRequest` fields this family's
+        generator reads ("primer", "key", "rhythm", "text_primer", ...): the studio shows
+        the controls of these only. By default every field but the text ones."""
+        return self.NOTE_OPTIONS
+
     @abstractmethod
     def load_generator(self, checkpoint: str | Path, device: str = "auto") -> Generator:
         """A generator for a saved model (``device``: "auto", "cpu" or "gpu")."""

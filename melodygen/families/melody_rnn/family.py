@@ -327,6 +327,9 @@ class MelodyRnnFamily(Family):
         return format_figures(figures)
 
     # Generation
+    def request_options(self) -> frozenset[str]:
+        return self.NOTE_OPTIONS  # a note primer, key, scale, beam search, pitch range
+
     def load_generator(self, checkpoint: str | Path, device: str = "auto"):
         from melodygen.families.melody_rnn.generate import MelodyGenerator
 
