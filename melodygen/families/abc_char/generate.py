@@ -23,8 +23,10 @@ reason (``GeneratedMelody.problem``), never as an error; the validity of every t
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,8 @@ symbols included; a tune is let end on its own well before the limit)."""
 MAX_CHARS = 4000
 """The most characters a generated tune may have."""
 MIN_CHARS = 200
+PARSE_THREADS = max(2, os.cpu_count() or 1)
+"""Tunes parsed at once (each by an abc2midi process; threads only wait for them)."""
 HOLE_LINE_CHARS = 80
 """The most characters the model may write for one header field's value."""
 
@@ -141,7 +145,13 @@ def length_limit(request: GenerationRequest) -> int:
 
 
 class CharStepModel:
-    """The network one character at a time, every LSTM layer's state carried along."""
+    """The network one character at a time, every LSTM layer's state carried along.
+
+    The states of all layers travel as one ``[batch, 2 x units...]`` tensor (each layer's
+    ``h`` then ``c``): one compiled call per character with two arguments, not one per
+    state, which is most of what a step costs at the seed's size on a CPU (profiled:
+    ``benchmarks/abc_char_speed.py``, README there).
+    """
 
     def __init__(self, model) -> None:
         import keras
@@ -157,22 +167,23 @@ class CharStepModel:
         self.output_layer = model.get_layer("logits")
         self._step = compile_step(self._step_function)
 
-    def initial_state(self, batch: int) -> list:
-        zeros = self.keras.ops.zeros
-        return [zeros((batch, units), "float32") for units in self.units for _ in range(2)]
+    def initial_state(self, batch: int):
+        return self.keras.ops.zeros((batch, 2 * sum(self.units)), "float32")
 
     def _step_function(self, ids, states):
+        ops = self.keras.ops
         hidden = self.embedding(ids)
-        new_states = []
-        for index, cell in enumerate(self.cells):
-            state = [states[2 * index], states[2 * index + 1]]
+        new_states, start = [], 0
+        for cell, units in zip(self.cells, self.units, strict=True):
+            state = [states[:, start : start + units], states[:, start + units : start + 2 * units]]
+            start += 2 * units
             hidden, state = cell(hidden, state, training=False)
             new_states += list(state)
-        return self.output_layer(hidden), new_states
+        return self.output_layer(hidden), ops.concatenate(new_states, axis=1)
 
-    def step(self, ids: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+    def step(self, ids: np.ndarray, states) -> tuple[np.ndarray, object]:
         logits, states = self._step(self.keras.ops.convert_to_tensor(ids, "int32"), states)
-        return self.keras.ops.convert_to_numpy(logits), list(states)
+        return self.keras.ops.convert_to_numpy(logits), states
 
 
 class _Row:
@@ -269,11 +280,18 @@ class CharGenerator:
         with device_scope(self.device):
             self._write(rows, request, rng)
         texts = ["".join(row.chars) for row in rows]
-        melodies, validity = [], []
-        for index, (row, text) in enumerate(zip(rows, texts, strict=True)):
-            melody, valid = self._melody(text, row.score, index)
-            melodies.append(melody)
-            validity.append(valid)
+        # Each tune is read by its own abc2midi process: run them side by side.
+        with ThreadPoolExecutor(max_workers=min(len(rows), PARSE_THREADS)) as pool:
+            read = list(
+                pool.map(
+                    self._melody,
+                    texts,
+                    [row.score for row in rows],
+                    range(len(rows)),
+                )
+            )
+        melodies = [melody for melody, _ in read]
+        validity = [valid for _, valid in read]
         warnings = _validity_warnings(rows, melodies, validity, limit)
         # Without a key asked for, each tune is in the key its K: line says (melody.key).
         asked = request.key is not None
