@@ -299,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RATIO",
         help="with --input: only the tunes `dataset build --eval-ratio RATIO` holds out "
-        "(the same tunes for every family), to score models on tunes none trained on",
+        "(the same tunes for every family), to score models on tunes none trained on "
+        f"({_span('eval_ratio')})",
     )
     evaluate.add_argument(
         "--split", choices=["eval", "train"], default=None, help="with --data (default: eval)"
@@ -551,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bars",
         type=_ranged("originality_bars"),
         default=48,
-        help="length limit, in 4/4 bars: 120 characters and 40 a bar (default 48: 2,040 "
+        help=f"length limit, in 4/4 bars ({_span('originality_bars')}): 120 characters and "
+        "40 a bar (default 48: 2,040 "
         "characters, above the longest training tune; tunes end on their own)",
     )
     validity.add_argument(
