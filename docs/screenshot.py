@@ -1,8 +1,9 @@
 """Screenshots of the studio's Generate page for the README, taken with headless Chromium.
 
 Starts the app on a free localhost port (the same way tests/test_browser.py does), types
-a primer, presses Generate, waits for the results and saves the page as PNG files,
-reduced to a palette so each stays well under 300 KB.
+a primer, presses Generate, waits for the results and saves the page
+(``studio-generate.png``) and the first variation's card with its score
+(``studio-score.png``) as PNG files, reduced to a palette so each stays well under 300 KB.
 
 Usage: python docs/screenshot.py [--checkpoints checkpoints] [--out docs]
 """
@@ -26,10 +27,14 @@ PRIMER = "E4:2 F#4:2 G4 B4 | A4:2 G4:2 F#4 D4:8"
 WIDTH = 1280
 
 
-def save(driver, path: Path, max_bytes: int = 300_000) -> None:
-    """The window as a palette PNG, scaled down until it is under ``max_bytes``."""
+def save(driver, path: Path, max_bytes: int = 300_000, element=None) -> None:
+    """The window (or one element of it) as a palette PNG, scaled down until it is under
+    ``max_bytes``."""
     raw = path.with_suffix(".raw.png")
-    driver.save_screenshot(str(raw))
+    if element is not None:
+        element.screenshot(str(raw))
+    else:
+        driver.save_screenshot(str(raw))
     image = Image.open(raw).convert("RGB")
     raw.unlink()
     scale = 1.0
@@ -78,6 +83,14 @@ def main() -> None:
         driver.set_window_size(WIDTH, height + 120)
         time.sleep(1)
         save(driver, args.out / "studio-generate.png")
+        # The score view: the first variation's card (piano roll, score, player, downloads).
+        card = driver.find_element(  # the nearest block around a player holding a score
+            By.XPATH,
+            "(//audio)[1]/ancestor::div[.//img[starts-with(@src, 'data:image/svg+xml')]][1]",
+        )
+        driver.execute_script("arguments[0].scrollIntoView()", card)
+        time.sleep(1)
+        save(driver, args.out / "studio-score.png", element=card)
 
 
 if __name__ == "__main__":

@@ -164,10 +164,11 @@ MIME_TYPES = {
     "abc": "text/vnd.abc",
     "musicxml": "application/vnd.recordare.musicxml+xml",
 }
-SCORE_WIDTH = 850
-"""Pixels a variation's score is drawn across (shown about 425 px wide: sharp when zoomed)."""
-PRIMER_SCORE_WIDTH = 1400
-"""Pixels the primer's score is drawn across (shown across the page)."""
+SCORE_WIDTH = 400
+"""Pixels a variation's score is drawn across: the width of a result card (two to a row),
+so its notes are as big as a printed part's (it is vector art: sharp when zoomed)."""
+PRIMER_SCORE_WIDTH = 800
+"""Pixels the primer's score is drawn across: the page's width."""
 CONTROL_FIELDS = {
     "primer": ("primer",),
     "key": ("key",),

@@ -640,7 +640,7 @@ if result is not None:
                     st.code(item.text, language=None)
                 if item.wav is not None:
                     st.audio(item.wav, format=studio.MIME_TYPES["wav"])
-                columns = st.columns(4)
+                row_of_files = st.container(horizontal=True)  # wraps when narrow
                 files = [("MIDI", item.midi, "mid")]
                 if item.wav is not None:
                     files.append(("WAV", lambda wav=item.wav: wav, "wav"))
@@ -648,8 +648,8 @@ if result is not None:
                     files.append(("ABC", item.abc, "abc"))
                 if item.musicxml is not None:
                     files.append(("MusicXML", item.musicxml, "musicxml"))
-                for column, (label, data, suffix) in zip(columns, files, strict=False):
-                    column.download_button(
+                for label, data, suffix in files:
+                    row_of_files.download_button(
                         label,
                         data,
                         file_name=f"{item.stem}.{suffix}",

@@ -93,14 +93,22 @@ def test_default_generation_shows_rolls_players_and_downloads(app, media):
     result = app.session_state["result"]
     assert len(result.melodies) == 3 and result.seed == 11
     assert len(app.get("audio")) == 3
-    assert len(app.image) == 3  # one piano roll per variation (no primer preview)
+    assert len(app.image) == 6  # a piano roll and a score per variation (no primer preview)
+    scores = [image for image in app.image if "svg" in image.proto.imgs[0].url]
+    assert len(scores) == 3
     labels = [d.label for d in app.download_button]
-    assert labels == ["Download all (zip)"] + ["MIDI", "WAV"] * 3
+    assert labels == ["Download all (zip)"] + ["MIDI", "WAV", "ABC", "MusicXML"] * 3
 
     files = downloads(media)
     by_type = sorted({(Path(name).suffix, m.mimetype) for name, m in files.items()})
-    assert by_type == [(".mid", "audio/midi"), (".wav", "audio/wav"), (".zip", "application/zip")]
-    assert len(files) == 7
+    assert by_type == [
+        (".abc", "text/vnd.abc"),
+        (".mid", "audio/midi"),
+        (".musicxml", "application/vnd.recordare.musicxml+xml"),
+        (".wav", "audio/wav"),
+        (".zip", "application/zip"),
+    ]
+    assert len(files) == 13
     wav = next(m for name, m in files.items() if name.endswith("_02.wav"))
     with wave.open(io.BytesIO(wav.data)) as reader:
         # 8 bars at 150 BPM: 12.8 s, plus the 1-second release tail.
@@ -112,7 +120,7 @@ def test_default_generation_shows_rolls_players_and_downloads(app, media):
     archive = zipfile.ZipFile(
         io.BytesIO(next(m.data for m in files.values() if m.mimetype == "application/zip"))
     )
-    assert len(archive.namelist()) == 10  # 3 MIDI, 3 piano rolls, 3 WAV, settings.json
+    assert len(archive.namelist()) == 16  # MIDI, piano roll, WAV, ABC, MusicXML x 3; settings
     audio = [m for m in media if not m.download and m.mimetype == "audio/wav"]
     assert len(audio) == 3
 
@@ -147,7 +155,7 @@ def test_typed_primer_is_checked_when_pressed_and_leads_the_result(app):
     app.text_area(key="primer_text").input("D4 F4 A4:8")
     press(app, "Check notes")
     assert not app.error
-    assert len(app.image) == 1  # the primer's piano roll, before generating
+    assert len(app.image) == 2  # the primer's piano roll and score, before generating
     assert any("3 notes typed" in c.value for c in app.caption)
     app.text_area(key="primer_text").input("D4 F4 A4:8 G4")
     generate(app, bars=4, variations=2, seed=3, key="D", mode="minor", in_scale=True)
@@ -173,7 +181,7 @@ def test_uploaded_midi_primer_offers_tracks_and_bars(app):
     ]
     assert chooser.value == 2  # the MELODY track is offered first
     assert app.session_state["bpm"] == 100  # the file's tempo
-    assert len(app.image) == 1  # the primer's piano roll
+    assert len(app.image) == 2  # the primer's piano roll and score
 
     app.number_input(key="primer_bars").set_value(1).run()
     generate(app, bars=3, variations=2, seed=1)
@@ -207,7 +215,7 @@ def test_bad_uploads_get_a_message_not_a_traceback(app):
         assert "result" not in app.session_state
     # A good file afterwards works: nothing was left broken.
     app.file_uploader(key="primer_file").set_value(("song.mid", song(), "audio/midi")).run()
-    assert not app.error and len(app.image) == 1
+    assert not app.error and len(app.image) == 2
 
 
 def test_continue_this_one_makes_the_result_the_next_primer(app):
@@ -273,7 +281,11 @@ def test_without_audio_the_page_says_why_and_still_offers_midi(app, monkeypatch,
     generate(app, variations=2, seed=1)
     assert "Audio is unavailable: SoundFont not found" in app.warning[0].value
     assert not app.get("audio")
-    assert [d.label for d in app.download_button] == ["Download all (zip)", "MIDI", "MIDI"]
+    assert [d.label for d in app.download_button] == ["Download all (zip)"] + [
+        "MIDI",
+        "ABC",
+        "MusicXML",
+    ] * 2
 
 
 def test_no_models_says_so(tmp_path, monkeypatch):
