@@ -176,3 +176,59 @@ def test_what_the_form_shows_is_what_generate_uses(tmp_path: Path) -> None:
         assert sum("generated " in line for line in log.read_text().splitlines()) == 1
     server = log.read_text()
     assert "cuInit" not in server and "cuda" not in server.lower(), server[-2000:]
+
+
+def test_folk_tunes_from_an_abc_model_with_their_scores(tmp_path: Path) -> None:
+    """An ABC model in a real browser: an opening typed, tunes generated, their text and
+    engraved scores shown (SVG pictures drawn at the card's width)."""
+    from abc_fixtures import make_abc_checkpoint
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+
+    def scores(browser):
+        images = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
+        drawn = [
+            img
+            for img in images
+            if (img.get_attribute("src") or "").startswith("data:image/svg+xml")
+            and browser.execute_script("return arguments[0].naturalWidth", img)
+            and img.is_displayed()
+        ]
+        return drawn if len(drawn) >= 2 else False
+
+    checkpoints = tmp_path / "checkpoints"
+    make_abc_checkpoint(checkpoints)
+    log = tmp_path / "streamlit.log"
+    with running_app(checkpoints, log) as url, chromium() as browser:
+        browser.get(url)
+        wait = waiter(browser, WAIT)
+        wait.until(
+            lambda b: (
+                b.find_elements(By.XPATH, GENERATE)
+                and LOADING not in b.find_element(By.TAG_NAME, "body").text
+            )
+        )
+        settled(browser)
+        labels = browser.find_element(By.TAG_NAME, "body").text
+        assert "ABC opening" in labels and "Rhythm (R:)" in labels
+        assert "Start from" not in labels and "Stay in scale" not in labels
+        area = browser.find_element(By.CSS_SELECTOR, "textarea[aria-label='ABC opening']")
+        area.send_keys("M:6/8\nK:G\n|:GAB c2d|e2d c2B|ded cBA|B2G A2F:|")
+        variations = browser.find_element(By.XPATH, GENERATE)
+        wait.until(ready.element_to_be_clickable(variations)).click()
+        try:
+            drawn = wait.until(scores)
+        except Exception as error:
+            browser.save_screenshot(str(tmp_path / "abc.png"))
+            raise AssertionError(f"no scores; server log:\n{log.read_text()[-3000:]}") from error
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Traceback" not in body
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert body.count("K:G") >= 4 and "|:GAB c2d|" in body  # each tune's text, shown
+        assert drawn[0].size["width"] > 300 and drawn[0].size["height"] > 50
+
+        def musicxml_buttons(browser) -> int:
+            buttons = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton']")
+            return sum(b.text.strip().endswith("MusicXML") for b in buttons)
+
+        wait.until(lambda b: musicxml_buttons(b) == 4)  # the variations come one by one
