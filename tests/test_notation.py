@@ -129,9 +129,9 @@ def test_primer_and_event_list_are_written_too():
 def test_abc_of_a_note_melody_parses_back_to_its_notes():
     from melodygen.io.abc import parse_tune
 
-    # Within one octave: io.abc.to_abc marks an accidental per octave, abc2midi applies it
-    # to every octave of the letter in the bar (=f/ F/ reads as F natural twice).
-    events = random_melody(8, Meter(6, 8), seed=3, low=60, high=72)
+    # Over two octaves: an accidental in one octave is written again in the other, as ABC
+    # keeps it per octave but abc2midi for every octave of the letter (=f/ F/ in G major).
+    events = random_melody(16, Meter(6, 8), seed=3, low=55, high=84)
     tune = melody(events, (6, 8), key=7, mode="major", qpm=100)
     text = notation.abc_text(tune, title="Back again")
     assert "T:Back again" in text and "M:6/8" in text and "K:G" in text

@@ -1188,12 +1188,16 @@ def _spell(
         spelled = (letter, alter)
     letter, alter = spelled
     octave = (pitch - _LETTER_PC[letter] - alter) // 12 - 1  # scientific octave, C4 = 60
-    key = (letter, octave)
-    current = state.get(key, signature.get(letter, 0))
+    # ABC 2.1 keeps an accidental for that octave to the bar's end; abc2midi for every
+    # octave of the letter. Write one wherever either reading would differ, so both agree.
+    default = signature.get(letter, 0)
+    in_octave = state.get((letter, octave), default)
+    any_octave = state.get(letter, default)
     accidental = ""
-    if alter != current:
+    if alter != in_octave or alter != any_octave:
         accidental = {1: "^", -1: "_", 0: "="}[alter]
-        state[key] = alter
+        state[(letter, octave)] = alter
+        state[letter] = alter
     if octave >= 5:
         text = letter.lower() + "'" * (octave - 5)
     else:
