@@ -34,18 +34,17 @@ from xml.sax.saxutils import escape
 from melodygen.errors import MelodyGenError, one_line
 from melodygen.theory import (
     FOUR_FOUR,
-    MINOR_MODES,
     MODES,
     NO_EVENT,
     NOTE_OFF,
-    SHARP_NAMES,
     STEPS_PER_QUARTER,
     Meter,
     estimate_key,
     key_signature_fifths,
     parse_key,
     parse_meter,
-    pitch_name,
+    signature_alterations,
+    spell,
 )
 
 __all__ = [
@@ -64,8 +63,6 @@ SCORE_SCALE = 40
 """Verovio's scale (percent of its staff size) for the studio: five lines in 40 px or so."""
 
 _DEFAULT_QPM = 120.0
-_NATURAL = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_SHARP_ORDER = "FCGDAEB"
 _TYPES = {1: "16th", 2: "eighth", 4: "quarter", 8: "half", 16: "whole", 32: "breve"}
 _NOTATABLE = (32, 24, 16, 12, 8, 6, 4, 3, 2, 1)
 """Lengths in steps that one note head (with one dot at most) can show, longest first."""
@@ -158,30 +155,6 @@ def _music(
 
 
 # Spelling ---------------------------------------------------------------------------------
-
-
-def _signature(fifths: int) -> dict[str, int]:
-    """Letter -> alteration (+1 sharp, -1 flat) the key signature gives it."""
-    if fifths >= 0:
-        return {letter: 1 for letter in _SHARP_ORDER[:fifths]}
-    return {letter: -1 for letter in _SHARP_ORDER[::-1][:-fifths]}
-
-
-def _spell(pitch: int, signature: dict[str, int], tonic: int, mode: str) -> tuple[str, int, int]:
-    """(letter, alteration, octave) of a pitch in the key: the key signature's note when it
-    has one, else the key's usual spelling (see :func:`melodygen.theory.pitch_name`)."""
-    pc = pitch % 12
-    for letter, natural in _NATURAL.items():
-        if (natural + signature.get(letter, 0)) % 12 == pc:
-            alter = signature.get(letter, 0)
-            break
-    else:
-        name = pitch_name(pitch, tonic, mode).rstrip("-0123456789")
-        if mode in MINOR_MODES and (pc - tonic) % 12 in (4, 9, 11):
-            name = SHARP_NAMES[pc]  # a minor key's raised third, sixth, seventh: F#, B, C#
-        letter, alter = name[0], {"#": 1, "b": -1}.get(name[1:], 0)
-    octave = (pitch - _NATURAL[letter] - alter) // 12 - 1
-    return letter, alter, octave
 
 
 # Rhythm -----------------------------------------------------------------------------------
@@ -321,7 +294,7 @@ def musicxml_bytes(
     """
     music = _music(melody_or_primer, title, key, mode, meter, qpm)
     fifths = key_signature_fifths(music.key, music.mode)
-    signature = _signature(fifths)
+    signature = signature_alterations(fifths)
     pitches = [pitch for _, _, pitch in music.notes]
     low = sorted(pitches)[len(pitches) // 2] < 55  # middle note below G3: bass clef
     clef = "<sign>F</sign><line>4</line>" if low else "<sign>G</sign><line>2</line>"
@@ -372,7 +345,7 @@ def _note_xml(item: _Item, index: int, beams, signature, music: _Music, state: d
     if item.pitch is None:
         parts.append('<rest measure="yes"/>' if whole_bar_rest else "<rest/>")
     else:
-        letter, alter, octave = _spell(item.pitch, signature, music.key, music.mode)
+        letter, alter, octave = spell(item.pitch, music.key, music.mode)
         parts.append(f"<pitch><step>{letter}</step>")
         if alter:
             parts.append(f"<alter>{alter}</alter>")

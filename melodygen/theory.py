@@ -36,6 +36,10 @@ __all__ = [
     "MeterError",
     "parse_meter",
     "FLAT_NAMES",
+    "LETTER_PITCH_CLASSES",
+    "SHARP_ORDER",
+    "signature_alterations",
+    "spell",
     "KEY_NAMES",
     "KeyNameError",
     "MINOR_MODES",
@@ -178,6 +182,39 @@ def relative_major(tonic: int, mode: str) -> int:
 def key_signature_fifths(tonic: int, mode: str = "major") -> int:
     """Sharps (positive) or flats (negative) of the key signature, -6 to 5 (F# major: Gb, -6)."""
     return (relative_major(tonic, mode) * 7 + 6) % 12 - 6
+
+
+LETTER_PITCH_CLASSES = {name: pc for pc, name in enumerate(SHARP_NAMES) if len(name) == 1}
+"""The seven natural notes' pitch classes: C 0, D 2, E 4, F 5, G 7, A 9, B 11."""
+SHARP_ORDER = "FCGDAEB"
+"""The order sharps enter a key signature (flats: the reverse)."""
+
+
+def signature_alterations(fifths: int) -> dict[str, int]:
+    """Letter -> alteration (+1 sharp, -1 flat) a key signature of ``fifths`` gives it."""
+    if fifths >= 0:
+        return {letter: 1 for letter in SHARP_ORDER[:fifths]}
+    return {letter: -1 for letter in SHARP_ORDER[::-1][:-fifths]}
+
+
+def spell(pitch: int, tonic: int, mode: str = "major") -> tuple[str, int, int]:
+    """(letter, alteration, octave) of a MIDI pitch in a key, as notation writes it: the key
+    signature's note where it has one, else the key's usual spelling (:func:`pitch_name`),
+    with a minor key's raised third, sixth and seventh as sharps (F#, B, C# in D minor).
+    The octave is scientific (C4 = 60), of the written letter (B#3 is MIDI 60)."""
+    signature = signature_alterations(key_signature_fifths(tonic, mode))
+    pc = pitch % NOTES_PER_OCTAVE
+    for letter, natural in LETTER_PITCH_CLASSES.items():
+        if (natural + signature.get(letter, 0)) % NOTES_PER_OCTAVE == pc:
+            alter = signature.get(letter, 0)
+            break
+    else:
+        name = pitch_name(pitch, tonic, mode).rstrip("-0123456789")
+        if mode in MINOR_MODES and (pc - tonic) % NOTES_PER_OCTAVE in (4, 9, 11):
+            name = SHARP_NAMES[pc]
+        letter, alter = name[0], {"#": 1, "b": -1}.get(name[1:], 0)
+    octave = (pitch - LETTER_PITCH_CLASSES[letter] - alter) // NOTES_PER_OCTAVE - 1
+    return letter, alter, octave
 
 
 def uses_flats(tonic: int | None, mode: str = "major") -> bool:

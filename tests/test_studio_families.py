@@ -181,8 +181,14 @@ def test_the_pages_show_and_play_a_toy_model_like_any_other(checkpoints, monkeyp
     result = at.session_state["result"]
     assert result.model_name == TOY and len(result.melodies) == 2
     assert not at.error
-    assert len(at.image) == 2 and len(at.get("audio")) == 2  # a roll and a player each
-    assert [d.label for d in at.download_button] == ["Download all (zip)"] + ["MIDI", "WAV"] * 2
+    # a piano roll, a score and a player each
+    assert len(at.image) == 4 and len(at.get("audio")) == 2
+    assert [d.label for d in at.download_button] == ["Download all (zip)"] + [
+        "MIDI",
+        "WAV",
+        "ABC",
+        "MusicXML",
+    ] * 2
 
     at.selectbox(key="model").set_value(ODD).run()
     assert not at.exception

@@ -29,8 +29,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from melodygen import theory
 from melodygen.errors import InputFileError, one_line
-from melodygen.theory import FLAT_NAMES, NO_EVENT, SHARP_NAMES
+from melodygen.theory import NO_EVENT
 
 if TYPE_CHECKING:
     from note_seq.protobuf.music_pb2 import NoteSequence
@@ -469,7 +470,7 @@ def key_and_mode(key: str | None) -> tuple[int, str] | None:
     return tonic, mode
 
 
-_LETTER_PC = {name: pc for pc, name in enumerate(SHARP_NAMES) if len(name) == 1}
+_LETTER_PC = theory.LETTER_PITCH_CLASSES
 
 
 def _abc2midi() -> str:
@@ -980,7 +981,6 @@ def validity_rates(tunes: Iterable[AbcTune | str | Validity]) -> dict[str, float
 # Writing ABC
 # --------------------------------------------------------------------------------------
 
-_SHARP_ORDER = "FCGDAEB"
 ABC_MODE_SUFFIX = {
     # What K: writes after the tonic for each of MelodyGen's modes.
     "major": "",
@@ -1015,7 +1015,6 @@ def to_abc(
     give the note; an accidental holds to the end of its bar), split at bar lines with
     ties, and gaps are written as rests ``z``.
     """
-    from melodygen import theory
 
     meter_obj = theory.parse_meter(meter) or theory.FOUR_FOUR
     tonic = theory.parse_key(key) if key is not None else None
@@ -1030,7 +1029,7 @@ def to_abc(
     key_pc = 0 if tonic is None else tonic
     fifths = theory.key_signature_fifths(key_pc, mode)
     tonic_name = theory.key_name(key_pc, mode).split()[0]
-    signature = _signature(fifths)
+    signature = theory.signature_alterations(fifths)
     bar_steps = meter_obj.steps_per_bar
     end = max((stop for _, stop, _ in notes), default=0)
     total = -(-end // bar_steps) * bar_steps if end else bar_steps
@@ -1057,9 +1056,7 @@ def to_abc(
                 words.append("z" + length)
             else:
                 words.append(
-                    _spell(pitch, fifths, signature, mode, key_pc, state)
-                    + length
-                    + ("-" if tie else "")
+                    _spell(pitch, signature, mode, key_pc, state) + length + ("-" if tie else "")
                 )
         last = index == len(bars) - 1
         row.append(" ".join(words) + (" |]" if last else " |"))
@@ -1154,40 +1151,10 @@ def _abc_length(units: Fraction) -> str:
     return f"{units.numerator}/{units.denominator}"
 
 
-def _signature(fifths: int) -> dict[str, int]:
-    """Letter -> alteration (+1 sharp, -1 flat) that the key signature gives it."""
-    if fifths >= 0:
-        return {letter: 1 for letter in _SHARP_ORDER[:fifths]}
-    return {letter: -1 for letter in _SHARP_ORDER[::-1][:-fifths]}
-
-
-# ABC writes C# as ^C and Db as _D: theory's spelled names with ABC's accidentals in front.
-_SHARP_SPELLING = tuple(f"^{n[0]}" if n.endswith("#") else n for n in SHARP_NAMES)
-_FLAT_SPELLING = tuple(f"_{n[0]}" if n.endswith("b") else n for n in FLAT_NAMES)
-
-
-def _spell(
-    pitch: int, fifths: int, signature: dict[str, int], mode: str, tonic: int, state: dict
-) -> str:
-    """One pitch as an ABC note in the key, with an accidental only where needed in the bar."""
-    pc = pitch % 12
-    spelled = None
-    for letter, natural in _LETTER_PC.items():  # the note the key signature gives
-        if (natural + signature.get(letter, 0)) % 12 == pc:
-            spelled = (letter, signature.get(letter, 0))
-            break
-    if spelled is None:
-        table = _FLAT_SPELLING if fifths < 0 else _SHARP_SPELLING
-        if "minor" in mode and (pc - tonic) % 12 == 11:
-            table = _SHARP_SPELLING
-        name = table[pc]
-        letter = name[-1]
-        alter = {"^": 1, "_": -1}.get(name[0], 0) if len(name) == 2 else 0
-        if (_LETTER_PC[letter] + alter) % 12 != pc:  # e.g. B# or Fb in a remote key
-            letter, alter = _SHARP_SPELLING[pc][-1], 1 if len(_SHARP_SPELLING[pc]) == 2 else 0
-        spelled = (letter, alter)
-    letter, alter = spelled
-    octave = (pitch - _LETTER_PC[letter] - alter) // 12 - 1  # scientific octave, C4 = 60
+def _spell(pitch: int, signature: dict[str, int], mode: str, tonic: int, state: dict) -> str:
+    """One pitch as an ABC note in the key (:func:`melodygen.theory.spell`), with an
+    accidental only where the bar's earlier notes and the key signature need one."""
+    letter, alter, octave = theory.spell(pitch, tonic, mode)
     # ABC 2.1 keeps an accidental for that octave to the bar's end; abc2midi for every
     # octave of the letter. Write one wherever either reading would differ, so both agree.
     default = signature.get(letter, 0)
@@ -1195,7 +1162,7 @@ def _spell(
     any_octave = state.get(letter, default)
     accidental = ""
     if alter != in_octave or alter != any_octave:
-        accidental = {1: "^", -1: "_", 0: "="}[alter]
+        accidental = {1: "^", -1: "_", 0: "=", 2: "^^", -2: "__"}[alter]
         state[(letter, octave)] = alter
         state[letter] = alter
     if octave >= 5:
