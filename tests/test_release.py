@@ -231,8 +231,7 @@ def test_abc_recipes_are_data_and_jigs_run_only_when_named(tmp_path: Path):
     build, train = folk.commands()["build"], folk.commands()["train"]
     assert build[:4] == ["dataset", "build", "--family", "abc_char"]
     assert train[train.index("--steps") :] == [
-        "--steps", "20000", "--eval-every", "300", "--early-stopping", "8",
-        "--time-limit", "110", "--quiet",
+        "--steps", "8100", "--eval-every", "300", "--early-stopping", "8", "--quiet",
     ]  # fmt: skip
     (jigs,) = release.recipes(tmp_path, tmp_path, ["jigs_abc_char"])
     assert jigs.commands()["build"][5] == str(tmp_path / "nottingham/abc/jigs.abc")
