@@ -903,7 +903,7 @@ def _bars_are_full(scan: _Scan) -> tuple[bool, str]:
         if bar.length > bar.expected:
             return (
                 False,
-                f"bar {index + 1} lasts {_units(bar.length, bar)} of {_units(bar.expected, bar)}",
+                f"bar {index + 1} lasts {_units(bar.length, bar)}, not {_units(bar.expected, bar)}",
             )
         if bar.length == bar.expected or index in (0, len(bars) - 1):
             continue
@@ -911,7 +911,7 @@ def _bars_are_full(scan: _Scan) -> tuple[bool, str]:
             continue
         return (
             False,
-            f"bar {index + 1} lasts {_units(bar.length, bar)} of {_units(bar.expected, bar)}",
+            f"bar {index + 1} lasts {_units(bar.length, bar)}, not {_units(bar.expected, bar)}",
         )
     return True, ""
 

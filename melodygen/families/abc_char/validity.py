@@ -146,7 +146,7 @@ def _kind(reason: str) -> str:
     like problems are counted together."""
     import re
 
-    first = reason.split("; ")[0]
+    first = reason.split("; ")[0].split(" in the line ")[0]  # not the tune's own text
     return re.sub(r"\d+(/\d+)?", "N", first)[:120]
 
 
