@@ -301,3 +301,39 @@ def test_a_model_refuses_data_with_another_vocabulary(trained, dataset, tmp_path
 
     with pytest.raises(DatasetError, match="vocabulary"):
         evaluate(trained, tmp_path / "d")
+
+
+def test_without_abc2midi_every_abc_path_says_so_first(tmp_path, monkeypatch, capsys):
+    """A missing parser is one line naming it, not a bad tune or a lowered temperature."""
+    from melodygen.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    book = tmp_path / "book.abc"
+    book.write_text("X:1\nT:a\nM:4/4\nL:1/8\nK:G\nGABc dedB|\n")
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda name: None if name == "abc2midi" else real_which(name)
+    )
+    for argv in (
+        [
+            "dataset",
+            "build",
+            "--family",
+            "abc_char",
+            "--input",
+            str(book),
+            "--output",
+            str(tmp_path / "d"),
+            "--quiet",
+        ],
+        [
+            "evaluate",
+            "--checkpoint",
+            str(root / "checkpoints" / "folk_basic_rnn"),
+            "--input",
+            str(book),
+        ],
+    ):
+        code = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "abc2midi is not installed" in err and len(err.splitlines()) == 1

@@ -383,3 +383,28 @@ def test_a_tunebooks_tune_and_its_own_midi_file_fall_in_the_same_split() -> None
     )
     assert midi == ["jigs12.mid"]
     assert song_is_eval(ids[0], 0.5) == song_is_eval(midi[0], 0.5)
+
+
+def test_every_family_names_a_tunebooks_tunes_alike(tmp_path) -> None:
+    """A book numbered as Nottingham's are (unique X: numbers), with a refused tune, and a
+    lone tune: the melody reader and the ABC model's dataset give every tune the same song
+    id, so the two families split it alike. (Books whose X: numbers repeat, such as
+    music21's fife books, are not named alike yet: see the README, "ABC input".)"""
+    from melodygen.core.evaluate import read_tunes
+    from melodygen.families.abc_char.dataset import CharDataset
+    from melodygen.families.abc_char.dataset import build_dataset as build_abc
+
+    tune = "T:{t}\nM:4/4\nL:1/8\nK:G\n|:GABc dedB|cBAG FGAF:|\n"
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "reels.abc").write_text(
+        "X:3\n" + tune.format(t="a") + "\nX:7\n" + tune.format(t="b") + "\n"
+        "X:9\nT:refused\nM:4/4\nK:G\n|[GAB|\n\nX:12\n" + tune.format(t="c")
+    )
+    (folder / "lone.abc").write_text("X:1\n" + tune.format(t="alone"))
+    tunes, _ = read_tunes([folder])
+    melody_names = {name for name, _ in tunes}
+    build_abc([folder], tmp_path / "abc", eval_ratio=0.5, progress=False)
+    data = CharDataset.open(tmp_path / "abc")
+    abc_names = set(data.load("train").names) | set(data.load("eval").names)
+    assert melody_names == abc_names == {"reels3.mid", "reels7.mid", "reels12.mid", "lone.abc"}

@@ -473,6 +473,12 @@ def key_and_mode(key: str | None) -> tuple[int, str] | None:
 _LETTER_PC = theory.LETTER_PITCH_CLASSES
 
 
+def require_abc2midi() -> str:
+    """The path of abc2midi, or one ``AbcError`` line saying how to install it: called before
+    any work that reads ABC, so a missing parser is never reported as a bad tune."""
+    return _abc2midi()
+
+
 def _abc2midi() -> str:
     exe = shutil.which("abc2midi")
     if exe is None:

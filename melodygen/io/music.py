@@ -493,9 +493,14 @@ def _abc_bytes_to_sequences(
         AbcError,
         decode_abc_bytes,
         parse_tune,
+        require_abc2midi,
         tunebook_tunes,
     )
 
+    try:
+        require_abc2midi()
+    except AbcError as error:
+        raise InputFileError(f"{path}: {error}") from None
     text = decode_abc_bytes(data, str(path))
     tunes, refused = tunebook_tunes(text, str(path))
     if not tunes and not refused:

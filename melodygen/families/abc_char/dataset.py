@@ -270,9 +270,10 @@ def build_dataset(
 ) -> CharBuildSummary:
     """Read the tunebooks under ``inputs`` and write a dataset to ``output`` (see the module
     docstring); the summary says what was kept and dropped."""
-    from melodygen.io.abc import AbcError, read_tunebook
+    from melodygen.io.abc import AbcError, read_tunebook, require_abc2midi
 
     started = time.perf_counter()
+    require_abc2midi()  # every tune kept must parse: without the parser, say so first
     config = config or DEFAULT_CONFIG
     get_config(config)
     if not 0.0 <= eval_ratio < 1.0:

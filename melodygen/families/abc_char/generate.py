@@ -232,7 +232,10 @@ class CharGenerator:
     """A loaded ``abc_char`` model, ready to write tunes; load once, generate many times."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
+        from melodygen.io.abc import require_abc2midi
+
         started = time.perf_counter()
+        require_abc2midi()  # tunes are read back as music by it: say so before loading
         device_scope(device)
         self.device = device
         with device_scope(device):
