@@ -337,3 +337,11 @@ def test_without_abc2midi_every_abc_path_says_so_first(tmp_path, monkeypatch, ca
         code = main(argv)
         err = capsys.readouterr().err.strip()
         assert code == 2 and "abc2midi is not installed" in err and len(err.splitlines()) == 1
+
+
+def test_a_tune_in_a_meter_no_bar_can_hold_comes_back_with_its_problem(trained):
+    """The model may write M:124/1; that tune is shown with its reason, the others stand."""
+    generator = load_generator(trained / "model")
+    melody, _ = generator._melody("X:1\nT:x\nM:124/1\nL:1/8\nK:G\nGABc|\n", -3.0, 0)
+    assert melody.events == [] and "124/1" in melody.problem
+    assert melody.text.startswith("X:1")

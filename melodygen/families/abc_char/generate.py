@@ -345,6 +345,12 @@ class CharGenerator:
         try:
             tune = clean_tune(text)
             sequence = parse_tune(tune)
+            found = key_and_mode(tune.key)
+            tonic, mode = found if found is not None else (None, "major")
+            # Its meter must be one MelodyGen can lay bars out in (M:124/1 is not).
+            melody = GeneratedMelody.from_sequence(
+                sequence, score, index=index, text=text, key=tonic, mode=mode
+            )
         except MelodyGenError as error:
             problem = one_line(error)
             melody = GeneratedMelody(
@@ -357,11 +363,6 @@ class CharGenerator:
                 problem=problem,
             )
             return melody, None
-        found = key_and_mode(tune.key)
-        tonic, mode = found if found is not None else (None, "major")
-        melody = GeneratedMelody.from_sequence(
-            sequence, score, index=index, text=text, key=tonic, mode=mode
-        )
         try:
             valid = check_validity(tune)
         except AbcError:  # pragma: no cover - check_validity reports in its result
