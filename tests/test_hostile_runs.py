@@ -435,10 +435,14 @@ def test_absurd_sizes_and_weights_are_refused_without_allocating(model_dir: Path
 
 
 def test_shipped_checkpoints_pass_the_schema():
-    for folder in sorted((ROOT / "checkpoints").iterdir()):
-        if (folder / MODEL_JSON).is_file():
-            model_dir, info = read_model_info(folder)
-            assert info.hparams.parameter_count(info.input_size, info.num_classes) > 0
+    """Every shipped model of every family passes its family's schema and weights check."""
+    from melodygen.core.checkpoint import WEIGHTS_FILE, check_weights_file, max_weight_values
+
+    folders = [f for f in sorted((ROOT / "checkpoints").iterdir()) if (f / MODEL_JSON).is_file()]
+    assert len(folders) >= 7
+    for folder in folders:
+        model_dir, info = read_model_info(folder)
+        check_weights_file(model_dir / WEIGHTS_FILE, max_values=max_weight_values(info))
 
 
 # Item 7: honest curves ---------------------------------------------------------------------------
