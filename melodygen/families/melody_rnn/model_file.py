@@ -98,7 +98,6 @@ class ModelInfo:
         )
 
 
-
 def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None:
     """Check a whole Melody RNN model file (past ``check_model_header``) against its schema.
 
