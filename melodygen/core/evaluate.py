@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from melodygen.core.checkpoint import info_family, load_model, read_model_info, resolve_model_dir
-from melodygen.core.family import TuneScore, open_dataset
+from melodygen.core.family import TuneScore, check_model_reads, open_dataset
 from melodygen.core.split import song_ids, song_is_eval, tunebook_song_id
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError, one_line
 
@@ -55,12 +55,7 @@ def evaluate(
     family, dataset = open_dataset(data)
     model_dir = resolve_model_dir(checkpoint)
     model, info = load_model(model_dir)
-    if info_family(info).name != family.name:
-        raise DatasetError(
-            f"{dataset.path} holds {family.title} data, but the model in {model_dir} is a "
-            f"{info_family(info).title} model; build a dataset for it"
-        )
-    family.check_fits(info, model_dir, dataset)
+    check_model_reads(family, dataset, info, model_dir)
     examples = dataset.load(split)
     if len(examples) == 0:
         raise DatasetError(f"the {split} split of {dataset.path} holds no melodies")

@@ -417,6 +417,20 @@ def open_dataset(path: str | Path) -> tuple[Family, TrainingData]:
     return family, family.open_dataset(path)
 
 
+def check_model_reads(family: Family, dataset: TrainingData, info: ModelInfo, model_dir) -> None:
+    """Refuse, in one line, a model that is not of the family that built ``dataset`` or
+    cannot read it (another encoding or vocabulary: :meth:`Family.check_fits`)."""
+    from melodygen.errors import DatasetError
+
+    if info.family != family.name:
+        model_title = get_family(info.family).title
+        raise DatasetError(
+            f"{dataset.path} holds {family.title} data, but {model_dir} is a {model_title} "
+            "model; give the dataset it was trained on"
+        )
+    family.check_fits(info, Path(model_dir), dataset)
+
+
 def family_of(values: dict, source: str | Path) -> Family:
     """The family a ``melodygen.json`` or ``dataset.json`` names (``melody_rnn`` without one)."""
     name = values.get(FAMILY_FIELD, DEFAULT_FAMILY)

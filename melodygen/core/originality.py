@@ -402,7 +402,7 @@ def originality_report(
     the same length), ``held_out_whole`` and ``verdict``.
     """
     from melodygen.core.checkpoint import info_family, read_model_info
-    from melodygen.core.family import open_dataset
+    from melodygen.core.family import check_model_reads, open_dataset
     from melodygen.core.generation import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
     from melodygen.errors import DatasetError
 
@@ -422,12 +422,7 @@ def originality_report(
 
     family, dataset = open_dataset(data)
     model_dir, info = read_model_info(checkpoint)
-    if info_family(info) is not family:
-        raise DatasetError(
-            f"{dataset.path} holds {family.title} data, but {model_dir} is a "
-            f"{info_family(info).title} model; give the dataset it was trained on"
-        )
-    family.check_fits(info, model_dir, dataset)
+    check_model_reads(family, dataset, info, model_dir)
     train, train_sources = family.grid_melodies(dataset, "train")
     held_out, held_sources = family.grid_melodies(dataset, "eval")
     if not train or not held_out:

@@ -55,8 +55,8 @@ def validity_report(
     ``generated`` and ``held_out`` (shares that parse, have full bars, balanced repeats,
     all three), ``share_of_real`` (generated valid / held-out valid) and ``quality_bar``.
     """
-    from melodygen.core.checkpoint import info_family, read_model_info
-    from melodygen.core.family import open_dataset
+    from melodygen.core.checkpoint import read_model_info
+    from melodygen.core.family import check_model_reads, open_dataset
     from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest
     from melodygen.families.abc_char.dataset import CharDataset
     from melodygen.families.abc_char.generate import length_limit
@@ -76,12 +76,7 @@ def validity_report(
             "ABC model and the abc_char dataset it was trained on"
         )
     model_dir, info = read_model_info(checkpoint)
-    if info_family(info) is not family:
-        raise DatasetError(
-            f"{dataset.path} holds {family.title} data, but {model_dir} is a "
-            f"{info_family(info).title} model; give the dataset it was trained on"
-        )
-    family.check_fits(info, model_dir, dataset)
+    check_model_reads(family, dataset, info, model_dir)
 
     started = time.perf_counter()
     real = dataset.load("eval").texts
