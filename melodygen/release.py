@@ -11,8 +11,9 @@ checkpoints`` runs it for every shipped model::
 
 Recipes outside the shipped set (``jigs_abc_char``: the seed's jigs-only
 setting) run when named: ``python -m melodygen.release --only jigs_abc_char``.
-What differs between families is data here (a style's family, steps, flags,
-and :data:`FAMILY_CARDS`), never a branch on a family's name.
+What differs between families is data here (a style's family, steps and
+flags) or the family's own answer (its figures, configurations and what training
+keeps: :class:`melodygen.core.family.Family`), never a branch on a family's name.
 
 Each step is skipped when its output already exists, and training resumes
 from its last checkpoint, so an interrupted run just continues. The last
@@ -32,7 +33,6 @@ import platform
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from pathlib import Path
@@ -48,13 +48,10 @@ from melodygen.core.checkpoint import (
 )
 from melodygen.core.family import DEFAULT_FAMILY
 from melodygen.errors import MelodyGenError
-from melodygen.families.abc_char import configs as abc_char_configs
-from melodygen.families.melody_rnn import configs as melody_rnn_configs
 
 CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"
 SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
-METRIC_KEYS = ("nll", "perplexity", "accuracy", "event_accuracy", "no_event_accuracy", "steps")
 BITS_KEYS = ("bits_per_note_mean", "bits_per_note_pooled")
 STEPS = ("build", "train", "evaluate", "validity", "originality")
 """Every step a recipe may have, in the order they run."""
@@ -416,41 +413,12 @@ def describe_history(history: list[dict] | None) -> str:
     )
 
 
-@dataclass(frozen=True)
-class FamilyCard:
-    """What a family's cards say, as data: its held-out figures and how it is described."""
-
-    metric_keys: tuple[str, ...]
-    config_description: Callable[[str], str]
-    selected: Callable[[dict], str]  # hyperparameters -> what ``melodygen train`` kept
-
-
-# What ``melodygen train`` keeps, by training loss (the family's SELECTION_METRIC), in words.
-SELECTED_BY = {"label": "label NLL", "event": "NLL (the event's probability)"}
-
-FAMILY_CARDS: dict[str, FamilyCard] = {
-    "melody_rnn": FamilyCard(
-        metric_keys=(*METRIC_KEYS, "label_nll", *BITS_KEYS),
-        config_description=lambda name: melody_rnn_configs.get_config(name).description,
-        selected=lambda hparams: (
-            "the evaluation with the lowest held-out " + SELECTED_BY[hparams.get("loss", "label")]
-        ),
-    ),
-    "abc_char": FamilyCard(
-        metric_keys=("nll", "perplexity", "accuracy", "steps", *BITS_KEYS),
-        config_description=lambda name: abc_char_configs.get_config(name).description,
-        selected=lambda hparams: "the evaluation with the lowest held-out NLL per character",
-    ),
-}
-
-
 def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     """The model card of a trained, evaluated and measured recipe."""
     model_dir = recipe.run_dir / FINAL_MODEL_DIR
     values = json.loads((model_dir / MODEL_JSON).read_text())
     _, info = read_model_info(model_dir)
     family = info_family(info)
-    kind = FAMILY_CARDS[family.name]
     training = values.get("training", {})
     evaluation = json.loads(recipe.eval_json.read_text())
     originality = json.loads(recipe.originality_json.read_text())
@@ -461,7 +429,7 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
         "config": recipe.config,
         "description": recipe.style.description
         + ". "
-        + _sentence(kind.config_description(recipe.config)),
+        + _sentence(family.configuration_description(recipe.config)),
         "hparams": hparams,
     }
     if recipe.family != DEFAULT_FAMILY:  # cards without one are Melody RNNs
@@ -486,9 +454,10 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
         "wall_seconds": training.get("train_seconds"),
         "machine": machine or describe_history(training.get("history")) or machine_description(),
         "history": training.get("history") or [],
-        "selected": kind.selected(hparams),
+        "selected": family.selection_words(info),
     }
-    card["metrics"] = {key: evaluation[key] for key in kind.metric_keys if key in evaluation}
+    metric_keys = (*family.figure_labels(), *BITS_KEYS)  # the family's figures, then bits
+    card["metrics"] = {key: evaluation[key] for key in metric_keys if key in evaluation}
     if "validity" in recipe.steps:
         validity = json.loads(recipe.validity_json.read_text())
         settings = validity["settings"]

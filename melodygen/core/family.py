@@ -302,6 +302,14 @@ class Family(ABC):
         brackets (the curves' tabs show the short name)."""
         return {"nll": "NLL (negative log-likelihood; lower is better)", "steps": "examples"}
 
+    def configuration_description(self, name: str) -> str:
+        """One line about a named configuration, for model cards ("" without any)."""
+        return ""
+
+    def selection_words(self, info: ModelInfo) -> str:
+        """Which evaluation ``melodygen train`` keeps, in words, for model cards."""
+        return f"the evaluation with the lowest held-out {self.selection_metric(info)}"
+
     def figure_lines(self, figures: dict) -> list[str]:
         """The family's own evaluation figures (``evaluate_batches``') as report lines."""
         return [f"{name + ':':<20}{value}" for name, value in figures.items()]

@@ -219,6 +219,12 @@ class AbcCharFamily(Family):
             "steps": "characters evaluated",
         }
 
+    def configuration_description(self, name: str) -> str:
+        return get_config(name).description
+
+    def selection_words(self, info: CharModelInfo) -> str:
+        return "the evaluation with the lowest held-out NLL per character"
+
     def figure_lines(self, figures: dict) -> list[str]:
         return [
             f"{'nll per character:':<20}{figures['nll']:.4f} nats "

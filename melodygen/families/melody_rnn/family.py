@@ -90,6 +90,9 @@ CONFIGURATION_WORDS = {
     "mono_rnn": "note by note over the full piano range, keeping the keys it learned in",
 }
 
+# What ``melodygen train`` keeps, by training loss, in words (model cards).
+SELECTED_BY = {"label": "label NLL", "event": "NLL (the event's probability)"}
+
 # The held-out figure each training loss is judged by (best model, early stopping).
 SELECTION_METRIC = {"label": "label_nll", "event": "nll"}
 
@@ -322,6 +325,12 @@ class MelodyRnnFamily(Family):
             "no_event_accuracy": "no-event accuracy (held notes and rests)",
             "steps": "steps evaluated",
         }
+
+    def configuration_description(self, name: str) -> str:
+        return get_config(name).description
+
+    def selection_words(self, info: ModelInfo) -> str:
+        return "the evaluation with the lowest held-out " + SELECTED_BY[info.hparams.loss]
 
     def figure_lines(self, figures: dict) -> list[str]:
         return format_figures(figures)
