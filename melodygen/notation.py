@@ -17,6 +17,14 @@ as notation a musician reads:
   Encoding Initiative, on PyPI as ``verovio``) into one SVG, its systems broken to the
   width asked for.
 
+A melody with its own ABC text (``melody.text``: the abc_char family's tunes) is written
+from that text, not from the grid, when no other key, mode, meter or tempo is asked for:
+the grid cannot hold a triplet (``(3ABA`` would come out as 1, 2 and 1 sixteenths), a
+repeat sign (repeats are played out) or an inline meter change. Its score is the text
+engraved by verovio (which reads ABC), its MusicXML the text read by verovio (as MEI)
+and written by music21 (verovio writes no MusicXML; music21's own ABC parser loses inline
+meter changes); either falls back to the grid if the text cannot be read that way.
+
 What cannot be written (a tune the family could not read as music, a melody without
 notes, events out of range, one far too long) raises :class:`NotationError`, one line.
 A melody without a key (a model that keeps keys) is written in the key estimated from
@@ -25,6 +33,7 @@ its notes.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -61,6 +70,8 @@ SCORE_WIDTH = 850
 """Pixels a score is drawn across by default: a result card at twice its width on screen."""
 SCORE_SCALE = 40
 """Verovio's scale (percent of its staff size) for the studio: five lines in 40 px or so."""
+
+logger = logging.getLogger(__name__)
 
 _DEFAULT_QPM = 120.0
 _TYPES = {1: "16th", 2: "eighth", 4: "quarter", 8: "half", 16: "whole", 32: "breve"}
@@ -293,6 +304,11 @@ def musicxml_bytes(
     cannot be written.
     """
     music = _music(melody_or_primer, title, key, mode, meter, qpm)
+    text = _own_abc(melody_or_primer, key, mode, meter, qpm)
+    if text is not None:
+        data = _abc_musicxml(text, music.title)
+        if data is not None:
+            return data
     fifths = key_signature_fifths(music.key, music.mode)
     signature = signature_alterations(fifths)
     pitches = [pitch for _, _, pitch in music.notes]
@@ -376,6 +392,59 @@ def _note_xml(item: _Item, index: int, beams, signature, music: _Music, state: d
     return "".join(parts)
 
 
+def _own_abc(melody, key=None, mode=None, meter=None, qpm=None) -> str | None:
+    """The melody's own ABC text (with an ``X:`` line) when its notation is written from
+    it: it has one, could be read as music, and no other key, mode, meter or tempo is
+    asked for; else None (the grid)."""
+    if any(setting is not None for setting in (key, mode, meter, qpm)):
+        return None
+    text = getattr(melody, "text", None)
+    if not isinstance(text, str) or not text.strip() or getattr(melody, "problem", None):
+        return None
+    return text if text.startswith("X:") else "X:1\n" + text
+
+
+_METER_SIG = re.compile(r'<meterSig\b[^>]*\bcount="(\d+)"[^>]*\bunit="(\d+)"')
+
+
+def _abc_musicxml(text: str, title: str = "") -> bytes | None:
+    """The ABC tune as MusicXML: read by verovio (as MEI), then written by music21, its
+    tuplets, repeat signs and meter changes kept (music21's own ABC parser loses inline
+    meter changes; verovio 6.4.1 reads no variant endings, [1 and [2, in the score
+    either); None where either cannot read it."""
+    try:
+        from music21 import mei, metadata, meter
+        from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+        with _TOOLKIT_LOCK:
+            toolkit = _toolkit()
+            toolkit.setOptions({"inputFrom": "abc"})
+            if not toolkit.loadData(text):
+                return None
+            data = toolkit.getMEI()
+        # music21 reads trans.semi="0" with no trans.diat as a zeroth, no interval.
+        score = mei.MeiToM21Converter(data.replace(' trans.semi="0"', "")).run()
+        part = score.parts[0]
+        measures = list(part.getElementsByClass("Measure"))
+        first = _METER_SIG.search(data)  # music21 reads only meter.count attributes
+        if first and measures and measures[0].timeSignature is None:
+            measures[0].insert(0, meter.TimeSignature(f"{first[1]}/{first[2]}"))
+        score.metadata = metadata.Metadata(title=title or _abc_title(text))
+        exporter = GeneralObjectExporter(score)
+        exporter.makeNotation = False  # verovio made the measures: five times as fast
+        return exporter.parse()
+    except Exception as error:  # noqa: BLE001 - the grid's MusicXML instead
+        logger.warning("could not write this ABC tune as MusicXML: %s", one_line(error))
+        return None
+
+
+def _abc_title(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("T:") and line[2:].strip():
+            return " ".join(line[2:].split())
+    return ""
+
+
 # ABC --------------------------------------------------------------------------------------
 
 
@@ -438,13 +507,26 @@ def score_svg(
     """The melody engraved as one SVG picture ``width`` pixels wide, its systems broken to
     that width (as many as it needs, one under the other), at verovio's ``scale``.
 
-    Settings as :func:`musicxml_bytes`; raises :class:`NotationError` (one line).
+    Settings as :func:`musicxml_bytes`; a melody with its own ABC text (and no other
+    settings) is that text engraved. Raises :class:`NotationError` (one line).
     """
     if not 100 <= int(width) <= 10_000 or not 5 <= int(scale) <= 200:
         raise NotationError(f"a score is 100-10,000 px wide at scale 5-200 (got {width}, {scale})")
+    text = _own_abc(melody_or_primer, key, mode, meter, qpm)
+    if text is not None:
+        _music(melody_or_primer, title)  # what cannot be notated says so, as from the grid
+        try:
+            return _engrave(text, "abc", title, width, scale)
+        except NotationError as error:
+            logger.warning("verovio could not engrave this ABC tune: %s", error)
     data = musicxml_bytes(melody_or_primer, title, key, mode, meter, qpm).decode("utf-8")
+    return _engrave(data, "musicxml", title, width, scale)
+
+
+def _engrave(data: str, kind: str, title: str, width: int, scale: int) -> str:
+    """``data`` (MusicXML or ABC, ``kind``) engraved by verovio as one sized SVG."""
     options = {
-        "inputFrom": "musicxml",
+        "inputFrom": kind,
         "pageWidth": round(int(width) * 100 / int(scale)),
         "pageHeight": 60000,
         "adjustPageHeight": True,
@@ -464,7 +546,8 @@ def score_svg(
         toolkit = _toolkit()
         toolkit.setOptions(options)
         if not toolkit.loadData(data):
-            raise NotationError("the score engraver could not read the melody's MusicXML")
+            name = "MusicXML" if kind == "musicxml" else "ABC"
+            raise NotationError(f"the score engraver could not read the melody's {name}")
         svg = toolkit.renderToSVG(1)
     if "<svg" not in svg:
         raise NotationError("the score engraver drew nothing for this melody")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -242,3 +243,32 @@ def test_cli_writes_abc_and_musicxml_beside_each_midi(tmp_path, capsys):
     ]
     assert "K:Dm" in (out / "tune_01.abc").read_text()
     assert b"<fifths>-1</fifths>" in (out / "tune_02.musicxml").read_bytes()
+
+
+TRIPLET_TUNE = "T:Triplets\nM:6/8\nL:1/8\nK:G\n|:(3ABA G2 D2|[M:9/8] G3 A3 B3|[M:6/8] c2B A2G:|\n"
+
+
+@pytest.mark.skipif(shutil.which("abc2midi") is None, reason="needs abc2midi")
+def test_a_tune_with_its_own_abc_is_written_from_its_text():
+    from music21 import converter
+
+    from melodygen.io.abc import clean_tune, parse_tune
+
+    sequence = parse_tune(clean_tune(TRIPLET_TUNE))
+    tune = GeneratedMelody.from_sequence(sequence, 0.0, index=0, text=TRIPLET_TUNE, key=7)
+    svg = notation.score_svg(tune)
+    assert 'class="tuplet"' in svg and 'class="tupletNum"' in svg
+    assert svg.count("#E044") == 4  # repeat dots: two at the |:, two at the :|
+    assert svg.count('class="meterSig"') == 3  # 6/8, then 9/8 and 6/8 again
+    data = notation.musicxml_bytes(tune)
+    assert data.count(b"<time-modification>") == 3
+    assert b'<repeat direction="forward"' in data and b'<repeat direction="backward"' in data
+    part = converter.parse(data, format="musicxml").parts[0]
+    bars = list(part.getElementsByClass("Measure"))
+    assert [bar.duration.quarterLength for bar in bars] == [3.0, 4.5, 3.0]  # not written out
+    first = [(note.name, note.quarterLength) for note in bars[0].notes]
+    third = Fraction(1, 3)
+    assert first[:3] == [("A", third), ("B", third), ("A", third)]  # three in the time of two
+    assert first[3:] == [("G", 1.0), ("D", 1.0)]
+    # Asked for another meter or key, it comes from the grid as before.
+    assert b"<time-modification>" not in notation.musicxml_bytes(tune, key="D")
