@@ -345,3 +345,22 @@ def test_a_tune_in_a_meter_no_bar_can_hold_comes_back_with_its_problem(trained):
     melody, _ = generator._melody("X:1\nT:x\nM:124/1\nL:1/8\nK:G\nGABc|\n", -3.0, 0)
     assert melody.events == [] and "124/1" in melody.problem
     assert melody.text.startswith("X:1")
+
+
+def test_a_generated_tune_is_parsed_by_abc2midi_once(trained, monkeypatch):
+    """_melody parses the tune and check_validity reuses it: one abc2midi run a tune."""
+    import subprocess
+
+    generator = load_generator(trained / "model")
+    real = subprocess.run
+    runs = []
+
+    def counting(command, *args, **kwargs):
+        if "abc2midi" in str(command[0]):
+            runs.append(command)
+        return real(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counting)
+    melody, validity = generator._melody("X:1\nT:x\nM:6/8\nL:1/8\nK:G\n|:GAB c2d:|\n", -3.0, 0)
+    assert melody.problem is None and validity.parses and validity.valid
+    assert len(runs) == 1

@@ -863,7 +863,7 @@ class Validity:
 _SECTION = re.compile(r":|\|\||\]|\[|^start$|^end$")
 
 
-def check_validity(tune: AbcTune | str) -> Validity:
+def check_validity(tune: AbcTune | str, sequence: NoteSequence | None = None) -> Validity:
     """Judge one tune (cleaned first if text): does it parse, are its full bars full, do
     its repeats and endings balance?
 
@@ -876,6 +876,9 @@ def check_validity(tune: AbcTune | str) -> Validity:
     balanced_repeats: each ``:|`` closes a ``|:`` (a ``:|`` with no ``|:`` repeats from the
     start or the last double bar, once); no ``|:`` is left open; a first ending ``[1``
     is closed by a ``:|`` and a later ending ``[2`` follows a ``:|``.
+
+    ``sequence``: what :func:`parse_tune` already made of this tune, so that it is not
+    parsed (abc2midi run) a second time; it parses.
     """
     if isinstance(tune, str):
         try:
@@ -884,7 +887,8 @@ def check_validity(tune: AbcTune | str) -> Validity:
             return Validity(False, False, False, one_line(exc))
     reasons: list[str] = []
     try:
-        parse_tune(tune)
+        if sequence is None:
+            parse_tune(tune)
         parses = True
     except AbcError as exc:
         parses = False

@@ -364,7 +364,7 @@ class CharGenerator:
             )
             return melody, None
         try:
-            valid = check_validity(tune)
+            valid = check_validity(tune, sequence=sequence)  # parsed once, above
         except AbcError:  # pragma: no cover - check_validity reports in its result
             valid = None
         return melody, valid
