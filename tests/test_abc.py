@@ -361,3 +361,24 @@ def test_abc_tune_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         tune.text = "x"  # type: ignore[misc]
     assert tune.header == "K:C\n" and tune.body == "C|\n"
+
+
+@needs_abc2midi
+def test_parsing_in_threads_leaves_the_warning_filters_as_they_were() -> None:
+    """No warnings.catch_warnings() in the parse path: in threads it swaps the process's
+    filters under each other (leftovers or losses); pretty_midi's one warning is silenced
+    once, at import, instead."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from melodygen.io import music
+
+    before = list(warnings.filters)
+    tunes = [f"X:1\nT:t{i}\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|e2d c2B:|\n" for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        sequences = list(pool.map(abc.parse_tune, tunes))
+    assert all(len(sequence.notes) == 18 for sequence in sequences)
+    assert warnings.filters == before
+    # pretty_midi's warning about tempo on other tracks: silenced for the process.
+    silenced = [f for f in warnings.filters if f[1] and f[1].pattern == music._PRETTY_MIDI_WARNING]
+    assert silenced and silenced[0][0] == "ignore" and silenced[0][2] is RuntimeWarning

@@ -38,6 +38,13 @@ with warnings.catch_warnings():
     from note_seq import chord_symbols_lib, midi_io, sequences_lib
     from note_seq.protobuf.music_pb2 import NoteSequence
 
+_PRETTY_MIDI_WARNING = "Tempo, Key or Time signature change events found on non-zero tracks"
+"""The one warning reading a MIDI file gives (pretty_midi, harmless: MelodyGen reads the
+meta events of every track itself); silenced for the process, once, at import."""
+warnings.filterwarnings(
+    "ignore", message=_PRETTY_MIDI_WARNING, category=RuntimeWarning, module="pretty_midi"
+)
+
 __all__ = [
     "DEFAULT_EXTRACTION_PARAMS",
     "MUSIC_SUFFIXES",
@@ -234,15 +241,15 @@ def _midi_bytes_to_sequence(
         )
     scan = scan_midi_bytes(path, data, limits)
     try:
-        with warnings.catch_warnings():
-            # pretty_midi warns about meta events on non-zero tracks, which is harmless.
-            warnings.simplefilter("ignore")
-            parsed = mido.MidiFile(file=io.BytesIO(data), charset="latin1")
-            last_tick = max((sum(m.time for m in track) for track in parsed.tracks), default=0)
-            if last_tick != scan.last_tick:  # the scan must have read what mido read
-                raise ValueError(f"events end at tick {last_tick}, not {scan.last_tick}")
-            midi = pretty_midi.PrettyMIDI(mido_object=parsed)
-            sequence = midi_io.midi_to_note_sequence(midi)
+        # pretty_midi's warning about meta events on non-zero tracks is silenced once,
+        # for the process (_PRETTY_MIDI_WARNING): this runs in thread pools, where
+        # warnings.catch_warnings() would swap the process's filters under other threads.
+        parsed = mido.MidiFile(file=io.BytesIO(data), charset="latin1")
+        last_tick = max((sum(m.time for m in track) for track in parsed.tracks), default=0)
+        if last_tick != scan.last_tick:  # the scan must have read what mido read
+            raise ValueError(f"events end at tick {last_tick}, not {scan.last_tick}")
+        midi = pretty_midi.PrettyMIDI(mido_object=parsed)
+        sequence = midi_io.midi_to_note_sequence(midi)
     except EOFError:
         raise InputFileError(
             f"{path}: the MIDI file is truncated or corrupt (the data ends in the middle "
