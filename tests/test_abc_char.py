@@ -212,17 +212,13 @@ def test_generation_is_reproducible_and_keeps_the_asked_header(trained):
 
 
 def test_a_tune_that_does_not_parse_comes_back_with_its_problem(trained):
+    """A tune the model wrote that abc2midi cannot read (here: a header, no music) keeps
+    its text and gets its reason; its NoteSequence is empty, never an exception."""
     generator = load_generator(trained / "model")
-    result = generator.generate(
-        GenerationRequest(num_outputs=2, seed=0, text_primer="M:6/8\nK:G\n[[GAB c2d|")
-    )
-    assert len(result.melodies) == 2
-    for melody in result.melodies:
-        assert melody.problem and "\n" not in melody.problem
-        assert melody.events == [] and melody.text.startswith("T:")
-        assert "M:6/8\nK:G\n[[GAB c2d|" in melody.text
-        assert len(melody.sequence.notes) == 0  # an empty melody still makes a NoteSequence
-    assert any("could not be read as music" in line for line in result.warnings)
+    melody, _ = generator._melody("T:Only a header\nM:6/8\nK:G\n", -4.0, 1)
+    assert melody.problem and "\n" not in melody.problem
+    assert melody.events == [] and melody.text.startswith("T:Only a header")
+    assert len(melody.sequence.notes) == 0  # an empty melody still makes a NoteSequence
 
 
 def test_request_text_fields_are_checked():
@@ -239,7 +235,7 @@ def test_request_text_fields_are_checked():
         assert "\n" not in str(caught.value)
 
 
-def test_cli_builds_trains_and_generates_abc(book, tmp_path, capsys):
+def test_cli_builds_trains_and_generates_abc(book, tmp_path, capsys, monkeypatch):
     data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "out"
     assert main(["dataset", "build", "--family", "abc_char", "--input", str(book),
                  "--output", str(data), "--eval-ratio", "0.3", "--quiet"]) == 0  # fmt: skip
@@ -253,11 +249,26 @@ def test_cli_builds_trains_and_generates_abc(book, tmp_path, capsys):
         abc = (out / f"tune_{index:02d}.abc").read_text()
         assert abc.startswith("X:1\nT:Cli jig\nM:6/8\nR:jig\nK:G\n")
     capsys.readouterr()
+    # An opening no tune could continue: one line, nothing written.
     assert main(["generate", "--checkpoint", str(run), "--out", str(out), "--name", "bad",
-                 "--seed", "1", "--abc-primer", "K:G\\n[[GAB"]) == 0  # fmt: skip
+                 "--seed", "1", "--abc-primer", "K:G\\n[[GAB"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unbalanced" in err
+    assert not list(out.glob("bad_*"))
+    # A tune the model wrote that cannot be read: its .abc and a note, no .mid.
+    from melodygen.families.abc_char.generate import CharGenerator
+
+    real = CharGenerator._melody
+    monkeypatch.setattr(
+        CharGenerator,
+        "_melody",
+        lambda self, text, score, index: real(self, "T:x\nK:G\n", score, index),
+    )
+    assert main(["generate", "--checkpoint", str(run), "--out", str(out), "--name", "odd",
+                 "--seed", "1"]) == 0  # fmt: skip
     captured = capsys.readouterr()
-    assert (out / "bad_01.abc").is_file() and not (out / "bad_01.mid").exists()
-    assert "note: bad_01.abc: " in captured.err and "unbalanced" in captured.err
+    assert (out / "odd_01.abc").is_file() and not (out / "odd_01.mid").exists()
+    assert "note: odd_01.abc: " in captured.err
 
 
 @pytest.mark.parametrize(
@@ -364,3 +375,31 @@ def test_a_generated_tune_is_parsed_by_abc2midi_once(trained, monkeypatch):
     melody, validity = generator._melody("X:1\nT:x\nM:6/8\nL:1/8\nK:G\n|:GAB c2d:|\n", -3.0, 0)
     assert melody.problem is None and validity.parses and validity.valid
     assert len(runs) == 1
+
+
+def test_a_broken_opening_is_refused_and_dropped_fields_are_said(trained, capsys):
+    """An opening no tune could continue is one line, not 'sample again'; fields the
+    header does not hold (X:, S:) are left out with a notice."""
+    from melodygen.cli import main
+    from melodygen.errors import MelodyGenError
+
+    generator = load_generator(trained / "model")
+    broken = GenerationRequest(text_primer="M:6/8\nK:G\n|:GAB [c2d|", num_outputs=1, seed=1)
+    with pytest.raises(MelodyGenError, match="the ABC opening cannot be read as music"):
+        generator.generate(broken)
+    code = main(
+        [
+            "generate",
+            "--checkpoint",
+            str(trained / "model"),
+            "--out",
+            "/tmp/never",
+            "--abc-primer",
+            "M:6/8\\nK:G\\n|:GAB [c2d|",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cannot be read as music" in err
+    fine = GenerationRequest(text_primer="X:4\nS:a book\nM:6/8\nK:G\n|:GAB", num_outputs=1)
+    notices = generator.primer_notices(fine)
+    assert any("X:, S: left out" in line for line in notices), notices

@@ -110,6 +110,37 @@ def split_text_primer(text: str) -> tuple[dict[str, str], str]:
     return fields, opening
 
 
+def dropped_fields(text: str) -> list[str]:
+    """Header fields of an ABC opening that a tune's template does not hold (X:, S:, Y:,
+    ...): they are left out, and the notices say so."""
+    dropped = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        match = _FIELD_LINE.match(" ".join(line.split()))
+        if match and match.group(1) != "|":
+            if match.group(1) == "K":
+                break
+            if match.group(1) not in _TEMPLATE_FIELDS and match.group(1) not in dropped:
+                dropped.append(match.group(1))
+    return dropped
+
+
+def check_opening(request: GenerationRequest) -> None:
+    """Refuse, in one line, an ABC opening whose bars cannot be read (an unbalanced
+    bracket, a stray character): no tune continuing it could be, whatever is sampled."""
+    from melodygen.io.abc import AbcError, clean_tune
+
+    fields, opening = split_text_primer(request.text_primer or "")
+    if not opening.strip():
+        return
+    header = "".join(f"{name}:{fields[name]}\n" for name in ("M", "L") if name in fields)
+    try:
+        clean_tune(f"X:1\n{header}K:{fields.get('K', 'C')}\n{opening}\n")
+    except AbcError as error:
+        raise GenerationError(
+            f"the ABC opening cannot be read as music: {one_line(error)}"
+        ) from None
+
+
 def make_template(request: GenerationRequest) -> Template:
     """The template a request asks for (see the module docstring)."""
     fields, opening = split_text_primer(request.text_primer or "")
@@ -261,6 +292,13 @@ class CharGenerator:
                 f"the model never saw these characters of the ABC opening; it reads them as "
                 f"unknown: {describe_unknown(unknown)}"
             )
+        dropped = dropped_fields(request.text_primer or "")
+        if dropped:
+            names = ", ".join(f"{name}:" for name in dropped)
+            notices.append(
+                f"the ABC opening's {names} left out: a tune's header holds T:, M:, L:, Q:, "
+                "R: and K: only"
+            )
         if any(event >= 0 for event in request.primer.events):
             notices.append(
                 "an ABC model continues ABC text: the note primer was not used (give the "
@@ -270,6 +308,7 @@ class CharGenerator:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         request.validate()
+        check_opening(request)
         started = time.perf_counter()
         template = make_template(request)
         limit = length_limit(request)
