@@ -399,4 +399,6 @@ def test_parsing_in_threads_leaves_the_warning_filters_as_they_were() -> None:
         check=False,
         cwd=Path(__file__).parent.parent,
     )
-    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-500:]
+    # (the last line: pyfluidsynth may print where it found its library on a fresh machine)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().splitlines()[-1] == "1", done.stdout
