@@ -373,6 +373,7 @@ def test_parsing_in_threads_leaves_the_warning_filters_as_they_were() -> None:
     import warnings
     from concurrent.futures import ThreadPoolExecutor
 
+    abc.parse_tune("X:1\nT:first\nM:6/8\nL:1/8\nK:G\nGAB|\n")  # imports done, filters set
     before = list(warnings.filters)
     tunes = [f"X:1\nT:t{i}\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|e2d c2B:|\n" for i in range(24)]
     with ThreadPoolExecutor(8) as pool:
