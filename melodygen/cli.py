@@ -663,6 +663,7 @@ def _run_evaluate(args) -> None:
 
 
 def _run_generate(args) -> None:
+    from melodygen import notation
     from melodygen.core.generation import GenerationRequest, bars_to_steps, load_generator
     from melodygen.io.primer import midi_primer, parse_primer
     from melodygen.render import Synth, program_number, write_wav
@@ -715,8 +716,7 @@ def _run_generate(args) -> None:
         if melody.text is not None:
             with _writing(path.with_suffix(".abc")):
                 path.parent.mkdir(parents=True, exist_ok=True)
-                # X: starts a tune in ABC files; the model's text starts at its T: line
-                path.with_suffix(".abc").write_text("X:1\n" + melody.text)
+                path.with_suffix(".abc").write_text(notation.abc_text(melody))
         if melody.problem is not None:
             print(f"{path.with_suffix('.abc')}  (not playable: no MIDI written)")
             print(f"note: {path.with_suffix('.abc').name}: {melody.problem}", file=sys.stderr)

@@ -401,7 +401,7 @@ def _own_abc(melody, key=None, mode=None, meter=None, qpm=None) -> str | None:
     text = getattr(melody, "text", None)
     if not isinstance(text, str) or not text.strip() or getattr(melody, "problem", None):
         return None
-    return text if text.startswith("X:") else "X:1\n" + text
+    return as_tune(text)
 
 
 _METER_SIG = re.compile(r'<meterSig\b[^>]*\bcount="(\d+)"[^>]*\bunit="(\d+)"')
@@ -448,13 +448,19 @@ def _abc_title(text: str) -> str:
 # ABC --------------------------------------------------------------------------------------
 
 
+def as_tune(text: str) -> str:
+    """ABC text as a tune of its own file: an ``X:`` line first (a model's text starts at
+    its ``T:`` line)."""
+    return text if text.startswith("X:") else "X:1\n" + text
+
+
 def abc_text(melody, title: str = "") -> str:
     """The melody as one ABC tune: the family's own text when it has one (a tune that could
     not be read as music included, so it can be read and fixed), else the melody written
     from its notes (:func:`melodygen.io.abc.to_abc`) in its key, meter and tempo."""
     text = getattr(melody, "text", None)
     if text:
-        return text if text.startswith("X:") else "X:1\n" + text
+        return as_tune(text)
     from melodygen.io.abc import to_abc
 
     music = _music(melody, title)

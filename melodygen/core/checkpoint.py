@@ -248,7 +248,9 @@ def read_model_json(path: str | Path) -> dict:
 def read_model_info(path: str | Path) -> tuple[Path, ModelInfo]:
     """The model folder and its checked JSON, with one clear line for anything else."""
     model_dir = resolve_model_dir(path)
-    info = model_info_from_dict(read_model_json(model_dir / MODEL_JSON), model_dir / MODEL_JSON)
+    source = model_dir / MODEL_JSON
+    values = read_model_json(source)  # its header checked once, here
+    info = family_of(values, source).read_info(values, source)
     if not (model_dir / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{model_dir} has no {WEIGHTS_FILE}")
     return model_dir, info
