@@ -20,7 +20,14 @@ compiles the step):
   Nottingham tunes closest to the limit's length (the random network's text is junk,
   which abc2midi refuses faster than real tunes).
 
+The random network writes junk, so these runs sample raw (``check_bars=False``): bar
+checking would send every junk bar back. ``--checkpoint checkpoints/folk_abc_char`` adds
+the trained model writing 8 tunes of ``--bars`` (default 16) bars as the studio asks,
+with bar checking (the default: a bar that does not fit is written again) and without,
+median of ``--repeats`` over seeds 1, 2, ...: the cost of checking on real tunes.
+
 Usage: python benchmarks/abc_char_speed.py [--repeats 5] [--chars 600 | --bars 16]
+       [--checkpoint checkpoints/folk_abc_char]
 """
 
 from __future__ import annotations
@@ -99,9 +106,15 @@ def main() -> None:
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--chars", type=int, default=600, help="length limit in characters")
     length.add_argument("--bars", type=int, default=None, help="bars asked for (4/4)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a trained abc_char model")
     args = parser.parse_args()
+    if args.checkpoint is not None:
+        trained_model(args.checkpoint, args.bars or 16, args.tunes, args.repeats)
+        return
     bars = args.bars if args.bars is not None else (args.chars - HEADER_CHARS) / CHARS_PER_BAR
-    request = GenerationRequest(length_steps=round(bars * 16), num_outputs=args.tunes, seed=1)
+    request = GenerationRequest(
+        length_steps=round(bars * 16), num_outputs=args.tunes, seed=1, check_bars=False
+    )
     limit = length_limit(request)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +155,32 @@ def main() -> None:
         f"  parse + validity, {args.tunes} real tunes of ~{chars} characters: {parse:.3f} s\n"
         f"  writing + real parsing:        {loop + parse:.3f} s (target 1 s)"
     )
+
+
+def trained_model(checkpoint: Path, bars: int, tunes: int, repeats: int) -> None:
+    """The trained model's ``generate`` for ``tunes`` tunes of ``bars`` bars, with bar
+    checking and without, interleaved over the same seeds."""
+    generator = CharGenerator(checkpoint, device="cpu")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    chars: dict[bool, list[int]] = {True: [], False: []}
+    generator.generate(GenerationRequest(length_steps=bars * 16, num_outputs=tunes, seed=0))
+    for seed in range(1, repeats + 1):
+        for check in (False, True):
+            request = GenerationRequest(
+                length_steps=bars * 16, num_outputs=tunes, seed=seed, check_bars=check
+            )
+            started = time.perf_counter()
+            result = generator.generate(request)
+            times[check].append(time.perf_counter() - started)
+            chars[check] += [len(melody.text or "") for melody in result.melodies]
+    for check in (False, True):
+        print(
+            f"{checkpoint}: {tunes} tunes, {bars} bars asked, "
+            f"{'bars checked' if check else 'raw samples '}: median "
+            f"{statistics.median(times[check]):.3f} s over {repeats} seeds "
+            f"(mean {statistics.mean(chars[check]):.0f} characters a tune, "
+            f"longest {max(chars[check])})"
+        )
 
 
 if __name__ == "__main__":

@@ -361,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rhythm", default=None, help="ABC models: the dance type (R:), e.g. jig, reel, hornpipe"
     )
     generate.add_argument("--title", default=None, help="ABC models: the tune's title (T:)")
+    generate.add_argument(
+        "--no-bar-check",
+        action="store_true",
+        help="ABC models: keep every bar as sampled (by default a bar that does not last "
+        "what M: and L: say, or an unpaired repeat, is written again, up to 8 times)",
+    )
     generate.add_argument("--key", default=None, help="key of the output, e.g. D, F#, Bb")
     generate.add_argument(
         "--mode", default="major", help="major, minor, dorian, mixolydian, ... (default major)"
@@ -565,6 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     validity.add_argument(
         "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
     )
+    validity.add_argument(
+        "--no-bar-check",
+        action="store_true",
+        help="judge the model's raw samples: no bar is written again (see generate)",
+    )
     validity.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     validity.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
@@ -702,6 +713,7 @@ def _run_generate(args) -> None:
         rhythm=args.rhythm,
         title=args.title,
         text_primer=None if args.abc_primer is None else args.abc_primer.replace("\\n", "\n"),
+        check_bars=not args.no_bar_check,
     )
     request.validate()  # before loading the model: bad requests fail fast
     _check_output_folder(args.out, "--out")
@@ -798,6 +810,7 @@ def _run_validity(args) -> None:
         temperature=args.temperature,
         bars=args.bars,
         device=args.device,
+        check_bars=not args.no_bar_check,
     )
     print(format_validity(report))
     if args.json:

@@ -53,11 +53,13 @@ CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"
 SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
 BITS_KEYS = ("bits_per_note_mean", "bits_per_note_pooled")
-STEPS = ("build", "train", "evaluate", "validity", "originality")
+STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "originality")
 """Every step a recipe may have, in the order they run."""
 MELODY_STEPS = ("build", "train", "evaluate", "originality")
 TEXT_STEPS = STEPS
-"""A family that writes text (abc_char) also measures the validity of what it writes."""
+"""A family that writes text (abc_char) also measures the validity of what it writes: as
+users get it (bars checked and written again when they do not fit, the default), and the
+model's raw samples (``--no-bar-check``)."""
 VALIDITY_TUNES = 200
 
 
@@ -210,7 +212,8 @@ ABC_BARS = (
         below=1.16,
     ),
     Bar(
-        "sampled tunes valid at least 90% as often as the real held-out tunes",
+        "sampled tunes (bars checked, as generate and the studio write them) valid at least "
+        "90% as often as the real held-out tunes",
         "validity.share_of_real",
         at_least=0.9,
     ),
@@ -305,6 +308,10 @@ class Recipe:
         return self.run_dir / "validity.json"
 
     @property
+    def validity_raw_json(self) -> Path:
+        return self.run_dir / "validity_raw.json"
+
+    @property
     def originality_json(self) -> Path:
         return self.run_dir / "originality.json"
 
@@ -328,6 +335,10 @@ class Recipe:
             "validity": [
                 "validity", "--checkpoint", run, "--data", data,
                 "--num", str(VALIDITY_TUNES), "--json", str(self.validity_json),
+            ],
+            "validity_raw": [
+                "validity", "--checkpoint", run, "--data", data, "--no-bar-check",
+                "--num", str(VALIDITY_TUNES), "--json", str(self.validity_raw_json),
             ],
             "originality": [
                 "originality", "--checkpoint", run, "--data", data,
@@ -354,6 +365,8 @@ class Recipe:
             return self.eval_json.exists()
         if step == "validity":
             return self.validity_json.exists()
+        if step == "validity_raw":
+            return self.validity_raw_json.exists()
         if step == "originality":
             return self.originality_json.exists()
         raise ValueError(step)
@@ -458,19 +471,12 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     }
     metric_keys = (*family.figure_labels(), *BITS_KEYS)  # the family's figures, then bits
     card["metrics"] = {key: evaluation[key] for key in metric_keys if key in evaluation}
-    if "validity" in recipe.steps:
-        validity = json.loads(recipe.validity_json.read_text())
-        settings = validity["settings"]
-        card["validity"] = {
-            "generated": {k: v for k, v in validity["generated"].items() if k != "problems"},
-            "held_out": validity["held_out"],
-            "share_of_real": validity["share_of_real"],
-            "problems": validity["generated"].get("problems", []),
-            "settings": {
-                key: settings[key]
-                for key in ("num", "seed", "temperature", "bars", "length_limit", "held_out_tunes")
-            },
-        }
+    for step, key, path in (
+        ("validity", "validity", recipe.validity_json),
+        ("validity_raw", "validity_raw", recipe.validity_raw_json),
+    ):
+        if step in recipe.steps:
+            card[key] = _validity_card(json.loads(path.read_text()))
     card.update(
         {
             "originality": originality.get("generated", {}).get("originality"),
@@ -576,24 +582,49 @@ def _melody_table(cards: list[dict]) -> list[str]:
     return lines
 
 
+def _validity_card(validity: dict) -> dict:
+    """What a card keeps of a ``melodygen validity`` report."""
+    settings = validity["settings"]
+    return {
+        "generated": {k: v for k, v in validity["generated"].items() if k != "problems"},
+        "held_out": validity["held_out"],
+        "share_of_real": validity["share_of_real"],
+        "problems": validity["generated"].get("problems", []),
+        "settings": {
+            key: settings.get(key, False)
+            for key in (
+                "num",
+                "seed",
+                "temperature",
+                "bars",
+                "check_bars",
+                "length_limit",
+                "held_out_tunes",
+            )
+        },
+    }
+
+
 def _text_table(cards: list[dict]) -> list[str]:
     """The models that write text (abc_char): per character, bits per note, validity."""
     lines = [
         "| checkpoint | train tunes | training | NLL/char | perplexity | accuracy | "
-        "bits/note | valid (held-out) | copies > 2 bars (held-out) |",
+        "bits/note | valid: bars checked, raw (held-out) | copies > 2 bars (held-out) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for card in cards:
         m, t, d = card["metrics"], card["training"], card["data"]
         valid = card.get("validity") or {}
         made, real = valid.get("generated") or {}, valid.get("held_out") or {}
+        raw = (card.get("validity_raw") or {}).get("generated") or {}
         orig, held = card.get("originality") or {}, card.get("originality_held_out") or {}
         minutes = (t.get("wall_seconds") or 0) / 60
         lines.append(
             f"| `{card['name']}` | {d['train_melodies']} | {t['steps']} steps, "
             f"{minutes:.0f} min | {m['nll']:.3f} | {m['perplexity']:.2f} | {m['accuracy']:.3f} | "
             f"{_number(m, 'bits_per_note_pooled')} | "
-            f"{_share(made, 'valid', 1)} ({_share(real, 'valid', 1)}) | "
+            f"{_share(made, 'valid', 1)}, {_share(raw, 'valid', 1)} "
+            f"({_share(real, 'valid', 1)}) | "
             f"{_share(orig, 'share_over_2_bars', 1)} ({_share(held, 'share_over_2_bars', 1)}) |"
         )
     return lines

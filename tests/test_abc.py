@@ -16,6 +16,7 @@ from melodygen.io import abc
 from melodygen.io.abc import (
     AbcError,
     AbcTune,
+    BarCheck,
     check_validity,
     clean_tune,
     parse_tune,
@@ -284,6 +285,27 @@ def test_a_colon_bar_with_no_start_repeats_from_the_start_and_rates_add_up() -> 
     assert rates["full_bars"] == 0.5
     assert rates["valid"] == 0.5
     assert check_validity(unparsable).reason.endswith("music comes before the K: (key) field.")
+
+
+def test_bar_check_judges_closed_bars_as_the_tune_is_written() -> None:
+    """The sampler's check: the same rules as check_validity, on the bars closed so far;
+    the bar being written, and a |: not yet closed, are not problems yet."""
+    check = BarCheck("T:t\nM:6/8\nL:1/8\nK:G\n")
+    assert check.check("D|:GAB A2G|E2D D3|") == (3, "")  # a pickup, then two full bars
+    assert check.check("D|:GAB A2G|E2D D3|GA") == (3, "")  # the open bar is not judged
+    closed, problem = check.check("D|:GAB A2G|E2D D2|")
+    assert closed == 3 and problem.startswith("bar 3 lasts 5/8")
+    assert check.check("D|:GAB A2G|E2D D4|")[1].startswith("bar 3 lasts")  # too long
+    assert check.check("GAB A2G|E2D D2:|")[1] == ""  # short next to a repeat: a split bar
+    assert check.check("|:GAB A2G|:E2D D3|")[1].startswith("line 1: a |: while another")
+    # bars already judged are not judged again
+    assert check.check("GAB A2G|E2D D2|GAB A2G|", first=2) == (3, "")
+    # the finished tune is judged whole: its open |: is a problem now
+    assert not check.check_whole("|:GAB A2G|E2D D3|\n").balanced_repeats
+    assert check.check_whole("|:GAB A2G|E2D D3:|\n").valid
+    # M: and L: from the header; no L: means an eighth in 6/8, a sixteenth in 2/4
+    assert BarCheck("M:2/4\nK:D\n").check("ABcd efga|")[1] == ""
+    assert BarCheck("M:2/4\nK:D\n").check("ABcd efga|ABcd|b2|")[1].startswith("bar 2")
 
 
 # --------------------------------------------------------------------------- writing ABC

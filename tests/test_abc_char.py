@@ -77,6 +77,17 @@ def trained(dataset, tmp_path_factory) -> Path:
     return run
 
 
+@pytest.fixture(scope="module")
+def fluent(dataset, tmp_path_factory) -> Path:
+    """A model trained long enough to write most of its jigs' bars whole (5 s)."""
+    from melodygen.core.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "fluent"
+    hparams = "embedding_size=16,rnn_layer_sizes=[64],batch_size=8,learning_rate=0.01,dropout=0.0"
+    train(dataset, run, steps=300, eval_every=100, hparams=hparams, progress=False)
+    return run
+
+
 def test_dataset_vocabulary_from_training_text_and_unknown_characters_reported(book, dataset):
     family = get_family("abc_char")
     opened = family.open_dataset(dataset)
@@ -209,6 +220,38 @@ def test_generation_is_reproducible_and_keeps_the_asked_header(trained):
     for melody in untitled.melodies:
         lines = melody.text.split("\n")
         assert lines[0].startswith("T:") and lines[1] == "M:6/8" and lines[2].startswith("K:")
+
+
+def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
+    """With check_bars a tune's bad bars are written again (from the state at the bar line
+    before them), so more tunes have full bars than the raw samples; each tune's
+    log-likelihood is still exactly the model's score of the text it ends with."""
+    from melodygen.families.abc_char.family import _nats, _split_of
+    from melodygen.families.abc_char.generate import length_limit
+    from melodygen.io.abc import check_validity
+
+    generator = load_generator(fluent / "model")
+    results = {}
+    for check in (False, True):
+        melodies = []
+        for seed in range(3):
+            request = GenerationRequest(
+                num_outputs=8, seed=seed, length_steps=24 * 12, check_bars=check
+            )
+            melodies += generator.generate(request).melodies
+        results[check] = melodies
+    raw = [check_validity(m.text) for m in results[False]]
+    checked = [check_validity(m.text) for m in results[True]]
+    assert sum(v.full_bars for v in checked) > sum(v.full_bars for v in raw)
+    assert sum(v.valid for v in checked) >= sum(v.valid for v in raw)
+    model, info = load_model(fluent / "model")
+    for melodies in results.values():
+        ended = [m for m in melodies if len(m.text) < length_limit(request)]  # wrote <end>
+        assert ended
+        split = _split_of(info, [m.text for m in ended])
+        nats = _nats(model, split, np.arange(len(ended)), 8)
+        for melody, value in zip(ended, nats, strict=True):
+            assert -melody.log_likelihood == pytest.approx(value, rel=1e-4, abs=1e-3)
 
 
 def test_a_tune_that_does_not_parse_comes_back_with_its_problem(trained):

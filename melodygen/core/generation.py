@@ -91,6 +91,11 @@ class GenerationRequest:
     text_primer: str | None = None
     """The opening of a tune in the family's native text (for ``abc_char``: ABC header
     fields and/or opening bars); families without a text ignore it."""
+    check_bars: bool = True
+    """Families that write notation text (ABC) write a bar again when it does not last
+    what the meter says or leaves a repeat unpaired, a few times at most, and a tune's
+    ending again when the tune would not be valid (``BarCheck`` in
+    :mod:`melodygen.io.abc`); False keeps the model's raw samples."""
 
     def __post_init__(self) -> None:
         # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).

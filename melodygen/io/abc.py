@@ -903,11 +903,14 @@ def check_validity(tune: AbcTune | str, sequence: NoteSequence | None = None) ->
     return Validity(parses, full_bars, balanced, "; ".join(reasons))
 
 
-def _bars_are_full(scan: _Scan) -> tuple[bool, str]:
+def _bars_are_full(scan: _Scan, first: int = 0, whole: bool = True) -> tuple[bool, str]:
+    """Are the bars full (see :func:`check_validity`)? From bar index ``first`` on;
+    ``whole``: the last bar is the tune's last (it may be short), not one of a tune still
+    being written."""
     if scan.problems:
         return False, scan.problems[0]
     bars = scan.bars
-    for index, bar in enumerate(bars):
+    for index, bar in enumerate(bars[first:], start=first):
         if bar.expected is None:
             continue
         if bar.length > bar.expected:
@@ -915,7 +918,7 @@ def _bars_are_full(scan: _Scan) -> tuple[bool, str]:
                 False,
                 f"bar {index + 1} lasts {_units(bar.length, bar)}, not {_units(bar.expected, bar)}",
             )
-        if bar.length == bar.expected or index in (0, len(bars) - 1):
+        if bar.length == bar.expected or index == 0 or (whole and index == len(bars) - 1):
             continue
         if _SECTION.search(bar.start_mark) or _SECTION.search(bar.end_mark):
             continue
@@ -930,7 +933,9 @@ def _units(value: Fraction, bar: _Bar) -> str:
     return f"{value} of a whole note" if value != 1 else "a whole note"
 
 
-def _repeats_balance(marks: list[tuple[str, int, bool]]) -> tuple[bool, str]:
+def _repeats_balance(marks: list[tuple[str, int, bool]], final: bool = True) -> tuple[bool, str]:
+    """Do the repeat and ending marks pair up? ``final``: the tune is whole, so a ``|:`` or
+    a first ending still open is a problem (not so for a tune still being written)."""
     open_repeat = False
     first_ending_open = False
     last_bar = ""
@@ -963,11 +968,50 @@ def _repeats_balance(marks: list[tuple[str, int, bool]]) -> tuple[bool, str]:
         if not closes and not opens and open_repeat and (mark.endswith("]") or "||" in mark):
             return False, f"line {line}: the section ends while a |: is still open"
         last_bar = mark
-    if open_repeat:
+    if open_repeat and final:
         return False, "a |: is never closed by a :|"
-    if first_ending_open:
+    if first_ending_open and final:
         return False, "a first ending [1 is never closed by a :|"
     return True, ""
+
+
+class BarCheck:
+    """The rules of :func:`check_validity` applied while a tune is being written, one bar
+    at a time, so that a sampler can write a bar again when the one it wrote does not
+    last what ``M:`` and ``L:`` say or opens a repeat it cannot close.
+
+    ``header``: the tune's header lines (up to and including ``K:``), for its meter and
+    unit length. :meth:`check` is given the body written so far, ending with a complete
+    bar line (the sampler calls it once the character after a bar line is drawn), and
+    judges the bars closed since bar index ``first``; the bar still open is not judged.
+    """
+
+    def __init__(self, header: str) -> None:
+        fields = dict(
+            match.groups() for line in header.splitlines() if (match := _FIELD.match(line))
+        )
+        self.header = header if header.endswith("\n") else header + "\n"
+        self.meter = fields.get("M", "").strip() or None
+        self.unit = fields.get("L", "").strip() or None
+
+    def _tune(self, body: str) -> AbcTune:
+        return AbcTune(self.header + body, "", "", self.meter, self.unit, None, None)
+
+    def check(self, body: str, first: int = 0) -> tuple[int, str]:
+        """(bars closed in ``body``, the first problem of those from index ``first`` on,
+        or "")."""
+        scan = _scan(self._tune(body))
+        if scan.bars and scan.bars[-1].end_mark == "end":
+            scan.bars.pop()  # the bar being written
+        closed = len(scan.bars)
+        full, why = _bars_are_full(scan, first=first, whole=False)
+        if full:
+            _, why = _repeats_balance(scan.marks, final=False)
+        return closed, why
+
+    def check_whole(self, body: str) -> Validity:
+        """The finished tune, judged as :func:`check_validity` judges it (abc2midi too)."""
+        return check_validity(self.header + body)
 
 
 def validity_rates(tunes: Iterable[AbcTune | str | Validity]) -> dict[str, float | int]:

@@ -46,7 +46,7 @@ from melodygen.core.generation import (
 from melodygen.errors import MelodyGenError, one_line
 from melodygen.families.abc_char.network import log_probs as log_softmax
 from melodygen.families.abc_char.vocab import END, UNK, describe_unknown
-from melodygen.io.abc import ABC_MODE_SUFFIX
+from melodygen.io.abc import ABC_MODE_SUFFIX, BarCheck
 from melodygen.theory import key_name
 
 HEADER_CHARS = 120
@@ -61,6 +61,14 @@ PARSE_THREADS = max(2, os.cpu_count() or 1)
 """Tunes parsed at once (each by an abc2midi process; threads only wait for them)."""
 HOLE_LINE_CHARS = 80
 """The most characters the model may write for one header field's value."""
+BAR_TRIES = 8
+"""With ``request.check_bars``: how many times one bar (or the tune's ending) is written
+again before it is kept as it is."""
+ROW_REWRITES = 64
+"""With ``request.check_bars``: the most bars one tune may write again in all."""
+_BAR_CHARS = frozenset("|:[]0123456789")
+"""Characters that may continue a bar line (``||``, ``:|:``, ``|]``, ``|1``): a bar line
+is complete, and judged, once a character not among these follows it."""
 
 _FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 _TEMPLATE_FIELDS = ("T", "M", "L", "Q", "R", "K")
@@ -212,13 +220,37 @@ class CharStepModel:
             new_states += list(state)
         return self.output_layer(hidden), ops.concatenate(new_states, axis=1)
 
+    def to_numpy(self, states) -> np.ndarray:
+        return np.array(self.keras.ops.convert_to_numpy(states))
+
+    def from_numpy(self, states: np.ndarray):
+        return self.keras.ops.convert_to_tensor(states, "float32")
+
     def step(self, ids: np.ndarray, states) -> tuple[np.ndarray, object]:
         logits, states = self._step(self.keras.ops.convert_to_tensor(ids, "int32"), states)
         return self.keras.ops.convert_to_numpy(logits), states
 
 
+@dataclass
+class _Snapshot:
+    """A point a row can go back to: its first ``length`` characters, the network state
+    before reading the last of them (``previous``), its score and the bars it had closed."""
+
+    length: int
+    state: np.ndarray
+    previous: int
+    score: float
+    bars: int
+
+
 class _Row:
-    """One tune being written: where it is in the template, what it wrote, its score."""
+    """One tune being written: where it is in the template, what it wrote, its score.
+
+    With bar checking (``request.check_bars``), a row in its tune's body keeps a snapshot
+    at the last bar line it passed; a bar that does not last what ``M:`` and ``L:`` say
+    (or a repeat sign that cannot pair up), or an ending that leaves the tune invalid,
+    sends it back there to write that bar again, at most :data:`BAR_TRIES` times.
+    """
 
     def __init__(self, template: Template, limit: int) -> None:
         self.pending = list(template.parts)
@@ -230,7 +262,63 @@ class _Row:
         self.done = False
         self.ended = False  # wrote <end> (not cut by the limit)
         self.limit = limit
+        self.checker: BarCheck | None = None  # set once the header's K: line is written
+        self.body_start = 0
+        self.snapshot: _Snapshot | None = None
+        self.judged_to = 0  # characters of the body already looked at for bar lines
+        self.tries = 0  # rewrites since the last snapshot
+        self.rewrites = 0
         self._advance()
+
+    @property
+    def free(self) -> bool:
+        """Writing the body on its own (header and opening bars written)."""
+        return self.checker is not None and not self.forced and not self.hole
+
+    def body(self) -> str:
+        return "".join(self.chars[self.body_start :])
+
+    def note_header(self) -> None:
+        """After each character: once the header's K: line ends, bars can be judged."""
+        if self.checker is not None or not self.chars or self.chars[-1] != "\n":
+            return
+        text = "".join(self.chars)
+        last_line = text[:-1].rsplit("\n", 1)[-1]
+        if last_line.startswith("K:"):
+            self.checker = BarCheck(text)
+            self.body_start = len(self.chars)
+
+    def judge(self, char_id: int, char: str) -> tuple[str, int]:
+        """What to do with the character just drawn: ``("rewind", 0)`` to write the bar
+        before it again; ``("keep", bars)`` when it follows a bar line that closed
+        ``bars`` bars, all kept (take a snapshot here); ``("", 0)`` to go on."""
+        body = self.body()
+        out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
+        if char_id == END:
+            if not out_of_tries and not self.checker.check_whole(body).valid:
+                return "rewind", 0
+            return "", 0
+        if char in _BAR_CHARS or not any(c in body[self.judged_to :] for c in "|:]"):
+            return "", 0
+        self.judged_to = len(body)
+        closed, problem = self.checker.check(body, first=self.snapshot.bars)
+        if problem and not out_of_tries:
+            return "rewind", 0
+        return "keep", closed
+
+    def keep(self, snapshot: _Snapshot) -> None:
+        """The bars written so far are kept: come back here from now on."""
+        self.snapshot, self.tries = snapshot, 0
+
+    def rewind(self) -> _Snapshot:
+        """Back to the snapshot, to write what follows it again."""
+        snapshot = self.snapshot
+        del self.chars[snapshot.length :]
+        self.score = snapshot.score
+        self.judged_to = min(self.judged_to, snapshot.length - self.body_start)
+        self.tries += 1
+        self.rewrites += 1
+        return snapshot
 
     def _advance(self) -> None:
         while not self.forced and not self.hole and self.pending:
@@ -255,6 +343,7 @@ class _Row:
                 if char_id != newline and newline >= 0:
                     self.forced = "\n"
         self._advance()
+        self.note_header()
         if len(self.chars) >= self.limit:
             self.done = True
 
@@ -355,7 +444,10 @@ class CharGenerator:
         previous = np.full(batch, END, np.int32)
         newline = self.index.get("\n", -1)
         temperature = max(request.temperature, 1e-6)
+        check = request.check_bars
         while not all(row.done for row in rows):
+            before = states  # what a snapshot keeps: the state before reading `previous`
+            before_numpy = None
             logits, states = self.steps.step(previous, states)
             logp = log_softmax(logits)  # the model's own probabilities, for the score
             scaled = logits.astype(np.float64) / temperature
@@ -365,6 +457,7 @@ class CharGenerator:
             scaled -= scaled.max(axis=1, keepdims=True)
             scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
             drawn = sample(scaled, request.top_k, request.top_p, rng)
+            rewinds: list[int] = []
             for position, row in enumerate(rows):
                 if row.done:
                     continue
@@ -373,9 +466,41 @@ class CharGenerator:
                     choice = self._encode_char(char)
                 else:
                     choice = int(drawn[position])
-                    char = self.vocab.decode([choice])
+                    char = self.vocab.decode([choice]) if choice != END else ""
+                    if check and row.free:
+                        bars = -1
+                        if row.snapshot is None:  # the body's first free character
+                            body = row.body()
+                            bars, _ = row.checker.check(body)
+                            row.judged_to = len(body)
+                        else:
+                            verdict, closed = row.judge(choice, char)
+                            if verdict == "rewind":
+                                rewinds.append(position)
+                                continue
+                            if verdict == "keep":
+                                bars = closed
+                        if bars >= 0:
+                            if before_numpy is None:
+                                before_numpy = self.steps.to_numpy(before)
+                            row.keep(
+                                _Snapshot(
+                                    len(row.chars),
+                                    before_numpy[position].copy(),
+                                    int(previous[position]),
+                                    row.score,
+                                    bars,
+                                )
+                            )
                 row.take(choice, char, float(logp[position, choice]), newline)
                 previous[position] = choice
+            if rewinds:
+                numpy_states = self.steps.to_numpy(states)
+                for position in rewinds:
+                    snapshot = rows[position].rewind()
+                    numpy_states[position] = snapshot.state
+                    previous[position] = snapshot.previous
+                states = self.steps.from_numpy(numpy_states)
 
     def _melody(self, text: str, score: float, index: int) -> tuple[GeneratedMelody, object]:
         """The tune as a melody, or with its problem when it cannot be read as music."""

@@ -49,11 +49,14 @@ def validity_report(
     temperature: float = 1.0,
     bars: int = DEFAULT_BARS,
     device: str = "auto",
+    check_bars: bool = True,
 ) -> dict:
     """Sample ``num`` tunes from ``checkpoint`` and judge them beside ``data``'s held-out
     tunes (see the module docstring). Returns a JSON-serialisable dict: ``settings``,
     ``generated`` and ``held_out`` (shares that parse, have full bars, balanced repeats,
     all three), ``share_of_real`` (generated valid / held-out valid) and ``quality_bar``.
+    ``check_bars``: sample as the studio and ``generate`` do, writing a bar again when it
+    does not fit (:class:`~melodygen.io.abc.BarCheck`); False judges the raw samples.
     """
     from melodygen.core.checkpoint import read_model_info
     from melodygen.core.family import check_model_reads, open_dataset
@@ -98,6 +101,7 @@ def validity_report(
                 temperature=temperature,
                 num_outputs=count,
                 seed=int(batch_seed),
+                check_bars=check_bars,
             )
         )
         texts += [melody.text or "" for melody in result.melodies]
@@ -121,6 +125,7 @@ def validity_report(
             "seed": seed,
             "temperature": temperature,
             "bars": int(bars),
+            "check_bars": bool(check_bars),
             "length_limit": limit,
             "held_out_tunes": len(real),
             "seconds": {
@@ -158,7 +163,12 @@ def format_validity(report: dict) -> str:
         f"model:  {settings['model']}",
         f"data:   {settings['data']} ({settings['held_out_tunes']} held-out tunes)",
         f"sampled {settings['num']} tunes, no primer, temperature {settings['temperature']:g}, "
-        f"seed {settings['seed']}, at most {settings['length_limit']} characters",
+        f"seed {settings['seed']}, at most {settings['length_limit']} characters, "
+        + (
+            "bars checked (a bar that does not fit is written again)"
+            if settings.get("check_bars", False)
+            else "raw samples (no bar written again)"
+        ),
         "",
         f"{'':<26}{'generated':>12}{'held-out':>12}",
     ]
