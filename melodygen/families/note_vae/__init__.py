@@ -1,0 +1,1 @@
+"""A MusicVAE-style note model: LSTM encoder, latent code, LSTM decoder over notes."""
