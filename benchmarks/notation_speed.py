@@ -107,6 +107,32 @@ def main() -> None:
             f"  {meter} ({notes} notes): MusicXML {xml:.3f} s, score SVG (MusicXML + verovio) "
             f"{svg:.3f} s, ABC {abc:.3f} s; music21 MusicXML {m21:.3f} s"
         )
+    abc_tunes = real_abc_tunes(args.tunes)
+    started = time.perf_counter()
+    notation.score_svg(abc_tunes[0])
+    print(f"first ABC score (the engraver process started): {time.perf_counter() - started:.3f} s")
+    svg = timed(notation.score_svg, abc_tunes, args.repeats)
+    xml = timed(notation.musicxml_bytes, abc_tunes, args.repeats)
+    endings = sum("|1" in m.text or "[1" in m.text for m in abc_tunes)
+    print(
+        f"  {args.tunes} Nottingham tunes from their ABC text ({endings} with variant endings; "
+        f"read and drawn in the engraver process): score SVG {svg:.3f} s, MusicXML {xml:.3f} s"
+    )
+
+
+def real_abc_tunes(count: int) -> list[GeneratedMelody]:
+    """The first ``count`` Nottingham jigs with variant endings, as melodies with their text
+    (as the abc_char family returns its tunes)."""
+    from pathlib import Path
+
+    from melodygen.io.abc import parse_tune, read_tunebook, variant_endings
+
+    book = Path(__file__).resolve().parent.parent.parent / "shared/data/nottingham/abc/jigs.abc"
+    chosen = [tune for tune in read_tunebook(book)[0] if variant_endings(tune)[1]][:count]
+    return [
+        GeneratedMelody.from_sequence(parse_tune(tune), 0.0, index=i, text=tune.text)
+        for i, tune in enumerate(chosen)
+    ]
 
 
 if __name__ == "__main__":

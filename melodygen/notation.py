@@ -33,8 +33,12 @@ its notes.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import select
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -303,8 +307,14 @@ def musicxml_bytes(
     the key estimated from its notes. Raises :class:`NotationError` (one line) for what
     cannot be written.
     """
+    return _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text=True)
+
+
+def _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text: bool) -> bytes:
+    """:func:`musicxml_bytes`; ``from_text`` False: from the grid, even for a melody with
+    its own ABC text (a score whose text verovio could not read)."""
     music = _music(melody_or_primer, title, key, mode, meter, qpm)
-    text = _own_abc(melody_or_primer, key, mode, meter, qpm)
+    text = _own_abc(melody_or_primer, key, mode, meter, qpm) if from_text else None
     if text is not None:
         data = _abc_musicxml(text, music.title)
         if data is not None:
@@ -405,23 +415,63 @@ def _own_abc(melody, key=None, mode=None, meter=None, qpm=None) -> str | None:
 
 
 _METER_SIG = re.compile(r'<meterSig\b[^>]*\bcount="(\d+)"[^>]*\bunit="(\d+)"')
+_MEASURE_START = re.compile(r"<measure\b")
+_MEASURE_END = re.compile(r"</measure>")
+
+
+def _endings(text: str) -> tuple[int, list[tuple[int, int, str]]]:
+    """The tune's bars of music and its variant endings as (first bar, last bar, number);
+    (0, []) when it cannot be read."""
+    from melodygen.io.abc import variant_endings
+
+    try:
+        return variant_endings(text)
+    except MelodyGenError:
+        return 0, []
+
+
+def _abc_mei(toolkit, text: str) -> tuple[str, int, list[tuple[int, int, str]]] | None:
+    """The ABC tune read by verovio, as MEI, with the tune's bars of music and variant
+    endings (:func:`_endings`); None where verovio cannot read it."""
+    toolkit.setOptions({"inputFrom": "abc"})
+    if not toolkit.loadData(text):
+        return None
+    return toolkit.getMEI(), *_endings(text)
+
+
+def _with_endings(data: str, bars: int, spans: list[tuple[int, int, str]]) -> str | None:
+    """Verovio's MEI of an ABC tune with its variant endings drawn: verovio 6.4.1's ABC
+    reader drops ``[1`` and ``[2``, so they are put back as MEI ``<ending>`` elements
+    around the measures of each, where verovio made one measure per bar of music as
+    MelodyGen counts them; None where it did not."""
+    starts = [match.start() for match in _MEASURE_START.finditer(data)]
+    ends = [match.end() for match in _MEASURE_END.finditer(data)]
+    if not len(starts) == len(ends) == bars:
+        return None
+    for first, last, number in reversed(spans):
+        data = data[: ends[last]] + "</ending>" + data[ends[last] :]
+        data = (
+            data[: starts[first]]
+            + f'<ending n="{escape(number)}" label="{escape(number)}.">'
+            + data[starts[first] :]
+        )
+    return data
 
 
 def _abc_musicxml(text: str, title: str = "") -> bytes | None:
     """The ABC tune as MusicXML: read by verovio (as MEI), then written by music21, its
     tuplets, repeat signs and meter changes kept (music21's own ABC parser loses inline
     meter changes; verovio 6.4.1 reads no variant endings, [1 and [2, in the score
-    either); None where either cannot read it."""
+    either: they are put back, see :func:`_with_endings`); None where either cannot read
+    it."""
     try:
-        from music21 import mei, metadata, meter
+        from music21 import mei, metadata, meter, spanner
         from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-        with _TOOLKIT_LOCK:
-            toolkit = _toolkit()
-            toolkit.setOptions({"inputFrom": "abc"})
-            if not toolkit.loadData(text):
-                return None
-            data = toolkit.getMEI()
+        data = _ENGRAVER.call("read", text=text)
+        if data is None:
+            return None
+        bars, spans = _endings(text)
         # music21 reads trans.semi="0" with no trans.diat as a zeroth, no interval.
         score = mei.MeiToM21Converter(data.replace(' trans.semi="0"', "")).run()
         part = score.parts[0]
@@ -429,6 +479,9 @@ def _abc_musicxml(text: str, title: str = "") -> bytes | None:
         first = _METER_SIG.search(data)  # music21 reads only meter.count attributes
         if first and measures and measures[0].timeSignature is None:
             measures[0].insert(0, meter.TimeSignature(f"{first[1]}/{first[2]}"))
+        for start, last, number in spans if len(measures) == bars else []:
+            # verovio's ABC reader drops variant endings (see _with_endings)
+            part.insert(0, spanner.RepeatBracket(measures[start : last + 1], number=number))
         score.metadata = metadata.Metadata(title=title or _abc_title(text))
         exporter = GeneralObjectExporter(score)
         exporter.makeNotation = False  # verovio made the measures: five times as fast
@@ -525,12 +578,15 @@ def score_svg(
             return _engrave(text, "abc", title, width, scale)
         except NotationError as error:
             logger.warning("verovio could not engrave this ABC tune: %s", error)
-    data = musicxml_bytes(melody_or_primer, title, key, mode, meter, qpm).decode("utf-8")
+    data = _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text=text is None)
+    data = data.decode("utf-8")
     return _engrave(data, "musicxml", title, width, scale)
 
 
 def _engrave(data: str, kind: str, title: str, width: int, scale: int) -> str:
-    """``data`` (MusicXML or ABC, ``kind``) engraved by verovio as one sized SVG."""
+    """``data`` (MusicXML or ABC, ``kind``) engraved by verovio as one sized SVG. ABC is
+    read and drawn in the engraver process (:class:`_Engraver`), its variant endings
+    kept (:func:`_with_endings`); MusicXML (MelodyGen's own) in this process."""
     options = {
         "inputFrom": kind,
         "pageWidth": round(int(width) * 100 / int(scale)),
@@ -548,16 +604,114 @@ def _engrave(data: str, kind: str, title: str, width: int, scale: int) -> str:
         "svgRemoveXlink": True,
         "mnumInterval": 0,
     }
-    with _TOOLKIT_LOCK:
-        toolkit = _toolkit()
-        toolkit.setOptions(options)
-        if not toolkit.loadData(data):
-            name = "MusicXML" if kind == "musicxml" else "ABC"
-            raise NotationError(f"the score engraver could not read the melody's {name}")
-        svg = toolkit.renderToSVG(1)
+    if kind == "abc":
+        svg = _ENGRAVER.call("draw", text=data, options=options)
+    else:
+        with _TOOLKIT_LOCK:
+            svg = _draw(_toolkit(), data, options)
+    return _sized(svg, int(width))
+
+
+def _draw(toolkit, data: str, options: dict) -> str:
+    toolkit.setOptions(options)
+    if not toolkit.loadData(data):
+        name = {"musicxml": "MusicXML", "abc": "ABC"}.get(options["inputFrom"], "notation")
+        raise NotationError(f"the score engraver could not read the melody's {name}")
+    svg = toolkit.renderToSVG(1)
     if "<svg" not in svg:
         raise NotationError("the score engraver drew nothing for this melody")
-    return _sized(svg, int(width))
+    return svg
+
+
+_ENDING_THEN_BRACKET = re.compile(r"(\[\d+(?:[,-]\d+)*)(?=[\[\"])")
+
+
+def _for_verovio(text: str) -> str:
+    """ABC as verovio 6.4.1 reads it without crashing: a space after an ending that a
+    chord, an inline field or a chord symbol follows at once (``[1[fA]`` -> ``[1 [fA]``,
+    ``[1"G"`` -> ``[1 "G"``: the same music)."""
+    return _ENDING_THEN_BRACKET.sub(r"\1 ", text)
+
+
+def _draw_abc(text: str, options: dict) -> str:
+    """In the engraver process: the ABC tune drawn, through MEI with its variant endings
+    put back when it has any."""
+    text = _for_verovio(text)
+    toolkit = _toolkit()
+    if _endings(text)[1]:
+        read = _abc_mei(toolkit, text)
+        drawn = _with_endings(*read) if read is not None else None
+        if drawn is not None:
+            return _draw(toolkit, drawn, {**options, "inputFrom": "mei"})
+    return _draw(toolkit, text, options)
+
+
+def _read_abc(text: str) -> str | None:
+    """In the engraver process: the ABC tune as verovio's MEI, or None."""
+    read = _abc_mei(_toolkit(), _for_verovio(text))
+    return read[0] if read is not None else None
+
+
+# The engraver process ----------------------------------------------------------------------
+
+ENGRAVER_TIMEOUT_S = 30.0
+"""The longest one ABC tune may take to read and draw (a tune takes ~20 ms)."""
+
+
+class _Engraver:
+    """The engraver process (:mod:`melodygen.engraver`), where verovio reads ABC.
+
+    Verovio's ABC reader is native code that some tunes crash outright; in a process of
+    its own, a crash or a hang costs that one score: :meth:`call` raises
+    :class:`NotationError` (one line), the process is started again for the next tune,
+    and callers draw the melody from its notes instead. One process, started on first
+    use, serves every thread in turn.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def call(self, op: str, **arguments):
+        with self.lock:
+            if self.process is None or self.process.poll() is not None:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "melodygen.engraver"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    encoding="utf-8",
+                )
+            process = self.process
+            try:
+                process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+                process.stdin.flush()
+                ready, _, _ = select.select([process.stdout], [], [], ENGRAVER_TIMEOUT_S)
+                line = process.stdout.readline() if ready else None
+            except (OSError, ValueError):
+                line = ""
+            if not line:
+                self.stop()
+                raise NotationError(
+                    "the score engraver (verovio) crashed reading this ABC tune"
+                    if line == ""
+                    else f"the score engraver (verovio) took over {ENGRAVER_TIMEOUT_S:g} s "
+                    "on this ABC tune and was stopped"
+                )
+        reply = json.loads(line)
+        if "error" in reply:
+            raise NotationError(reply["error"])
+        return reply["result"]
+
+    def stop(self) -> None:
+        """End the process (crashed, stuck or no longer needed); the next call starts one."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+
+
+_ENGRAVER = _Engraver()
 
 
 _VIEW_BOX = re.compile(r'<svg viewBox="0 0 (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)"')

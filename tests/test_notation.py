@@ -272,3 +272,69 @@ def test_a_tune_with_its_own_abc_is_written_from_its_text():
     assert first[3:] == [("G", 1.0), ("D", 1.0)]
     # Asked for another meter or key, it comes from the grid as before.
     assert b"<time-modification>" not in notation.musicxml_bytes(tune, key="D")
+
+
+ENDINGS_TUNE = (
+    "X:1\nT:Endings\nM:6/8\nL:1/8\nK:G\n"
+    'D|:GAB A2G|1 E2D D3:|2 E2D G2||\n|:B|d2B A2G|[1[GB]AG "D"F3:|[2"G"G3 G2|]\n'
+)
+
+
+def test_variant_endings_are_drawn_and_written_and_verovio_crashers_are_read():
+    """Verovio's ABC reader drops first and second endings: they are put back, in the
+    score and in the MusicXML. This tune's `[1[GB]` and `[2"G"` crashed verovio 6.4.1
+    outright (the process died); it is given them spaced out, the same music."""
+    from music21 import converter, spanner
+
+    from melodygen.io.abc import clean_tune, parse_tune, variant_endings
+
+    assert variant_endings(ENDINGS_TUNE) == (
+        8,
+        [(2, 2, "1"), (3, 3, "2"), (6, 6, "1"), (7, 7, "2")],
+    )
+    sequence = parse_tune(clean_tune(ENDINGS_TUNE))
+    tune = GeneratedMelody.from_sequence(sequence, 0.0, index=0, text=ENDINGS_TUNE, key=7)
+    svg = notation.score_svg(tune)
+    assert svg.count('class="ending systemMilestone"') == 4
+    part = converter.parse(notation.musicxml_bytes(tune), format="musicxml").parts[0]
+    bars = list(part.getElementsByClass("Measure"))
+    assert len(bars) == 8
+    brackets = [
+        (bracket.number, [bars.index(bar) for bar in bracket.getSpannedElements()])
+        for bracket in part.spannerBundle.getByClass(spanner.RepeatBracket)
+    ]
+    assert sorted(brackets) == [("1", [2]), ("1", [6]), ("2", [3]), ("2", [7])]
+
+
+def test_a_crash_or_hang_of_the_engraver_costs_one_score(monkeypatch):
+    """Verovio reads ABC in a process of its own: when it dies or hangs, that one score
+    comes from the melody's notes, with a warning, and the next tune gets a new process."""
+    import subprocess
+    import sys
+
+    from melodygen.io.abc import clean_tune, parse_tune
+
+    engraver = notation._ENGRAVER
+    sequence = parse_tune(clean_tune(ENDINGS_TUNE))
+    tune = GeneratedMelody.from_sequence(sequence, 0.0, index=0, text=ENDINGS_TUNE, key=7)
+    for script, words in (("pass", "crashed"), ("import time; time.sleep(60)", "took over")):
+        engraver.stop()
+        engraver.process = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            encoding="utf-8",
+        )  # fmt: skip
+        dead = engraver.process
+        monkeypatch.setattr(notation, "ENGRAVER_TIMEOUT_S", 1.0)
+        with pytest.raises(notation.NotationError, match=words):
+            engraver.call("read", text=ENDINGS_TUNE)
+        assert dead.poll() is not None and engraver.process is None  # ended, not left
+    svg = notation.score_svg(tune)  # a new process: the score has its endings again
+    assert svg.count('class="ending systemMilestone"') == 4
+
+    # a score whose ABC the engraver cannot draw comes from the grid
+    def crash(*args, **kwargs):
+        raise notation.NotationError("the score engraver (verovio) crashed reading this tune")
+
+    monkeypatch.setattr(engraver, "call", crash)
+    svg = notation.score_svg(tune)
+    assert 'class="note"' in svg and 'class="ending' not in svg

@@ -824,6 +824,30 @@ def _scan(tune: AbcTune) -> _Scan:
     return _Scan(bars, marks, problems)
 
 
+def variant_endings(tune: AbcTune | str) -> tuple[int, list[tuple[int, int, str]]]:
+    """A tune's bars and its variant endings (``|1``, ``:|2``, ``[1``), for notation that
+    draws them: (the number of bars with music, [(first bar, last bar, ending number)],
+    bars counted from 0 in written order). An ending runs from the bar it opens to the
+    first bar that ends at a repeat sign, a double or final bar, or before another ending.
+    """
+    if isinstance(tune, str):
+        tune = clean_tune(tune)
+    bars = _scan(tune).bars
+    spans: list[tuple[int, int, str]] = []
+    for index, bar in enumerate(bars):
+        if not bar.start_mark.startswith("[") or not bar.start_mark[1:2].isdigit():
+            continue
+        last = index
+        while (
+            last + 1 < len(bars)
+            and not _SECTION.search(bars[last].end_mark)
+            and not bars[last + 1].start_mark.startswith("[")
+        ):
+            last += 1
+        spans.append((index, last, bar.start_mark[1:]))
+    return len(bars), spans
+
+
 def _written_quarters(tune: AbcTune) -> float:
     try:
         return float(sum(bar.length for bar in _scan(tune).bars) * 4)
