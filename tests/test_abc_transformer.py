@@ -1,0 +1,326 @@
+"""The abc_transformer family: BPE tokenizer, cached decoder, dataset build with dance types,
+a tiny model trained through the shared loop, generation with controls and beam search,
+bad controls and hostile model files; tunebooks written in code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import melodygen.families.abc_transformer.family  # noqa: F401  (registers the family)
+from melodygen.core.checkpoint import MODEL_JSON, load_model, read_model_info, save_model
+from melodygen.core.family import get_family
+from melodygen.core.generation import GenerationError, GenerationRequest, load_generator
+from melodygen.core.split import song_is_eval
+from melodygen.errors import ConfigError, ModelFileError
+from melodygen.families.abc_transformer.configs import HParams
+from melodygen.families.abc_transformer.tokenizer import (
+    PRE_TOKENIZER,
+    UNK,
+    BodyTokenizer,
+    bar_lines,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("abc2midi") is None, reason="needs abc2midi")
+
+EVAL_RATIO = 0.25
+JIG = ["GAB c2d", "e2d c2B", "d2B G2A", "B2A G3", "ded cBA", "B2G A2F", "G3 G2A", "fed e2d"]
+REEL = ["FAAB d2fd", "ABde fdAF", "GBBA B2AF", "DFAF G2FE", "d2fd cdec", "BcdB A2FA"]
+WALTZ = ["G2 B2 d2", "c2 A2 F2", "G4 B2", "A6", "d3 c B2", "G6", "B2 c2 d2", "e4 d2"]
+KINDS = {  # book, its header lines, the bars its tunes are made of
+    "jig": ("book.abc", "M:6/8\nL:1/8\nR:jig\nK:{key}", JIG, ("G", "Em")),
+    "waltz": ("book.abc", "M:3/4\nL:1/8\nK:{key}", WALTZ, ("G", "D")),
+    "reel": ("reels.abc", "M:C|\nL:1/8\nK:{key}", REEL, ("D", "A")),
+}
+
+
+def _body(number: int, bars: list[str]) -> str:
+    """Two repeated strains, the second with first and second endings, as folk books do."""
+    rng = np.random.default_rng(number)
+    a, b = ([bars[i] for i in rng.integers(0, len(bars), 4)] for _ in range(2))
+    return f"|:{a[0]}|{a[1]}|{a[2]}|{a[3]}:|\n|:{b[0]}|{b[1]}|{b[2]}|[1 {b[3]}:|[2 {a[3]}|]\n"
+
+
+def _tunes(kind: str, numbers: range) -> list[str]:
+    book, header, bars, keys = KINDS[kind]
+    title = {"jig": "Jig of {n}", "waltz": "The {n} Waltz", "reel": "Reel number {n}"}[kind]
+    stem = book.removesuffix(".abc")
+    tunes = []
+    for n in numbers:
+        body = _body(n, bars)
+        if song_is_eval(f"{stem}{n}.mid", EVAL_RATIO):
+            body = body.replace("c", "^c", 1)  # a sharp no training tune has
+        key = keys[n % len(keys)]
+        tunes.append(f"X:{n}\nT:{title.format(n=n)}\n{header.format(key=key)}\n{body}")
+    return tunes
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory) -> Path:
+    """book.abc: 14 jigs (R:jig) and 8 waltzes (typed by their titles); reels.abc: 10
+    reels in C| without R: (typed by the file's name)."""
+    folder = tmp_path_factory.mktemp("books")
+    tunes = _tunes("jig", range(1, 15)) + _tunes("waltz", range(15, 23))
+    (folder / "book.abc").write_text("\n".join(tunes))
+    (folder / "reels.abc").write_text("\n".join(_tunes("reel", range(1, 11))))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(books, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("data") / "abc"
+    summary = get_family("abc_transformer").build_dataset(
+        [books], output, config="tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
+    )
+    (output / "summary.txt").write_text(summary.format())
+    return output
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, tmp_path_factory) -> Path:
+    from melodygen.core.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "abc"
+    train(dataset, run, steps=30, eval_every=15, progress=False)
+    return run
+
+
+@pytest.fixture(scope="module")
+def generator(trained):
+    return load_generator(trained / "model")
+
+
+def test_every_body_round_trips_and_bar_lines_are_whole_tokens(books):
+    from melodygen.io.abc import tunes_in
+
+    bodies = [tune.body for tune in tunes_in(sorted(books.glob("*.abc")))]
+    tokenizer = BodyTokenizer.fit(bodies, 120)
+    assert json.loads(tokenizer.json_text)["pre_tokenizer"] == PRE_TOKENIZER
+    for body, ids in zip(bodies, tokenizer.encode_all(bodies), strict=True):
+        assert tokenizer.decode(ids) == body
+        pieces = [tokenizer.tokens[i] for i in ids]
+        assert set(bar_lines(body)) <= set(pieces)  # every bar line is one token
+        assert {"|:", ":|", "|", "[1", "[2", "|]"} <= set(bar_lines(body))
+    # a character the training bodies never held is <unk>, and counted
+    ids = tokenizer.encode("|:G~AB|\n")
+    assert UNK in ids and tokenizer.unknown_in("|:G~AB|\n") == {"~": 1}
+    assert tokenizer.decode(ids) == "|:G\ufffdAB|\n"
+
+
+def test_cached_decoder_gives_the_full_forward_pass_logits():
+    import keras
+
+    from melodygen.core.generation import compile_step
+    from melodygen.families.abc_transformer.network import build_model
+
+    hparams = HParams(
+        embedding_size=16, encoder_layers=2, decoder_layers=2, heads=2, feed_forward_size=24,
+        dropout=0.1, max_tokens=32,
+    )  # fmt: skip
+    keras.utils.set_random_seed(1)
+    model = build_model(60, 30, hparams)
+    rng = np.random.default_rng(0)
+    meta = rng.integers(1, 30, (3, 13)).astype("int32")
+    meta[:, 9:] = 0  # title slots left empty
+    body = rng.integers(4, 60, (3, 12)).astype("int32")
+    body[:, 0] = 2
+    full = np.asarray(model.predict_on_batch([meta, body]))
+    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+    cross = decoder.cross_cache(encoder(meta))
+    cache = decoder.empty_cache(3, 20)
+    step = compile_step(decoder.step)
+    for position in range(12):
+        logits, cache = step(body[:, position], np.int32(position), cache, cross, meta)
+        assert np.abs(np.asarray(logits) - full[:, position]).max() < 1e-4
+
+
+def test_seed_network_is_the_issues_size():
+    from melodygen.families.abc_transformer.configs import CONFIGS
+    from melodygen.families.abc_transformer.network import build_model
+
+    hparams = CONFIGS["seed"].hparams
+    assert (hparams.embedding_size, hparams.encoder_layers, hparams.decoder_layers) == (128, 4, 4)
+    assert (hparams.heads, hparams.feed_forward_size, hparams.batch_size) == (8, 512, 32)
+    assert build_model(1000, 700, hparams).count_params() == hparams.parameter_count(1000, 700)
+
+
+def test_dataset_types_split_tokens_and_unknown_characters(dataset):
+    family = get_family("abc_transformer")
+    opened = family.open_dataset(dataset)
+    train, held = opened.load("train"), opened.load("eval")
+    assert len(train) + len(held) == 32 and 0 < len(held) < 16
+    assert all(name.endswith(".mid") for name in train.names + held.names)
+    assert set(opened.meta_vocab.known("rhythm")) == {"jig", "reel", "waltz"}
+    assert set(opened.meta_vocab.known("meter")) == {"6/8", "3/4", "2/2"}
+    summary = opened.metadata["summary"]
+    assert summary["dance_types"] == {"jig": 14, "waltz": 8, "reel": 10}
+    assert summary["sources"]  # where each source's types came from: R:, file, title
+    counts = next(iter(summary["sources"].values()))
+    assert (counts["R:"], counts["title"], counts["file"]) == (14, 8, 10)
+    assert summary["round_trip"] == len(train)  # held-out tunes hold a '^' (unknown)
+    assert summary["unknown_eval"] == {"^": len(held)}
+    text = (dataset / "summary.txt").read_text()
+    assert "tunes kept of each type: jig 14, reel 10, waltz 8" in text
+    assert "unknown in eval" in text and "round trip" in text
+    # held-out ^c is <unk> in the ids; the bodies decode to the texts' bodies otherwise
+    assert (held.ids == UNK).sum() == len(held)
+    from melodygen.io.abc import clean_tune
+
+    assert opened.tokenizer.decode(train.body(0)) == clean_tune(train.texts[0]).body
+
+
+def test_bad_hyperparameters_are_one_line(dataset):
+    family = get_family("abc_transformer")
+    for override in ("heads=3", "dropout=1.5", "max_tokens=4", "embedding_size=0", "nope=1"):
+        with pytest.raises(ConfigError) as caught:
+            family.new_model_info(family.open_dataset(dataset), override)
+        assert "\n" not in str(caught.value) and str(caught.value).startswith("--hparams")
+
+
+def test_training_evaluates_and_the_model_loads_after_save(trained, dataset, tmp_path):
+    from melodygen.core.evaluate import evaluate
+
+    model, info = load_model(trained / "model")
+    assert info.family == "abc_transformer" and info.training["step"] == 30
+    figures = evaluate(trained, dataset)
+    assert 0 < figures["nll"] < np.log(info.vocab_size) and 0 <= figures["accuracy"] <= 1
+    assert figures["bits_per_note_pooled"] == pytest.approx(figures["bits"] / figures["notes"])
+    save_model(tmp_path / "copy", model, info)
+    again, info_again = load_model(tmp_path / "copy")
+    assert info_again.tokenizer == info.tokenizer and info_again.meta_vocab == info.meta_vocab
+    held = get_family("abc_transformer").open_dataset(dataset).load("eval")
+    from melodygen.core.batches import BatchShape
+    from melodygen.families.abc_transformer.dataset import pad_batch
+
+    inputs, _, _ = pad_batch(held, np.arange(len(held)), BatchShape())
+    assert np.allclose(model.predict_on_batch(inputs), again.predict_on_batch(inputs), atol=1e-6)
+
+
+def test_generation_with_controls_is_reproducible(generator):
+    request = dict(
+        num_outputs=3, seed=7, time_signature="6/8", key=7, rhythm="Jig", title="New jig",
+        length_steps=8 * 12,
+    )  # fmt: skip
+    first = generator.generate(GenerationRequest(**request))
+    again = generator.generate(GenerationRequest(**request))
+    texts = [m.text for m in first.melodies]
+    assert texts == [m.text for m in again.melodies] and len(texts) == 3
+    for number, melody in enumerate(first.melodies, start=1):
+        header = f"X:{number}\nT:New jig\nM:6/8\nL:1/8\nR:jig\nK:G\n"
+        assert melody.text.startswith(header) and len(melody.text) > len(header)
+        if melody.problem is None:
+            assert melody.events and melody.key == 7
+        else:
+            assert melody.events == [] and "\n" not in melody.problem
+    # open controls are filled from training tunes: any header the data had
+    free = generator.generate(GenerationRequest(num_outputs=4, seed=1))
+    for melody in free.melodies:
+        lines = melody.text.split("\n")
+        assert lines[1] == "T:Untitled" and lines[2] in ("M:6/8", "M:3/4", "M:2/2")
+    # an opening's bars are written first, after the header
+    primed = generator.generate(
+        GenerationRequest(num_outputs=2, seed=2, text_primer="M:3/4\nK:D\n|:G2 B2 d2|")
+    )
+    for melody in primed.melodies:
+        assert "M:3/4\nL:1/8\n" in melody.text and "K:D\n|:G2 B2 d2|" in melody.text
+
+
+def test_beam_search_runs_and_is_reproducible(generator):
+    request = dict(
+        num_outputs=2, seed=3, beam_size=2, branch_factor=2, steps_per_iteration=4,
+        time_signature="2/2", rhythm="reel",
+    )  # fmt: skip
+    first = generator.generate(GenerationRequest(**request))
+    again = generator.generate(GenerationRequest(**request))
+    assert len(first.melodies) == 2
+    assert [m.text for m in first.melodies] == [m.text for m in again.melodies]
+    assert all("M:2/2\n" in m.text and "R:reel\n" in m.text for m in first.melodies)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"time_signature": "5/4"}, "meters 2/2, 3/4, 6/8"),
+        ({"key": 1}, "never saw a tune in Db major; it knows the keys (tonics) D, E, G, A"),
+        ({"key": 7, "mode": "major_pentatonic"}, "modes"),
+        ({"rhythm": "tango"}, "unknown dance type 'tango'; the model knows jig, reel, waltz"),
+        ({"rhythm": "hornpipe"}, "never saw a hornpipe; it knows the dance types jig, reel"),
+        ({"text_primer": "L:1/2\nK:G\n|G2|"}, "unit lengths"),
+    ],
+)
+def test_bad_controls_are_one_clear_line(generator, change, words):
+    with pytest.raises(GenerationError) as caught:
+        generator.generate(GenerationRequest(num_outputs=1, seed=1, **change))
+    message = str(caught.value)
+    assert "\n" not in message and words in message
+
+
+def _tokenizer_with(trained, change) -> str:
+    values = json.loads(read_model_info(trained / "model")[1].tokenizer.json_text)
+    change(values)
+    return json.dumps(values)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("tokenizer", lambda trained: "not json"),
+        ("tokenizer", lambda trained: 12),
+        (
+            "tokenizer",
+            lambda trained: _tokenizer_with(trained, lambda v: v["model"].update(type="WordPiece")),
+        ),
+        (
+            "tokenizer",
+            lambda trained: _tokenizer_with(
+                trained, lambda v: v["model"]["vocab"].update({f"x{i}": i for i in range(9000)})
+            ),
+        ),
+        (
+            "tokenizer",
+            lambda trained: _tokenizer_with(trained, lambda v: v["model"]["vocab"].pop("</s>")),
+        ),
+        ("tokenizer", lambda trained: _tokenizer_with(trained, lambda v: v.update(normalizer={}))),
+        ("meta_vocab", lambda trained: ["<pad>"]),
+        ("headers", lambda trained: [["6/8", "1/8", 99, "major", None, 1]]),
+        ("hparams", lambda trained: {**HParams().to_dict(), "embedding_size": 10**9}),
+        ("config", lambda trained: "attention_rnn"),
+        ("surprise", lambda trained: 1),
+    ],
+)
+def test_hostile_model_file_is_one_line(trained, tmp_path, field, value):
+    model = tmp_path / "model"
+    shutil.copytree(trained / "model", model)
+    values = json.loads((model / MODEL_JSON).read_text())
+    values[field] = value(trained)
+    (model / MODEL_JSON).write_text(json.dumps(values))
+    with pytest.raises(ModelFileError) as caught:
+        read_model_info(model)
+    message = str(caught.value)
+    assert "\n" not in message and MODEL_JSON in message and field in message
+
+
+def test_score_tunes_agrees_with_the_dataset(trained, dataset):
+    from melodygen.families.abc_char.family import TEXT_ANNOTATION
+    from melodygen.io.abc import parse_tune
+
+    family = get_family("abc_transformer")
+    model, info = load_model(trained / "model")
+    opened = family.open_dataset(dataset)
+    held = opened.load("eval")
+    by_dataset = {s.name: s for s in family.score_dataset(model, info, opened, "eval")}
+    tunes = []
+    for name, text in zip(held.names, held.texts, strict=True):
+        sequence = parse_tune(text)
+        sequence.text_annotations.add(time=0.0, text=TEXT_ANNOTATION + text)
+        tunes.append((name, [sequence]))
+    scores = family.score_tunes(model, info, tunes)
+    assert len(scores) == len(held)
+    for score in scores:
+        assert score.notes == by_dataset[score.name].notes
+        if score.name.startswith("book"):  # reels.abc's are typed by the file, not the tune
+            assert score.bits == pytest.approx(by_dataset[score.name].bits, rel=1e-5)
