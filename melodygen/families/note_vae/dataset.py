@@ -418,32 +418,43 @@ def targets_of(windows: np.ndarray) -> np.ndarray:
     return targets
 
 
-def make_batch(windows: np.ndarray, rows: int | None = None) -> tuple:
-    """(inputs int32 [rows, WINDOW, 3], targets int32 (-1 on padding rows), real notes);
-    ``rows`` pads the batch with rows the loss masks (one compiled shape under JAX)."""
+def make_batch(windows: np.ndarray, noise_size: int, rows: int | None = None, fresh=False):
+    """({"notes": int32 [rows, WINDOW, 3], "noise": float32 [rows, noise_size]}, targets
+    int32 (-1 on padding rows), real notes). ``rows`` pads the batch with rows the loss
+    masks (one compiled shape under JAX). ``fresh``: a training batch, whose noise the
+    network draws itself (zeros are sent); else each window's evaluation noise
+    (:func:`~melodygen.families.note_vae.network.window_noise`)."""
+    from melodygen.families.note_vae.network import window_noise
+
     count = len(windows)
     rows = max(count, rows or 0)
-    inputs = np.zeros((rows, windows.shape[1], 3), np.int32)
+    notes = np.zeros((rows, windows.shape[1], 3), np.int32)
+    noise = np.zeros((rows, noise_size), np.float32)
     targets = np.full((rows, windows.shape[1], 3), -1, np.int32)
-    inputs[:count] = windows
+    notes[:count] = windows
+    if not fresh:
+        noise[:count] = window_noise(windows, noise_size)
     targets[:count] = targets_of(windows)
-    return inputs, targets, count * windows.shape[1]
+    return {"notes": notes, "noise": noise}, targets, count * windows.shape[1]
 
 
-def training_batches(split: NoteSplit, batch_size: int, seed: int) -> Iterator[tuple]:
+def training_batches(split: NoteSplit, batch_size: int, seed: int, noise_size: int) -> Iterator:
     """Endless batches of windows in random order, reshuffled every pass."""
     rows = BatchShape.for_backend(batch_size).rows
     rng = np.random.default_rng(seed)
     while True:
         order = rng.permutation(len(split))
         for start in range(0, len(order), batch_size):
-            yield make_batch(split.windows(order[start : start + batch_size]), rows)
+            chosen = split.windows(order[start : start + batch_size])
+            yield make_batch(chosen, noise_size, rows, fresh=True)
 
 
-def evaluation_batches(split: NoteSplit, batch_size: int) -> list[tuple]:
+def evaluation_batches(split: NoteSplit, batch_size: int, noise_size: int) -> list[tuple]:
     """Every window once, in order."""
     rows = BatchShape.for_backend(batch_size).rows
     return [
-        make_batch(split.windows(np.arange(start, min(start + batch_size, len(split)))), rows)
+        make_batch(
+            split.windows(np.arange(start, min(start + batch_size, len(split)))), noise_size, rows
+        )
         for start in range(0, len(split), batch_size)
     ]

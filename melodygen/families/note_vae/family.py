@@ -159,10 +159,10 @@ class NoteVaeFamily(Family):
 
     # Training
     def training_batches(self, split: NoteSplit, info: VaeModelInfo, seed: int) -> Iterator[Batch]:
-        return data.training_batches(split, info.hparams.batch_size, seed)
+        return data.training_batches(split, info.hparams.batch_size, seed, info.hparams.latent_size)
 
     def evaluation_batches(self, split: NoteSplit, info: VaeModelInfo) -> list[Batch]:
-        return data.evaluation_batches(split, info.hparams.batch_size)
+        return data.evaluation_batches(split, info.hparams.batch_size, info.hparams.latent_size)
 
     def compile(self, model, info: VaeModelInfo) -> None:
         import keras
@@ -243,7 +243,7 @@ class NoteVaeFamily(Family):
                     pieces.append((name, info.classes.encode(melody_notes(sequence))))
                 except NoMelodyError:
                     continue
-        bits = song_bits(model, [notes for _, notes in pieces], info.classes.sizes)
+        bits = song_bits(model, [notes for _, notes in pieces], info)
         return _summed(
             (name, value, played_notes(notes))
             for (name, notes), value in zip(pieces, bits, strict=True)
@@ -256,7 +256,7 @@ class NoteVaeFamily(Family):
 
         loaded = dataset.load(split)
         songs = [loaded.song(index) for index in range(len(loaded.names))]
-        bits = song_bits(model, songs, info.classes.sizes)
+        bits = song_bits(model, songs, info)
         return _summed(
             (name, value, played_notes(notes))
             for name, notes, value in zip(loaded.names, songs, bits, strict=True)

@@ -294,8 +294,11 @@ def variation_codes(
 
 
 def slerp(first: np.ndarray, second: np.ndarray, share: float) -> np.ndarray:
-    """Spherical interpolation: ``share`` 0 is ``first``, 1 is ``second``, between them the
-    great circle (lengths interpolated too); nearly parallel codes interpolate linearly."""
+    """Spherical interpolation as MusicVAE's: ``share`` 0 is ``first``, 1 is ``second``,
+    between them ``sin((1 - share) w) / sin(w) x first + sin(share w) / sin(w) x second``,
+    ``w`` the angle between them: codes of equal length stay on their sphere, where the
+    prior's codes lie (a straight line would cut through its low-probability middle).
+    Nearly parallel codes interpolate linearly."""
     first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
     norms = np.linalg.norm(first) * np.linalg.norm(second)
     cosine = np.clip(np.dot(first, second) / norms, -1.0, 1.0) if norms > 0 else 1.0

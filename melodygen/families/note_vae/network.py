@@ -10,9 +10,11 @@ CPU, where the LSTM layers take MelodyGen's compiled kernels (:mod:`melodygen.nn
   runs forward LSTMs only); the top layer's two final outputs -> dense ``mu`` and
   ``logvar`` (the code's mean and log-variance, clipped to [-12, 8]);
 - :class:`Latent`: the code ``z = mu + exp(logvar / 2) * eps`` (reparameterisation; in
-  training ``eps`` is fresh noise, in evaluation one fixed draw, so held-out figures
-  repeat), the KL divergence from N(0, I) per window (nats), and beta, which rises with
-  the training steps it counts (``step``, a weight, so a resumed run goes on annealing);
+  training ``eps`` is fresh noise, in evaluation the second input, ``noise``, which
+  :func:`window_noise` draws from each window's notes, so a held-out figure is the same
+  on every backend, in every batch, at every evaluation), the KL divergence from
+  N(0, I) per window (nats), and beta, which rises with the training steps it counts
+  (``step``, a weight, so a resumed run goes on annealing);
 - decoder: ``decoder_init`` (dense, tanh) turns the code into every decoder layer's
   initial (h, c); each step reads the previous note (teacher forcing: zeros before the
   first) beside the code; ``len(decoder_sizes)`` LSTM layers; three heads (pitch,
@@ -30,6 +32,7 @@ Magenta's objective per note. Generation steps the decoder's cells one note at a
 from __future__ import annotations
 
 import math
+import zlib
 
 import keras
 import numpy as np
@@ -39,7 +42,6 @@ from melodygen.families.note_vae.configs import PITCH_CLASSES, HParams
 from melodygen.nn.layers import MelodyDropout, MelodyLSTM
 
 LN2 = math.log(2.0)
-EVAL_NOISE_SEED = 1234
 LOGVAR_RANGE = (-12.0, 8.0)
 EMBEDDINGS = ("pitch_embedding", "duration_embedding", "velocity_embedding")
 HEADS = ("pitch_logits", "duration_logits", "velocity_logits")
@@ -80,12 +82,10 @@ class Latent(keras.layers.Layer):
         )
 
     def call(self, inputs, training=False):
-        mu, logvar = inputs
+        mu, logvar, noise = inputs
         logvar = ops.clip(logvar, *LOGVAR_RANGE)
         if training:
             noise = keras.random.normal(ops.shape(mu), seed=self.seed_generator)
-        else:
-            noise = keras.random.normal(ops.shape(mu), seed=EVAL_NOISE_SEED)
         code = mu + ops.exp(0.5 * logvar) * noise
         kl = 0.5 * ops.sum(ops.exp(logvar) + ops.square(mu) - 1.0 - logvar, axis=-1)
         ramp = ops.minimum(1.0, self.step / float(max(self.anneal_steps, 1)))
@@ -125,8 +125,10 @@ def _bidirectional(hidden, size: int, index: int, last: bool):
 
 
 def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Model:
-    """Note classes [batch, time, 3] (int32) -> packed outputs (see the module docstring)."""
+    """{"notes": classes [batch, time, 3] int32, "noise": [batch, latent] float32} ->
+    packed outputs (see the module docstring)."""
     notes = keras.Input(shape=(None, 3), dtype="int32", name="notes")
+    noise = keras.Input(shape=(hparams.latent_size,), dtype="float32", name="noise")
     sizes = (PITCH_CLASSES, durations, velocities)
     widths = (hparams.pitch_embedding, hparams.duration_embedding, hparams.velocity_embedding)
     parts = [
@@ -142,7 +144,7 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
     mu = keras.layers.Dense(hparams.latent_size, name="mu")(hidden)
     logvar = keras.layers.Dense(hparams.latent_size, name="logvar")(hidden)
     code, kl, beta = Latent(hparams.max_beta, hparams.beta_anneal_steps, name="latent")(
-        [mu, logvar]
+        [mu, logvar, noise]
     )
 
     units = list(hparams.decoder_sizes)
@@ -161,13 +163,30 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
         for name, count in zip(HEADS, sizes, strict=True)
     ]
     packed = PackOutputs(name="packed")([*heads, kl, beta])
-    return keras.Model(notes, packed, name="note_vae")
+    return keras.Model({"notes": notes, "noise": noise}, packed, name="note_vae")
 
 
 def encoder_model(model: keras.Model) -> keras.Model:
     """The trained network's encoder alone: notes -> (mu, logvar)."""
     return keras.Model(
-        model.input, [model.get_layer("mu").output, model.get_layer("logvar").output]
+        model.get_layer("notes").output,
+        [model.get_layer("mu").output, model.get_layer("logvar").output],
+    )
+
+
+def window_noise(windows: np.ndarray, size: int) -> np.ndarray:
+    """float32 [windows, size]: each window's evaluation noise, N(0, I) drawn from a
+    generator seeded by its notes (so a window always gets the same draw)."""
+    windows = np.asarray(windows, np.int16)
+    return (
+        np.stack(
+            [
+                np.random.default_rng(zlib.crc32(window.tobytes())).standard_normal(size)
+                for window in windows
+            ]
+        ).astype(np.float32)
+        if len(windows)
+        else np.zeros((0, size), np.float32)
     )
 
 
@@ -302,7 +321,7 @@ def log_probs(logits: np.ndarray) -> np.ndarray:
 def window_figures(model, inputs: np.ndarray, targets: np.ndarray, sizes: tuple[int, int]):
     """Per note, in nats: the NLL of each head's target (0 where masked), float64
     [rows, time, 3]; per head the notes whose likeliest class is right, [rows, time, 3]
-    (bool); and each window's KL in nats [rows]. Dropout off; evaluation noise."""
+    (bool); and each window's KL in nats [rows]. Dropout off; the batch's own noise."""
     packed = np.asarray(model.predict_on_batch(inputs))
     *logits, kl, _ = split_packed(packed, *sizes)
     nll = np.zeros(targets.shape, np.float64)

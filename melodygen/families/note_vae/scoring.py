@@ -3,8 +3,9 @@
 A VAE gives no exact likelihood; its negative ELBO (reconstruction NLL with the code
 drawn from the encoder, plus the KL of that code from the prior) is an upper bound on a
 window's negative log-likelihood, so bits per note here are an upper bound too: a VAE is
-never flattered against the families whose figure is exact. The code is drawn with fixed
-noise (:data:`~melodygen.families.note_vae.network.EVAL_NOISE_SEED`), so figures repeat.
+never flattered against the families whose figure is exact. Each window's code is drawn
+with noise seeded by its notes (:func:`~melodygen.families.note_vae.network.window_noise`),
+so a figure repeats on any backend and in any batch.
 
 A song is scored as consecutive windows from its first note; when its length is not a
 multiple of the window, a last window ends at its last note and scores the notes no
@@ -15,6 +16,7 @@ out (it holds no window the model reads).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +24,9 @@ from melodygen.core.batches import BatchShape
 from melodygen.families.note_vae.dataset import WINDOW, make_batch
 from melodygen.families.note_vae.network import LN2, window_figures
 from melodygen.families.note_vae.notes import PITCH, REST
+
+if TYPE_CHECKING:
+    from melodygen.families.note_vae.model_file import VaeModelInfo
 
 SCORING_BATCH_SIZE = 64
 
@@ -44,10 +49,10 @@ def evaluate_batches(model, batches: list[tuple], sizes: tuple[int, int]) -> dic
         counted += real.sum(axis=(0, 1))
     accuracy = right / np.maximum(counted, 1)
     return {
-        "nll": (recon + kl) / max(notes, 1),
-        "bits_per_note": (recon + kl) / LN2 / max(played, 1),
-        "recon_nll": recon / max(notes, 1),
-        "kl": kl / max(windows, 1),
+        "nll": float((recon + kl) / max(notes, 1)),
+        "bits_per_note": float((recon + kl) / LN2 / max(played, 1)),
+        "recon_nll": float(recon / max(notes, 1)),
+        "kl": float(kl / max(windows, 1)),
         "pitch_accuracy": float(accuracy[0]),
         "duration_accuracy": float(accuracy[1]),
         "velocity_accuracy": float(accuracy[2]),
@@ -67,7 +72,7 @@ def song_windows(length: int) -> list[tuple[int, int]]:
     return windows
 
 
-def song_bits(model, songs: Sequence[np.ndarray], sizes: tuple[int, int]) -> list[float | None]:
+def song_bits(model, songs: Sequence[np.ndarray], info: VaeModelInfo) -> list[float | None]:
     """Each song's (class array) negative ELBO in bits, None for a song too short."""
     jobs = [
         (index, *window) for index, notes in enumerate(songs) for window in song_windows(len(notes))
@@ -77,9 +82,9 @@ def song_bits(model, songs: Sequence[np.ndarray], sizes: tuple[int, int]) -> lis
     for begin in range(0, len(jobs), SCORING_BATCH_SIZE):
         chosen = jobs[begin : begin + SCORING_BATCH_SIZE]
         windows = np.stack([songs[i][start : start + WINDOW] for i, start, _ in chosen])
-        inputs, targets, _ = make_batch(windows.astype(np.int32), rows)
-        nll, _, kl = window_figures(model, inputs, targets, sizes)
+        inputs, targets, _ = make_batch(windows, info.hparams.latent_size, rows)
+        nll, _, kl = window_figures(model, inputs, targets, info.classes.sizes)
         for row, (index, _, first) in enumerate(chosen):
             totals[index] += nll[row, first:].sum() + kl[row]
     scored = {index for index, *_ in jobs}
-    return [totals[i] / LN2 if i in scored else None for i in range(len(songs))]
+    return [float(totals[i] / LN2) if i in scored else None for i in range(len(songs))]

@@ -1,0 +1,308 @@
+"""The note_vae family: notes as classes from MIDI written in code, a tiny VAE trained in
+the shared loop, random melodies, variations, blends, and hostile files and inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+
+import melodygen.families.note_vae.family  # noqa: F401  registers the family
+from melodygen.core.checkpoint import MODEL_JSON, latest_checkpoint, load_model, read_model_info
+from melodygen.core.family import get_family
+from melodygen.core.generation import GenerationError, GenerationRequest, load_generator
+from melodygen.core.split import song_is_eval
+from melodygen.errors import CheckpointError, ModelFileError
+from melodygen.families.note_vae.configs import CONFIGS
+from melodygen.families.note_vae.dataset import WINDOW, window_starts
+from melodygen.families.note_vae.features import histograms, overlap, prior_overlap
+from melodygen.families.note_vae.generate import blend_codes, slerp
+from melodygen.families.note_vae.network import build_model
+from melodygen.families.note_vae.notes import NoteClasses, melody_notes, to_sequence
+from melodygen.io.music import load_note_sequences, note_seq
+
+QUARTER = 0.5  # seconds at 120 BPM
+STEP = QUARTER / 12  # one grid step
+EVAL_RATIO = 0.3
+# (length in quarters, or a rest as a negative length), cycled: eighths, quarters, a
+# dotted quarter and a quarter rest: grid lengths 6, 12 and 18.
+RHYTHM = [0.5, 0.5, 1.0, 1.5, 0.5, 0.5, 1.0, -1.0]
+VELOCITIES = [40, 80, 120]
+MELODY_PITCHES = [60, 62, 64, 65, 67, 69, 71, 72]
+
+
+def _line(instrument: pretty_midi.Instrument, notes: int, shift: int, velocities=VELOCITIES):
+    """``notes`` notes of the melody's rhythm, rests between, pitches from the scale."""
+    time, played, index = 0.0, 0, 0
+    while played < notes:
+        length = RHYTHM[index % len(RHYTHM)]
+        if length > 0:
+            pitch = MELODY_PITCHES[(played * 3 + shift) % len(MELODY_PITCHES)]
+            velocity = velocities[played % len(velocities)]
+            # Played, not quantized: each note ends a little early (a 1/24 beat gap).
+            end = time + length * QUARTER - STEP / 2
+            instrument.notes.append(pretty_midi.Note(velocity, pitch, time, end))
+            played += 1
+        time += abs(length) * QUARTER
+        index += 1
+    return time
+
+
+def write_song(path: Path, shift: int, named: bool) -> Path:
+    """A song of 48 melody notes. ``named``: POP909's tracks (MELODY, a BRIDGE and a PIANO
+    with more notes, and drums); else a Lead, a quieter Pad with fewer notes, and drums
+    with the most notes of all."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    lead = pretty_midi.Instrument(program=0, name="MELODY" if named else "Lead")
+    length = _line(lead, 48, shift)
+    other = pretty_midi.Instrument(program=1, name="BRIDGE" if named else "Pad")
+    count = 80 if named else 20  # a BRIDGE with more notes than the MELODY is not chosen
+    for index in range(count):
+        start = index * length / count
+        other.notes.append(pretty_midi.Note(64, 84 + index % 5, start, start + 0.1))
+    drums = pretty_midi.Instrument(program=0, is_drum=True, name="Drums")
+    for index in range(200):
+        drums.notes.append(pretty_midi.Note(100, 36, index * 0.1, index * 0.1 + 0.05))
+    midi.instruments += [lead, other, drums]
+    if named:
+        piano = pretty_midi.Instrument(program=0, name="PIANO")
+        for index in range(60):
+            for pitch in (36, 40, 43):
+                start = index * QUARTER
+                piano.notes.append(pretty_midi.Note(50, pitch, start, start + QUARTER))
+        midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("songs")
+    for index in range(12):
+        write_song(folder / f"piece{index:02d}.mid", shift=index, named=index % 2 == 0)
+    held = [index for index in range(12) if song_is_eval(f"piece{index:02d}.mid", EVAL_RATIO)]
+    assert 0 < len(held) < 12
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(songs, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("data") / "vae"
+    get_family("note_vae").build_dataset(
+        [songs], output, config="tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
+    )
+    return output
+
+
+@pytest.fixture(scope="module")
+def run(dataset, tmp_path_factory) -> Path:
+    from melodygen.core.train import train
+
+    folder = tmp_path_factory.mktemp("runs") / "vae"
+    train(dataset, folder, steps=20, eval_every=10, progress=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generator(run):
+    return load_generator(run)
+
+
+# Notes and data -------------------------------------------------------------------------------
+
+
+def test_the_melody_track_is_read_and_durations_and_velocities_become_classes(dataset):
+    family = get_family("note_vae")
+    opened = family.open_dataset(dataset)
+    # Eighths, quarters and dotted quarters; the played notes' early ends are not rests.
+    assert opened.classes.durations == (6, 12, 18)
+    assert opened.classes.velocities == tuple(VELOCITIES)  # the melody's, not 64 or 100
+    meta = json.loads((dataset / "dataset.json").read_text())
+    assert meta["family"] == "note_vae" and meta["summary"]["durations_exact"] == 1.0
+    train, held = opened.load("train"), opened.load("eval")
+    assert len(train.names) + len(held.names) == 12 and len(held.names) > 0
+    pitches = set(train.notes[:, 0].tolist()) - {0}
+    assert pitches == {p + 1 for p in MELODY_PITCHES}  # no BRIDGE, PIANO, Pad or drum note
+    # 48 notes and 6 quarter rests a song: windows start every 16 notes, the last at the end.
+    assert all(len(train.song(i)) == 54 for i in range(len(train.names)))
+    assert window_starts(54) == [0, 16, 22]
+    assert len(train) == 3 * len(train.names)
+    assert train.windows(np.arange(2)).shape == (2, WINDOW, 3)
+
+
+def test_polyphony_is_reduced_to_the_highest_note_and_short_gaps_join_the_note_before():
+    sequence = note_seq.NoteSequence()
+    sequence.tempos.add(qpm=120.0)
+    for pitch, start, end, velocity in [
+        (60, 0.0, 0.5, 70),  # a chord's highest note is kept...
+        (55, 0.0, 0.5, 30),  # ...its lower one is not
+        (62, 0.5, 1.2, 90),  # overlaps the next note: cut where it starts
+        (64, 1.0, 1.48, 50),  # ends a 1/24 beat early: no rest
+        (65, 1.5, 2.0, 60),
+        (67, 3.0, 3.5, 80),  # after a half-note rest
+    ]:
+        sequence.notes.add(pitch=pitch, start_time=start, end_time=end, velocity=velocity)
+    notes = melody_notes(sequence)
+    assert notes.tolist() == [
+        [60, 12, 70],
+        [62, 12, 90],
+        [64, 12, 50],
+        [65, 12, 60],
+        [-1, 24, 0],
+        [67, 12, 80],
+    ]
+
+
+def test_classes_are_fitted_from_the_commonest_lengths_and_velocity_quantiles():
+    rng = np.random.default_rng(0)
+    notes = np.stack(
+        [rng.integers(60, 72, 400), rng.choice([3, 6, 12], 400), rng.integers(1, 128, 400)], 1
+    )
+    notes[0, 1] = 7  # heard once: no class, read as the nearest (6)
+    classes = NoteClasses.fit([notes])
+    assert classes.durations == (3, 6, 12)
+    assert len(classes.velocities) == 8 and list(classes.velocities) == sorted(classes.velocities)
+    encoded = classes.encode(notes)
+    assert classes.durations[encoded[0, 1]] == 6
+    decoded = classes.decode(encoded)
+    assert (decoded[:, 0] == notes[:, 0]).all()
+    assert np.abs(decoded[:, 2] - notes[:, 2]).max() < 20
+
+
+# Training and generation --------------------------------------------------------------------
+
+
+def test_the_tiny_model_trains_resumes_and_its_figures_are_named(run, dataset, songs):
+    from melodygen.core.train import train
+
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    family = get_family("note_vae")
+    final = metrics[-1]["eval"]
+    assert set(final) == set(family.figure_labels())
+    assert final["nll"] < metrics[0]["eval"]["nll"]
+    assert {"kl", "beta", "recon_nll"} <= set(metrics[-1]["train"])
+    _, info = read_model_info(run)
+    model, _ = load_model(run)
+    assert model.count_params() == info.parameters
+    # The annealing counts steps in the weights, so a resumed run goes on where it was.
+    shutil.copytree(run, run.parent / "resumed")
+    train(dataset, run.parent / "resumed", steps=25, eval_every=5, progress=False)
+    resumed, _ = load_model(latest_checkpoint(run.parent / "resumed"))
+    assert float(resumed.get_layer("latent").step.numpy()) == 25.0
+    scores = family.score_dataset(model, info, family.open_dataset(dataset), "eval")
+    assert scores and all(math.isfinite(s.bits) and s.notes == 48 for s in scores)
+    tune = load_note_sequences(songs / "piece01.mid")
+    (score,) = family.score_tunes(model, info, [("piece01", tune), ("empty", [])])
+    assert score.name == "piece01" and score.notes == 48 and score.bits > 0
+    # Each window's code noise comes from its notes: a score is the same in any batch.
+    other = load_note_sequences(songs / "piece03.mid")
+    together = family.score_tunes(model, info, [("piece03", other), ("piece01", tune)])
+    assert together[1].bits == pytest.approx(score.bits, rel=1e-5)
+
+
+def test_random_melodies_are_seeded_and_carry_the_classes_velocities(generator):
+    request = GenerationRequest(num_outputs=3, seed=7, qpm=90.0)
+    first, again = generator.generate(request), generator.generate(request)
+    assert len(first.melodies) == 3
+    for one, two in zip(first.melodies, again.melodies, strict=True):
+        assert one.sequence == two.sequence and one.log_likelihood == two.log_likelihood
+    sequences = [melody.sequence for melody in first.melodies]
+    velocities = {note.velocity for sequence in sequences for note in sequence.notes}
+    assert velocities <= set(VELOCITIES)
+    quarter = 60.0 / 90.0
+    lengths = {
+        round((n.end_time - n.start_time) / quarter * 12) for s in sequences for n in s.notes
+    }
+    assert lengths <= {6, 12, 18}
+    assert (
+        generator.generate(GenerationRequest(num_outputs=3, seed=8)).melodies[0].sequence
+        != (sequences[0])
+    )
+
+
+def test_variations_start_at_the_melodys_code_and_move_further_with_distance(generator, songs):
+    melody = load_note_sequences(songs / "piece00.mid")[0]
+    mean, _ = generator.encode(melody)
+    request = GenerationRequest(num_outputs=4, seed=3)
+    same = generator.variations(melody, 0.0, request)
+    assert np.allclose(same.codes, mean[None, :]) and len(same.result.melodies) == 4
+    spread = {
+        distance: np.linalg.norm(
+            generator.variations(melody, distance, request).codes - mean, axis=1
+        )
+        for distance in (0.2, 1.0)
+    }
+    assert spread[0.2].mean() < spread[1.0].mean()
+
+
+def test_a_blend_runs_from_one_code_to_the_other(generator, songs):
+    first = load_note_sequences(songs / "piece00.mid")[0]
+    second = load_note_sequences(songs / "piece05.mid")[0]
+    blend = generator.blend(first, second, 5, GenerationRequest(seed=1))
+    assert len(blend.result.melodies) == 5
+    assert np.allclose(blend.codes[0], generator.encode(first)[0], atol=1e-6)
+    assert np.allclose(blend.codes[-1], generator.encode(second)[0], atol=1e-6)
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert np.allclose(slerp(a, b, 0.5), [math.sqrt(0.5), math.sqrt(0.5)])  # on the circle
+    assert np.allclose(blend_codes(a, b, 3), [a, [math.sqrt(0.5)] * 2, b])
+
+
+def test_prior_samples_are_compared_with_held_out_melodies(run, dataset):
+    same = histograms([melody_notes(to_sequence(np.array([[60, 6, 80], [64, 12, 80]])))])
+    assert overlap(same, same)["mean"] == pytest.approx(1.0)
+    figures = prior_overlap(run, dataset, samples=8)
+    assert set(figures) == {"pitch_class", "interval", "duration", "mean"}
+    assert all(0.0 <= value <= 1.0 for value in figures.values())
+
+
+# Refusals -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"latent_size": -3}, "latent_size"),
+        ({"encoder_sizes": [100000, 100000]}, "encoder_sizes"),
+        ({"decoder_sizes": [4096, 4096, 4096, 4096]}, "weights"),
+    ],
+)
+def test_a_hostile_model_file_is_one_line(run, tmp_path, change, field):
+    folder = tmp_path / "hostile"
+    shutil.copytree(run / "model", folder)
+    values = json.loads((folder / MODEL_JSON).read_text())
+    values["hparams"].update(change)
+    (folder / MODEL_JSON).write_text(json.dumps(values))
+    with pytest.raises(ModelFileError) as caught:
+        load_generator(folder)
+    assert field in str(caught.value) and "\n" not in str(caught.value)
+    values["hparams"].update(json.loads((run / "model" / MODEL_JSON).read_text())["hparams"])
+    values["velocities"] = [90, 30]
+    (folder / MODEL_JSON).write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match="velocities must hold at least one class"):
+        load_generator(folder)
+
+
+def test_bad_variation_and_blend_inputs_are_one_clear_line(generator, songs):
+    melody = load_note_sequences(songs / "piece00.mid")[0]
+    for call, words in [
+        (lambda: generator.variations(melody, -0.5), "distance must be a number from 0"),
+        (lambda: generator.variations(melody, float("nan")), "distance must be"),
+        (lambda: generator.blend(melody, melody, 1), "a blend needs from 2"),
+        (lambda: generator.variations(note_seq.NoteSequence(), 0.5), "no pitched notes"),
+    ]:
+        with pytest.raises(GenerationError) as caught:
+            call()
+        assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_parameter_count_is_exact_for_every_configuration():
+    for config in CONFIGS.values():
+        if config.name == "melody_vae_big":
+            continue  # 13 M weights: the formula is the same
+        model = build_model(9, 8, config.hparams)
+        assert model.count_params() == config.hparams.parameter_count(9, 8), config.name
