@@ -231,6 +231,7 @@ def test_variations_start_at_the_melodys_code_and_move_further_with_distance(gen
     request = GenerationRequest(num_outputs=4, seed=3)
     same = generator.variations(melody, 0.0, request)
     assert np.allclose(same.codes, mean[None, :]) and len(same.result.melodies) == 4
+    assert same.result.notices == [f"its first {WINDOW} of 54 notes and rests were encoded"]
     spread = {
         distance: np.linalg.norm(
             generator.variations(melody, distance, request).codes - mean, axis=1

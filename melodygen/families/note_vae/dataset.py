@@ -243,8 +243,12 @@ class NoteBuildSummary:
             lines.append("songs dropped, by reason:")
             width = max(len(reason) for reason in self.dropped)
             lines += [f"  {r:<{width}}  {n}" for r, n in sorted(self.dropped.items())]
-        rate = self.files_read / max(self.seconds, 1e-9)
-        lines.append(f"time:            {self.seconds:.1f} s ({rate:.0f} files/s)")
+        seconds = max(self.seconds, 1e-9)
+        songs = sum(self.songs.values())
+        lines.append(
+            f"time:            {self.seconds:.1f} s ({self.files_read / seconds:.0f} files/s, "
+            f"{songs / seconds:.0f} songs/s)"
+        )
         return "\n".join(lines)
 
 

@@ -153,9 +153,12 @@ class VaeGenerator:
         request.validate()
         check_distance(distance)
         rng = np.random.default_rng(request.seed)
-        mean, _ = self.encode(melody)
+        window, notice = self.melody_window(melody)
+        mean, _ = self.encode_window(window)
         codes = variation_codes(mean, distance, request.num_outputs, rng)
-        return CodedResult(codes, self.decode(codes, request, rng))
+        result = self.decode(codes, request, rng)
+        result.notices += [notice] if notice else []
+        return CodedResult(codes, result)
 
     def blend(
         self, first, second, steps: int, request: GenerationRequest | None = None
@@ -164,12 +167,21 @@ class VaeGenerator:
         request = request or GenerationRequest()
         request.validate()
         check_blend_steps(steps)
-        codes = blend_codes(self.encode(first)[0], self.encode(second)[0], steps)
-        return CodedResult(codes, self.decode(codes, request, np.random.default_rng(request.seed)))
+        (one, first_notice), (two, second_notice) = map(self.melody_window, (first, second))
+        codes = blend_codes(self.encode_window(one)[0], self.encode_window(two)[0], steps)
+        result = self.decode(codes, request, np.random.default_rng(request.seed))
+        for which, notice in (("first", first_notice), ("second", second_notice)):
+            result.notices += [f"the {which} melody: {notice}"] if notice else []
+        return CodedResult(codes, result)
 
     def encode(self, melody) -> tuple[np.ndarray, np.ndarray]:
         """A melody's (NoteSequence) code: the encoder's mean and log-variance, float32
         [latent] each, from its first window's notes (all of them when it is shorter)."""
+        return self.encode_window(self.melody_window(melody)[0])
+
+    def melody_window(self, melody) -> tuple[np.ndarray, str | None]:
+        """The classes of the notes a melody is encoded from (its first window's), and a
+        line saying so when it is longer or shorter than a window, else None."""
         try:
             notes = melody_notes(melody)
         except NoMelodyError as error:
@@ -178,9 +190,20 @@ class VaeGenerator:
             ) from None
         except (AttributeError, TypeError):
             raise GenerationError("the melody must be a NoteSequence") from None
-        classes = self.classes.encode(notes)[:WINDOW].astype(np.int32)
+        notice = None
+        if len(notes) > WINDOW:
+            notice = f"its first {WINDOW} of {len(notes)} notes and rests were encoded"
+        elif len(notes) < WINDOW:
+            notice = (
+                f"it has {len(notes)} notes and rests, fewer than the {WINDOW} the model "
+                "reads at a time: its code says less about it"
+            )
+        return self.classes.encode(notes)[:WINDOW].astype(np.int32), notice
+
+    def encode_window(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The code of note classes int [notes, 3]: mean and log-variance, float32 [latent]."""
         with device_scope(self.device):
-            mean, logvar = self.encoder.predict_on_batch(classes[None])
+            mean, logvar = self.encoder.predict_on_batch(np.asarray(window, np.int32)[None])
         return np.asarray(mean, np.float32)[0], np.asarray(logvar, np.float32)[0]
 
     # Decoding ---------------------------------------------------------------------------
