@@ -42,6 +42,7 @@ from melodygen.core.split import SPLITS, song_ids, song_is_eval
 from melodygen.errors import DatasetError, MelodyGenError, one_line
 from melodygen.families.note_vae.configs import DEFAULT_CONFIG, get_config
 from melodygen.families.note_vae.notes import (
+    DURATION,
     MAX_DURATION_STEPS,
     PITCH,
     REST,
@@ -155,7 +156,7 @@ class NoteDataset:
                 and (
                     notes.min() < 0
                     or notes[:, PITCH].max() > 128
-                    or notes[:, 1].max() >= durations
+                    or notes[:, DURATION].max() >= durations
                     or notes[:, VELOCITY].max() >= velocities
                 )
             )
