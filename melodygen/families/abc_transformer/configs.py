@@ -2,8 +2,9 @@
 
 ``seed`` is the issue's network: 128-wide embeddings, 4 encoder and 4 decoder layers of 8
 heads with 512-wide feed-forward layers, dropout 0.1, batches of 32 tunes, Adam at 5e-4
-reached by a linear warmup over the first 400 steps. With a 1,000-token body vocabulary
-and ~700 metadata tokens that is about 2.1 M weights. ``tiny`` is for tests.
+reached by a linear warmup over the first 400 steps. On the Nottingham and folk_abc tunes
+(1,000 BPE tokens, 1,677 metadata tokens of which 1,629 are title words) that is 2,358,120
+weights. ``tiny`` is for tests.
 
 ``max_tokens`` is the longest tune body the network reads, in BPE tokens (its position
 embedding has ``max_tokens + 1`` rows: ``<s>`` then the tokens). 256 keeps 99.3% of the
@@ -43,14 +44,16 @@ FIXED_FIELDS = 5
 META_SLOTS = FIXED_FIELDS + TITLE_WORDS
 
 
-def _check_fraction(name: str, value: object, top: float = 1.0) -> None:
+def _check_share(name: str, value: object, one_allowed: bool = False) -> None:
+    """A share from 0 to below 1 (or to 1 itself when ``one_allowed``)."""
     if (
         not isinstance(value, int | float)
         or isinstance(value, bool)
         or not math.isfinite(value)
-        or not 0.0 <= value < top
+        or not (0.0 <= value <= 1.0 if one_allowed else 0.0 <= value < 1.0)
     ):
-        raise ConfigError(f"{name} must be a number in [0, {top:g}), not {shown(value)}")
+        span = "[0, 1]" if one_allowed else "[0, 1)"
+        raise ConfigError(f"{name} must be a number in {span}, not {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -95,9 +98,9 @@ class HParams:
                 f"embedding_size {self.embedding_size} must be a multiple of heads {self.heads}"
             )
         check_int("feed_forward_size", self.feed_forward_size, 1, MAX_FEED_FORWARD)
-        _check_fraction("dropout", self.dropout)
-        _check_fraction("field_dropout", self.field_dropout)
-        _check_fraction("title_dropout", self.title_dropout, top=1.0 + 1e-9)
+        _check_share("dropout", self.dropout)
+        _check_share("field_dropout", self.field_dropout)
+        _check_share("title_dropout", self.title_dropout, one_allowed=True)
         check_number("learning_rate", self.learning_rate, 0.0, MAX_LEARNING_RATE)
         check_int("warmup_steps", self.warmup_steps, 0, MAX_WARMUP)
         check_number("clip_norm", self.clip_norm, 0.0, MAX_CLIP_NORM)

@@ -43,6 +43,7 @@ from melodygen.families.abc_transformer.configs import (
 from melodygen.families.abc_transformer.metadata import (
     FIELDS,
     PAD,
+    SPECIAL_TOKENS,
     HeaderTable,
     Metadata,
     MetaVocabulary,
@@ -414,7 +415,7 @@ def build_dataset(
     }
     summary.vocab_size = tokenizer.size
     summary.meta_vocab = {name: len(meta_vocab.known(name)) for name in (*FIELDS, "title")} | {
-        "special": FIXED_FIELDS + 2
+        "special": len(SPECIAL_TOKENS)
     }
     summary.unknown_eval = dict(unknown.most_common())
     for tune in candidates:

@@ -169,11 +169,10 @@ class TransformerGenerator:
             f"the model never saw {asked}; it knows the {words} {', '.join(known) or 'none'}"
         )
 
-    def plan(self, request: GenerationRequest) -> Plan:
-        """The request as metadata and forced tokens, checked against what the model knows."""
-        request.validate()
-        check_opening(request)
-        fields, opening = split_text_primer(request.text_primer or "")
+    def asked(self, request: GenerationRequest, fields: dict[str, str]) -> Metadata:
+        """The metadata a request asks for (None where it leaves a field open): its own
+        controls, else its ABC opening's header ``fields``; refused in one line when the
+        model never saw a value."""
         if request.time_signature is not None:
             meter = str(request.time_signature)
         else:
@@ -202,9 +201,17 @@ class TransformerGenerator:
             self._known("mode", mode, f"a tune in the {mode} mode")
         self._known("rhythm", rhythm, f"a {rhythm}")
         title = request.title or fields.get("T") or None
-        asked = Metadata(meter, unit, tonic, mode, rhythm, title_words(title))
-        tempo = f"1/4={round(request.qpm)}" if request.qpm is not None else fields.get("Q")
+        return Metadata(meter, unit, tonic, mode, rhythm, title_words(title))
 
+    def plan(self, request: GenerationRequest) -> Plan:
+        """The request as metadata and forced tokens, checked against what the model knows."""
+        request.validate()
+        check_opening(request)
+        fields, opening = split_text_primer(request.text_primer or "")
+        asked = self.asked(request, fields)
+        meter, rhythm = asked.meter, asked.rhythm
+        title = request.title or fields.get("T") or None
+        tempo = f"1/4={round(request.qpm)}" if request.qpm is not None else fields.get("Q")
         notices = []
         body = canonical_opening(fields, opening)
         unknown = self.tokenizer.unknown_in(body)
