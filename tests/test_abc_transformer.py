@@ -74,7 +74,7 @@ def books(tmp_path_factory) -> Path:
 def dataset(books, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("data") / "abc"
     summary = get_family("abc_transformer").build_dataset(
-        [books], output, config="tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
+        [books], output, config="transformer_tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
     )
     (output / "summary.txt").write_text(summary.format())
     return output
@@ -142,7 +142,7 @@ def test_seed_network_is_the_issues_size():
     from melodygen.families.abc_transformer.configs import CONFIGS
     from melodygen.families.abc_transformer.network import build_model
 
-    hparams = CONFIGS["seed"].hparams
+    hparams = CONFIGS["transformer_seed"].hparams
     assert (hparams.embedding_size, hparams.encoder_layers, hparams.decoder_layers) == (128, 4, 4)
     assert (hparams.heads, hparams.feed_forward_size, hparams.batch_size) == (8, 512, 32)
     assert build_model(1000, 700, hparams).count_params() == hparams.parameter_count(1000, 700)

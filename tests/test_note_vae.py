@@ -94,7 +94,7 @@ def songs(tmp_path_factory) -> Path:
 def dataset(songs, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("data") / "vae"
     get_family("note_vae").build_dataset(
-        [songs], output, config="tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
+        [songs], output, config="vae_tiny", eval_ratio=EVAL_RATIO, workers=2, progress=False
     )
     return output
 

@@ -1,10 +1,10 @@
 """The ``abc_transformer`` family's hyperparameters and named configurations, held as data.
 
-``seed`` is the issue's network: 128-wide embeddings, 4 encoder and 4 decoder layers of 8
-heads with 512-wide feed-forward layers, dropout 0.1, batches of 32 tunes, Adam at 5e-4
+``transformer_seed`` is the issue's network: 128-wide embeddings, 4 encoder and 4 decoder
+layers of 8 heads with 512-wide feed-forward layers, dropout 0.1, batches of 32 tunes, Adam at 5e-4
 reached by a linear warmup over the first 400 steps. On the Nottingham and folk_abc tunes
 (1,000 BPE tokens, 1,677 metadata tokens of which 1,629 are title words) that is 2,358,120
-weights. ``tiny`` is for tests.
+weights. ``transformer_tiny`` is for tests.
 
 ``max_tokens`` is the longest tune body the network reads, in BPE tokens (its position
 embedding has ``max_tokens + 1`` rows: ``<s>`` then the tokens). 256 keeps 99.3% of the
@@ -58,7 +58,7 @@ def _check_share(name: str, value: object, one_allowed: bool = False) -> None:
 
 @dataclass(frozen=True)
 class HParams:
-    """Training and network hyperparameters (the ``seed`` configuration's by default).
+    """Training and network hyperparameters (the ``transformer_seed`` configuration's by default).
 
     ``batch_size`` counts tunes. ``dropout`` is the share of each residual branch and of
     the embeddings dropped in training. ``field_dropout`` is the chance that one metadata
@@ -170,13 +170,13 @@ CONFIGS: dict[str, TransformerConfig] = {
     config.name: config
     for config in [
         TransformerConfig(
-            name="seed",
+            name="transformer_seed",
             description="128-wide, 4 encoder + 4 decoder layers of 8 heads, 1,000 BPE tokens",
             vocab_size=1000,
             hparams=HParams(),
         ),
         TransformerConfig(
-            name="tiny",
+            name="transformer_tiny",
             description="16-wide, 1 + 1 layers: for tests and smoke runs only",
             vocab_size=200,
             hparams=HParams(
@@ -193,11 +193,11 @@ CONFIGS: dict[str, TransformerConfig] = {
         ),
     ]
 }
-DEFAULT_CONFIG = "seed"
+DEFAULT_CONFIG = "transformer_seed"
 
 CONFIGURATION_WORDS = {
-    "seed": "the issue's size: a tune in the meter, key and dance type asked for",
-    "tiny": "a toy for tests: learns little",
+    "transformer_seed": "the issue's size: a tune in the meter, key and dance type asked for",
+    "transformer_tiny": "a toy for tests: learns little",
 }
 
 

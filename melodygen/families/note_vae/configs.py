@@ -11,7 +11,7 @@ of 64 windows of 32 notes takes about 0.35 s there, so ~30 minutes train about 5
 steps: some 35 passes over Nottingham's 9,342 training windows. The issue's 2 x 512
 encoder and decoder with a 128-d code (13.1 M weights) take 1.1 s a step, about 1,600
 steps (11 passes) in the same time; that is ``melody_vae_big``, for a GPU.
-``tiny`` is for tests.
+``vae_tiny`` is for tests.
 
 KL scheme: beta rises linearly from 0 to ``max_beta`` over ``beta_anneal_steps`` (the
 decoder first learns to read the code, then the code is pulled toward the prior, so it
@@ -208,7 +208,7 @@ CONFIGS: dict[str, VaeConfig] = {
             ),
         ),
         VaeConfig(
-            name="tiny",
+            name="vae_tiny",
             description="a few thousand weights, for tests",
             hparams=HParams(
                 batch_size=8,
@@ -231,7 +231,7 @@ DEFAULT_CONFIG = "melody_vae"
 CONFIGURATION_WORDS = {
     "melody_vae": "new phrases from random codes, variations and blends; trains on a CPU",
     "melody_vae_big": "twice as wide, a richer code: for thousands of songs on a GPU",
-    "tiny": "a toy for tests: too small to learn music",
+    "vae_tiny": "a toy for tests: too small to learn music",
 }
 
 

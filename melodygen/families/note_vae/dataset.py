@@ -46,7 +46,7 @@ from melodygen.families.note_vae.notes import (
     MAX_DURATION_STEPS,
     PITCH,
     REST,
-    STEPS_PER_QUARTER,
+    TICKS_PER_QUARTER,
     VELOCITY,
     NoteClasses,
     quarters,
@@ -115,8 +115,8 @@ class NoteDataset:
                 raise ValueError(f"it is not a {FAMILY} dataset")
             get_config(metadata["config"])
             classes = classes_from(metadata["classes"])
-            if metadata.get("window") != WINDOW or metadata.get("steps_per_quarter") != (
-                STEPS_PER_QUARTER
+            if metadata.get("window") != WINDOW or metadata.get("ticks_per_quarter") != (
+                TICKS_PER_QUARTER
             ):
                 raise ValueError("it was built with other windows or another grid")
         except (OSError, ValueError, KeyError, TypeError, RecursionError, MelodyGenError) as error:
@@ -373,7 +373,7 @@ def build_dataset(
         "family": FAMILY,
         "config": config,
         "classes": {"durations": list(classes.durations), "velocities": list(classes.velocities)},
-        "steps_per_quarter": STEPS_PER_QUARTER,
+        "ticks_per_quarter": TICKS_PER_QUARTER,
         "window": WINDOW,
         "hop": HOP,
         "eval_ratio": eval_ratio,

@@ -2,7 +2,7 @@
 
 Three histograms describe a set of melodies: pitch classes (12 bins, what scale it uses),
 intervals between consecutive notes (-12 to +12 semitones, larger leaps in the end bins:
-how it moves) and note lengths (grid steps of a twelfth of a quarter, up to two whole
+how it moves) and note lengths (ticks, a twelfth of a quarter, up to two whole
 notes: its rhythm). Two sets' overlap per feature is the sum over bins of the smaller
 share (1: the same distribution, 0: nothing in common), the measure Yang & Lerch
 ("On the evaluation of generative models in music", 2020) use to compare generated and
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.families.note_vae.notes import DURATION, PITCH, STEPS_PER_QUARTER
+from melodygen.families.note_vae.notes import DURATION, PITCH, TICKS_PER_QUARTER
 
 FEATURES = ("pitch_class", "interval", "duration")
 MAX_INTERVAL = 12
-MAX_STEPS = 8 * STEPS_PER_QUARTER
+MAX_STEPS = 8 * TICKS_PER_QUARTER
 
 
 def histograms(melodies: Iterable[np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """A ``note_vae`` model's file: the info in ``melodygen.json`` and its schema.
 
 The file holds the configuration it was built as, the hyperparameters, the note classes
-(durations in grid steps of :data:`~melodygen.families.note_vae.notes.STEPS_PER_QUARTER`
+(durations in ticks of :data:`~melodygen.families.note_vae.notes.TICKS_PER_QUARTER`
 a quarter note, velocities as MIDI velocities), the window length and the training
 facts. A damaged or hostile file is refused in one line naming the file and the field,
 before Keras builds anything.
@@ -17,7 +17,7 @@ from melodygen.core.checkpoint import MODEL_JSON, Schema, check_model_header
 from melodygen.errors import ConfigError, ModelFileError
 from melodygen.families.note_vae.configs import CONFIGS, HParams
 from melodygen.families.note_vae.dataset import MAX_CLASSES, WINDOW
-from melodygen.families.note_vae.notes import MAX_DURATION_STEPS, STEPS_PER_QUARTER, NoteClasses
+from melodygen.families.note_vae.notes import MAX_DURATION_STEPS, TICKS_PER_QUARTER, NoteClasses
 
 FAMILY = "note_vae"
 WEIGHTS_FILE_FACTOR = 3  # the weights and, from a training run, Adam's two moments
@@ -29,7 +29,7 @@ KNOWN_FIELDS = {
     "hparams",
     "durations",
     "velocities",
-    "steps_per_quarter",
+    "ticks_per_quarter",
     "window",
     "parameters",
     "training",
@@ -60,7 +60,7 @@ class VaeModelInfo:
             "hparams": self.hparams.to_dict(),
             "durations": list(self.classes.durations),
             "velocities": list(self.classes.velocities),
-            "steps_per_quarter": STEPS_PER_QUARTER,
+            "ticks_per_quarter": TICKS_PER_QUARTER,
             "window": WINDOW,
             "parameters": self.parameters,
             "training": self.training,
@@ -83,9 +83,9 @@ class VaeModelInfo:
             if not items or sorted(set(items)) != items:
                 schema.fail(name, "must hold at least one class, in ascending order")
         classes = NoteClasses(tuple(durations), tuple(velocities))
-        grid = schema.integer(values, "steps_per_quarter", 1, 10**6)
-        if grid != STEPS_PER_QUARTER:
-            schema.fail("steps_per_quarter", f"must be {STEPS_PER_QUARTER}, the grid this reads")
+        grid = schema.integer(values, "ticks_per_quarter", 1, 10**6)
+        if grid != TICKS_PER_QUARTER:
+            schema.fail("ticks_per_quarter", f"must be {TICKS_PER_QUARTER}, the grid this reads")
         window = schema.integer(values, "window", 1, 10**6)
         if window != WINDOW:
             schema.fail("window", f"must be {WINDOW}, the window this MelodyGen reads")

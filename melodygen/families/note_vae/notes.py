@@ -7,14 +7,14 @@ Reading a song (what ``dataset build``, scoring and encoding a melody share):
    instrument with the most notes;
 2. one meter and tempo (:func:`melodygen.io.music.in_one_meter`), so a tempo map that
    follows a recording neither splits the song nor shifts its notes off the beat;
-3. quantized to :data:`STEPS_PER_QUARTER` = 12 steps per quarter note, a grid that holds
+3. quantized to :data:`TICKS_PER_QUARTER` = 12 steps per quarter note, a grid that holds
    sixteenths (3 steps) and eighth-note triplets (4 steps) alike (1.3% of Nottingham's
    note onsets are triplets, off the sixteenth grid);
 4. reduced to one note at a time as Magenta does (note_seq's
    ``Melody.from_quantized_sequence`` with ``ignore_polyphonic_notes``: of notes starting
    together the highest is kept, a note that starts while another sounds cuts it off),
    as the rest of MelodyGen reads melodies (``io.music.extract_melodies``, primers);
-5. written as notes: each note's pitch, length in grid steps and MIDI velocity.
+5. written as notes: each note's pitch, length in ticks and MIDI velocity.
 
 Rests are notes of their own: pitch class 0 (:data:`REST`), with a duration class like any
 note. Why a rest token rather than an onset-gap class on every note: a melody's silences
@@ -46,8 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STEPS_PER_QUARTER = 12
-"""Grid steps per quarter note: sixteenths are 3 steps, eighth-note triplets 4."""
+TICKS_PER_QUARTER = 12
+"""This family's duration grid, in ticks per quarter note: sixteenths are 3 ticks, eighth-
+note triplets 4 (finer than MelodyGen's sixteenth-note grid, ``theory.STEPS_PER_QUARTER``)."""
 REST = 0
 """The pitch class of a rest; MIDI pitch ``p`` is class ``p + 1``."""
 PITCH_CLASSES = 129
@@ -56,11 +57,11 @@ MIN_REST_STEPS = 3
 MAX_DURATION_CLASSES = 24
 MIN_DURATION_SHARE = 0.001
 MAX_VELOCITY_CLASSES = 8
-MAX_DURATION_STEPS = 16 * 4 * STEPS_PER_QUARTER
-"""The longest duration class a model file may hold: 16 bars of 4/4, in grid steps."""
+MAX_DURATION_STEPS = 16 * 4 * TICKS_PER_QUARTER
+"""The longest duration class a model file may hold: 16 bars of 4/4, in ticks."""
 
 PITCH, DURATION, VELOCITY = 0, 1, 2
-"""The columns of a note array: raw (MIDI pitch or -1, grid steps, MIDI velocity or 0)
+"""The columns of a note array: raw (MIDI pitch or -1, ticks, MIDI velocity or 0)
 or classes (pitch class, duration class, velocity class)."""
 
 
@@ -85,7 +86,7 @@ def line_instrument(sequence) -> int | None:
 
 def melody_notes(sequence) -> np.ndarray:
     """A song's melody as raw notes: int32 [notes, 3] of (MIDI pitch, or -1 for a rest;
-    length in grid steps; MIDI velocity, 0 for a rest). See the module docstring.
+    length in ticks; MIDI velocity, 0 for a rest). See the module docstring.
 
     Raises:
         NoMelodyError: no pitched note, or none left after quantizing.
@@ -101,7 +102,7 @@ def melody_notes(sequence) -> np.ndarray:
     line.notes.extend(kept)
     line = in_one_meter(line, 4, 4)
     try:
-        quantized = sequences_lib.quantize_note_sequence(line, STEPS_PER_QUARTER)
+        quantized = sequences_lib.quantize_note_sequence(line, TICKS_PER_QUARTER)
         melody = note_seq.Melody()
         melody.from_quantized_sequence(
             quantized,
@@ -154,7 +155,7 @@ def _events_to_notes(events: list[int], start: int, velocities: dict) -> np.ndar
 @dataclass(frozen=True)
 class NoteClasses:
     """The duration and velocity classes of a dataset and its models (see the module
-    docstring): ``durations`` in grid steps (:data:`STEPS_PER_QUARTER` a quarter note)
+    docstring): ``durations`` in ticks (:data:`TICKS_PER_QUARTER` a quarter note)
     and ``velocities`` as MIDI velocities, each ascending."""
 
     durations: tuple[int, ...]
@@ -194,7 +195,7 @@ class NoteClasses:
         return classes
 
     def decode(self, classes: np.ndarray) -> np.ndarray:
-        """Classes -> raw notes (MIDI pitch or -1, grid steps, MIDI velocity or 0)."""
+        """Classes -> raw notes (MIDI pitch or -1, ticks, MIDI velocity or 0)."""
         classes = np.asarray(classes)
         notes = np.zeros(classes.shape, np.int32)
         rest = classes[:, PITCH] == REST
@@ -229,7 +230,7 @@ def quarters(steps: int) -> str:
     """Grid steps in quarter notes: ``1/4``, ``1/3``, ``1``, ``3/2``."""
     from fractions import Fraction
 
-    return str(Fraction(int(steps), STEPS_PER_QUARTER))
+    return str(Fraction(int(steps), TICKS_PER_QUARTER))
 
 
 def played_notes(classes: np.ndarray) -> int:
@@ -242,7 +243,7 @@ def to_sequence(notes: np.ndarray, qpm: float = 120.0, meter: tuple[int, int] = 
     own length and velocity, rests as silence, in ``meter`` from time 0."""
     from melodygen.io.music import note_seq
 
-    step = 60.0 / qpm / STEPS_PER_QUARTER
+    step = 60.0 / qpm / TICKS_PER_QUARTER
     sequence = note_seq.NoteSequence()
     sequence.ticks_per_quarter = note_seq.STANDARD_PPQ
     sequence.tempos.add(time=0.0, qpm=qpm)
