@@ -219,6 +219,26 @@ ABC_BARS = (
     ),
 )
 
+# The ABC Transformer: the issue's sizes (transformer_seed), Adam with a 400-step warmup, for
+# at most 65 minutes on the CPU (two trainings shared it), held-out token NLL every 250 steps
+# until 6 evaluations bring no lower one.
+TRANSFORMER_TRAINING = Training(
+    steps=6000, hparams="", eval_every=250, early_stopping=6, time_limit=65
+)
+TRANSFORMER_BARS = (
+    Bar(
+        "sampled tunes (bars checked, as generate and the studio write them) valid at least "
+        "90% as often as the real held-out tunes",
+        "validity.share_of_real",
+        at_least=0.9,
+    ),
+)
+# The note VAE: melody_vae (2 x 256 bidirectional encoder, 2 x 256 decoder, 64-d code), KL
+# annealed over 1,500 steps with 16 free bits, for at most 60 minutes on the CPU (shared with
+# the Transformer's training), held-out negative ELBO every 250 steps until 8 evaluations
+# bring no lower one.
+VAE_TRAINING = Training(steps=6000, hparams="", eval_every=250, early_stopping=8, time_limit=60)
+
 STYLES: dict[str, Style] = {
     style.name: style
     for style in [
@@ -248,6 +268,32 @@ STYLES: dict[str, Style] = {
             steps=TEXT_STEPS,
             training=ABC_TRAINING,
             bars=ABC_BARS,
+        ),
+        Style(
+            name="folk_abc_meta",
+            description="Folk tunes written as ABC text from their meter, key and dance type: "
+            "the same tunebooks as folk_abc",
+            sources=(NOTTINGHAM_ABC, FOLK_ABC),
+            family="abc_transformer",
+            configs=("transformer_seed",),
+            names={"transformer_seed": "folk_abc_transformer"},
+            dataset="folk_abc_transformer",
+            steps=TEXT_STEPS,
+            training=TRANSFORMER_TRAINING,
+            bars=TRANSFORMER_BARS,
+            shipped=False,  # until its trained model is in checkpoints/
+        ),
+        Style(
+            name="folk_pop",
+            description="Folk and pop melodies as notes with dynamics: the Nottingham tunes and "
+            "POP909's MELODY tracks",
+            sources=(NOTTINGHAM, POP909),
+            family="note_vae",
+            configs=("melody_vae",),
+            names={"melody_vae": "folk_pop_melody_vae"},
+            dataset="folk_pop_melody_vae",
+            training=VAE_TRAINING,
+            shipped=False,  # until its trained model is in checkpoints/
         ),
         Style(
             name="jigs_abc",
@@ -547,16 +593,56 @@ def read_cards(checkpoints: str | Path) -> list[dict]:
 
 
 def readme_table(cards: list[dict]) -> str:
-    """The Markdown tables of checkpoints/README.md (one per family), and the quality bars."""
-    melody = [card for card in cards if card.get("family", DEFAULT_FAMILY) == DEFAULT_FAMILY]
-    text = [card for card in cards if card.get("family", DEFAULT_FAMILY) != DEFAULT_FAMILY]
-    lines = []
-    if melody or not text:
-        lines += _melody_table(melody)
-    if text:
-        lines += ["", *_text_table(text)] if lines else _text_table(text)
+    """The Markdown tables of checkpoints/README.md (one per family, by what its cards
+    hold: event figures, validity of the text written, or the family's own figures), and
+    the quality bars."""
+    families = sorted(
+        {card.get("family", DEFAULT_FAMILY) for card in cards} | {DEFAULT_FAMILY},
+        key=lambda name: (name != DEFAULT_FAMILY, name),
+    )
+    tables = []
+    for name in families:
+        group = [card for card in cards if card.get("family", DEFAULT_FAMILY) == name]
+        if not group and cards:
+            continue
+        if all("event_accuracy" in card["metrics"] for card in group):
+            tables.append(_melody_table(group))
+        elif all("validity" in card for card in group):
+            tables.append(_text_table(group, name))
+        else:
+            tables.append(_family_table(group, name))
+    lines = [line for table in tables for line in ["", *table]][1:]
     lines += ["", *quality_bar(cards)]
     return "\n".join(lines) + "\n"
+
+
+def _family_table(cards: list[dict], family_name: str) -> list[str]:
+    """A family's cards by the figures the family names (``Family.figure_labels``), bits
+    per note and originality."""
+    from melodygen.core.family import get_family
+
+    labels = {
+        key: label.split(" (")[0]
+        for key, label in get_family(family_name).figure_labels().items()
+        if key not in ("steps", *BITS_KEYS) and any(key in card["metrics"] for card in cards)
+    }
+    lines = [
+        "| checkpoint | train melodies | training | "
+        + " | ".join(labels.values())
+        + " | bits/note | copies > 2 bars (held-out) |",
+        "|---|---:|---|" + "---:|" * (len(labels) + 2),
+    ]
+    for card in cards:
+        m, t, d = card["metrics"], card["training"], card["data"]
+        orig, held = card.get("originality") or {}, card.get("originality_held_out") or {}
+        minutes = (t.get("wall_seconds") or 0) / 60
+        figures = " | ".join(_number(m, key) for key in labels)
+        lines.append(
+            f"| `{card['name']}` | {d['train_melodies']} | {t['steps']} steps, "
+            f"{minutes:.0f} min | {figures} | {_number(m, 'bits_per_note_pooled')} | "
+            f"{_share(orig, 'share_over_2_bars', 1)} ({_share(held, 'share_over_2_bars', 1)}) |"
+        )
+    return lines
 
 
 def _melody_table(cards: list[dict]) -> list[str]:
@@ -605,10 +691,13 @@ def _validity_card(validity: dict) -> dict:
     }
 
 
-def _text_table(cards: list[dict]) -> list[str]:
-    """The models that write text (abc_char): per character, bits per note, validity."""
+def _text_table(cards: list[dict], family_name: str) -> list[str]:
+    """The models that write text (ABC): NLL per symbol, bits per note, validity."""
+    from melodygen.core.family import get_family
+
+    nll = get_family(family_name).figure_labels().get("nll", "NLL").split(" (")[0]
     lines = [
-        "| checkpoint | train tunes | training | NLL/char | perplexity | accuracy | "
+        f"| checkpoint | train tunes | training | {nll} | perplexity | accuracy | "
         "bits/note | valid: bars checked, raw (held-out) | copies > 2 bars (held-out) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]

@@ -206,7 +206,7 @@ def test_abc_recipe_runs_packages_and_tabulates(abc_folder: Path, tmp_path: Path
     assert any(c.startswith("melodygen validity ") for c in card["commands"])
 
     text = release.write_readme(output).read_text()
-    assert "`tiny_abc_char`" in text and "NLL/char" in text
+    assert "`tiny_abc_char`" in text and "NLL per character" in text
     assert "event acc." not in text  # no Melody RNN here: only the text table
     assert "- tiny_abc_char: held-out loss below 1.16 nats per character" in text
     assert "NOT met" in text
