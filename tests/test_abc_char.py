@@ -254,11 +254,12 @@ def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
             assert -melody.log_likelihood == pytest.approx(value, rel=1e-4, abs=1e-3)
 
 
-def test_a_tune_that_does_not_parse_comes_back_with_its_problem(trained):
+def test_a_tune_that_does_not_parse_comes_back_with_its_problem():
     """A tune the model wrote that abc2midi cannot read (here: a header, no music) keeps
     its text and gets its reason; its NoteSequence is empty, never an exception."""
-    generator = load_generator(trained / "model")
-    melody, _ = generator._melody("T:Only a header\nM:6/8\nK:G\n", -4.0, 1)
+    from melodygen.families.abc_char.generate import read_melody
+
+    melody, _ = read_melody("T:Only a header\nM:6/8\nK:G\n", -4.0, 1)
     assert melody.problem and "\n" not in melody.problem
     assert melody.events == [] and melody.text.startswith("T:Only a header")
     assert len(melody.sequence.notes) == 0  # an empty melody still makes a NoteSequence
@@ -299,13 +300,11 @@ def test_cli_builds_trains_and_generates_abc(book, tmp_path, capsys, monkeypatch
     assert len(err.splitlines()) == 1 and "unbalanced" in err
     assert not list(out.glob("bad_*"))
     # A tune the model wrote that cannot be read: its .abc and a note, no .mid.
-    from melodygen.families.abc_char.generate import CharGenerator
+    from melodygen.families.abc_char import generate
 
-    real = CharGenerator._melody
+    real = generate.read_melody
     monkeypatch.setattr(
-        CharGenerator,
-        "_melody",
-        lambda self, text, score, index: real(self, "T:x\nK:G\n", score, index),
+        generate, "read_melody", lambda text, score, index: real("T:x\nK:G\n", score, index)
     )
     assert main(["generate", "--checkpoint", str(run), "--out", str(out), "--name", "odd",
                  "--seed", "1"]) == 0  # fmt: skip
@@ -393,19 +392,21 @@ def test_without_abc2midi_every_abc_path_says_so_first(tmp_path, monkeypatch, ca
         assert code == 2 and "abc2midi is not installed" in err and len(err.splitlines()) == 1
 
 
-def test_a_tune_in_a_meter_no_bar_can_hold_comes_back_with_its_problem(trained):
+def test_a_tune_in_a_meter_no_bar_can_hold_comes_back_with_its_problem():
     """The model may write M:124/1; that tune is shown with its reason, the others stand."""
-    generator = load_generator(trained / "model")
-    melody, _ = generator._melody("X:1\nT:x\nM:124/1\nL:1/8\nK:G\nGABc|\n", -3.0, 0)
+    from melodygen.families.abc_char.generate import read_melody
+
+    melody, _ = read_melody("X:1\nT:x\nM:124/1\nL:1/8\nK:G\nGABc|\n", -3.0, 0)
     assert melody.events == [] and "124/1" in melody.problem
     assert melody.text.startswith("X:1")
 
 
-def test_a_generated_tune_is_parsed_by_abc2midi_once(trained, monkeypatch):
-    """_melody parses the tune and check_validity reuses it: one abc2midi run a tune."""
+def test_a_generated_tune_is_parsed_by_abc2midi_once(monkeypatch):
+    """read_melody parses the tune and check_validity reuses it: one abc2midi run a tune."""
     import subprocess
 
-    generator = load_generator(trained / "model")
+    from melodygen.families.abc_char.generate import read_melody
+
     real = subprocess.run
     runs = []
 
@@ -415,7 +416,7 @@ def test_a_generated_tune_is_parsed_by_abc2midi_once(trained, monkeypatch):
         return real(command, *args, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", counting)
-    melody, validity = generator._melody("X:1\nT:x\nM:6/8\nL:1/8\nK:G\n|:GAB c2d:|\n", -3.0, 0)
+    melody, validity = read_melody("X:1\nT:x\nM:6/8\nL:1/8\nK:G\n|:GAB c2d:|\n", -3.0, 0)
     assert melody.problem is None and validity.parses and validity.valid
     assert len(runs) == 1
 

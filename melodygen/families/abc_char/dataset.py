@@ -249,8 +249,9 @@ def tune_id(name: str, reference: str, position: int, tunes_in_file: int) -> str
     return tunebook_song_id(name, number)
 
 
-def _notes(text: str) -> int | str:
-    """How many notes the tune plays, or the one-line reason it does not parse."""
+def count_notes(text: str) -> int | str:
+    """How many notes the tune plays (parsed by abc2midi), or the one-line reason it does not
+    parse: what every ABC family's ``dataset build`` keeps a tune by."""
     from melodygen.io.abc import parse_tune
 
     try:
@@ -319,7 +320,9 @@ def build_dataset(
     threads = max(1, min(workers or os.cpu_count() or 1, 32))
     with ThreadPoolExecutor(threads) as pool:
         notes = list(
-            _progress(pool.map(_notes, [text for _, text in candidates]), progress, len(candidates))
+            with_progress(
+                pool.map(count_notes, [text for _, text in candidates]), progress, len(candidates)
+            )
         )
     kept: dict[str, list[tuple[str, str, int]]] = {"train": [], "eval": []}
     for (song, text), count in zip(candidates, notes, strict=True):
@@ -375,7 +378,8 @@ def build_dataset(
     return summary
 
 
-def _progress(items: Iterator, show: bool, total: int) -> Iterator:
+def with_progress(items: Iterator, show: bool, total: int) -> Iterator:
+    """``items`` with a progress bar of ``total`` tunes on the terminal when ``show``."""
     if not show:
         return items
     from tqdm import tqdm

@@ -35,7 +35,7 @@ LN2 = math.log(2)
 def _nats(model, split: CharSplit, indices: np.ndarray, batch_size: int) -> list[float]:
     """Each tune's total negative log-likelihood in nats (``<end>`` included)."""
     from melodygen.core.batches import BatchShape
-    from melodygen.families.abc_char.network import target_nats
+    from melodygen.nn.text import target_nats
 
     shape = BatchShape.for_backend(batch_size)
     totals = np.zeros(len(indices))
@@ -173,7 +173,7 @@ class AbcCharFamily(Family):
     def compile(self, model, info: CharModelInfo) -> None:
         import keras
 
-        from melodygen.families.abc_char.network import CharCrossEntropy, make_metrics
+        from melodygen.nn.text import CharCrossEntropy, make_metrics
 
         model.compile(
             optimizer=keras.optimizers.Adam(
@@ -184,7 +184,7 @@ class AbcCharFamily(Family):
         )
 
     def evaluate_batches(self, model, batches: list[Batch], info: CharModelInfo) -> dict:
-        from melodygen.families.abc_char.network import target_nats
+        from melodygen.nn.text import target_nats
 
         nats, correct, count = 0.0, 0, 0
         for inputs, targets, weight in batches:

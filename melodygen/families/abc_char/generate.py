@@ -44,9 +44,9 @@ from melodygen.core.generation import (
     sample,
 )
 from melodygen.errors import MelodyGenError, one_line
-from melodygen.families.abc_char.network import log_probs as log_softmax
 from melodygen.families.abc_char.vocab import END, UNK, describe_unknown
-from melodygen.io.abc import ABC_MODE_SUFFIX, BarCheck
+from melodygen.io.abc import ABC_MODE_SUFFIX, BarCheck, Validity
+from melodygen.nn.text import log_probs as log_softmax
 from melodygen.theory import key_name
 
 HEADER_CHARS = 120
@@ -66,9 +66,20 @@ BAR_TRIES = 8
 again before it is kept as it is."""
 ROW_REWRITES = 64
 """With ``request.check_bars``: the most bars one tune may write again in all."""
-_BAR_CHARS = frozenset("|:[]0123456789")
+BAR_CHARS = frozenset("|:[]0123456789")
 """Characters that may continue a bar line (``||``, ``:|:``, ``|]``, ``|1``): a bar line
 is complete, and judged, once a character not among these follows it."""
+
+
+def completes_bar_line(drawn: str, body: str, judged_to: int) -> bool:
+    """Whether the text ``drawn`` (a character, or a token's text), written after ``body``,
+    completes a bar line that ``body[judged_to:]`` holds: ``drawn`` holds a character that
+    cannot continue a bar line (:data:`BAR_CHARS`), and the body has a bar mark (``|``,
+    ``:``, ``]``) not yet judged. Then the bars of ``body`` are judged."""
+    return any(char not in BAR_CHARS for char in drawn) and any(
+        char in body[judged_to:] for char in "|:]"
+    )
+
 
 _FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 _TEMPLATE_FIELDS = ("T", "M", "L", "Q", "R", "K")
@@ -298,7 +309,7 @@ class _Row:
             if not out_of_tries and not self.checker.check_whole(body).valid:
                 return "rewind", 0
             return "", 0
-        if char in _BAR_CHARS or not any(c in body[self.judged_to :] for c in "|:]"):
+        if not completes_bar_line(char, body, self.judged_to):
             return "", 0
         self.judged_to = len(body)
         closed, problem = self.checker.check(body, first=self.snapshot.bars)
@@ -346,6 +357,42 @@ class _Row:
         self.note_header()
         if len(self.chars) >= self.limit:
             self.done = True
+
+
+def read_melody(text: str, score: float, index: int) -> tuple[GeneratedMelody, Validity | None]:
+    """A generated tune's ABC ``text`` as a melody with its log-likelihood ``score`` (nats)
+    and position ``index`` in the result, and its validity
+    (:func:`~melodygen.io.abc.check_validity`). A tune abc2midi cannot read as music comes
+    back with its text and the one-line reason (``problem``) and no validity, never as an
+    error. abc2midi runs once per tune (the validity reuses the parse)."""
+    from melodygen.io.abc import AbcError, check_validity, clean_tune, key_and_mode, parse_tune
+
+    try:
+        tune = clean_tune(text)
+        sequence = parse_tune(tune)
+        found = key_and_mode(tune.key)
+        tonic, mode = found if found is not None else (None, "major")
+        # Its meter must be one MelodyGen can lay bars out in (M:124/1 is not).
+        melody = GeneratedMelody.from_sequence(
+            sequence, score, index=index, text=text, key=tonic, mode=mode
+        )
+    except MelodyGenError as error:
+        problem = one_line(error)
+        melody = GeneratedMelody(
+            events=[],
+            primer_steps=0,
+            log_likelihood=score,
+            qpm=DEFAULT_QPM,
+            index=index,
+            text=text,
+            problem=problem,
+        )
+        return melody, None
+    try:
+        valid = check_validity(tune, sequence=sequence)  # parsed once, above
+    except AbcError:  # pragma: no cover - check_validity reports in its result
+        valid = None
+    return melody, valid
 
 
 class CharGenerator:
@@ -415,7 +462,7 @@ class CharGenerator:
         with ThreadPoolExecutor(max_workers=min(len(rows), PARSE_THREADS)) as pool:
             read = list(
                 pool.map(
-                    self._melody,
+                    read_melody,
                     texts,
                     [row.score for row in rows],
                     range(len(rows)),
@@ -423,7 +470,8 @@ class CharGenerator:
             )
         melodies = [melody for melody, _ in read]
         validity = [valid for _, valid in read]
-        warnings = _validity_warnings(rows, melodies, validity, limit)
+        cut = sum(not row.ended for row in rows)
+        warnings = validity_warnings(melodies, validity, cut, limit, "characters")
         # Without a key asked for, each tune is in the key its K: line says (melody.key).
         asked = request.key is not None
         return GenerationResult(
@@ -502,51 +550,29 @@ class CharGenerator:
                     previous[position] = snapshot.previous
                 states = self.steps.from_numpy(numpy_states)
 
-    def _melody(self, text: str, score: float, index: int) -> tuple[GeneratedMelody, object]:
-        """The tune as a melody, or with its problem when it cannot be read as music."""
-        from melodygen.io.abc import AbcError, check_validity, clean_tune, key_and_mode, parse_tune
-
-        try:
-            tune = clean_tune(text)
-            sequence = parse_tune(tune)
-            found = key_and_mode(tune.key)
-            tonic, mode = found if found is not None else (None, "major")
-            # Its meter must be one MelodyGen can lay bars out in (M:124/1 is not).
-            melody = GeneratedMelody.from_sequence(
-                sequence, score, index=index, text=text, key=tonic, mode=mode
-            )
-        except MelodyGenError as error:
-            problem = one_line(error)
-            melody = GeneratedMelody(
-                events=[],
-                primer_steps=0,
-                log_likelihood=score,
-                qpm=DEFAULT_QPM,
-                index=index,
-                text=text,
-                problem=problem,
-            )
-            return melody, None
-        try:
-            valid = check_validity(tune, sequence=sequence)  # parsed once, above
-        except AbcError:  # pragma: no cover - check_validity reports in its result
-            valid = None
-        return melody, valid
+    # The old name of read_melody: benchmarks/abc_char_speed.py still reads tunes with it.
+    _melody = staticmethod(read_melody)
 
 
-def _validity_warnings(rows, melodies, validity, limit: int) -> list[str]:
-    """One line each: tunes cut by the length limit, tunes that do not parse, bars that
-    are not full, repeats that do not balance."""
+def validity_warnings(
+    melodies: list[GeneratedMelody],
+    validity: list[Validity | None],
+    cut: int,
+    limit: int,
+    unit: str = "characters",
+) -> list[str]:
+    """One line each: tunes cut by the length limit (``cut`` of them; ``limit`` in ``unit``,
+    "characters" or "tokens"), tunes that do not parse, bars that are not full, repeats
+    that do not balance."""
     count = len(melodies)
 
     def share(number: int) -> str:
         return "The tune" if count == 1 else f"{number} of {count} tunes"
 
     warnings = []
-    cut = sum(not row.ended for row in rows)
     if cut:
         warnings.append(
-            f"{share(cut)} reached the limit of {limit} characters before ending; ask for "
+            f"{share(cut)} reached the limit of {limit} {unit} before ending; ask for "
             "more bars for longer tunes"
         )
     broken = [m for m in melodies if m.problem]

@@ -31,7 +31,7 @@ import numpy as np
 from melodygen.core.batches import BatchShape, length_bucketed_batches
 from melodygen.core.split import SPLITS, song_is_eval
 from melodygen.errors import DatasetError, MelodyGenError, one_line
-from melodygen.families.abc_char.dataset import _notes, _progress, abc_files, tune_id
+from melodygen.families.abc_char.dataset import abc_files, count_notes, tune_id, with_progress
 from melodygen.families.abc_char.vocab import describe_unknown
 from melodygen.families.abc_transformer import dance
 from melodygen.families.abc_transformer.configs import (
@@ -340,7 +340,9 @@ def build_dataset(
     threads = max(1, min(workers or os.cpu_count() or 1, 32))
     with ThreadPoolExecutor(threads) as pool:
         notes = list(
-            _progress(pool.map(_notes, [t.text for t in candidates]), progress, len(candidates))
+            with_progress(
+                pool.map(count_notes, [t.text for t in candidates]), progress, len(candidates)
+            )
         )
     split_of: dict[str, list[_Tune]] = {"train": [], "eval": []}
     for tune, count in zip(candidates, notes, strict=True):

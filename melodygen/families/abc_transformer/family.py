@@ -40,7 +40,7 @@ LN2 = math.log(2)
 def _nats(model, split: TokenSplit, batch_size: int) -> np.ndarray:
     """Each tune's total negative log-likelihood in nats (``</s>`` included)."""
     from melodygen.core.batches import BatchShape
-    from melodygen.families.abc_char.network import target_nats
+    from melodygen.nn.text import target_nats
 
     shape = BatchShape.for_backend(batch_size)
     totals = np.zeros(len(split))
@@ -209,8 +209,8 @@ class AbcTransformerFamily(Family):
     def compile(self, model, info: TransformerModelInfo) -> None:
         import keras
 
-        from melodygen.families.abc_char.network import CharCrossEntropy, make_metrics
         from melodygen.families.abc_transformer.network import learning_rate
+        from melodygen.nn.text import CharCrossEntropy, make_metrics
 
         model.compile(
             optimizer=keras.optimizers.Adam(
@@ -222,7 +222,7 @@ class AbcTransformerFamily(Family):
         )
 
     def evaluate_batches(self, model, batches: list[Batch], info: TransformerModelInfo) -> dict:
-        from melodygen.families.abc_char.network import target_nats
+        from melodygen.nn.text import target_nats
 
         nats, correct, count = 0.0, 0, 0
         for inputs, targets, weight in batches:

@@ -46,14 +46,13 @@ from melodygen.core.generation import (
 from melodygen.errors import one_line
 from melodygen.families.abc_char.generate import (
     PARSE_THREADS,
-    CharGenerator,
-    _validity_warnings,
     abc_key,
     check_opening,
     dropped_fields,
+    read_melody,
     split_text_primer,
+    validity_warnings,
 )
-from melodygen.families.abc_char.network import log_probs as log_softmax
 from melodygen.families.abc_char.vocab import describe_unknown
 from melodygen.families.abc_transformer import dance
 from melodygen.families.abc_transformer.metadata import (
@@ -65,6 +64,7 @@ from melodygen.families.abc_transformer.metadata import (
 )
 from melodygen.families.abc_transformer.tokenizer import END, PAD, START, UNK
 from melodygen.io.abc import key_and_mode
+from melodygen.nn.text import log_probs as log_softmax
 from melodygen.theory import key_name
 
 TOKENS_PER_BAR = 16
@@ -129,9 +129,6 @@ class StepModel:
 
 class TransformerGenerator:
     """A loaded ``abc_transformer`` model, ready to write tunes; load once, generate often."""
-
-    # A tune's text read back as a melody, exactly as abc_char does it.
-    _melody = CharGenerator._melody
 
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
         from melodygen.io.abc import require_abc2midi
@@ -277,17 +274,11 @@ class TransformerGenerator:
             texts.append(header_text(metadata, plan, number) + body)
         # Each tune is read by its own abc2midi process: run them side by side.
         with ThreadPoolExecutor(max_workers=min(len(texts), PARSE_THREADS)) as pool:
-            read = list(pool.map(self._melody, texts, scores, range(len(texts))))
+            read = list(pool.map(read_melody, texts, scores, range(len(texts))))
         melodies = [melody for melody, _ in read]
-        warnings = _validity_warnings([], melodies, [valid for _, valid in read], plan.limit)
+        validity = [valid for _, valid in read]
         cut = int(np.sum(~ended))
-        if cut:
-            share = "The tune" if len(texts) == 1 else f"{cut} of {len(texts)} tunes"
-            warnings.insert(
-                0,
-                f"{share} reached the limit of {plan.limit} tokens before ending; ask for "
-                "more bars for longer tunes",
-            )
+        warnings = validity_warnings(melodies, validity, cut, plan.limit, "tokens")
         asked = request.key is not None
         return GenerationResult(
             melodies,
