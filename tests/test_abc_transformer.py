@@ -1,6 +1,7 @@
-"""The abc_transformer family: BPE tokenizer, cached decoder, dataset build with dance types,
-a tiny model trained through the shared loop, generation with controls and beam search,
-bad controls and hostile model files; tunebooks written in code."""
+"""The abc_transformer family: BPE tokenizer, cached decoder (rows at their own positions),
+dataset build with dance types, a tiny model trained through the shared loop, generation
+with controls, bar checking and beam search, bad controls and hostile model files;
+tunebooks written in code."""
 
 from __future__ import annotations
 
@@ -94,6 +95,17 @@ def generator(trained):
     return load_generator(trained / "model")
 
 
+@pytest.fixture(scope="module")
+def fluent(dataset, tmp_path_factory) -> Path:
+    """A model trained long enough to write many of its bars whole, not all (20 s on a busy
+    2-core CPU): a third of its raw tunes have only full bars."""
+    from melodygen.core.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "fluent"
+    train(dataset, run, steps=200, eval_every=100, hparams="batch_size=8", progress=False)
+    return run
+
+
 def test_every_body_round_trips_and_bar_lines_are_whole_tokens(books):
     from melodygen.io.abc import tunes_in
 
@@ -136,6 +148,49 @@ def test_cached_decoder_gives_the_full_forward_pass_logits():
     for position in range(12):
         logits, cache = step(body[:, position], np.int32(position), cache, cross, meta)
         assert np.abs(np.asarray(logits) - full[:, position]).max() < 1e-4
+
+
+def test_cached_decoder_with_rows_at_their_own_positions_gives_the_full_forward_pass():
+    """Rows sent back to an earlier position (bar checking) write on from there: each row
+    attends by its own position only, so its logits are the full forward pass's of the
+    text it ends with, whatever the cache held after that position."""
+    import keras
+
+    from melodygen.core.generation import compile_step
+    from melodygen.families.abc_transformer.network import build_model
+
+    hparams = HParams(
+        embedding_size=16, encoder_layers=1, decoder_layers=2, heads=2, feed_forward_size=24,
+        dropout=0.0, max_tokens=32,
+    )  # fmt: skip
+    keras.utils.set_random_seed(2)
+    model = build_model(60, 30, hparams)
+    rng = np.random.default_rng(1)
+    meta = rng.integers(1, 30, (3, 13)).astype("int32")
+    first = rng.integers(4, 60, (3, 12)).astype("int32")
+    first[:, 0] = 2
+    stops, backs = (12, 8, 5), (12, 3, 1)  # row 0 runs straight; rows 1 and 2 go back
+    second = first.copy()
+    for row, back in enumerate(backs):
+        second[row, back:] = rng.integers(4, 60, 12 - back)  # another bar from there on
+    full = [np.asarray(model.predict_on_batch([meta, body])) for body in (first, second)]
+    schedules = [
+        [(0, p) for p in range(stop)] + [(1, p) for p in range(back, 12)]
+        for stop, back in zip(stops, backs, strict=True)
+    ]
+    encoder, decoder = model.get_layer("encoder"), model.get_layer("decoder")
+    cross = decoder.cross_cache(encoder(meta))
+    cache = decoder.empty_cache(3, 16)
+    step = compile_step(decoder.step)
+    for t in range(max(map(len, schedules))):
+        # a row that has finished steps again at its last position, as generation does
+        now = [schedule[min(t, len(schedule) - 1)] for schedule in schedules]
+        bodies = [(first, second)[which] for which, _ in now]
+        ids = np.array([bodies[r][r, p] for r, (_, p) in enumerate(now)], np.int32)
+        positions = np.array([p for _, p in now], np.int32)
+        logits, cache = step(ids, positions, cache, cross, meta)
+        expected = np.stack([full[which][r, p] for r, (which, p) in enumerate(now)])
+        assert np.abs(np.asarray(logits) - expected).max() < 1e-4
 
 
 def test_seed_network_is_the_issues_size():
@@ -239,6 +294,50 @@ def test_beam_search_runs_and_is_reproducible(generator):
     assert len(first.melodies) == 2
     assert [m.text for m in first.melodies] == [m.text for m in again.melodies]
     assert all("M:2/2\n" in m.text and "R:reel\n" in m.text for m in first.melodies)
+
+
+def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
+    """With check_bars (the default) a bar that does not fit is written again from the
+    bar line before it, so more tunes have full bars than the raw samples; each tune's
+    log-likelihood is still exactly the model's score of the tokens it ends with."""
+    from melodygen.families.abc_transformer.dataset import TokenSplit
+    from melodygen.families.abc_transformer.family import _nats
+    from melodygen.io.abc import check_validity
+
+    generator = load_generator(fluent / "model")
+    written = {}
+    for check in (False, True):
+        written[check] = [
+            generator.write(
+                GenerationRequest(num_outputs=8, seed=seed, length_steps=24 * 12, check_bars=check)
+            )[1]
+            for seed in range(3)
+        ]
+    raw = [check_validity(text) for run in written[False] for text in run.texts]
+    checked = [check_validity(text) for run in written[True] for text in run.texts]
+    assert sum(v.full_bars for v in checked) > sum(v.full_bars for v in raw)
+    assert sum(v.valid for v in checked) >= sum(v.valid for v in raw)
+    model, info = load_model(fluent / "model")
+    for runs in written.values():
+        for run in runs:
+            ended = np.flatnonzero(run.ended)  # wrote </s>: scored with it
+            assert len(ended)
+            bodies = [run.ids[i] for i in ended]
+            split = TokenSplit(
+                np.concatenate(bodies),
+                np.cumsum([0] + [len(ids) for ids in bodies]),
+                np.stack([info.meta_vocab.encode(run.metadata[i]) for i in ended]),
+                np.ones(len(ended), np.int64),
+            )
+            nats = _nats(model, split, 8)
+            assert -run.scores[ended] == pytest.approx(nats, rel=1e-4, abs=1e-3)
+            for i in ended:
+                assert generator.tokenizer.decode(run.ids[i]) in run.texts[i]
+    # generate() returns what write() wrote, read back as music
+    request = GenerationRequest(num_outputs=8, seed=0, length_steps=24 * 12)
+    result = generator.generate(request)
+    assert [m.text for m in result.melodies] == written[True][0].texts
+    assert [m.log_likelihood for m in result.melodies] == pytest.approx(written[True][0].scores)
 
 
 @pytest.mark.parametrize(

@@ -11,14 +11,26 @@ only the asked one ("Untitled" without).
 
 Every tune of a request is a row of one batch. The encoder runs once; the decoder then
 writes one token at a time with each layer's keys and values cached (a step reads one
-position, never the whole prefix: :meth:`~.network.BodyDecoder.step`, compiled with
-:func:`melodygen.core.generation.compile_step`). The primer's opening bars (canonical
+position per row, never the whole prefix: :meth:`~.network.BodyDecoder.step`, compiled
+with :func:`melodygen.core.generation.compile_step`). The primer's opening bars (canonical
 ABC, as BPE tokens) are forced first. Sampling: temperature, top-k, top-p
-(:func:`melodygen.core.generation.sample`), seeded. Beam search is Magenta's, as
-``melody_rnn`` runs it: ``beam_size`` rows per tune, each extended ``branch_factor`` ways
-by sampling, pruned to the best every ``steps_per_iteration`` tokens; rows are ranked by
-their mean log-likelihood per token (a tune that has ended is not favoured for being
-short), and the best row of each tune is kept.
+(:func:`melodygen.core.generation.sample`), seeded.
+
+Bars are checked as they are written (``request.check_bars``, on by default), as
+``abc_char`` checks them (:class:`melodygen.io.abc.BarCheck`): once a bar line is complete
+the bars before it are judged, and at ``</s>`` the whole tune; a bar that fails sends its
+row back to the bar line before it, to write the bar again (at most ``BAR_TRIES`` times a
+bar, ``ROW_REWRITES`` a tune: :class:`_BarRow`). Each row has its own decode position, so
+the rest of the batch goes on meanwhile; a row sent back just takes its earlier position
+again (its cached keys and values up to there are those of the text it keeps, and it
+attends to nothing after its position). Each tune's log-likelihood stays the model's own
+score of the tokens it ends with.
+
+Beam search is Magenta's, as ``melody_rnn`` runs it: ``beam_size`` rows per tune, each
+extended ``branch_factor`` ways by sampling, pruned to the best every
+``steps_per_iteration`` tokens; rows are ranked by their mean log-likelihood per token (a
+tune that has ended is not favoured for being short), and the best row of each tune is
+kept. Beam search writes no bar again: ``check_bars`` is not read when it runs.
 
 Each tune's text is read back by abc2midi exactly as ``abc_char``'s tunes are: one that
 cannot be read comes back with its text and the reason (``GeneratedMelody.problem``).
@@ -45,9 +57,12 @@ from melodygen.core.generation import (
 )
 from melodygen.errors import one_line
 from melodygen.families.abc_char.generate import (
+    BAR_TRIES,
     PARSE_THREADS,
+    ROW_REWRITES,
     abc_key,
     check_opening,
+    completes_bar_line,
     dropped_fields,
     read_melody,
     split_text_primer,
@@ -63,7 +78,7 @@ from melodygen.families.abc_transformer.metadata import (
     unit_text,
 )
 from melodygen.families.abc_transformer.tokenizer import END, PAD, START, UNK
-from melodygen.io.abc import key_and_mode
+from melodygen.io.abc import BarCheck, key_and_mode
 from melodygen.nn.text import log_probs as log_softmax
 from melodygen.theory import key_name
 
@@ -110,12 +125,13 @@ class StepModel:
         meta = self.ops.convert_to_tensor(meta, "int32")
         return self.decoder.empty_cache(len(meta), steps), self._prepare(meta), meta
 
-    def step(self, ids: np.ndarray, index: int, state: tuple) -> tuple[np.ndarray, tuple]:
-        """Logits [rows, vocab] after token ``ids`` at position ``index``."""
+    def step(self, ids: np.ndarray, positions: np.ndarray, state: tuple) -> tuple:
+        """Logits [rows, vocab] (NumPy) after token ``ids`` [rows], each row's at its own
+        position ``positions`` [rows] (``<s>`` is at 0), and the new state."""
         cache, cross, meta = state
         ops = self.ops
         logits, cache = self._step(
-            ops.convert_to_tensor(ids, "int32"), ops.convert_to_tensor(index, "int32"),
+            ops.convert_to_tensor(ids, "int32"), ops.convert_to_tensor(positions, "int32"),
             cache, cross, meta,
         )  # fmt: skip
         return np.asarray(ops.convert_to_numpy(logits)), (cache, cross, meta)
@@ -260,24 +276,15 @@ class TransformerGenerator:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()
-        plan = self.plan(request)
-        rng = np.random.default_rng(request.seed)
-        filled = [self.info.headers.fill(plan.asked, rng) for _ in range(request.num_outputs)]
-        width = request.beam_size * request.branch_factor
-        meta = np.stack([self.meta_vocab.encode(m) for m in filled for _ in range(width)])
-        with device_scope(self.device):
-            ids, scores, ended = self._search(meta, plan, request, rng)
-        texts = []
-        for number, (metadata, row) in enumerate(zip(filled, ids, strict=True), start=1):
-            body = self.tokenizer.decode(row)
-            body += "" if body.endswith("\n") else "\n"
-            texts.append(header_text(metadata, plan, number) + body)
+        plan, written = self.write(request)
         # Each tune is read by its own abc2midi process: run them side by side.
-        with ThreadPoolExecutor(max_workers=min(len(texts), PARSE_THREADS)) as pool:
-            read = list(pool.map(read_melody, texts, scores, range(len(texts))))
+        with ThreadPoolExecutor(max_workers=min(len(written.texts), PARSE_THREADS)) as pool:
+            read = list(
+                pool.map(read_melody, written.texts, written.scores, range(len(written.texts)))
+            )
         melodies = [melody for melody, _ in read]
         validity = [valid for _, valid in read]
-        cut = int(np.sum(~ended))
+        cut = int(np.sum(~written.ended))
         warnings = validity_warnings(melodies, validity, cut, plan.limit, "tokens")
         asked = request.key is not None
         return GenerationResult(
@@ -291,53 +298,187 @@ class TransformerGenerator:
             warnings=warnings,
         )
 
-    def _search(self, meta: np.ndarray, plan: Plan, request: GenerationRequest, rng):
+    def write(self, request: GenerationRequest) -> tuple[Plan, Written]:
+        """The request's tunes as text, not yet read back as music: the plan, and each
+        tune's metadata, body tokens, log-likelihood, whether it ended, and text."""
+        plan = self.plan(request)
+        rng = np.random.default_rng(request.seed)
+        filled = [self.info.headers.fill(plan.asked, rng) for _ in range(request.num_outputs)]
+        headers = [
+            header_text(metadata, plan, number) for number, metadata in enumerate(filled, start=1)
+        ]
+        width = request.beam_size * request.branch_factor
+        meta = np.stack([self.meta_vocab.encode(m) for m in filled for _ in range(width)])
+        # Beam search keeps its likeliest rows: it writes no bar again (check_bars unread).
+        checks = headers if request.check_bars and width == 1 else None
+        with device_scope(self.device):
+            ids, scores, ended = self._search(meta, plan, request, rng, checks)
+        texts = []
+        for header, row in zip(headers, ids, strict=True):
+            body = self.tokenizer.decode(row)
+            texts.append(header + body + ("" if body.endswith("\n") else "\n"))
+        return plan, Written(filled, ids, scores, ended, texts)
+
+    def _search(
+        self,
+        meta: np.ndarray,
+        plan: Plan,
+        request: GenerationRequest,
+        rng,
+        checks: list[str] | None = None,
+    ):
         """Write every row (sampling, or Magenta's beam search when the request asks):
-        returns each tune's body ids, its log-likelihood (nats) and whether it ended."""
+        returns each tune's body ids, its log-likelihood (nats) and whether it ended.
+
+        Each row has its own position (``lengths``: the body tokens it has written; it
+        reads its last one at that position). ``checks``: each row's header, to write
+        its bars again when they do not fit (sampling only, one row per tune; see
+        :class:`_BarRow`): a row sent back to an earlier bar line just takes that
+        position again, its cache up to there untouched (positions after it are masked,
+        and overwritten as it writes on).
+        """
         rows, outputs = len(meta), request.num_outputs
         beam, every = request.beam_size, request.steps_per_iteration
         searching = rows > outputs
-        state = self.steps.start(meta, plan.limit)
-        history = np.full((rows, plan.limit), PAD, np.int32)
+        limit, forced = plan.limit, len(plan.primer)
+        state = self.steps.start(meta, limit)
+        history = np.full((rows, limit), PAD, np.int32)
+        lengths = np.zeros(rows, np.int64)
         scores, written = np.zeros(rows), np.zeros(rows)
-        done = np.zeros(rows, bool)
+        done, ended = np.zeros(rows, bool), np.zeros(rows, bool)
         previous = np.full(rows, START, np.int32)
         temperature = max(request.temperature, 1e-6)
-        forced = len(plan.primer)
-        for position in range(plan.limit):
-            logits, state = self.steps.step(previous, position, state)
+        bars = [_BarRow(header) for header in checks] if checks is not None else None
+        iteration = 0
+        while not done.all():
+            positions = np.minimum(lengths, limit - 1)  # a finished row's step is not read
+            logits, state = self.steps.step(previous, positions, state)
             logp = log_softmax(logits)  # the model's own probabilities, for the score
-            if position < forced:
-                choice = np.full(rows, plan.primer[position], np.int32)
-            else:
-                scaled = logits.astype(np.float64) / temperature
-                scaled[:, NEVER_SAMPLED] = -np.inf
-                if position == 0:
-                    scaled[:, END] = -np.inf  # a tune has a body
-                scaled -= scaled.max(axis=1, keepdims=True)
-                scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
-                choice = sample(scaled, request.top_k, request.top_p, rng).astype(np.int32)
-            choice[done] = PAD
-            live = ~done
-            scores[live] += logp[live, choice[live]]
-            written[live] += 1
-            history[:, position] = choice
-            done |= choice == END
-            previous = choice
-            if done.all():
-                break
-            sampled = position + 1 - forced
-            if searching and sampled > 0 and sampled % every == 0:
+            scaled = logits.astype(np.float64) / temperature
+            scaled[:, NEVER_SAMPLED] = -np.inf
+            scaled[lengths == 0, END] = -np.inf  # a tune has a body
+            scaled -= scaled.max(axis=1, keepdims=True)
+            scaled -= np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+            choice = sample(scaled, request.top_k, request.top_p, rng).astype(np.int32)
+            primed = lengths < forced
+            choice[primed] = plan.primer[lengths[primed]]
+            take = ~done
+            if bars is not None:
+                for row in np.flatnonzero(take & ~primed):
+                    token = int(choice[row])
+                    mark = bars[row].judge(token, self.tokenizer, lengths[row], scores[row])
+                    if mark is not None:  # back to the bar line before the bar it wrote
+                        take[row] = False
+                        lengths[row] = written[row] = mark.length
+                        scores[row] = mark.score
+                        history[row, mark.length :] = PAD
+                        previous[row] = history[row, mark.length - 1] if mark.length else START
+            chosen = np.flatnonzero(take)
+            scores[chosen] += logp[chosen, choice[chosen]]
+            written[chosen] += 1
+            history[chosen, lengths[chosen]] = choice[chosen]
+            lengths[chosen] += 1
+            previous[chosen] = choice[chosen]
+            if bars is not None:
+                for row in chosen:
+                    bars[row].take(int(choice[row]), self.tokenizer)
+            ended[chosen] |= choice[chosen] == END
+            done |= ended | (lengths >= limit)
+            iteration += 1
+            sampled = iteration - forced
+            if searching and not done.all() and sampled > 0 and sampled % every == 0:
                 rank = _ranks(scores, written, done, history)
                 keep = top_rows(rank, outputs, beam)
                 order = np.tile(keep.reshape(outputs, -1), (1, rows // (outputs * beam)))
                 order = order.reshape(-1)
                 history, scores, written = history[order], scores[order], written[order]
-                done, previous = done[order], previous[order]
+                done, ended, previous = done[order], ended[order], previous[order]
+                lengths = lengths[order]
                 state = self.steps.take(state, order)
         best = top_rows(_ranks(scores, written, done, history), outputs, 1)
         bodies = [row[: _body_length(row)] for row in history[best]]
-        return bodies, scores[best], done[best]
+        return bodies, scores[best], ended[best]
+
+
+@dataclass
+class Written:
+    """What :meth:`TransformerGenerator.write` wrote, one entry per tune."""
+
+    metadata: list[Metadata]
+    ids: list[np.ndarray]
+    """Each tune's body as the tokens it was written in (no ``</s>``)."""
+    scores: np.ndarray
+    """Each tune's log-likelihood (nats): the model's score of its tokens, ``</s>`` too."""
+    ended: np.ndarray
+    """Whether each tune wrote ``</s>`` (False: cut by the length limit)."""
+    texts: list[str]
+
+
+@dataclass
+class _Mark:
+    """A point a row can go back to: its first ``length`` body tokens (``chars`` of text),
+    its score there and the bars it had closed."""
+
+    length: int
+    chars: int
+    score: float
+    bars: int
+
+
+class _BarRow:
+    """A tune's bars judged as they are written (``request.check_bars``), as ``abc_char``
+    judges its characters (:class:`melodygen.io.abc.BarCheck`).
+
+    Once the forced opening is written, the row keeps a mark at the last bar line it
+    passed. A bar line is complete, and the bars before it judged, when a token holding a
+    character that cannot continue it is drawn (:func:`~melodygen.families.abc_char.
+    generate.completes_bar_line`); ``</s>`` judges the whole tune (abc2midi included). A
+    bar that does not last what ``M:`` and ``L:`` say, or a repeat that cannot pair up,
+    or an invalid ending, sends the row back to the mark, at most :data:`BAR_TRIES` times
+    a bar and :data:`ROW_REWRITES` times a tune (then it is kept as written).
+    """
+
+    def __init__(self, header: str) -> None:
+        self.checker = BarCheck(header)
+        self.body = ""  # the text of the body tokens written
+        self.mark: _Mark | None = None
+        self.judged_to = 0  # characters of the body already looked at for bar lines
+        self.tries = 0  # rewrites since the last mark
+        self.rewrites = 0
+
+    def judge(self, token: int, tokenizer, length: int, score: float) -> _Mark | None:
+        """Before the drawn ``token`` is taken (the row has ``length`` body tokens and
+        ``score``): the mark to go back to when the bar (or ending) it completes fails,
+        else None (and a new mark when it follows bars that are kept)."""
+        body, bars = self.body, -1
+        out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
+        if self.mark is None:  # the first token after the opening
+            bars, _ = self.checker.check(body)
+            self.judged_to = len(body)
+        elif token == END:
+            if not out_of_tries and not self.checker.check_whole(body).valid:
+                return self._rewind()
+        elif completes_bar_line(tokenizer.decode([token]), body, self.judged_to):
+            self.judged_to = len(body)
+            closed, problem = self.checker.check(body, first=self.mark.bars)
+            if problem and not out_of_tries:
+                return self._rewind()
+            bars = closed
+        if bars >= 0:  # the bars written so far are kept: come back here from now on
+            self.mark, self.tries = _Mark(int(length), len(body), float(score), bars), 0
+        return None
+
+    def take(self, token: int, tokenizer) -> None:
+        if token != END:
+            self.body += tokenizer.decode([token])
+
+    def _rewind(self) -> _Mark:
+        mark = self.mark
+        self.body = self.body[: mark.chars]
+        self.judged_to = min(self.judged_to, mark.chars)
+        self.tries += 1
+        self.rewrites += 1
+        return mark
 
 
 def _body_length(row: np.ndarray) -> int:

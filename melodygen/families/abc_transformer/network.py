@@ -18,7 +18,7 @@ its public call takes the key and value *inputs* and projects them every time, s
 decoder step would re-project the whole prefix; caching the projected keys and values
 needs its private sublayers. :class:`Attention` is that layer in 40 lines, with the
 projections and the attention as separate methods, so generation computes each
-position's keys and values once (:meth:`BodyDecoder.step`).
+position's keys and values once (:meth:`BodyDecoder.step`), each row at its own position.
 """
 
 from __future__ import annotations
@@ -158,15 +158,16 @@ class DecoderBlock(keras.layers.Layer):
         normed = self.feed_forward_norm(x)
         return x + self.dropout(self.feed_forward(normed), training=training)
 
-    def step(self, inputs, cache, cross, self_mask, cross_mask, index):
+    def step(self, inputs, cache, cross, self_mask, cross_mask, here):
         """One position [batch, 1, size] with this block's cache [2, batch, steps, heads,
-        head_size] (keys, values; the new position's go in at ``index``) and the encoder's
-        keys and values ``cross``; returns the output and the new position's keys and values
-        [2, batch, 1, heads, head_size]."""
+        head_size] (keys, values; each row's new position's go in where ``here`` [batch,
+        steps, 1, 1] is True: its own position) and the encoder's keys and values
+        ``cross``; returns the output and the new position's keys and values [2, batch, 1,
+        heads, head_size]."""
         normed = self.self_norm(inputs)
         key, value = self.self_attention.keys_values(normed)
-        keys = ops.slice_update(cache[0], (0, index, 0, 0), key)
-        values = ops.slice_update(cache[1], (0, index, 0, 0), value)
+        keys = ops.where(here, key, cache[0])
+        values = ops.where(here, value, cache[1])
         x = inputs + self.self_attention.attend(normed, keys, values, self_mask)
         x = x + self.cross_attention.attend(self.cross_norm(x), cross[0], cross[1], cross_mask)
         x = x + self.feed_forward(self.feed_forward_norm(x))
@@ -264,16 +265,23 @@ class BodyDecoder(keras.layers.Layer):
 
     def step(self, ids, index, cache, cross, meta):
         """The logits [batch, vocab_size] after token ``ids`` [batch] at position ``index``
-        (a scalar: ``<s>`` is at 0), and the cache with that position's keys and values
-        added; positions after ``index`` are masked, so the cache may be longer than used."""
-        x = self.embedding(ids[:, None]) + self.positions(ops.reshape(index, (1,)))[None]
-        self_mask = ops.less_equal(ops.arange(ops.shape(cache)[3]), index)[None, None, None]
+        (``<s>`` is at 0): one position per row [batch] (rows rewound to an earlier bar are
+        behind the others), or a scalar for all. Returns them with the cache holding each
+        row's keys and values at its position. A row attends to its own positions up to
+        ``index`` only, so what the cache holds after them (a rewound row's old bar, zeros)
+        is never read, and is overwritten as the row writes on."""
+        batch = ops.shape(ids)[0]
+        index = ops.broadcast_to(ops.reshape(ops.cast(index, "int32"), (-1,)), (batch,))
+        x = self.embedding(ids[:, None]) + self.positions(index)[:, None]
+        steps = ops.arange(ops.shape(cache)[3])
+        self_mask = ops.less_equal(steps[None, :], index[:, None])[:, None, None, :]
+        here = ops.equal(steps[None, :], index[:, None])[:, :, None, None]
         cross_mask = encoder_mask(meta)
         added = []
         for layer, block in enumerate(self.blocks):
-            x, keys_values = block.step(x, cache[layer], cross[layer], self_mask, cross_mask, index)
+            x, keys_values = block.step(x, cache[layer], cross[layer], self_mask, cross_mask, here)
             added.append(keys_values)
-        cache = ops.slice_update(cache, (0, 0, 0, index, 0, 0), ops.stack(added))
+        cache = ops.where(here[None, None], ops.stack(added), cache)
         return self.logits(self.norm(x))[:, 0], cache
 
 
