@@ -538,15 +538,16 @@ def build_parser() -> argparse.ArgumentParser:
     validity = commands.add_parser(
         "validity",
         help="do an ABC model's tunes parse, fill their bars and balance their repeats?",
-        description="Sample tunes from an ABC model (abc_char) with no primer and judge each: "
-        "does abc2midi parse it, do its full bars last what M: and L: say, do its repeats and "
-        "endings balance; the same for the dataset's real held-out tunes beside them.",
+        description="Sample tunes from a model that writes ABC (abc_char, abc_transformer) "
+        "with no primer and judge each: does abc2midi parse it, do its full bars last what M: "
+        "and L: say, do its repeats and endings balance; the same for the dataset's real "
+        "held-out tunes beside them.",
     )
     validity.add_argument(
         "--checkpoint", required=True, type=Path, help="a training run folder or a saved model"
     )
     validity.add_argument(
-        "--data", required=True, type=Path, help="the abc_char dataset the model was trained on"
+        "--data", required=True, type=Path, help="the dataset the model was trained on"
     )
     validity.add_argument(
         "--num",
@@ -558,9 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--bars",
         type=_ranged("originality_bars"),
         default=48,
-        help=f"length limit, in 4/4 bars ({_span('originality_bars')}): 120 characters and "
-        "40 a bar (default 48: 2,040 "
-        "characters, above the longest training tune; tunes end on their own)",
+        help=f"length limit, in 4/4 bars ({_span('originality_bars')}): abc_char 120 "
+        "characters and 40 a bar, abc_transformer 16 tokens a bar up to its longest tune "
+        "(default 48: 2,040 characters, or the longest tune; above the longest training "
+        "tune, so tunes end on their own)",
     )
     validity.add_argument(
         "--temperature",
@@ -798,7 +800,7 @@ def _run_originality(args) -> None:
 
 
 def _run_validity(args) -> None:
-    from melodygen.families.abc_char.validity import format_validity, validity_report
+    from melodygen.core.validity import format_validity, validity_report
 
     if args.json:
         _check_output_folder(args.json.parent, "--json")

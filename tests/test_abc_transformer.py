@@ -340,6 +340,40 @@ def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
     assert [m.log_likelihood for m in result.melodies] == pytest.approx(written[True][0].scores)
 
 
+def test_validity_report_judges_the_transformers_tunes_beside_its_held_out_tunes(
+    trained, dataset, generator, capsys
+):
+    """melodygen validity works for any family that writes ABC: the family gives its
+    held-out texts (with the dance type it reads them as) and its generator its limit."""
+    from melodygen.cli import main
+    from melodygen.core.validity import cut_in, cut_warning, validity_report
+
+    family = get_family("abc_transformer")
+    opened = family.open_dataset(dataset)
+    texts = family.held_out_texts(opened)
+    held = opened.load("eval")
+    assert len(texts) == len(held)
+    for text, metadata in zip(texts, held.metadata, strict=True):
+        assert f"R:{metadata.rhythm}\nK:" in text  # reels.abc's are typed by the file
+    report = validity_report(trained, dataset, num=3, seed=1, bars=2)
+    settings, made = report["settings"], report["generated"]
+    assert (settings["length_limit"], settings["length_unit"]) == (64, "tokens")
+    assert report["held_out"]["tunes"] == settings["held_out_tunes"] == len(held)
+    assert made["tunes"] == 3 and 0 <= made["cut_by_limit"] <= 3
+    # the tunes cut, read back from the warnings, are the ones that did not write </s>
+    request = GenerationRequest(num_outputs=6, seed=4, length_steps=2 * 16)
+    result = generator.generate(request)
+    cut = int(np.sum(~generator.write(request)[1].ended))  # 2 of 6 here
+    assert cut_in(result.warnings) == cut
+    for count, tunes in ((1, 1), (0, 5), (3, 5)):
+        assert cut_in([cut_warning(count, tunes, 64, "tokens")] if count else []) == count
+    capsys.readouterr()
+    assert main(["validity", "--checkpoint", str(trained), "--data", str(dataset), "--num", "2",
+                 "--bars", "2", "--no-bar-check"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "at most 64 tokens, raw samples" in out and "valid (all three)" in out
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [

@@ -296,6 +296,13 @@ class Family(ABC):
         from: what ``melodygen originality`` compares generated melodies with."""
         raise MelodyGenError(f"{self.title} datasets hold no melodies to compare with")
 
+    def held_out_texts(self, dataset: TrainingData) -> list[str] | None:
+        """The held-out (eval split) real tunes of ``dataset`` as ABC text, one per tune, for
+        a family whose models write ABC: what ``melodygen validity`` and ``melodygen
+        controls`` judge generated tunes beside (:mod:`melodygen.core.validity`). None (the
+        default) for a family whose models write no text."""
+        return None
+
     def figure_labels(self) -> dict[str, str]:
         """The family's held-out figures (``evaluate_batches``' keys) in words, in the order
         a model card and its curves show them: a short name, then what it means in

@@ -274,6 +274,10 @@ class AbcCharFamily(Family):
             if notes > 0
         ]
 
+    def held_out_texts(self, dataset: CharDataset) -> list[str]:
+        """The held-out tunes' canonical texts, as the model reads and writes tunes."""
+        return list(dataset.load("eval").texts)
+
     def grid_melodies(self, dataset: CharDataset, split: str) -> tuple[list, list[str]]:
         """Each tune of the split parsed from its text, on the sixteenth-note grid."""
         from melodygen.core.generation import sequence_events

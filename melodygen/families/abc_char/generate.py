@@ -398,6 +398,9 @@ def read_melody(text: str, score: float, index: int) -> tuple[GeneratedMelody, V
 class CharGenerator:
     """A loaded ``abc_char`` model, ready to write tunes; load once, generate many times."""
 
+    length_unit = "characters"
+    """What :meth:`length_limit` counts."""
+
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
         from melodygen.io.abc import require_abc2midi
 
@@ -413,6 +416,10 @@ class CharGenerator:
         self.checkpoint = Path(checkpoint)
         self.description = f"abc_char ({self.info.config})"
         self.load_seconds = time.perf_counter() - started
+
+    def length_limit(self, request: GenerationRequest) -> int:
+        """The most characters a tune of ``request`` may have (:func:`length_limit`)."""
+        return length_limit(request)
 
     def _encode_char(self, char: str) -> int:
         return self.index.get(char, UNK)
@@ -562,8 +569,11 @@ def validity_warnings(
     unit: str = "characters",
 ) -> list[str]:
     """One line each: tunes cut by the length limit (``cut`` of them; ``limit`` in ``unit``,
-    "characters" or "tokens"), tunes that do not parse, bars that are not full, repeats
-    that do not balance."""
+    "characters" or "tokens"; :func:`melodygen.core.validity.cut_warning`, which validity
+    reports read back), tunes that do not parse, bars that are not full, repeats that do
+    not balance."""
+    from melodygen.core.validity import cut_warning
+
     count = len(melodies)
 
     def share(number: int) -> str:
@@ -571,10 +581,7 @@ def validity_warnings(
 
     warnings = []
     if cut:
-        warnings.append(
-            f"{share(cut)} reached the limit of {limit} {unit} before ending; ask for "
-            "more bars for longer tunes"
-        )
+        warnings.append(cut_warning(cut, count, limit, unit))
     broken = [m for m in melodies if m.problem]
     if broken:
         warnings.append(

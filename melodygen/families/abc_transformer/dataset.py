@@ -444,6 +444,21 @@ def build_dataset(
     return summary
 
 
+def typed_text(text: str, rhythm: str | None) -> str:
+    """A canonical tune ``text`` whose header's ``R:`` line says ``rhythm`` (the line
+    replaced, or written before ``K:``); ``text`` as it is when ``rhythm`` is None."""
+    if rhythm is None:
+        return text
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        if line.startswith("R:"):
+            lines[number] = f"R:{rhythm}"
+            return "\n".join(lines)
+        if line.startswith("K:"):
+            return "\n".join([*lines[:number], f"R:{rhythm}", *lines[number:]])
+    return text
+
+
 # Batches ------------------------------------------------------------------------------------
 
 

@@ -324,6 +324,17 @@ class AbcTransformerFamily(Family):
             if notes > 0
         ]
 
+    def held_out_texts(self, dataset: TransformerDataset) -> list[str]:
+        """The held-out tunes' canonical texts, each with the ``R:`` line of the dance type
+        this family reads it as (from its ``R:``, file, book section or title:
+        :mod:`~melodygen.families.abc_transformer.dance`), the type the encoder is given;
+        a tune of no known type keeps its text as it is. The music is the tune's own."""
+        loaded = dataset.load("eval")
+        return [
+            data.typed_text(text, metadata.rhythm)
+            for text, metadata in zip(loaded.texts, loaded.metadata, strict=True)
+        ]
+
     # Each tune of the split parsed from its text, on the sixteenth-note grid, as abc_char
     # does it (it reads the split's names and texts only).
     grid_melodies = AbcCharFamily.grid_melodies

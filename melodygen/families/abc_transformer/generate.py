@@ -146,6 +146,9 @@ class StepModel:
 class TransformerGenerator:
     """A loaded ``abc_transformer`` model, ready to write tunes; load once, generate often."""
 
+    length_unit = "tokens"
+    """What :meth:`length_limit` counts: BPE tokens of the body."""
+
     def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
         from melodygen.io.abc import require_abc2midi
 
