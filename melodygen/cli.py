@@ -358,7 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
         "'M:6/8\\nK:G\\nGAB' (a real newline or \\n between lines)",
     )
     generate.add_argument(
-        "--rhythm", default=None, help="ABC models: the dance type (R:), e.g. jig, reel, hornpipe"
+        "--rhythm",
+        "--type",
+        dest="rhythm",
+        default=None,
+        help="ABC models: the dance type (R:), e.g. jig, reel, hornpipe (--type is the same)",
     )
     generate.add_argument("--title", default=None, help="ABC models: the tune's title (T:)")
     generate.add_argument(
@@ -580,6 +584,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validity.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     validity.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
+    )
+
+    controls = commands.add_parser(
+        "controls",
+        help="do an ABC model's tunes come out in the meter, key and dance type asked?",
+        description="Ask a model that writes ABC for tunes with the meters, keys, modes and "
+        "dance types of the dataset's held-out tunes (as often as they occur), and judge "
+        "each: does it parse, is it in the meter asked (M: and full bars), in the key asked "
+        "(K: and notes in its scale), does it read as the type asked (each type's rule); "
+        "beside the same figures for the real held-out tunes, and for another ABC model "
+        "asked the same (--compare).",
+    )
+    controls.add_argument(
+        "--checkpoint", required=True, type=Path, help="a training run folder or a saved model"
+    )
+    controls.add_argument(
+        "--data", required=True, type=Path, help="the dataset the model was trained on"
+    )
+    controls.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="OTHER_MODEL",
+        help="another model that writes ABC (e.g. an abc_char model), asked the same",
+    )
+    controls.add_argument(
+        "--num",
+        type=_ranged("originality_num"),
+        default=200,
+        help=f"tunes to ask of each model ({_span('originality_num')}; default 200)",
+    )
+    controls.add_argument(
+        "--bars",
+        type=_ranged("originality_bars"),
+        default=48,
+        help=f"length limit, in 4/4 bars ({_span('originality_bars')}; default 48, as "
+        "validity: tunes end on their own)",
+    )
+    controls.add_argument(
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature ({_span('temperature')}; default 1)",
+    )
+    controls.add_argument(
+        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+    )
+    controls.add_argument(
+        "--no-bar-check",
+        action="store_true",
+        help="judge the models' raw samples: no bar is written again (see generate)",
+    )
+    controls.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    controls.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
     return parser
@@ -819,6 +878,27 @@ def _run_validity(args) -> None:
         _write_json(args.json, report)
 
 
+def _run_controls(args) -> None:
+    from melodygen.core.controls import controls_report, format_controls
+
+    if args.json:
+        _check_output_folder(args.json.parent, "--json")
+    report = controls_report(
+        args.checkpoint,
+        args.data,
+        compare=args.compare,
+        num=args.num,
+        seed=args.seed,
+        temperature=args.temperature,
+        bars=args.bars,
+        device=args.device,
+        check_bars=not args.no_bar_check,
+    )
+    print(format_controls(report))
+    if args.json:
+        _write_json(args.json, report)
+
+
 def _check_output_folder(path: Path, flag: str) -> None:
     """Refuse an output folder that cannot be made, before any time is spent generating."""
     for folder in (path, *path.parents):
@@ -884,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate": _run_generate,
         "originality": _run_originality,
         "validity": _run_validity,
+        "controls": _run_controls,
     }
     try:
         handlers[args.command](args)

@@ -70,14 +70,14 @@ def judge(texts: list[str]) -> tuple[dict, list[str]]:
     return validity_rates(results), [r.reason for r in results if not r.valid]
 
 
-def held_out_texts(family, dataset) -> list[str]:
+def held_out_texts(family, dataset, command: str = "validity") -> list[str]:
     """The held-out real tunes' texts of a text family's dataset; one line saying what is
-    needed for any other family's, or for an empty split."""
+    needed (for ``melodygen command``) for any other family's, or for an empty split."""
     texts = family.held_out_texts(dataset)
     if texts is None:
         raise DatasetError(
-            f"{dataset.path} holds {family.title} data; validity judges ABC text: give a "
-            "model that writes ABC and the dataset it was trained on"
+            f"{dataset.path} holds {family.title} data; melodygen {command} judges ABC text: "
+            "give a model that writes ABC and the dataset it was trained on"
         )
     if not texts:
         raise DatasetError(f"the eval split of {dataset.path} holds no tunes")
