@@ -53,13 +53,17 @@ CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"
 SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
 BITS_KEYS = ("bits_per_note_mean", "bits_per_note_pooled")
-STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "originality")
+STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "controls", "originality")
 """Every step a recipe may have, in the order they run."""
 MELODY_STEPS = ("build", "train", "evaluate", "originality")
-TEXT_STEPS = STEPS
+TEXT_STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "originality")
 """A family that writes text (abc_char) also measures the validity of what it writes: as
 users get it (bars checked and written again when they do not fit, the default), and the
 model's raw samples (``--no-bar-check``)."""
+CONTROL_STEPS = (*TEXT_STEPS, "controls")
+"""A family written to order (abc_transformer) also measures whether its tunes come out in
+the meter, key and type asked, beside the character LSTM asked the same (``compare``)."""
+CONTROL_TUNES = 200
 VALIDITY_TUNES = 200
 
 
@@ -144,6 +148,9 @@ class Style:
     shipped: bool = True  # in ``make checkpoints``' set; else run with --only NAME
     # Quality bars each card of the style states and checks (see Bar).
     bars: tuple[Bar, ...] = ()
+    # The run (under runs/) of another recipe whose model ``controls`` asks the same, e.g. the
+    # character LSTM beside the Transformer.
+    compare: str | None = None
 
 
 NOTTINGHAM = Source(
@@ -227,6 +234,16 @@ TRANSFORMER_TRAINING = Training(
 )
 TRANSFORMER_BARS = (
     Bar(
+        "control accuracy for meter at least 95% (the M: asked, and full bars that last it)",
+        "controls.meter",
+        at_least=0.95,
+    ),
+    Bar(
+        "control accuracy for key at least 95% (the K: asked, and 85% of notes in its scale)",
+        "controls.key",
+        at_least=0.95,
+    ),
+    Bar(
         "sampled tunes (bars checked, as generate and the studio write them) valid at least "
         "90% as often as the real held-out tunes",
         "validity.share_of_real",
@@ -278,7 +295,8 @@ STYLES: dict[str, Style] = {
             configs=("transformer_seed",),
             names={"transformer_seed": "folk_abc_transformer"},
             dataset="folk_abc_transformer",
-            steps=TEXT_STEPS,
+            steps=CONTROL_STEPS,
+            compare="folk_abc_char",
             training=TRANSFORMER_TRAINING,
             bars=TRANSFORMER_BARS,
             shipped=False,  # until its trained model is in checkpoints/
@@ -358,6 +376,10 @@ class Recipe:
         return self.run_dir / "validity_raw.json"
 
     @property
+    def controls_json(self) -> Path:
+        return self.run_dir / "controls.json"
+
+    @property
     def originality_json(self) -> Path:
         return self.run_dir / "originality.json"
 
@@ -386,6 +408,12 @@ class Recipe:
                 "validity", "--checkpoint", run, "--data", data, "--no-bar-check",
                 "--num", str(VALIDITY_TUNES), "--json", str(self.validity_raw_json),
             ],
+            "controls": [
+                "controls", "--checkpoint", run, "--data", data,
+                *(["--compare", str(self.work / "runs" / self.style.compare)]
+                  if self.style.compare else []),
+                "--num", str(CONTROL_TUNES), "--json", str(self.controls_json),
+            ],
             "originality": [
                 "originality", "--checkpoint", run, "--data", data,
                 "--num", str(ORIGINALITY_MELODIES), "--json", str(self.originality_json),
@@ -413,6 +441,8 @@ class Recipe:
             return self.validity_json.exists()
         if step == "validity_raw":
             return self.validity_raw_json.exists()
+        if step == "controls":
+            return self.controls_json.exists()
         if step == "originality":
             return self.originality_json.exists()
         raise ValueError(step)
@@ -523,6 +553,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     ):
         if step in recipe.steps:
             card[key] = _validity_card(json.loads(path.read_text()))
+    if "controls" in recipe.steps:
+        card["controls"] = _controls_card(json.loads(recipe.controls_json.read_text()))
     card.update(
         {
             "originality": originality.get("generated", {}).get("originality"),
@@ -668,6 +700,27 @@ def _melody_table(cards: list[dict]) -> list[str]:
     return lines
 
 
+def _controls_card(report: dict) -> dict:
+    """What a card keeps of a ``melodygen controls`` report: the model's figures at the top
+    (``controls.meter``, ``controls.key``: the control accuracies its bars judge), the
+    compared models' and the real held-out tunes' beside them, per type too."""
+    model, *others = report["models"]
+    return {
+        **model["figures"],
+        "refused": model["refused"],
+        "compared": [
+            {"model": other["model"], "family": other["family"], **other["figures"]}
+            for other in others
+        ],
+        "held_out": report["held_out"],
+        "rules": report["rules"],
+        "settings": {
+            key: report["settings"][key]
+            for key in ("num", "seed", "temperature", "bars", "check_bars", "key_scale_share")
+        },
+    }
+
+
 def _validity_card(validity: dict) -> dict:
     """What a card keeps of a ``melodygen validity`` report."""
     settings = validity["settings"]
@@ -685,6 +738,7 @@ def _validity_card(validity: dict) -> dict:
                 "bars",
                 "check_bars",
                 "length_limit",
+                "length_unit",
                 "held_out_tunes",
             )
         },

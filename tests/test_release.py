@@ -167,7 +167,7 @@ def test_abc_recipe_runs_packages_and_tabulates(abc_folder: Path, tmp_path: Path
     work, output = tmp_path / "work", tmp_path / "checkpoints"
     recipe = release.Recipe(TINY_ABC, "char_seed", abc_folder.parent, work)
     commands = recipe.commands()
-    assert list(commands) == list(release.STEPS)  # validity included
+    assert list(commands) == list(release.TEXT_STEPS)  # validity included
     assert commands["build"][2:4] == ["--family", "abc_char"]
     assert recipe.dataset == work / "data" / "tiny_abc" and recipe.name == "tiny_abc_char"
     assert "--hparams" in commands["train"] and "--time-limit" in commands["train"]
@@ -175,7 +175,7 @@ def test_abc_recipe_runs_packages_and_tabulates(abc_folder: Path, tmp_path: Path
     commands["originality"] += ["--num", "4", "--bars", "2"]
     monkeypatch.setattr(release.Recipe, "commands", lambda self, data_root=None: commands)
     release.run_recipe(recipe)
-    assert all(recipe.done(step) for step in release.STEPS)
+    assert all(recipe.done(step) for step in release.TEXT_STEPS)
 
     folder = release.write_checkpoint(recipe, output, machine="test machine")
     card = json.loads((folder / release.CARD_FILE).read_text())
