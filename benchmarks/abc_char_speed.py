@@ -55,6 +55,7 @@ from melodygen.families.abc_char.generate import (  # noqa: E402
     _Row,
     length_limit,
     make_template,
+    read_melody,
 )
 from melodygen.families.abc_char.model_file import CharModelInfo  # noqa: E402
 from melodygen.families.abc_char.vocab import END, Vocabulary  # noqa: E402
@@ -140,9 +141,7 @@ def main() -> None:
 
         def parsing() -> None:
             with ThreadPoolExecutor(max_workers=min(len(tunes), PARSE_THREADS)) as pool:
-                read = list(
-                    pool.map(generator._melody, tunes, [0.0] * len(tunes), range(len(tunes)))
-                )
+                read = list(pool.map(read_melody, tunes, [0.0] * len(tunes), range(len(tunes))))
             assert all(melody.problem is None for melody, _ in read)
 
         parse = median_seconds(parsing, args.repeats)

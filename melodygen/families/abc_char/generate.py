@@ -557,9 +557,6 @@ class CharGenerator:
                     previous[position] = snapshot.previous
                 states = self.steps.from_numpy(numpy_states)
 
-    # The old name of read_melody: benchmarks/abc_char_speed.py still reads tunes with it.
-    _melody = staticmethod(read_melody)
-
 
 def validity_warnings(
     melodies: list[GeneratedMelody],
