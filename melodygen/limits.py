@@ -356,11 +356,32 @@ RANGES: dict[str, Range] = _ranges(
         integer=False,
     ),
     Range("key", "key", 0, 11, "(pitch class)", "0 = C, 1 = C#, ... 11 = B"),
+    Range(
+        "distance",
+        "distance",
+        0,
+        4,
+        "",
+        "how far variations stray from their melody: 0 the melody as the model reads it, "
+        "0.1-0.3 close, 1 loosely related",
+        integer=False,
+    ),
+    Range(
+        "blend_steps",
+        "blend steps",
+        2,
+        64,
+        "melodies",
+        "melodies of a blend, the two it runs between included",
+    ),
     Range("track", "track", 0, 65_535, "", "track of --primer-midi, numbered from 0"),
     Range("primer_bars", "primer bars", 1, MAX_STEPS // 16, "bars", "bars of --primer-midi"),
     # the studio's form (narrower than the CLI: a web server shares its machine)
     Range("variations", "variations", 1, 8, "", "melodies per click in the studio"),
     Range("studio_bars", "length", 1, 64, "bars", "total length in the studio, primer included"),
+    Range(
+        "studio_blend_steps", "blend steps", 3, 12, "melodies", "melodies of a blend in the studio"
+    ),
     # dataset build
     Range(
         "eval_ratio",

@@ -58,6 +58,7 @@ __all__ = [
     "default_synth",
     "events_to_notes",
     "figure_png",
+    "in_order",
     "note_name",
     "piano_roll",
     "program_number",
@@ -241,6 +242,52 @@ def _notes_and_length(music: Any, qpm: float | None, velocity: int) -> tuple[lis
         for start, end, pitch in events_to_notes(events)
     ]
     return notes, len(events) * step
+
+
+IN_ORDER_GAP_SECONDS = 1.0
+"""Silence between two melodies played in order (:func:`in_order`): enough to hear where
+one ends and the next begins, short enough to hear them as a sequence."""
+
+
+def in_order(
+    melodies: Sequence[GeneratedMelody | Any], gap_seconds: float = IN_ORDER_GAP_SECONDS
+) -> Any:
+    """Melodies one after the other as one NoteSequence, ``gap_seconds`` of silence between
+    them: a blend's steps heard in order, as one audio or MIDI file.
+
+    Each melody (a GeneratedMelody, heard as its own sequence with its velocities, or a
+    NoteSequence) starts where the one before ends (its total time, rests at the end
+    included) plus the gap. Tempo, meter and key are the first melody's; notes keep their
+    times in seconds, so a later melody at another tempo sounds as it did alone.
+    """
+    from melodygen.io.music import note_seq
+
+    if not math.isfinite(gap_seconds) or gap_seconds < 0:
+        raise RenderError(f"the gap between melodies must be 0 s or more (got {gap_seconds})")
+    sequences = [
+        melody.to_note_sequence() if hasattr(melody, "to_note_sequence") else melody
+        for melody in melodies
+    ]
+    if not sequences:
+        raise RenderError("no melodies to play in order")
+    joined = note_seq.NoteSequence()
+    joined.ticks_per_quarter = sequences[0].ticks_per_quarter or note_seq.STANDARD_PPQ
+    joined.tempos.extend(sequences[0].tempos[:1])
+    joined.time_signatures.extend(sequences[0].time_signatures[:1])
+    joined.key_signatures.extend(sequences[0].key_signatures[:1])
+    joined.instrument_infos.extend(sequences[0].instrument_infos[:1])
+    start = 0.0
+    for sequence in sequences:
+        end = max([float(sequence.total_time)] + [n.end_time for n in sequence.notes])
+        for note in sequence.notes:
+            copied = joined.notes.add()
+            copied.CopyFrom(note)
+            copied.instrument = 0  # one track: the first melody's
+            copied.start_time = start + note.start_time
+            copied.end_time = start + note.end_time
+        joined.total_time = start + end
+        start += end + gap_seconds
+    return joined
 
 
 def program_number(program: int | str) -> int:

@@ -52,6 +52,8 @@ from melodygen.core.checkpoint import (
 )
 from melodygen.core.family import get_family
 from melodygen.core.generation import (
+    DEFAULT_BLEND_STEPS,
+    DEFAULT_DISTANCE,
     GeneratedMelody,
     GenerationRequest,
     GenerationResult,
@@ -77,6 +79,7 @@ from melodygen.render import (
     Synth,
     audio_available,
     figure_png,
+    in_order,
     note_name,
     piano_roll,
     program_number,
@@ -130,6 +133,23 @@ __all__ = [
     "upload_primer",
     "weights_size",
     "zip_bytes",
+    # Variations and blends
+    "BLEND",
+    "RANDOM",
+    "VARIATIONS",
+    "VARIATION_KINDS",
+    "InOrder",
+    "VariationSettings",
+    "distance_label",
+    "generated_choices",
+    "make_variations",
+    "makes_blends",
+    "makes_variations",
+    "melody_png",
+    "read_melody_upload",
+    "render_steps",
+    "variation_kinds",
+    "variation_models",
 ]
 
 CHECKPOINTS_ENV = "MELODYGEN_CHECKPOINTS"
@@ -1261,8 +1281,14 @@ class StudioResult:
     """The request fields the model's family reads (``Family.request_options``); empty:
     unknown (every note-music field)."""
     created: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
+    item_label: str = "Variation"
+    """What each melody is called in titles and track names: "Variation", "Melody" (from
+    a random code) or "Step" (of a blend)."""
     _files: dict[tuple[int, bool], list[VariationFiles]] = field(default_factory=dict, repr=False)
     _zips: dict[tuple[int, bool], bytes] = field(default_factory=dict, repr=False)
+    _steps: dict[tuple[int, bool], tuple[list[VariationFiles], InOrder]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def seed(self) -> int | None:
@@ -1302,6 +1328,18 @@ class StudioResult:
             self._zips.clear()
         self._files[key] = made
 
+    def steps(
+        self, program: int | str, synth: Synth | None
+    ) -> tuple[list[VariationFiles], InOrder]:
+        """A blend's steps for a row, and all of them in order (:func:`render_steps`);
+        made once per instrument, then reused."""
+        key = (program_number(program), synth is not None)
+        if key not in self._steps:
+            if len(self._steps) >= 4:  # a few instruments back and forth; no more
+                self._steps.pop(next(iter(self._steps)))
+            self._steps[key] = render_steps(self, program, synth)
+        return self._steps[key]
+
     def zip(self, program: int | str, synth: Synth | None) -> bytes:
         """All variations' MIDI and WAV files and the settings, as one zip archive."""
         key = (program_number(program), synth is not None)
@@ -1334,6 +1372,8 @@ class StudioResult:
         """
         request = dataclasses.asdict(self.request)
         request.pop("primer")
+        for name in ("variations_of", "blend"):  # melodies, not settings: say which
+            request[name] = _melody_words(getattr(self.request, name))
         primer = self.request.primer
         meter = self.request.meter
         request["time_signature"] = str(meter)
@@ -1365,6 +1405,18 @@ class StudioResult:
             "warnings": list(self.warnings),
             "created": self.created,
         }
+
+
+def _melody_words(melody: Any) -> Any:
+    """How ``settings.json`` names a request's melody (or a blend's two): a primer by its
+    description, a NoteSequence by its notes."""
+    if melody is None:
+        return None
+    if isinstance(melody, tuple | list):
+        return [_melody_words(one) for one in melody]
+    if isinstance(melody, Primer):
+        return melody.description or f"{len(melody.pitches())} notes"
+    return f"a melody of {len(getattr(melody, 'notes', ())):,} notes"
 
 
 def _instrument_name(program: int) -> str:
@@ -1482,10 +1534,10 @@ def iter_variations(
     program = program_number(program)
     started = time.perf_counter()
     for melody in result.melodies:
-        title = f"Variation {melody.index + 1}"
+        title = f"{result.item_label} {melody.index + 1}"
         if melody.key is not None:
             title += f" · {key_name(melody.key, melody.mode)}"
-        track = f"MelodyGen {result.model_name} variation {melody.index + 1}"
+        track = f"MelodyGen {result.model_name} {result.item_label.lower()} {melody.index + 1}"
         svg, abc, musicxml, why = notation_files(melody, tune_title(melody, track))
         if melody.problem:
             yield VariationFiles(
@@ -1546,3 +1598,251 @@ def zip_bytes(result: StudioResult, files: list[VariationFiles], program: int | 
                 archive.writestr(f"{item.stem}.musicxml", item.musicxml)
         archive.writestr("settings.json", json.dumps(result.settings(program), indent=2) + "\n")
     return buffer.getvalue()
+
+
+# Variations and blends ----------------------------------------------------------------------
+
+RANDOM = "Random melodies"
+VARIATIONS = "Variations of a melody"
+BLEND = "A blend of two melodies"
+VARIATION_KINDS = (RANDOM, VARIATIONS, BLEND)
+"""What the Variations and blends page makes: melodies from random codes, variations of
+one melody (``GenerationRequest.variations_of``), a blend of two (``blend``)."""
+MIN_BLEND_STEPS = int(RANGES["studio_blend_steps"].low)
+MAX_BLEND_STEPS = int(RANGES["studio_blend_steps"].high)
+DISTANCES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)
+"""The distance slider's stops: the studio's scale, from the melody itself (0) to loosely
+related (1); the library takes up to ``RANGES["distance"].high``."""
+_DISTANCE_WORDS = ((0.1, "almost the same"), (0.25, "close"), (0.5, "related"), (0.8, "freer"))
+STEP_WIDTH = 2.6
+"""Inches of a blend step's piano roll: 260 px, a row of them across the page."""
+
+
+def makes_variations(entry: ModelEntry | SharedModel) -> bool:
+    """Whether the model's family makes variations of a melody (``request_options``)."""
+    return "variations_of" in request_options(entry)
+
+
+def makes_blends(entry: ModelEntry | SharedModel) -> bool:
+    """Whether the model's family blends two melodies (``request_options``)."""
+    return "blend" in request_options(entry)
+
+
+def variation_models(entries: list[ModelEntry]) -> list[ModelEntry]:
+    """The catalog's models whose family makes variations or blends, in catalog order."""
+    return [entry for entry in entries if makes_variations(entry) or makes_blends(entry)]
+
+
+def variation_kinds(entry: ModelEntry | SharedModel) -> list[str]:
+    """What the page offers for this model: random melodies always, variations and blends
+    when its family reads them."""
+    kinds = [RANDOM]
+    kinds += [VARIATIONS] if makes_variations(entry) else []
+    kinds += [BLEND] if makes_blends(entry) else []
+    return kinds
+
+
+def distance_label(distance: float) -> str:
+    """A distance in words and as the number: ``almost the same (0.05)``, ``loosely
+    related (1)``."""
+    words = next((w for most, w in _DISTANCE_WORDS if distance <= most), "loosely related")
+    return f"{words} ({distance:g})"
+
+
+def generated_choices(result: StudioResult | None) -> dict[int, str]:
+    """The melodies of a Generate page result that can be varied or blended, by index, as
+    the picker names them ("Variation 2 of folk_attention_rnn, seed 11"); a tune its family
+    could not read as music has no notes and is left out."""
+    if result is None:
+        return {}
+    return {
+        melody.index: f"{result.item_label} {melody.index + 1} of {result.model_name}, "
+        f"seed {result.seed}"
+        for melody in result.melodies
+        if melody.problem is None and melody.pitches()
+    }
+
+
+def melody_png(primer: Primer, qpm: float | None = None, dpi: int = PNG_DPI) -> bytes:
+    """A melody to vary or blend as a piano roll (:data:`RESULT_WIDTH`, half the page), in
+    its own meter and key, at the tempo the run will use: drawn as music, not as a primer."""
+    roll = piano_roll(
+        primer.events,
+        primer_steps=0,
+        qpm=qpm or primer.qpm,
+        title=primer.description or None,
+        width=RESULT_WIDTH,
+        meter=primer.meter,
+        key=primer.key,
+        mode=primer.mode,
+    )
+    return figure_png(roll, dpi=dpi)
+
+
+def read_melody_upload(name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> MidiUpload:
+    """A file to take a melody from, checked and its tracks listed: MIDI and MusicXML as
+    :func:`read_upload` reads a primer (the same checks and limits), or an ABC file, whose
+    first tune is parsed (by abc2midi), held to the primer limits and read as its MIDI.
+
+    Raises:
+        StudioError, PrimerError, InputFileError: as :func:`read_upload`, or the ABC file
+            holds no tune that can be read.
+    """
+    shown = display_name(name)
+    if Path(shown).suffix.lower() != ".abc":
+        return read_upload(name, data, max_bytes)
+    check_file_size(shown, len(data), dataclasses.replace(PRIMER_MIDI, max_bytes=max_bytes))
+    if not data:
+        raise StudioError(f"{shown} is empty (0 bytes)")
+    midi, remark = _abc_midi(shown, data)
+    as_midi = f"{Path(shown).stem}.mid"
+    try:
+        upload = read_midi_upload(as_midi, midi, max(max_bytes, len(midi)))
+    except MelodyGenError as error:  # name the file the user gave, not its MIDI copy
+        raise type(error)(str(error).replace(as_midi, shown)) from None
+    upload.name = shown
+    if remark:
+        for index in upload.usable:
+            upload.notes[index] = remark
+    return upload
+
+
+def _abc_midi(shown: str, data: bytes) -> tuple[bytes, str | None]:
+    """An ABC file's first tune as MIDI bytes, and which tune it is when the file holds more.
+    Only that tune is parsed: a tunebook of a thousand tunes is not a thousand abc2midi runs."""
+    from melodygen.io.abc import AbcError, decode_abc_bytes, parse_tune, tunebook_tunes
+    from melodygen.io.music import check_sequence_limits, note_seq
+
+    try:
+        tunes, refused = tunebook_tunes(decode_abc_bytes(data, shown), shown)
+        if not tunes:
+            why = refused[0][1] if refused else "it has no X: or K: field"
+            raise StudioError(f"{shown}: no tune in it can be read ({one_line(why)})")
+        tune = tunes[0]
+        sequence = parse_tune(tune)
+        check_sequence_limits(sequence, PRIMER_MIDI, f"{shown}, tune {tune.reference}")
+    except AbcError as error:
+        raise StudioError(one_line(error).replace("the ABC text", shown)) from None
+    buffer = io.BytesIO()
+    note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
+    count = len(tunes) + len(refused)
+    title = f" ({tune.title})" if tune.title else ""
+    remark = f"tune X:{tune.reference}{title}, the first of {count}" if count > 1 else None
+    return buffer.getvalue(), remark
+
+
+@dataclass
+class VariationSettings:
+    """The Variations and blends form's values, in the units a musician types them."""
+
+    kind: str = RANDOM
+    count: int = 4
+    """Melodies from random codes, or variations of the melody."""
+    steps: int = DEFAULT_BLEND_STEPS
+    """Melodies of a blend, its two ends included."""
+    distance: float = DEFAULT_DISTANCE
+    temperature: float = 1.0
+    seed: int | None = None
+    bpm: float = 120.0
+
+    def to_request(self, first: Any = None, second: Any = None) -> GenerationRequest:
+        """The request these settings ask for, checked; a seed is drawn if none given.
+
+        ``first`` is the melody to vary, or with ``second`` the two to blend: each a
+        :class:`Primer` or a NoteSequence (see ``GenerationRequest.variations_of``).
+
+        Raises:
+            MelodyGenError: a value is out of range, or a melody is missing or unusable.
+        """
+        if self.kind not in VARIATION_KINDS:
+            raise StudioError(f"choose one of: {', '.join(VARIATION_KINDS)}")
+        if self.kind == BLEND:
+            check_value("studio_blend_steps", self.steps, StudioError)
+            if first is None or second is None:
+                raise StudioError("a blend needs two melodies: choose the first and the second")
+        else:
+            check_value("variations", self.count, StudioError)
+        if self.kind == VARIATIONS and first is None:
+            raise StudioError("choose the melody to make variations of")
+        seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
+        request = GenerationRequest(
+            qpm=float(self.bpm),
+            temperature=float(self.temperature),
+            num_outputs=1 if self.kind == BLEND else int(self.count),
+            seed=int(seed),
+            variations_of=first if self.kind == VARIATIONS else None,
+            distance=float(self.distance),
+            blend=(first, second) if self.kind == BLEND else None,
+            blend_steps=int(self.steps),
+        )
+        request.validate()
+        return request
+
+
+def make_variations(model: SharedModel, request: GenerationRequest) -> StudioResult:
+    """Run a request of the Variations and blends page on a shared model: random melodies,
+    variations or a blend, as the request asks. A model whose family does not make what is
+    asked is refused in one line (``GenerationRequest.check_family``), never ignored."""
+    request.check_family(model.family)
+    result = generate(model, request)
+    if request.blend is not None:
+        result.item_label = "Step"
+    elif request.variations_of is None:
+        result.item_label = "Melody"
+    return result
+
+
+@dataclass
+class InOrder:
+    """A result's melodies one after the other (:func:`melodygen.render.in_order`): one
+    MIDI file and one WAV (None without audio) that play a blend's steps in order."""
+
+    stem: str
+    midi: bytes
+    wav: bytes | None
+    seconds: float
+    """How long it plays, gaps included (the WAV adds a second of release)."""
+
+
+def render_steps(
+    result: StudioResult, program: int | str, synth: Synth | None, dpi: int = PNG_DPI
+) -> tuple[list[VariationFiles], InOrder]:
+    """A blend's steps rendered for a row: each a small piano roll (:data:`STEP_WIDTH`),
+    MIDI and WAV (no score: twelve engravings would hold up the page), and all of them in
+    order as one MIDI and WAV (:class:`InOrder`). ``StudioResult.steps`` keeps them."""
+    program = program_number(program)
+    started = time.perf_counter()
+    files, sequences = [], []
+    for melody in result.melodies:
+        title = f"{result.item_label} {melody.index + 1}"
+        track = f"MelodyGen {result.model_name} {title.lower()}"
+        sequences.append(melody.to_note_sequence(program=program, name=track))
+        files.append(
+            VariationFiles(
+                index=melody.index,
+                stem=result.stem(melody.index),
+                png=figure_png(piano_roll(melody, title=title, width=STEP_WIDTH), dpi=dpi),
+                midi=midi_bytes(melody, program, name=track),
+                wav=wav_bytes(synth.render(melody, program=program)) if synth else None,
+            )
+        )
+    from melodygen.io.music import note_seq
+
+    joined = in_order(sequences)
+    joined.instrument_infos[0].name = f"MelodyGen {result.model_name} blend"
+    buffer = io.BytesIO()
+    note_seq.note_sequence_to_pretty_midi(joined).write(buffer)
+    whole = InOrder(
+        stem=result.stem(0).rsplit("_", 1)[0] + "_in_order",
+        midi=buffer.getvalue(),
+        wav=wav_bytes(synth.render(joined, program=program)) if synth else None,
+        seconds=float(joined.total_time),
+    )
+    logger.info(
+        "rendered %d blend step(s) and their sequence (program %d%s) in %.2f s",
+        len(files),
+        program,
+        "" if synth is not None else ", no audio",
+        time.perf_counter() - started,
+    )
+    return files, whole

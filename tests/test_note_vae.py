@@ -291,9 +291,9 @@ def test_a_hostile_model_file_is_one_line(run, tmp_path, change, field):
 def test_bad_variation_and_blend_inputs_are_one_clear_line(generator, songs):
     melody = load_note_sequences(songs / "piece00.mid")[0]
     for call, words in [
-        (lambda: generator.variations(melody, -0.5), "distance must be a number from 0"),
+        (lambda: generator.variations(melody, -0.5), "distance must be 0 to 4 (got -0.5)"),
         (lambda: generator.variations(melody, float("nan")), "distance must be"),
-        (lambda: generator.blend(melody, melody, 1), "a blend needs from 2"),
+        (lambda: generator.blend(melody, melody, 1), "blend steps must be 2 to 64"),
         (lambda: generator.variations(note_seq.NoteSequence(), 0.5), "no pitched notes"),
     ]:
         with pytest.raises(GenerationError) as caught:
@@ -307,3 +307,142 @@ def test_parameter_count_is_exact_for_every_configuration():
             continue  # 13 M weights: the formula is the same
         model = build_model(9, 8, config.hparams)
         assert model.count_params() == config.hparams.parameter_count(9, 8), config.name
+
+
+# Variations and blends asked in a request (as the CLI and the studio ask) -------------------
+
+
+def test_a_request_asks_for_variations_and_blends_as_the_library_calls_make_them(generator, songs):
+    melody = load_note_sequences(songs / "piece00.mid")[0]
+    other = load_note_sequences(songs / "piece05.mid")[0]
+    asked = GenerationRequest(variations_of=melody, distance=0.2, num_outputs=3, seed=5)
+    made = generator.variations(melody, 0.2, GenerationRequest(num_outputs=3, seed=5)).result
+    result = generator.generate(asked)
+    assert [m.sequence for m in result.melodies] == [m.sequence for m in made.melodies]
+    assert result.notices == made.notices and len(result.melodies) == 3
+    blend = generator.generate(GenerationRequest(blend=(melody, other), blend_steps=4, seed=2))
+    library = generator.blend(melody, other, 4, GenerationRequest(seed=2)).result
+    assert [m.sequence for m in blend.melodies] == [m.sequence for m in library.melodies]
+    # Outputs keep the model's velocity classes: audio and MIDI carry the accents.
+    played = {n.velocity for m in blend.melodies for n in m.sequence.notes}
+    assert played <= set(VELOCITIES) and played
+
+
+def test_typed_notes_are_varied_on_the_grid_at_one_velocity(generator):
+    from melodygen.core.generation import melody_sequence
+    from melodygen.io.primer import parse_primer
+
+    primer = parse_primer("3/4 D4 F#4 A4:2 r:2 | D5:8 C#5:4")
+    sequence = melody_sequence(primer)
+    assert [n.pitch for n in sequence.notes] == [62, 66, 69, 74, 73]
+    assert {n.velocity for n in sequence.notes} == {100}
+    assert sequence.time_signatures[0].numerator == 3 and sequence.tempos[0].qpm == 120.0
+    result = generator.generate(GenerationRequest(variations_of=primer, num_outputs=2, seed=1))
+    assert len(result.melodies) == 2
+    assert "it has 6 notes and rests, fewer than the 32" in result.notices[0]
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"distance": 4.5}, "distance must be 0 to 4 (got 4.5)"),
+        ({"distance": float("nan")}, "distance must be 0 to 4"),
+        ({"blend_steps": 1}, "blend steps must be 2 to 64 melodies (got 1)"),
+        ({"blend_steps": 3.0}, "blend steps must be a whole number"),
+        ({"variations_of": "C4 E4"}, "the melody to vary must be a Primer or a NoteSequence"),
+        ({"variations_of": "empty"}, "the melody to vary has no notes"),
+        ({"variations_of": "drums"}, "has no pitched notes"),
+        ({"variations_of": "forever"}, "notes must run forwards, within 1 hour"),
+        ({"variations_of": "nan"}, "notes must run forwards"),
+        ({"variations_of": "fast"}, "sets a tempo of 1e+06 BPM"),
+        ({"variations_of": "song", "blend": "two"}, "not both"),
+        ({"blend": "one"}, "a blend takes two melodies"),
+        ({"blend": "two", "num_outputs": 3}, "ask for 1 output, not 3"),
+    ],
+)
+def test_bad_requested_melodies_and_numbers_are_one_line(songs, changes, words):
+    from melodygen.io.primer import Primer
+
+    song = load_note_sequences(songs / "piece00.mid")[0]
+
+    def hostile(kind: str):
+        sequence = note_seq.NoteSequence()
+        sequence.tempos.add(qpm=1e6 if kind == "fast" else 120.0)
+        start, end = {"forever": (0.0, 1e9), "nan": (float("nan"), 1.0)}.get(kind, (0.0, 1.0))
+        sequence.notes.add(pitch=60, velocity=90, start_time=start, end_time=end)
+        sequence.notes[0].is_drum = kind == "drums"
+        return sequence
+
+    melodies = {
+        "song": song,
+        "two": (song, song),
+        "one": (song,),
+        "empty": Primer(events=[-2, -2]),
+        "C4 E4": "C4 E4",
+        **{kind: hostile(kind) for kind in ("drums", "forever", "nan", "fast")},
+    }
+    request = GenerationRequest(
+        **{
+            name: melodies.get(value, value) if isinstance(value, str) else value
+            for name, value in changes.items()
+        }
+    )
+    with pytest.raises(GenerationError) as caught:
+        request.validate()
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_family_that_makes_no_variations_refuses_them_in_one_line(songs):
+    song = load_note_sequences(songs / "piece00.mid")[0]
+    vae, rnn = get_family("note_vae"), get_family("melody_rnn")
+    for request, words in [
+        (GenerationRequest(variations_of=song), "variations of a melody"),
+        (GenerationRequest(blend=(song, song)), "blends of two melodies"),
+    ]:
+        request.check_family(vae)  # reads them
+        with pytest.raises(GenerationError) as caught:
+            request.check_family(rnn)
+        assert str(caught.value) == f"Melody RNN models make no {words}; Note VAE models do"
+    GenerationRequest().check_family(rnn)  # nothing asked: nothing refused
+    assert {"variations_of", "distance", "blend", "blend_steps"} <= vae.request_options()
+    assert not {"variations_of", "blend"} & rnn.request_options()
+
+
+def test_melodies_in_order_are_one_sequence_with_a_gap_between(generator):
+    from melodygen.render import RenderError, in_order
+
+    result = generator.generate(GenerationRequest(num_outputs=3, seed=4, qpm=100.0))
+    sequences = [m.sequence for m in result.melodies]
+    joined = in_order(result.melodies, gap_seconds=0.5)
+    assert len(joined.notes) == sum(len(s.notes) for s in sequences)
+    second = sequences[0].total_time + 0.5
+    notes = [n for n in joined.notes if n.start_time >= second - 1e-9]
+    assert len(notes) == len(sequences[1].notes) + len(sequences[2].notes)
+    assert notes[0].start_time == pytest.approx(second + sequences[1].notes[0].start_time)
+    assert [n.velocity for n in joined.notes] == [n.velocity for s in sequences for n in s.notes]
+    assert joined.total_time == pytest.approx(sum(s.total_time for s in sequences) + 1.0)
+    assert joined.tempos[0].qpm == 100.0
+    for bad in ([], None):
+        with pytest.raises(RenderError):
+            in_order(result.melodies if bad is None else bad, gap_seconds=-1 if bad is None else 1)
+
+
+def test_the_network_builds_when_the_keras_session_is_cleared_meanwhile(monkeypatch):
+    """Streamlit calls keras.backend.clear_session() after every run of a page, from its
+    script thread, which resets the counter Keras names bare ops from for every thread: a
+    model then being built on the studio's loader thread had two ops called "get_item" and
+    would not load. Every operation is a named layer now: a reset in the middle of a
+    build (here, at each Concatenate) changes nothing."""
+    import keras
+
+    hparams = CONFIGS["vae_tiny"].hparams
+    model = build_model(9, 8, hparams)
+    assert all(isinstance(op, keras.layers.Layer) for op in model.operations)
+    concatenate = keras.layers.Concatenate.__call__
+
+    def cleared_first(self, *args, **kwargs):
+        keras.backend.clear_session()
+        return concatenate(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Concatenate, "__call__", cleared_first)
+    assert build_model(9, 8, hparams).count_params() == model.count_params()

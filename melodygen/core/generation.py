@@ -21,7 +21,7 @@ import numpy as np
 from melodygen.errors import MelodyGenError
 from melodygen.io.music import note_seq
 from melodygen.io.primer import Primer
-from melodygen.limits import MAX_BEAM_ROWS, check_value
+from melodygen.limits import MAX_BEAM_ROWS, PRIMER_MIDI, check_value
 from melodygen.theory import (
     FOUR_FOUR,
     MINOR_MODES,
@@ -39,11 +39,21 @@ from melodygen.theory import (
 if TYPE_CHECKING:
     from note_seq import NoteSequence
 
+    from melodygen.core.family import Family
+
 DEFAULT_QPM = 120.0
 MAX_OUTPUTS = 64
 MAX_STEPS = 4096
 TEXT_FIELD_LIMITS = {"rhythm": 40, "title": 200, "text_primer": 4000}
 """The most characters of each text field of a request (see GenerationRequest.validate)."""
+DEFAULT_DISTANCE = 0.3
+"""A variation's distance unless asked otherwise: close to its melody, not a copy."""
+DEFAULT_BLEND_STEPS = 5
+"""A blend's melodies unless asked otherwise: the two it joins and three between them."""
+MELODY_FIELDS = {"variations_of": "variations of a melody", "blend": "blends of two melodies"}
+"""The request fields that hand a family melodies to work from, with what they ask for in
+words: a family that does not list a field in ``Family.request_options`` is refused it
+(:meth:`GenerationRequest.check_family`) rather than ignoring it."""
 
 
 class GenerationError(MelodyGenError):
@@ -96,6 +106,22 @@ class GenerationRequest:
     what the meter says or leaves a repeat unpaired, a few times at most, and a tune's
     ending again when the tune would not be valid (``BarCheck`` in
     :mod:`melodygen.io.abc`); False keeps the model's raw samples."""
+    variations_of: Primer | NoteSequence | None = field(default=None, repr=False)
+    """A melody to write ``num_outputs`` variations of, for families that read it
+    (``Family.request_options``). A :class:`Primer` (typed notes, a file's bars) is read on
+    the sixteenth-note grid at one velocity; a NoteSequence (a generated melody's own) with
+    its own timing and dynamics. See :func:`melody_sequence`."""
+    distance: float = DEFAULT_DISTANCE
+    """How far the variations stray from ``variations_of``: 0 is the melody as the model
+    reads it, 0.1-0.3 close, 1 loosely related (for ``note_vae``: the noise added to the
+    melody's code, in standard deviations of the prior)."""
+    blend: tuple[Primer | NoteSequence, Primer | NoteSequence] | None = field(
+        default=None, repr=False
+    )
+    """Two melodies to blend (as ``variations_of``), for families that read it: the result
+    is ``blend_steps`` melodies from the first to the second, both included."""
+    blend_steps: int = DEFAULT_BLEND_STEPS
+    """Melodies of a blend, its two ends included."""
 
     def __post_init__(self) -> None:
         # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).
@@ -151,6 +177,7 @@ class GenerationRequest:
             check("bpm", self.primer.qpm)  # the primer's tempo is the output's
         if self.seed is not None:
             check("seed", self.seed)
+        self._validate_melodies()
         for name, most in TEXT_FIELD_LIMITS.items():
             value = getattr(self, name)
             if value is None:
@@ -165,6 +192,100 @@ class GenerationRequest:
                 raise GenerationError(f"{name} holds control characters; give plain text")
             if name != "text_primer" and "\n" in value:
                 raise GenerationError(f"{name} must be one line")
+
+    def _validate_melodies(self) -> None:
+        """Variations and blends: their numbers in range, and melodies a model can read."""
+        check_value("distance", self.distance, GenerationError)
+        check_value("blend_steps", self.blend_steps, GenerationError)
+        if self.variations_of is not None and self.blend is not None:
+            raise GenerationError("ask for variations of a melody or a blend of two, not both")
+        if self.variations_of is not None:
+            check_melody(self.variations_of, "the melody to vary")
+        if self.blend is None:
+            return
+        if not isinstance(self.blend, tuple | list) or len(self.blend) != 2:
+            raise GenerationError("a blend takes two melodies: the first and the last")
+        for which, melody in zip(("first", "second"), self.blend, strict=True):
+            check_melody(melody, f"the {which} melody of the blend")
+        if self.num_outputs != 1:
+            raise GenerationError(
+                f"a blend writes one melody per step ({self.blend_steps} blend steps); "
+                f"ask for 1 output, not {self.num_outputs}"
+            )
+
+    def check_family(self, family: Family) -> None:
+        """Refuse, in one line, variations or a blend asked of a model whose family does not
+        read those fields (``Family.request_options``): its generator would ignore them and
+        write unrelated melodies. The CLI and the studio call this before generating."""
+        from melodygen.core.family import families
+
+        options = family.request_options()
+        for name, words in MELODY_FIELDS.items():
+            if getattr(self, name) is None or name in options:
+                continue
+            makers = [f.title for f in families() if name in f.request_options()]
+            offer = f"; {' or '.join(makers)} models do" if makers else ""
+            raise GenerationError(f"{family.title} models make no {words}{offer}")
+
+
+def check_melody(melody: object, what: str) -> None:
+    """A melody of a request (``variations_of``, ``blend``): a Primer with a note, or a
+    NoteSequence within the primer file limits (:data:`melodygen.limits.PRIMER_MIDI`:
+    reading a melody lays every step up to its last note out in memory)."""
+    if isinstance(melody, Primer):
+        if not melody.pitches():
+            raise GenerationError(f"{what} has no notes; give one with at least one note")
+        if melody.steps > MAX_STEPS:
+            raise GenerationError(
+                f"{what} is {melody.steps:,} steps long; a melody may be at most "
+                f"{MAX_STEPS:,} steps ({MAX_STEPS // STEPS_PER_BAR} bars of 4/4)"
+            )
+        return
+    if not isinstance(melody, note_seq.NoteSequence):
+        raise GenerationError(
+            f"{what} must be a Primer or a NoteSequence, not {type(melody).__name__}"
+        )
+    limits = PRIMER_MIDI
+    if not any(note.velocity > 0 and not note.is_drum for note in melody.notes):
+        raise GenerationError(f"{what} has no pitched notes; give one with at least one note")
+    if len(melody.notes) > limits.max_notes or len(melody.tempos) > limits.max_tempo_changes:
+        raise GenerationError(
+            f"{what} holds {len(melody.notes):,} notes and {len(melody.tempos):,} tempos; a "
+            f"melody may hold at most {limits.max_notes:,} and {limits.max_tempo_changes:,}"
+        )
+    for tempo in melody.tempos:
+        if not limits.min_bpm <= tempo.qpm <= limits.max_bpm:  # NaN too
+            raise GenerationError(
+                f"{what} sets a tempo of {tempo.qpm:.4g} BPM; a melody may use tempos from "
+                f"{limits.min_bpm:g} to {limits.max_bpm:g} BPM"
+            )
+    for note in melody.notes:
+        if not 0.0 <= note.start_time <= note.end_time <= limits.max_seconds:  # NaN too
+            raise GenerationError(
+                f"{what} has a note from {note.start_time:.4g} s to {note.end_time:.4g} s; "
+                f"notes must run forwards, within {limits.max_seconds / 3600:g} hour of the start"
+            )
+        if not 0 <= note.pitch <= 127:
+            raise GenerationError(
+                f"{what} has a note of pitch {note.pitch}; MIDI pitches are 0-127"
+            )
+
+
+def melody_sequence(melody: Primer | NoteSequence) -> NoteSequence:
+    """A request's melody (``variations_of``, ``blend``) as a NoteSequence, what a family
+    encodes: a Primer laid out at its tempo (120 BPM without one), in its meter and key,
+    every note at velocity 100; a NoteSequence as it is (its timing and velocities kept)."""
+    if not isinstance(melody, Primer):
+        return melody
+    return GeneratedMelody(
+        events=list(melody.events),
+        primer_steps=0,
+        log_likelihood=0.0,
+        qpm=float(melody.qpm or DEFAULT_QPM),
+        meter=melody.meter,
+        key=melody.key,
+        mode=melody.mode or "major",
+    ).to_note_sequence()
 
 
 @dataclass

@@ -277,8 +277,8 @@ class NoteVaeFamily(Family):
 
     # Generation
     def request_options(self) -> frozenset[str]:
-        """Sampling, tempo, meter and pitch range; no primer, key, length or beam search (a
-        melody is one decoded window; variations and blends are library calls)."""
+        """Sampling, tempo, meter and pitch range, and variations of a melody and blends of
+        two; no primer, key, length or beam search (a melody is one decoded window)."""
         return frozenset(
             {
                 "qpm",
@@ -290,6 +290,10 @@ class NoteVaeFamily(Family):
                 "max_pitch",
                 "num_outputs",
                 "seed",
+                "variations_of",
+                "distance",
+                "blend",
+                "blend_steps",
             }
         )
 

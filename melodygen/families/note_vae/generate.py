@@ -10,7 +10,9 @@ are never drawn (a rest always may be). A melody's log-likelihood is the sum of 
 model's own log-probabilities of what was drawn (a rest's velocity is not drawn).
 
 - :meth:`VaeGenerator.generate`: codes drawn from the prior N(0, I) with
-  ``request.seed``, one per ``num_outputs``;
+  ``request.seed``, one per ``num_outputs``; or, when the request carries
+  ``variations_of`` or ``blend`` (the family-neutral way the CLI and the studio ask), the
+  variations or the blend below;
 - :meth:`VaeGenerator.variations`: a melody's code (the encoder's mean, ``mu``) plus
   noise ``distance x N(0, I)``. ``distance`` 0 decodes the melody's own code; 0.1 to 0.3
   stays close (in a 64-d code the noise's length is ``distance x ~8``, against ~8 for a
@@ -43,14 +45,16 @@ from melodygen.core.generation import (
     GenerationResult,
     compile_step,
     device_scope,
+    melody_sequence,
     sample,
 )
 from melodygen.families.note_vae.configs import PITCH_CLASSES
 from melodygen.families.note_vae.dataset import WINDOW
 from melodygen.families.note_vae.network import EMBEDDINGS, HEADS, encoder_model, log_probs
 from melodygen.families.note_vae.notes import REST, NoMelodyError, melody_notes, to_sequence
+from melodygen.limits import RANGES, check_value
 
-MAX_DISTANCE = 4.0
+MAX_DISTANCE = RANGES["distance"].high
 """The farthest a variation may be from its melody's code, in prior standard deviations."""
 
 
@@ -138,8 +142,16 @@ class VaeGenerator:
     # What a user asks for ---------------------------------------------------------------
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
-        """``request.num_outputs`` melodies from random codes (seeded by ``request.seed``)."""
+        """``request.num_outputs`` melodies from random codes (seeded by ``request.seed``);
+        variations of ``request.variations_of`` at ``request.distance``, or a blend of
+        ``request.blend`` in ``request.blend_steps`` steps, when the request asks."""
         request.validate()
+        if request.variations_of is not None:
+            melody = melody_sequence(request.variations_of)
+            return self.variations(melody, request.distance, request).result
+        if request.blend is not None:
+            first, second = (melody_sequence(melody) for melody in request.blend)
+            return self.blend(first, second, request.blend_steps, request).result
         rng = np.random.default_rng(request.seed)
         codes = rng.standard_normal((request.num_outputs, self.latent_size)).astype(np.float32)
         return self.decode(codes, request, rng)
@@ -286,25 +298,15 @@ class VaeGenerator:
 
 
 def check_distance(distance: object) -> None:
-    """A variation's distance: a finite number from 0 to :data:`MAX_DISTANCE`."""
-    if (
-        isinstance(distance, bool)
-        or not isinstance(distance, int | float)
-        or not 0.0 <= distance <= MAX_DISTANCE
-    ):
-        raise GenerationError(
-            f"distance must be a number from 0 (the melody's own code) to {MAX_DISTANCE:g} "
-            f"(far from it), not {distance!r}"
-        )
+    """A variation's distance: a finite number from 0 (the melody's own code) to
+    :data:`MAX_DISTANCE`, checked against ``RANGES["distance"]`` as the request is."""
+    check_value("distance", distance, GenerationError)
 
 
 def check_blend_steps(steps: object) -> None:
-    """A blend's steps: a whole number from 2 (the two melodies) to MAX_OUTPUTS."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_OUTPUTS:
-        raise GenerationError(
-            f"a blend needs from 2 to {MAX_OUTPUTS} steps (its first and last are the two "
-            f"melodies), not {steps!r}"
-        )
+    """A blend's steps: a whole number from 2 (the two melodies) to ``MAX_OUTPUTS``,
+    checked against ``RANGES["blend_steps"]`` as the request is."""
+    check_value("blend_steps", steps, GenerationError)
 
 
 def variation_codes(

@@ -57,6 +57,33 @@ class Reverse(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class Slice(keras.layers.Layer):
+    """``inputs[..., start]`` (``stop`` None: the axis dropped) or ``inputs[..., start:stop]``
+    as a layer with a name of its own.
+
+    A bare slice of a Keras tensor is an op Keras names itself ("get_item", "get_item_1",
+    ...) from a counter that ``keras.backend.clear_session`` resets, and Streamlit calls
+    that after every run of a page: a model built meanwhile on the studio's loader thread
+    got two ops of one name, and Keras refused it ("The name "get_item" is used 2 times in
+    the model"). Every operation of this network is a layer named in :func:`build_model`,
+    so no count can be reset under it. Weightless: saved weights are the same as before.
+    """
+
+    def __init__(self, start: int, stop: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.start = int(start)
+        self.stop = None if stop is None else int(stop)
+
+    def call(self, inputs):
+        if self.stop is None:
+            return inputs[..., self.start]
+        return inputs[..., self.start : self.stop]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class DecoderInputs(keras.layers.Layer):
     """Each step's decoder input: the previous note's embedding (zeros first) and the code."""
 
@@ -132,7 +159,9 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
     sizes = (PITCH_CLASSES, durations, velocities)
     widths = (hparams.pitch_embedding, hparams.duration_embedding, hparams.velocity_embedding)
     parts = [
-        keras.layers.Embedding(count, width, name=name)(notes[:, :, column])
+        keras.layers.Embedding(count, width, name=name)(
+            Slice(column, name=name.replace("embedding", "classes"))(notes)
+        )
         for column, (name, count, width) in enumerate(zip(EMBEDDINGS, sizes, widths, strict=True))
     ]
     embedded = keras.layers.Concatenate(name="note_embedding")(parts)
@@ -152,7 +181,10 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
     hidden = DecoderInputs(name="decoder_inputs")([embedded, code])
     start = 0
     for index, size in enumerate(units):
-        state = [initial[:, start : start + size], initial[:, start + size : start + 2 * size]]
+        state = [
+            Slice(start, start + size, name=f"decoder_{index}_initial_h")(initial),
+            Slice(start + size, start + 2 * size, name=f"decoder_{index}_initial_c")(initial),
+        ]
         start += 2 * size
         layer = MelodyLSTM(size, return_sequences=True, name=f"decoder_{index}")
         hidden = layer(hidden, initial_state=state)
