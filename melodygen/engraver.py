@@ -16,12 +16,22 @@ import sys
 
 
 def serve(requests=None, replies=None) -> None:
-    """Answer requests from ``requests`` (stdin) on ``replies`` (stdout) until it closes."""
+    """Answer requests from ``requests`` (stdin) on ``replies`` (stdout) until it closes.
+
+    Replies go to a copy of the process's standard output; the standard output itself
+    then points at /dev/null, so nothing that native code prints can break a reply."""
+    import os
+
     from melodygen.errors import one_line
     from melodygen.notation import _draw_abc, _read_abc
 
+    if replies is None:
+        replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)
+        os.close(quiet)
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for the process
     requests = requests or sys.stdin
-    replies = replies or sys.stdout
     for line in requests:
         try:
             request = json.loads(line)

@@ -35,11 +35,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -673,35 +675,55 @@ class _Engraver:
         self.lock = threading.Lock()
 
     def call(self, op: str, **arguments):
+        """One request and its reply (see :mod:`melodygen.engraver`); raises
+        :class:`NotationError` for the engraver's own one-line error, a crash, a reply
+        that is not one, or no whole reply within :data:`ENGRAVER_TIMEOUT_S`."""
+        request = (json.dumps({"op": op, **arguments}) + "\n").encode("utf-8")
         with self.lock:
-            if self.process is None or self.process.poll() is not None:
-                self.process = subprocess.Popen(
-                    [sys.executable, "-m", "melodygen.engraver"],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    encoding="utf-8",
-                )
-            process = self.process
             try:
-                process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
-                process.stdin.flush()
-                ready, _, _ = select.select([process.stdout], [], [], ENGRAVER_TIMEOUT_S)
-                line = process.stdout.readline() if ready else None
-            except (OSError, ValueError):
-                line = ""
-            if not line:
+                if self.process is None or self.process.poll() is not None:
+                    self.process = subprocess.Popen(
+                        [sys.executable, "-m", "melodygen.engraver"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                    )
+                self.process.stdin.write(request)
+                self.process.stdin.flush()
+                line = self._reply_line(self.process.stdout.fileno())
+                reply = json.loads(line)
+                if not isinstance(reply, dict) or not reply.keys() & {"result", "error"}:
+                    raise ValueError("not a reply")
+            except (OSError, ValueError) as error:  # died, never started, garbled
                 self.stop()
                 raise NotationError(
-                    "the score engraver (verovio) crashed reading this ABC tune"
-                    if line == ""
-                    else f"the score engraver (verovio) took over {ENGRAVER_TIMEOUT_S:g} s "
-                    "on this ABC tune and was stopped"
-                )
-        reply = json.loads(line)
+                    f"the score engraver (verovio) took over {ENGRAVER_TIMEOUT_S:g} s on "
+                    "this ABC tune and was stopped"
+                    if isinstance(error, TimeoutError)
+                    else "the score engraver (verovio) crashed reading this ABC tune"
+                ) from None
         if "error" in reply:
             raise NotationError(reply["error"])
         return reply["result"]
+
+    @staticmethod
+    def _reply_line(fd: int) -> bytes:
+        """Bytes up to the first newline, read with a deadline for the whole reply (a
+        score's SVG is hundreds of KB, more than one pipe buffer)."""
+        deadline = time.monotonic() + ENGRAVER_TIMEOUT_S
+        chunks: list[bytes] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise OSError("the engraver process ended")
+            chunks.append(chunk)
+            if chunk.endswith(b"\n"):
+                return b"".join(chunks)
+            if b"\n" in chunk:
+                raise ValueError("more than one reply")  # the protocol is one line a turn
 
     def stop(self) -> None:
         """End the process (crashed, stuck or no longer needed); the next call starts one."""
@@ -709,6 +731,9 @@ class _Engraver:
         if process is not None:
             process.kill()
             process.wait()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
 
 
 _ENGRAVER = _Engraver()

@@ -317,12 +317,16 @@ def test_a_crash_or_hang_of_the_engraver_costs_one_score(monkeypatch):
     engraver = notation._ENGRAVER
     sequence = parse_tune(clean_tune(ENDINGS_TUNE))
     tune = GeneratedMelody.from_sequence(sequence, 0.0, index=0, text=ENDINGS_TUNE, key=7)
-    for script, words in (("pass", "crashed"), ("import time; time.sleep(60)", "took over")):
+    garbled = "import sys, time; sys.stdin.readline(); print('verovio says hi', flush=True); time.sleep(60)"
+    for script, words in (
+        ("pass", "crashed"),  # dies at once
+        ("import time; time.sleep(60)", "took over"),  # never answers
+        (garbled, "crashed"),  # answers what is not a reply
+    ):
         engraver.stop()
         engraver.process = subprocess.Popen(
-            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            encoding="utf-8",
-        )  # fmt: skip
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         dead = engraver.process
         monkeypatch.setattr(notation, "ENGRAVER_TIMEOUT_S", 1.0)
         with pytest.raises(notation.NotationError, match=words):
