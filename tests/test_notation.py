@@ -317,7 +317,10 @@ def test_a_crash_or_hang_of_the_engraver_costs_one_score(monkeypatch):
     engraver = notation._ENGRAVER
     sequence = parse_tune(clean_tune(ENDINGS_TUNE))
     tune = GeneratedMelody.from_sequence(sequence, 0.0, index=0, text=ENDINGS_TUNE, key=7)
-    garbled = "import sys, time; sys.stdin.readline(); print('verovio says hi', flush=True); time.sleep(60)"
+    garbled = (
+        "import sys, time; sys.stdin.readline(); print('verovio says hi', flush=True); "
+        "time.sleep(60)"
+    )
     for script, words in (
         ("pass", "crashed"),  # dies at once
         ("import time; time.sleep(60)", "took over"),  # never answers
