@@ -193,6 +193,59 @@ def test_cached_decoder_with_rows_at_their_own_positions_gives_the_full_forward_
         assert np.abs(np.asarray(logits) - expected).max() < 1e-4
 
 
+PADDED_PAST_THE_TABLE = """
+import json
+import numpy as np
+import keras
+from melodygen.core.batches import BatchShape
+from melodygen.families.abc_transformer.configs import HParams
+from melodygen.families.abc_transformer.dataset import TokenSplit, pad_batch
+from melodygen.families.abc_transformer.network import build_model
+from melodygen.nn.text import target_nats
+
+hparams = HParams(
+    embedding_size=16, encoder_layers=1, decoder_layers=2, heads=2, feed_forward_size=24,
+    dropout=0.0, max_tokens=32,
+)
+keras.utils.set_random_seed(3)
+model = build_model(60, 30, hparams)
+rng = np.random.default_rng(0)
+bodies = [rng.integers(4, 60, 32), rng.integers(4, 60, 9)]  # the first: max_tokens long
+split = TokenSplit(
+    np.concatenate(bodies).astype(np.int32), np.array([0, 32, 41]),
+    rng.integers(1, 30, (2, 13)).astype(np.int32), np.ones(2, np.int64),
+)
+exact = target_nats(model, *pad_batch(split, np.arange(2), BatchShape())[:2])[0]
+inputs, targets, _ = pad_batch(split, np.arange(2), BatchShape(step_multiple=128, rows=4))
+padded = target_nats(model, inputs, targets)[0][:2]
+print(json.dumps({"backend": keras.backend.backend(), "steps": int(inputs[1].shape[1]),
+                  "exact": exact.tolist(), "padded": padded.tolist()}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_max_tokens_long_tune_padded_past_the_position_table_scores_as_unpadded(backend):
+    """JAX batches are padded to a multiple of 128 steps: a tune of exactly max_tokens
+    tokens (the build keeps it) then has padding past the max_tokens + 1 learned positions.
+    Padding must never read past the table (JAX gives NaN there, which 0 x NaN spread to
+    the whole batch; TensorFlow raises): the tune scores as it does unpadded."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(backend)
+    environment = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", PADDED_PAST_THE_TABLE], capture_output=True, text=True,
+        timeout=300, env=environment, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["backend"] == backend and found["steps"] == 128
+    assert np.all(np.isfinite(found["padded"]))
+    assert found["padded"] == pytest.approx(found["exact"], rel=1e-4)
+
+
 def test_seed_network_is_the_issues_size():
     from melodygen.families.abc_transformer.configs import CONFIGS
     from melodygen.families.abc_transformer.network import build_model

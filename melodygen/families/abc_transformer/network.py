@@ -220,6 +220,7 @@ class BodyDecoder(keras.layers.Layer):
         self.vocab_size = vocab_size
         self.embedding = keras.layers.Embedding(vocab_size, size, name="embedding")
         self.positions = keras.layers.Embedding(hparams.max_tokens + 1, size, name="positions")
+        self.last_position = hparams.max_tokens
         self.blocks = [
             DecoderBlock(hparams, name=f"block_{i}") for i in range(hparams.decoder_layers)
         ]
@@ -239,13 +240,23 @@ class BodyDecoder(keras.layers.Layer):
     def call(self, body, encoded, meta, training=False):
         length = ops.shape(body)[1]
         steps = ops.arange(length)
-        x = self.embedding(body) + self.positions(steps)[None]
+        x = self.embedding(body) + self.positions(self._table_positions(steps))[None]
         x = self.dropout(x, training=training)
         causal = ops.greater_equal(steps[:, None], steps[None, :])[None, None]
         cross_mask = encoder_mask(meta)
         for block in self.blocks:
             x = block(x, encoded, causal, cross_mask, training=training)
         return self.logits(self.norm(x))
+
+    def _table_positions(self, steps):
+        """Positions clipped to the table's last row (``max_tokens``). A body holds at most
+        ``<s>`` and ``max_tokens`` tokens, so only padding lies past the table: a batch
+        padded to a compiled length (JAX rounds lengths up to a multiple of 128 steps) or
+        a padding row. Read unclipped, those positions are out of range: JAX's gather
+        gives NaN, which the attention's zero weights (0 x NaN) carry into every real
+        position of the batch, and TensorFlow raises. Clipped, padding reads the last
+        row, and is masked as before (causal attention: no real position sees it)."""
+        return ops.minimum(steps, self.last_position)
 
     # Generation: one position at a time, keys and values cached -------------------------
 
@@ -272,7 +283,7 @@ class BodyDecoder(keras.layers.Layer):
         is never read, and is overwritten as the row writes on."""
         batch = ops.shape(ids)[0]
         index = ops.broadcast_to(ops.reshape(ops.cast(index, "int32"), (-1,)), (batch,))
-        x = self.embedding(ids[:, None]) + self.positions(index)[:, None]
+        x = self.embedding(ids[:, None]) + self.positions(self._table_positions(index))[:, None]
         steps = ops.arange(ops.shape(cache)[3])
         self_mask = ops.less_equal(steps[None, :], index[:, None])[:, None, None, :]
         here = ops.equal(steps[None, :], index[:, None])[:, :, None, None]
