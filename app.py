@@ -31,6 +31,7 @@ studio.quiet_tensorflow()  # before TensorFlow is imported: no CUDA probe error 
 st.session_state["studio_routed"] = True
 pages = [
     st.Page("pages/generate.py", title="Generate", icon=":material/piano:", default=True),
+    st.Page("pages/variations.py", title="Variations and blends", icon=":material/shuffle:"),
     st.Page("pages/models.py", title="Models", icon=":material/monitoring:"),
     st.Page("pages/about.py", title="About and help", icon=":material/help:"),
 ]

@@ -467,6 +467,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help=f"beam search: steps between prunings ({_span('steps_per_iteration')})",
     )
+    melodies = generate.add_mutually_exclusive_group()
+    melodies.add_argument(
+        "--variations-of",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="models that make variations (note_vae): --num-outputs variations of the melody "
+        "in FILE (MIDI or MusicXML, its track and bars chosen by --track and --primer-bars; "
+        "ABC: its first tune)",
+    )
+    melodies.add_argument(
+        "--blend",
+        type=Path,
+        nargs=2,
+        default=None,
+        metavar=("A", "B"),
+        help="models that blend (note_vae): --blend-steps melodies from the melody in file A "
+        "to the one in file B (read as --variations-of reads one), and <name>_in_order.mid "
+        "(and .wav with --wav) playing them one after the other",
+    )
+    generate.add_argument(
+        "--distance",
+        type=_ranged("distance"),
+        default=None,
+        help=f"with --variations-of: how far they stray from it ({_span('distance')}; 0 is the "
+        "melody as the model reads it, 0.1-0.3 close, 1 loosely related; default 0.3)",
+    )
+    generate.add_argument(
+        "--blend-steps",
+        type=_ranged("blend_steps"),
+        default=None,
+        help=f"with --blend: melodies from A to B, both included ({_span('blend_steps')}; "
+        "default 5)",
+    )
     generate.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     generate.add_argument(
         "--instrument",
@@ -734,18 +768,48 @@ def _run_evaluate(args) -> None:
         _write_json(args.json, reports[0] if len(reports) == 1 else {"models": reports})
 
 
+def _melody_file(path: Path, args):
+    """A melody to vary or blend: a MIDI or MusicXML file's track and bars as
+    ``--primer-midi`` reads them (a Primer), or an ABC file's first tune as parsed (a
+    NoteSequence, its accents kept)."""
+    from melodygen.io.music import load_note_sequences
+    from melodygen.io.primer import midi_primer
+
+    if path.suffix.lower() != ".abc":
+        return midi_primer(path, track=args.track, bars=args.primer_bars)
+    if args.track is not None or args.primer_bars is not None:
+        raise MelodyGenError(f"{path.name}: --track and --primer-bars read MIDI and MusicXML files")
+    return load_note_sequences(path)[0]
+
+
 def _run_generate(args) -> None:
     from melodygen import notation
-    from melodygen.core.generation import GenerationRequest, bars_to_steps, load_generator
+    from melodygen.core.checkpoint import model_family
+    from melodygen.core.generation import (
+        DEFAULT_BLEND_STEPS,
+        DEFAULT_DISTANCE,
+        GenerationRequest,
+        bars_to_steps,
+        load_generator,
+    )
     from melodygen.io.primer import midi_primer, parse_primer
     from melodygen.render import Synth, program_number, write_wav
 
+    melodies = args.variations_of is not None or args.blend is not None
     if args.primer_midi is not None:
         primer = midi_primer(args.primer_midi, track=args.track, bars=args.primer_bars)
     else:
-        if args.track is not None or args.primer_bars is not None:
-            raise MelodyGenError("--track and --primer-bars go with --primer-midi")
+        if (args.track is not None or args.primer_bars is not None) and not melodies:
+            raise MelodyGenError(
+                "--track and --primer-bars go with --primer-midi, --variations-of or --blend"
+            )
         primer = parse_primer(args.primer)
+    if args.distance is not None and args.variations_of is None:
+        raise MelodyGenError("--distance goes with --variations-of")
+    if args.blend_steps is not None and args.blend is None:
+        raise MelodyGenError("--blend-steps goes with --blend")
+    variations_of = _melody_file(args.variations_of, args) if args.variations_of else None
+    blend = tuple(_melody_file(path, args) for path in args.blend) if args.blend else None
     from melodygen.theory import key_name, parse_meter
 
     meter = parse_meter(args.meter) or primer.meter
@@ -775,8 +839,14 @@ def _run_generate(args) -> None:
         title=args.title,
         text_primer=None if args.abc_primer is None else args.abc_primer.replace("\\n", "\n"),
         check_bars=not args.no_bar_check,
+        variations_of=variations_of,
+        distance=DEFAULT_DISTANCE if args.distance is None else args.distance,
+        blend=blend,
+        blend_steps=DEFAULT_BLEND_STEPS if args.blend_steps is None else args.blend_steps,
     )
     request.validate()  # before loading the model: bad requests fail fast
+    if melodies:  # a family that makes no variations or blends says so, before loading
+        request.check_family(model_family(args.checkpoint))
     _check_output_folder(args.out, "--out")
     program = program_number(args.instrument)
     synth = Synth() if args.wav else None  # says why audio is unavailable before generating
@@ -803,6 +873,8 @@ def _run_generate(args) -> None:
             with _writing(path.with_suffix(".wav")):
                 print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))
         _write_notation(args, melody, path)
+    if blend is not None:
+        _write_in_order(args, result.melodies, prefix, program, synth)
     key = ""
     if result.key is not None:
         origin = {
@@ -817,6 +889,21 @@ def _run_generate(args) -> None:
     )
     for line in [*result.notices, *result.warnings]:
         print(f"note: {line}", file=sys.stderr)
+
+
+def _write_in_order(args, melodies, prefix: str, program: int, synth) -> None:
+    """``--blend``: its steps one after the other as one MIDI file (and WAV with --wav)."""
+    from melodygen.io.music import note_seq
+    from melodygen.render import in_order, write_wav
+
+    sequence = in_order([melody.to_note_sequence(program=program) for melody in melodies])
+    path = args.out / f"{prefix}_in_order.mid"
+    with _writing(path):
+        note_seq.sequence_proto_to_midi_file(sequence, str(path))
+    print(f"{path}  (the {len(melodies)} steps in order, {sequence.total_time:.1f} s)")
+    if synth is not None:
+        with _writing(path.with_suffix(".wav")):
+            print(write_wav(path.with_suffix(".wav"), synth.render(sequence, program=program)))
 
 
 def _write_notation(args, melody, path: Path) -> None:

@@ -72,8 +72,10 @@ def test_card_has_held_out_figures_data_and_commands(shipped):
         if key in metrics:
             assert 0 < metrics[key] < 30, key
     assert metrics["steps"] > 1000
-    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["nll"]), rel=1e-4)
-    assert 0 < metrics["accuracy"] < 1
+    if "perplexity" in metrics:  # a family whose nll is a likelihood (not a VAE's bound)
+        assert metrics["perplexity"] == pytest.approx(math.exp(metrics["nll"]), rel=1e-4)
+    for key in [key for key in metrics if key.endswith("accuracy")]:
+        assert 0 < metrics[key] < 1, key
     if "event_accuracy" in metrics:
         assert 0 < metrics["event_accuracy"] < metrics["accuracy"] < 1
     assert card["data"]["train_melodies"] > 100 and card["data"]["sources"]
@@ -155,9 +157,13 @@ def test_generates(shipped):
     )
     assert len(result.melodies) == 2
     if "validity" not in card:
+        # the length asked, where the family reads one (a Note VAE writes its window)
+        reads_length = (
+            "length_steps" in get_family(card.get("family", "melody_rnn")).request_options()
+        )
         for melody in result.melodies:
             events = np.asarray(melody.events)
-            assert len(events) == 32 and (events >= 0).any()
+            assert (len(events) == 32 or not reads_length) and (events >= 0).any()
         return
     # A model that writes text: its tunes come with their text, and a trained one's play.
     assert all(melody.text for melody in result.melodies)
