@@ -655,7 +655,9 @@ def _family_table(cards: list[dict], family_name: str) -> list[str]:
     labels = {
         key: label.split(" (")[0]
         for key, label in get_family(family_name).figure_labels().items()
-        if key not in ("steps", *BITS_KEYS) and any(key in card["metrics"] for card in cards)
+        if key != "steps"
+        and not key.startswith("bits_per_note")
+        and any(key in card["metrics"] for card in cards)
     }
     lines = [
         "| checkpoint | train melodies | training | "
