@@ -308,6 +308,33 @@ def test_bar_check_judges_closed_bars_as_the_tune_is_written() -> None:
     assert BarCheck("M:2/4\nK:D\n").check("ABcd efga|ABcd|b2|")[1].startswith("bar 2")
 
 
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("GABc dedc|[", 0, 10),  # a [ after a bar line completes it (a chord, a field)
+        ("GABc dedc|", 0, -1),  # nothing after it yet: |] or || may follow
+        ("GABc dedc|[Ac][Bd]c", 10, -1),  # a chord's ] is no bar line
+        ("GABc [K:D] d", 0, -1),  # nor an inline field's colon
+        ('"G|"A', 0, -1),  # nor a | in a chord symbol
+        ("(3::ABc", 0, -1),  # nor a tuplet's colons
+        ("A|:B", 0, 3),
+        ("A|:", 0, -1),
+        ("A:|:B", 0, 4),
+        ("A:|2 B", 0, 4),  # an ending written on the bar line is part of it
+        ("A|1,", 0, -1),  # |1,3 may follow
+        ("A||B|C", 0, 5),  # the last complete one
+        ("A|]\n", 0, 3),
+        ("A|B|C", 2, 4),  # from start on
+        ("A|B|", 2, -1),
+    ],
+)
+def test_bar_line_end_finds_complete_bar_lines_only(text, start, end) -> None:
+    """A sampler judges bars once a complete bar line is written, up to its end; a [ after
+    one (a chord, an inline field), a chord's ] or an inline field's colon judges nothing
+    more."""
+    assert BarCheck.bar_line_end(text, start) == end
+
+
 # --------------------------------------------------------------------------- writing ABC
 
 

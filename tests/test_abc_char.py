@@ -254,6 +254,49 @@ def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
             assert -melody.log_likelihood == pytest.approx(value, rel=1e-4, abs=1e-3)
 
 
+CHORDS_AND_FIELDS = "GABc dedc|[Ac]BA G2 ABc|[K:D] d2 [Ac][Bd] c2 B2|(3:2:3ABc d2 e4|]\n"
+"""Four full bars of 4/4 (L:1/8) with chords, chord runs, an inline field and a tuplet's
+colons: nothing in them is a bar line."""
+
+
+def _judged_as_sampled(body: str, header: str = "M:4/4\nL:1/8\nK:G\n") -> list[tuple]:
+    """(text before the character, verdict, bars) for each character of ``body`` that a
+    bar-checking row judges, each character taken as drawn whatever the verdict."""
+    from melodygen.families.abc_char.generate import Template, _Row, _Snapshot
+
+    row = _Row(Template((header,)), limit=10_000)
+    for char in header:  # forced
+        row.take(1, char, 0.0, -1)
+    assert row.free
+    row.keep(_Snapshot(len(row.chars), None, 0, 0.0, 0))  # as after an empty opening
+    judged = []
+    for char in body:
+        verdict, bars = row.judge(1, char)
+        if verdict == "keep":
+            row.keep(_Snapshot(len(row.chars), None, 0, row.score, bars))
+        if verdict:
+            judged.append((row.body(), verdict, bars))
+        row.take(1, char, 0.0, -1)
+    return judged
+
+
+def test_bar_checking_judges_whole_bar_lines_not_chords_or_inline_fields():
+    """A [ after a bar line (a chord [Ac], an inline field [K:D]) completes it, and the
+    bars are judged up to the bar line only; a chord's ] and an inline field's or a
+    tuplet's colons are no bar line (they sent rows back, as an 'unexpected [')."""
+    bars = CHORDS_AND_FIELDS.split("|")
+    ends = [len("|".join(bars[: n + 1])) + 1 for n in range(3)] + [len(CHORDS_AND_FIELDS) - 1]
+    assert _judged_as_sampled(CHORDS_AND_FIELDS) == [
+        (CHORDS_AND_FIELDS[:end], "keep", number) for number, end in enumerate(ends, start=1)
+    ]
+    # a short bar before a chord is still written again
+    short = "GABc dedc|[Ac]BA G2 A|[K:D] d2"
+    assert _judged_as_sampled(short)[:2] == [
+        ("GABc dedc|", "keep", 1),
+        ("GABc dedc|[Ac]BA G2 A|", "rewind", 0),
+    ]
+
+
 def test_a_tune_that_does_not_parse_comes_back_with_its_problem():
     """A tune the model wrote that abc2midi cannot read (here: a header, no music) keeps
     its text and gets its reason; its NoteSequence is empty, never an exception."""

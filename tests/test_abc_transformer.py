@@ -393,6 +393,50 @@ def test_bar_checking_writes_bad_bars_again_and_keeps_the_score_true(fluent):
     assert [m.log_likelihood for m in result.melodies] == pytest.approx(written[True][0].scores)
 
 
+CHORDS_AND_FIELDS = "GABc dedc|[Ac]BA G2 ABc|[K:D] d2 [Ac][Bd] c2 B2|(3:2:3ABc d2 e4|]\n"
+"""Four full bars of 4/4 (L:1/8) with chords, chord runs, an inline field and a tuplet's
+colons: nothing in them is a bar line."""
+
+
+def _marks_as_sampled(body: str, header: str = "M:4/4\nL:1/8\nK:G\n") -> list[tuple]:
+    """(text, verdict, bars) at each token of ``body`` (one token a character) that a
+    bar-checking row judges, each token taken as drawn whatever the verdict."""
+    from melodygen.families.abc_transformer.generate import _BarRow, _Mark
+
+    tokenizer = BodyTokenizer.fit([body], 5)  # no merges: a token a character
+    ids = tokenizer.encode(body)
+    assert len(ids) == len(body)
+    row = _BarRow(header)
+    row.mark = _Mark(0, 0, 0.0, 0)  # as after an empty opening
+    judged = []
+    for length, token in enumerate(ids):
+        mark, text = row.mark, row.body
+        back = row.judge(int(token), tokenizer, length, 0.0)
+        if back is not None:
+            judged.append((text, "rewind", 0))
+            row.body = text  # taken as drawn all the same
+        elif row.mark is not mark:
+            judged.append((row.body, "keep", row.mark.bars))
+        row.take(int(token), tokenizer)
+    return judged
+
+
+def test_bar_checking_judges_whole_bar_lines_not_chords_or_inline_fields():
+    """As abc_char's rows: a [ after a bar line (a chord, an inline field) completes it and
+    the bars are judged up to it; a chord's ] and an inline field's or a tuplet's colons
+    are no bar line (they sent rows back, as an 'unexpected [')."""
+    bars = CHORDS_AND_FIELDS.split("|")
+    ends = [len("|".join(bars[: n + 1])) + 1 for n in range(3)] + [len(CHORDS_AND_FIELDS) - 1]
+    assert _marks_as_sampled(CHORDS_AND_FIELDS) == [
+        (CHORDS_AND_FIELDS[:end], "keep", number) for number, end in enumerate(ends, start=1)
+    ]
+    short = "GABc dedc|[Ac]BA G2 A|[K:D] d2"  # a short bar before a chord: written again
+    assert _marks_as_sampled(short)[:2] == [
+        ("GABc dedc|", "keep", 1),
+        ("GABc dedc|[Ac]BA G2 A|", "rewind", 0),
+    ]
+
+
 def test_validity_report_judges_the_transformers_tunes_beside_its_held_out_tunes(
     trained, dataset, generator, capsys
 ):

@@ -999,6 +999,19 @@ def _repeats_balance(marks: list[tuple[str, int, bool]], final: bool = True) -> 
     return True, ""
 
 
+_BAR_LINE_OR_SKIPPED = re.compile(
+    # What holds a | or : without being a bar line, taken whole so that nothing in it is
+    # read as one: a chord symbol or annotation "...", an inline field [K:D], a tuplet
+    # (3:2:3; each to its closing character or the end of the line, as _scan reads them.
+    r'(?P<skipped>"[^"\n]*"?|\[[A-Za-z]:[^\]\n]*\]?|\(\d+(?::\d*){0,2})'
+    # A bar line as _scan reads it (_BAR, or ::), with an ending written on it (|1, :|2,).
+    r"|(?P<bar>(?:" + _BAR.pattern + r"|::)(?:\d+(?:[,-]\d+)*)?)"
+)
+_BAR_LINE_GOES_ON = frozenset("|:]0123456789")
+"""Characters that make the bar line before them a longer one (``||``, ``:|:``, ``|]``,
+``|1``); after an ending's number ``,`` and ``-`` do too (``|1,3``, ``|1-2``)."""
+
+
 class BarCheck:
     """The rules of :func:`check_validity` applied while a tune is being written, one bar
     at a time, so that a sampler can write a bar again when the one it wrote does not
@@ -1006,9 +1019,34 @@ class BarCheck:
 
     ``header``: the tune's header lines (up to and including ``K:``), for its meter and
     unit length. :meth:`check` is given the body written so far, ending with a complete
-    bar line (the sampler calls it once the character after a bar line is drawn), and
-    judges the bars closed since bar index ``first``; the bar still open is not judged.
+    bar line (the sampler finds it with :meth:`bar_line_end` once the text after a bar
+    line is drawn), and judges the bars closed since bar index ``first``; the bar still
+    open is not judged.
     """
+
+    @staticmethod
+    def bar_line_end(text: str, start: int = 0) -> int:
+        """Where the last complete bar line of ``text[start:]`` ends (a character index of
+        ``text``), or -1 when it has none: the point up to which a sampler may judge the
+        bars (:meth:`check`) of a tune still being written.
+
+        A bar line is complete once a character follows it that cannot make it a longer
+        one (:data:`_BAR_LINE_GOES_ON`): ``|`` followed by ``[`` is complete (the ``[``
+        opens a chord, an inline field or an ending), ``:|`` followed by ``:`` is not.
+        A ``:`` or ``]`` alone is no bar line (a chord's ``]``, an inline field's colon,
+        a tuplet's ``(3:2``), nor is anything inside ``"..."``. ``start`` must be where
+        no chord symbol, inline field or bar line is open: 0, or an index this returned.
+        """
+        end = -1
+        for match in _BAR_LINE_OR_SKIPPED.finditer(text, start):
+            stop = match.end()
+            if match.group("bar") is None or stop >= len(text):
+                continue
+            after = text[stop]
+            if after in _BAR_LINE_GOES_ON or (after in ",-" and text[stop - 1].isdigit()):
+                continue
+            end = stop
+        return end
 
     def __init__(self, header: str) -> None:
         fields = dict(

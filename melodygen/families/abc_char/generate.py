@@ -66,20 +66,6 @@ BAR_TRIES = 8
 again before it is kept as it is."""
 ROW_REWRITES = 64
 """With ``request.check_bars``: the most bars one tune may write again in all."""
-BAR_CHARS = frozenset("|:[]0123456789")
-"""Characters that may continue a bar line (``||``, ``:|:``, ``|]``, ``|1``): a bar line
-is complete, and judged, once a character not among these follows it."""
-
-
-def completes_bar_line(drawn: str, body: str, judged_to: int) -> bool:
-    """Whether the text ``drawn`` (a character, or a token's text), written after ``body``,
-    completes a bar line that ``body[judged_to:]`` holds: ``drawn`` holds a character that
-    cannot continue a bar line (:data:`BAR_CHARS`), and the body has a bar mark (``|``,
-    ``:``, ``]``) not yet judged. Then the bars of ``body`` are judged."""
-    return any(char not in BAR_CHARS for char in drawn) and any(
-        char in body[judged_to:] for char in "|:]"
-    )
-
 
 _FIELD_LINE = re.compile(r"^([A-Za-z]):(.*)$")
 _TEMPLATE_FIELDS = ("T", "M", "L", "Q", "R", "K")
@@ -302,17 +288,28 @@ class _Row:
     def judge(self, char_id: int, char: str) -> tuple[str, int]:
         """What to do with the character just drawn: ``("rewind", 0)`` to write the bar
         before it again; ``("keep", bars)`` when it follows a bar line that closed
-        ``bars`` bars, all kept (take a snapshot here); ``("", 0)`` to go on."""
+        ``bars`` bars, all kept (take a snapshot here); ``("", 0)`` to go on.
+
+        The body's first free character keeps the opening as given. After that, bars are
+        judged only once the text holds a complete bar line not judged yet
+        (:meth:`~melodygen.io.abc.BarCheck.bar_line_end`), and only up to its end: a
+        ``[`` after a bar line (a chord, an inline field), a chord's ``]`` or an inline
+        field's colon judges nothing."""
         body = self.body()
+        if self.snapshot is None:
+            bars, _ = self.checker.check(body)
+            self.judged_to = max(0, BarCheck.bar_line_end(body + char))
+            return "keep", bars
         out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
         if char_id == END:
             if not out_of_tries and not self.checker.check_whole(body).valid:
                 return "rewind", 0
             return "", 0
-        if not completes_bar_line(char, body, self.judged_to):
+        end = BarCheck.bar_line_end(body + char, self.judged_to)
+        if end < 0:
             return "", 0
-        self.judged_to = len(body)
-        closed, problem = self.checker.check(body, first=self.snapshot.bars)
+        self.judged_to = end
+        closed, problem = self.checker.check(body[:end], first=self.snapshot.bars)
         if problem and not out_of_tries:
             return "rewind", 0
         return "keep", closed
@@ -523,19 +520,11 @@ class CharGenerator:
                     choice = int(drawn[position])
                     char = self.vocab.decode([choice]) if choice != END else ""
                     if check and row.free:
-                        bars = -1
-                        if row.snapshot is None:  # the body's first free character
-                            body = row.body()
-                            bars, _ = row.checker.check(body)
-                            row.judged_to = len(body)
-                        else:
-                            verdict, closed = row.judge(choice, char)
-                            if verdict == "rewind":
-                                rewinds.append(position)
-                                continue
-                            if verdict == "keep":
-                                bars = closed
-                        if bars >= 0:
+                        verdict, bars = row.judge(choice, char)
+                        if verdict == "rewind":
+                            rewinds.append(position)
+                            continue
+                        if verdict == "keep":
                             if before_numpy is None:
                                 before_numpy = self.steps.to_numpy(before)
                             row.keep(

@@ -62,7 +62,6 @@ from melodygen.families.abc_char.generate import (
     ROW_REWRITES,
     abc_key,
     check_opening,
-    completes_bar_line,
     dropped_fields,
     read_melody,
     split_text_primer,
@@ -433,9 +432,10 @@ class _BarRow:
     judges its characters (:class:`melodygen.io.abc.BarCheck`).
 
     Once the forced opening is written, the row keeps a mark at the last bar line it
-    passed. A bar line is complete, and the bars before it judged, when a token holding a
-    character that cannot continue it is drawn (:func:`~melodygen.families.abc_char.
-    generate.completes_bar_line`); ``</s>`` judges the whole tune (abc2midi included). A
+    passed. A bar line is complete, and the bars up to its end judged, when a token is
+    drawn whose text cannot continue it (:meth:`melodygen.io.abc.BarCheck.bar_line_end`:
+    a chord's ``[`` or ``]`` or an inline field's colon is no bar line, and a ``[`` after
+    one completes it); ``</s>`` judges the whole tune (abc2midi included). A
     bar that does not last what ``M:`` and ``L:`` say, or a repeat that cannot pair up,
     or an invalid ending, sends the row back to the mark, at most :data:`BAR_TRIES` times
     a bar and :data:`ROW_REWRITES` times a tune (then it is kept as written).
@@ -455,15 +455,16 @@ class _BarRow:
         else None (and a new mark when it follows bars that are kept)."""
         body, bars = self.body, -1
         out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
+        text = body + tokenizer.decode([token]) if token != END else body
         if self.mark is None:  # the first token after the opening
             bars, _ = self.checker.check(body)
-            self.judged_to = len(body)
+            self.judged_to = max(0, BarCheck.bar_line_end(text))
         elif token == END:
             if not out_of_tries and not self.checker.check_whole(body).valid:
                 return self._rewind()
-        elif completes_bar_line(tokenizer.decode([token]), body, self.judged_to):
-            self.judged_to = len(body)
-            closed, problem = self.checker.check(body, first=self.mark.bars)
+        elif (end := BarCheck.bar_line_end(text, self.judged_to)) >= 0:
+            self.judged_to = end
+            closed, problem = self.checker.check(text[:end], first=self.mark.bars)
             if problem and not out_of_tries:
                 return self._rewind()
             bars = closed
