@@ -308,6 +308,38 @@ def test_bar_check_judges_closed_bars_as_the_tune_is_written() -> None:
     assert BarCheck("M:2/4\nK:D\n").check("ABcd efga|ABcd|b2|")[1].startswith("bar 2")
 
 
+def test_bar_check_passes_over_problems_judged_and_kept_before() -> None:
+    """A problem kept once (the sampler's tries ran out, or the user's opening has it) is
+    judged no more: a repeat mark or an unreadable character before ``since`` (the text
+    kept) does not fail every later bar; a new problem after it still does."""
+    check = BarCheck("T:t\nM:6/8\nL:1/8\nK:G\n")
+    kept = "|:GAB A2G|:E2D D3|"  # a |: while another |: is open
+    assert check.check(kept)[1].startswith("line 1: a |: while another |: is still open")
+    assert check.check(kept + "GAB A2G|", first=2)[1].startswith("line 1: a |: while")
+    assert check.check(kept + "GAB A2G|", first=2, since=len(kept)) == (3, "")
+    assert check.check(kept + "GAB A2G|E2D D3:|", first=3, since=len(kept + "GAB A2G|")) == (
+        4,
+        "",
+    )
+    again = kept + "GAB A2G|:E2D D3|"  # the second |: is open still: a new problem
+    assert check.check(again, first=2, since=len(kept))[1].startswith("line 1: a |: while")
+    ended = kept + "[1 GAB A2G:|[2 GAB A2G||"  # endings after a kept problem pair up
+    assert check.check(ended, first=2, since=len(kept)) == (4, "")
+    assert check.check(kept + "G2||", first=2, since=len(kept))[1].startswith(
+        "line 1: the section ends while a |: is still open"
+    )
+    # an unreadable character kept: the later bars are judged on their own
+    stray = "GAB A2&G|"
+    assert check.check(stray)[1] == "unexpected '&' in line 1"
+    assert check.check(stray + "E2D D3|", first=1, since=len(stray)) == (2, "")
+    assert check.check(stray + "E2D& D3|", first=1, since=len(stray))[1].startswith("unexpected")
+    # the finished tune, judged from the kept text on: a |: left open is a problem now
+    assert check.check(kept + "GAB A2G|\n", first=2, since=len(kept), whole=True)[1] == (
+        "a |: is never closed by a :|"
+    )
+    assert check.check(kept + "GAB A2G:|\n", first=2, since=len(kept), whole=True)[1] == ""
+
+
 @pytest.mark.parametrize(
     ("text", "start", "end"),
     [

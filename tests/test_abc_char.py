@@ -259,24 +259,29 @@ CHORDS_AND_FIELDS = "GABc dedc|[Ac]BA G2 ABc|[K:D] d2 [Ac][Bd] c2 B2|(3:2:3ABc d
 colons: nothing in them is a bar line."""
 
 
-def _judged_as_sampled(body: str, header: str = "M:4/4\nL:1/8\nK:G\n") -> list[tuple]:
+def _judged_as_sampled(
+    body: str, header: str = "M:4/4\nL:1/8\nK:G\n", opening: str | None = None, end=False
+) -> list[tuple]:
     """(text before the character, verdict, bars) for each character of ``body`` that a
-    bar-checking row judges, each character taken as drawn whatever the verdict."""
+    bar-checking row judges after the forced ``opening``, each character taken as drawn
+    whatever the verdict; ``end``: then <end> is drawn, and its verdict is the last."""
     from melodygen.families.abc_char.generate import Template, _Row, _Snapshot
+    from melodygen.families.abc_char.vocab import END
 
-    row = _Row(Template((header,)), limit=10_000)
-    for char in header:  # forced
+    row = _Row(Template((header, opening or "")), limit=10_000)
+    for char in header + (opening or ""):  # forced
         row.take(1, char, 0.0, -1)
     assert row.free
-    row.keep(_Snapshot(len(row.chars), None, 0, 0.0, 0))  # as after an empty opening
+    if opening is None:
+        row.keep(_Snapshot(len(row.chars), None, 0, 0.0, 0))  # as after an empty opening
     judged = []
-    for char in body:
-        verdict, bars = row.judge(1, char)
+    for char_id, char in [(1, char) for char in body] + ([(END, "")] if end else []):
+        verdict, bars = row.judge(char_id, char)
         if verdict == "keep":
             row.keep(_Snapshot(len(row.chars), None, 0, row.score, bars))
-        if verdict:
+        if verdict or char_id == END:
             judged.append((row.body(), verdict, bars))
-        row.take(1, char, 0.0, -1)
+        row.take(char_id, char, 0.0, -1)
     return judged
 
 
@@ -294,6 +299,21 @@ def test_bar_checking_judges_whole_bar_lines_not_chords_or_inline_fields():
     assert _judged_as_sampled(short)[:2] == [
         ("GABc dedc|", "keep", 1),
         ("GABc dedc|[Ac]BA G2 A|", "rewind", 0),
+    ]
+
+
+def test_bar_checking_passes_over_a_repeat_problem_kept_before():
+    """A repeat problem kept once (here the opening's |: while another is open) fails no
+    later bar, and the tune may end (its repeats were all checked every bar)."""
+    opening = "|:GAB A2G|:E2D D3|"
+    judged = _judged_as_sampled(
+        "GAB A2G|E2D D3:|\n", "M:6/8\nL:1/8\nK:G\n", opening=opening, end=True
+    )
+    assert judged == [
+        (opening, "keep", 2),
+        (opening + "GAB A2G|", "keep", 3),
+        (opening + "GAB A2G|E2D D3:|", "keep", 4),
+        (opening + "GAB A2G|E2D D3:|\n", "", 0),  # <end>: not written again
     ]
 
 

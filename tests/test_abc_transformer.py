@@ -398,18 +398,25 @@ CHORDS_AND_FIELDS = "GABc dedc|[Ac]BA G2 ABc|[K:D] d2 [Ac][Bd] c2 B2|(3:2:3ABc d
 colons: nothing in them is a bar line."""
 
 
-def _marks_as_sampled(body: str, header: str = "M:4/4\nL:1/8\nK:G\n") -> list[tuple]:
+def _marks_as_sampled(
+    body: str, header: str = "M:4/4\nL:1/8\nK:G\n", opening: str | None = None, end=False
+) -> list[tuple]:
     """(text, verdict, bars) at each token of ``body`` (one token a character) that a
-    bar-checking row judges, each token taken as drawn whatever the verdict."""
+    bar-checking row judges after the forced ``opening``, each token taken as drawn
+    whatever the verdict; ``end``: then </s> is drawn, and its verdict is the last."""
     from melodygen.families.abc_transformer.generate import _BarRow, _Mark
+    from melodygen.families.abc_transformer.tokenizer import END
 
-    tokenizer = BodyTokenizer.fit([body], 5)  # no merges: a token a character
+    tokenizer = BodyTokenizer.fit([(opening or "") + body], 5)  # a token a character
     ids = tokenizer.encode(body)
     assert len(ids) == len(body)
     row = _BarRow(header)
-    row.mark = _Mark(0, 0, 0.0, 0)  # as after an empty opening
+    if opening is None:
+        row.mark = _Mark(0, 0, 0.0, 0)  # as after an empty opening
+    row.body = opening or ""
+    start = len(tokenizer.encode(opening or ""))
     judged = []
-    for length, token in enumerate(ids):
+    for length, token in enumerate([*ids, *([END] if end else [])], start=start):
         mark, text = row.mark, row.body
         back = row.judge(int(token), tokenizer, length, 0.0)
         if back is not None:
@@ -417,6 +424,8 @@ def _marks_as_sampled(body: str, header: str = "M:4/4\nL:1/8\nK:G\n") -> list[tu
             row.body = text  # taken as drawn all the same
         elif row.mark is not mark:
             judged.append((row.body, "keep", row.mark.bars))
+        elif token == END:
+            judged.append((row.body, "", 0))
         row.take(int(token), tokenizer)
     return judged
 
@@ -434,6 +443,21 @@ def test_bar_checking_judges_whole_bar_lines_not_chords_or_inline_fields():
     assert _marks_as_sampled(short)[:2] == [
         ("GABc dedc|", "keep", 1),
         ("GABc dedc|[Ac]BA G2 A|", "rewind", 0),
+    ]
+
+
+def test_bar_checking_passes_over_a_repeat_problem_kept_before():
+    """As abc_char's rows: a repeat problem kept once (here the opening's |: while another
+    is open) fails no later bar, and the tune may end."""
+    opening = "|:GAB A2G|:E2D D3|"
+    judged = _marks_as_sampled(
+        "GAB A2G|E2D D3:|\n", "M:6/8\nL:1/8\nK:G\n", opening=opening, end=True
+    )
+    assert judged == [
+        (opening, "keep", 2),
+        (opening + "GAB A2G|", "keep", 3),
+        (opening + "GAB A2G|E2D D3:|", "keep", 4),
+        (opening + "GAB A2G|E2D D3:|\n", "", 0),  # </s>: not written again
     ]
 
 

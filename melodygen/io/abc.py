@@ -18,6 +18,7 @@ Every failure is an :class:`AbcError` with a one-line message.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import shutil
@@ -674,6 +675,11 @@ class _Scan:
     bars: list[_Bar]
     marks: list[tuple[str, int, bool]]  # (repeat/ending mark, line, music since the last)
     problems: list[str]
+    mark_at: list[int]
+    """Where each mark starts in the body (a character index), so that a sampler judging
+    a tune bar by bar can tell the marks it judged before from the new ones."""
+    problem_at: list[int]
+    """Where each problem's character is in the body (a character index)."""
 
 
 def _scan(tune: AbcTune) -> _Scan:
@@ -709,7 +715,11 @@ def _scan(tune: AbcTune) -> _Scan:
         length += value
         last_length = value
 
-    for line_number, line in enumerate(tune.body.splitlines(), start=1):
+    mark_at: list[int] = []
+    problem_at: list[int] = []
+    offset = 0  # where the next line starts in the body
+    for line_number, raw in enumerate(tune.body.splitlines(keepends=True), start=1):
+        line, start, offset = raw.splitlines()[0], offset, offset + len(raw)
         field = _FIELD.match(line)
         if field:
             name, value = field.groups()
@@ -742,7 +752,7 @@ def _scan(tune: AbcTune) -> _Scan:
             bar = _BAR.match(line, i)
             if bar and not (char == "[" and not line.startswith("[|", i)):
                 text = bar.group(0)
-                i = bar.end()
+                at, i = start + i, bar.end()
                 ending = _ENDING.match(line, i) if i < n and line[i].isdigit() else None
                 if ending:
                     i = ending.end()
@@ -753,12 +763,15 @@ def _scan(tune: AbcTune) -> _Scan:
                     start_mark = mark  # two marks with nothing between: one boundary
                 if ":" in text or "||" in text or "]" in text or "[" in text:
                     marks.append((text, line_number, played))
+                    mark_at.append(at)
                     played = False
                 if ending:
                     marks.append(("[" + ending.group(1), line_number, True))
+                    mark_at.append(start + ending.start())
                     start_mark = "[" + ending.group(1)
                 continue
             if char == ":" and line.startswith("::", i):
+                mark_at.append(start + i)
                 i += 2
                 close("::", line_number)
                 marks.append(("::", line_number, played))
@@ -767,6 +780,7 @@ def _scan(tune: AbcTune) -> _Scan:
             if char == "[" and i + 1 < n and line[i + 1].isdigit():
                 ending = _ENDING.match(line, i)
                 assert ending is not None
+                mark_at.append(start + i)
                 i = ending.end()
                 marks.append(("[" + ending.group(1), line_number, True))
                 if length > 0:
@@ -818,10 +832,11 @@ def _scan(tune: AbcTune) -> _Scan:
                 played = True  # whole bars of rest: no bar length to check
                 continue
             problems.append(f"unexpected {char!r} in line {line_number}")
+            problem_at.append(start + i)
             i += 1
     if length > 0:
         bars.append(_Bar(length, meter, start_mark, "end", len(tune.body.splitlines())))
-    return _Scan(bars, marks, problems)
+    return _Scan(bars, marks, problems, mark_at, problem_at)
 
 
 def variant_endings(tune: AbcTune | str) -> tuple[int, list[tuple[int, int, str]]]:
@@ -927,12 +942,16 @@ def check_validity(tune: AbcTune | str, sequence: NoteSequence | None = None) ->
     return Validity(parses, full_bars, balanced, "; ".join(reasons))
 
 
-def _bars_are_full(scan: _Scan, first: int = 0, whole: bool = True) -> tuple[bool, str]:
+def _bars_are_full(
+    scan: _Scan, first: int = 0, whole: bool = True, since: int = 0
+) -> tuple[bool, str]:
     """Are the bars full (see :func:`check_validity`)? From bar index ``first`` on;
     ``whole``: the last bar is the tune's last (it may be short), not one of a tune still
-    being written."""
-    if scan.problems:
-        return False, scan.problems[0]
+    being written. ``since``: an unreadable character is a problem from this index of
+    the body on (one before it was judged, and kept, already)."""
+    problems = [why for why, at in zip(scan.problems, scan.problem_at, strict=True) if at >= since]
+    if problems:
+        return False, problems[0]
     bars = scan.bars
     for index, bar in enumerate(bars[first:], start=first):
         if bar.expected is None:
@@ -957,23 +976,35 @@ def _units(value: Fraction, bar: _Bar) -> str:
     return f"{value} of a whole note" if value != 1 else "a whole note"
 
 
-def _repeats_balance(marks: list[tuple[str, int, bool]], final: bool = True) -> tuple[bool, str]:
+def _repeats_balance(
+    marks: list[tuple[str, int, bool]], final: bool = True, first: int = 0
+) -> tuple[bool, str]:
     """Do the repeat and ending marks pair up? ``final``: the tune is whole, so a ``|:`` or
-    a first ending still open is a problem (not so for a tune still being written)."""
+    a first ending still open is a problem (not so for a tune still being written).
+
+    ``first``: problems count from mark index ``first`` on. A sampler judging a tune bar
+    by bar has kept the marks before it, problems included (its tries ran out, or they
+    are the user's opening): each such problem is passed over as abc2midi plays it (a
+    ``|:`` opens, a ``[2`` closes the first ending, a section end closes the ``|:``), so
+    that it does not make every later bar fail."""
     open_repeat = False
     first_ending_open = False
     last_bar = ""
-    for mark, line, played in marks:
+    for index, (mark, line, played) in enumerate(marks):
+        problem = ""
         if mark.startswith("[") and mark[1:2].isdigit():
             number = int(re.match(r"\[(\d+)", mark).group(1))
             if number == 1:
                 if first_ending_open:
-                    return False, f"line {line}: a second [1 before the first one closed"
+                    problem = f"line {line}: a second [1 before the first one closed"
                 first_ending_open = True
             elif not (last_bar.startswith(":") or last_bar == "::"):
-                return False, f"line {line}: ending [{number} does not follow a :|"
+                problem = f"line {line}: ending [{number} does not follow a :|"
+                first_ending_open = False
             else:
                 first_ending_open = False
+            if problem and index >= first:
+                return False, problem
             continue
         closes = mark.startswith(":")
         opens = mark.endswith(":") and mark != ":"
@@ -982,15 +1013,18 @@ def _repeats_balance(marks: list[tuple[str, int, bool]], final: bool = True) -> 
             # bar or the previous :|), as abc2midi plays it; with no music since that
             # point it repeats nothing: a :| too many.
             if not open_repeat and not played:
-                return False, f"line {line}: a :| with nothing to repeat (a :| too many)"
+                problem = f"line {line}: a :| with nothing to repeat (a :| too many)"
             open_repeat = False
             first_ending_open = False
         if opens:
-            if open_repeat:
-                return False, f"line {line}: a |: while another |: is still open"
+            if open_repeat and not problem:
+                problem = f"line {line}: a |: while another |: is still open"
             open_repeat = True
         if not closes and not opens and open_repeat and (mark.endswith("]") or "||" in mark):
-            return False, f"line {line}: the section ends while a |: is still open"
+            problem = f"line {line}: the section ends while a |: is still open"
+            open_repeat = False
+        if problem and index >= first:
+            return False, problem
         last_bar = mark
     if open_repeat and final:
         return False, "a |: is never closed by a :|"
@@ -1059,16 +1093,26 @@ class BarCheck:
     def _tune(self, body: str) -> AbcTune:
         return AbcTune(self.header + body, "", "", self.meter, self.unit, None, None)
 
-    def check(self, body: str, first: int = 0) -> tuple[int, str]:
+    def check(
+        self, body: str, first: int = 0, since: int = 0, whole: bool = False
+    ) -> tuple[int, str]:
         """(bars closed in ``body``, the first problem of those from index ``first`` on,
-        or "")."""
+        or "").
+
+        ``since``: the characters of ``body`` before this index were judged and kept
+        already (the sampler's last bar line, or its opening): a repeat mark or unreadable
+        character there is no problem now, even if it was one, so that a problem kept once
+        (the tries ran out, or the user's opening has it) does not fail every later bar.
+        ``whole``: ``body`` is the finished tune (its last bar may be short, and a ``|:``
+        or first ending left open is a problem)."""
         scan = _scan(self._tune(body))
-        if scan.bars and scan.bars[-1].end_mark == "end":
+        if not whole and scan.bars and scan.bars[-1].end_mark == "end":
             scan.bars.pop()  # the bar being written
         closed = len(scan.bars)
-        full, why = _bars_are_full(scan, first=first, whole=False)
+        full, why = _bars_are_full(scan, first=first, whole=whole, since=since)
         if full:
-            _, why = _repeats_balance(scan.marks, final=False)
+            judged = bisect.bisect_left(scan.mark_at, since)  # marks before `since`
+            _, why = _repeats_balance(scan.marks, final=whole, first=judged)
         return closed, why
 
     def check_whole(self, body: str) -> Validity:

@@ -246,7 +246,10 @@ class _Row:
     With bar checking (``request.check_bars``), a row in its tune's body keeps a snapshot
     at the last bar line it passed; a bar that does not last what ``M:`` and ``L:`` say
     (or a repeat sign that cannot pair up), or an ending that leaves the tune invalid,
-    sends it back there to write that bar again, at most :data:`BAR_TRIES` times.
+    sends it back there to write that bar again, at most :data:`BAR_TRIES` times. A
+    problem kept (the tries ran out, or the opening has it) is not judged again: later
+    bars are judged from the snapshot on (:meth:`~melodygen.io.abc.BarCheck.check`'s
+    ``since``), and the ending by :func:`ending_is_valid`.
     """
 
     def __init__(self, template: Template, limit: int) -> None:
@@ -265,6 +268,7 @@ class _Row:
         self.judged_to = 0  # characters of the body already looked at for bar lines
         self.tries = 0  # rewrites since the last snapshot
         self.rewrites = 0
+        self.kept_problem = False  # a bar (or the opening) kept with a problem
         self._advance()
 
     @property
@@ -297,21 +301,26 @@ class _Row:
         field's colon judges nothing."""
         body = self.body()
         if self.snapshot is None:
-            bars, _ = self.checker.check(body)
+            bars, problem = self.checker.check(body)
+            self.kept_problem = bool(problem)
             self.judged_to = max(0, BarCheck.bar_line_end(body + char))
             return "keep", bars
         out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
+        kept = self.snapshot.length - self.body_start  # body characters judged and kept
         if char_id == END:
-            if not out_of_tries and not self.checker.check_whole(body).valid:
+            if not out_of_tries and not ending_is_valid(
+                self.checker, body, self.snapshot.bars, kept, self.kept_problem
+            ):
                 return "rewind", 0
             return "", 0
         end = BarCheck.bar_line_end(body + char, self.judged_to)
         if end < 0:
             return "", 0
         self.judged_to = end
-        closed, problem = self.checker.check(body[:end], first=self.snapshot.bars)
+        closed, problem = self.checker.check(body[:end], first=self.snapshot.bars, since=kept)
         if problem and not out_of_tries:
             return "rewind", 0
+        self.kept_problem |= bool(problem)
         return "keep", closed
 
     def keep(self, snapshot: _Snapshot) -> None:
@@ -354,6 +363,18 @@ class _Row:
         self.note_header()
         if len(self.chars) >= self.limit:
             self.done = True
+
+
+def ending_is_valid(checker: BarCheck, body: str, bars: int, kept: int, kept_problem: bool) -> bool:
+    """At the end of a tune (``body``, whose first ``kept`` characters and ``bars`` bars
+    were judged and kept): may it end here? As :func:`~melodygen.io.abc.check_validity`
+    judges the whole tune (abc2midi too), unless a problem was kept before (a bar kept
+    when its tries ran out, or the user's opening): then no ending makes the tune valid,
+    and only what follows the kept text is judged, as a finished tune's bars and repeats,
+    so that the row does not spend its tries on the ending in vain."""
+    if kept_problem:
+        return not checker.check(body, first=bars, since=kept, whole=True)[1]
+    return checker.check_whole(body).valid
 
 
 def read_melody(text: str, score: float, index: int) -> tuple[GeneratedMelody, Validity | None]:

@@ -63,6 +63,7 @@ from melodygen.families.abc_char.generate import (
     abc_key,
     check_opening,
     dropped_fields,
+    ending_is_valid,
     read_melody,
     split_text_primer,
     validity_warnings,
@@ -438,7 +439,9 @@ class _BarRow:
     one completes it); ``</s>`` judges the whole tune (abc2midi included). A
     bar that does not last what ``M:`` and ``L:`` say, or a repeat that cannot pair up,
     or an invalid ending, sends the row back to the mark, at most :data:`BAR_TRIES` times
-    a bar and :data:`ROW_REWRITES` times a tune (then it is kept as written).
+    a bar and :data:`ROW_REWRITES` times a tune (then it is kept as written). A problem
+    kept is not judged again: later bars are judged from the mark on, the ending by
+    :func:`~melodygen.families.abc_char.generate.ending_is_valid`.
     """
 
     def __init__(self, header: str) -> None:
@@ -448,6 +451,7 @@ class _BarRow:
         self.judged_to = 0  # characters of the body already looked at for bar lines
         self.tries = 0  # rewrites since the last mark
         self.rewrites = 0
+        self.kept_problem = False  # a bar (or the opening) kept with a problem
 
     def judge(self, token: int, tokenizer, length: int, score: float) -> _Mark | None:
         """Before the drawn ``token`` is taken (the row has ``length`` body tokens and
@@ -457,16 +461,23 @@ class _BarRow:
         out_of_tries = self.tries >= BAR_TRIES or self.rewrites >= ROW_REWRITES
         text = body + tokenizer.decode([token]) if token != END else body
         if self.mark is None:  # the first token after the opening
-            bars, _ = self.checker.check(body)
+            bars, problem = self.checker.check(body)
+            self.kept_problem = bool(problem)
             self.judged_to = max(0, BarCheck.bar_line_end(text))
         elif token == END:
-            if not out_of_tries and not self.checker.check_whole(body).valid:
+            mark = self.mark
+            if not out_of_tries and not ending_is_valid(
+                self.checker, body, mark.bars, mark.chars, self.kept_problem
+            ):
                 return self._rewind()
         elif (end := BarCheck.bar_line_end(text, self.judged_to)) >= 0:
             self.judged_to = end
-            closed, problem = self.checker.check(text[:end], first=self.mark.bars)
+            closed, problem = self.checker.check(
+                text[:end], first=self.mark.bars, since=self.mark.chars
+            )
             if problem and not out_of_tries:
                 return self._rewind()
+            self.kept_problem |= bool(problem)
             bars = closed
         if bars >= 0:  # the bars written so far are kept: come back here from now on
             self.mark, self.tries = _Mark(int(length), len(body), float(score), bars), 0
