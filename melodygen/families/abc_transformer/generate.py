@@ -87,6 +87,25 @@ TOKENS_PER_BAR = 16
 at the 99th percentile; a tune is let end on its own well before the limit)."""
 MIN_TOKENS = 64
 NEVER_SAMPLED = (PAD, UNK, START)
+CACHE_MULTIPLE = 64
+"""The decoder's key/value cache holds a multiple of this many positions (up to the
+network's ``max_tokens + 1``), and its batch a power of two of rows: the compiled step
+(and encoder) is one program per shape, and XLA takes seconds to compile one (2 to 4 s
+for the seed network on a CPU under TensorFlow, against 2-4 ms a step), so requests of
+nearby lengths and row counts share them.
+Positions past a row's limit and padding rows cost a little compute, and are never read."""
+
+
+def cache_positions(limit: int, most: int) -> int:
+    """The positions to allocate for rows that read up to ``limit`` positions: ``limit``
+    rounded up to a multiple of :data:`CACHE_MULTIPLE`, at most ``most`` (the network's
+    ``max_tokens + 1`` positions, which ``limit`` never exceeds)."""
+    return min(-(-limit // CACHE_MULTIPLE) * CACHE_MULTIPLE, max(most, limit))
+
+
+def padded_rows(rows: int) -> int:
+    """The batch rows compiled for ``rows`` rows: the next power of two."""
+    return 1 << max(rows - 1, 0).bit_length()
 
 
 @dataclass
@@ -106,7 +125,10 @@ class StepModel:
     """The network one position at a time: encoder once, decoder with cached keys/values.
 
     ``state`` is (self-attention cache [layers, 2, rows, steps, heads, head_size], the
-    encoder's keys and values, the metadata ids); each call is one compiled program.
+    encoder's keys and values, the metadata ids); each call is one compiled program. The
+    rows are padded to :func:`padded_rows` (padding rows: all metadata ``<pad>``, token
+    ``<pad>`` at position 0; their logits are dropped), so that a new row count seldom
+    compiles a new program.
     """
 
     def __init__(self, model) -> None:
@@ -122,25 +144,34 @@ class StepModel:
         return self.decoder.cross_cache(self.encoder(meta, training=False))
 
     def start(self, meta: np.ndarray, steps: int) -> tuple:
-        meta = self.ops.convert_to_tensor(meta, "int32")
-        return self.decoder.empty_cache(len(meta), steps), self._prepare(meta), meta
+        """The state for rows of metadata ``meta`` [rows, META_SLOTS] with room for
+        ``steps`` positions (allocate :func:`cache_positions`)."""
+        padded = np.full((padded_rows(len(meta)), meta.shape[1]), PAD, np.int32)
+        padded[: len(meta)] = meta
+        tensor = self.ops.convert_to_tensor(padded, "int32")
+        return self.decoder.empty_cache(len(padded), steps), self._prepare(tensor), tensor
 
     def step(self, ids: np.ndarray, positions: np.ndarray, state: tuple) -> tuple:
         """Logits [rows, vocab] (NumPy) after token ``ids`` [rows], each row's at its own
         position ``positions`` [rows] (``<s>`` is at 0), and the new state."""
         cache, cross, meta = state
         ops = self.ops
+        rows, padded = len(ids), int(meta.shape[0])
+        all_ids, all_positions = np.full(padded, PAD, np.int32), np.zeros(padded, np.int32)
+        all_ids[:rows], all_positions[:rows] = ids, positions
         logits, cache = self._step(
-            ops.convert_to_tensor(ids, "int32"), ops.convert_to_tensor(positions, "int32"),
+            ops.convert_to_tensor(all_ids), ops.convert_to_tensor(all_positions),
             cache, cross, meta,
         )  # fmt: skip
-        return np.asarray(ops.convert_to_numpy(logits)), (cache, cross, meta)
+        return np.asarray(ops.convert_to_numpy(logits))[:rows], (cache, cross, meta)
 
     def take(self, state: tuple, rows: np.ndarray) -> tuple:
         """The state of rows ``rows`` (beam search); rows stay within their tune, whose
-        encoder keys and metadata are the same, so only the cache is gathered."""
+        encoder keys and metadata are the same, so only the cache is gathered (padding
+        rows stay where they are)."""
         cache, cross, meta = state
-        return self.ops.take(cache, self.ops.convert_to_tensor(rows, "int32"), axis=2), cross, meta
+        order = np.concatenate([rows, np.arange(len(rows), int(meta.shape[0]))]).astype(np.int32)
+        return self.ops.take(cache, self.ops.convert_to_tensor(order), axis=2), cross, meta
 
 
 class TransformerGenerator:
@@ -344,7 +375,8 @@ class TransformerGenerator:
         beam, every = request.beam_size, request.steps_per_iteration
         searching = rows > outputs
         limit, forced = plan.limit, len(plan.primer)
-        state = self.steps.start(meta, limit)
+        most = self.info.hparams.max_tokens + 1  # the network's positions
+        state = self.steps.start(meta, cache_positions(limit, most))
         history = np.full((rows, limit), PAD, np.int32)
         lengths = np.zeros(rows, np.int64)
         scores, written = np.zeros(rows), np.zeros(rows)
