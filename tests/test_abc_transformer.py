@@ -375,6 +375,33 @@ def test_requests_of_nearby_lengths_and_row_counts_share_one_compiled_step(gener
         assert np.abs(logits - full[:, position]).max() < 1e-4
 
 
+@pytest.mark.parametrize("ends_at_limit", [True, False])
+def test_a_tune_of_exactly_the_limit_may_still_end(generator, monkeypatch, ends_at_limit):
+    """A row may write the limit's tokens and then </s> (read at position limit, the
+    cache holds limit + 1): a tune of exactly the limit is not cut when the model ends
+    it there; any other token drawn there cuts it, and is not written."""
+    from melodygen.families.abc_transformer.tokenizer import END
+
+    request = GenerationRequest(num_outputs=3, seed=2, length_steps=4 * 16, check_bars=False)
+    limit = generator.length_limit(request)
+    step = generator.steps.step
+    seen = []
+
+    def no_end_before_the_limit(ids, positions, state):
+        logits, state = step(ids, positions, state)
+        seen.append(int(np.max(positions)))
+        logits = np.array(logits)
+        logits[:, END] = np.where((positions >= limit) & ends_at_limit, 1e9, -1e9)
+        return logits, state
+
+    monkeypatch.setattr(generator.steps, "step", no_end_before_the_limit)
+    written = generator.write(request)[1]
+    assert max(seen) == limit
+    assert [len(ids) for ids in written.ids] == [limit] * 3
+    assert all(np.all(ids > END) for ids in written.ids)  # body tokens only, no <pad>
+    assert list(written.ended) == [ends_at_limit] * 3
+
+
 def test_beam_search_runs_and_is_reproducible(generator):
     request = dict(
         num_outputs=2, seed=3, beam_size=2, branch_factor=2, steps_per_iteration=4,

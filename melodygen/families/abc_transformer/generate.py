@@ -365,19 +365,23 @@ class TransformerGenerator:
         returns each tune's body ids, its log-likelihood (nats) and whether it ended.
 
         Each row has its own position (``lengths``: the body tokens it has written; it
-        reads its last one at that position). ``checks``: each row's header, to write
-        its bars again when they do not fit (sampling only, one row per tune; see
-        :class:`_BarRow`): a row sent back to an earlier bar line just takes that
-        position again, its cache up to there untouched (positions after it are masked,
-        and overwritten as it writes on).
+        reads its last one at that position). A row may write ``plan.limit`` body tokens
+        and then ``</s>``: it reads its last token at position ``limit`` (the cache holds
+        ``limit + 1`` positions, ``<s>`` first), where only ``</s>`` is taken; any other
+        token drawn there cuts the tune (``ended`` False).
+
+        ``checks``: each row's header, to write its bars again when they do not fit
+        (sampling only, one row per tune; see :class:`_BarRow`): a row sent back to an
+        earlier bar line just takes that position again, its cache up to there untouched
+        (positions after it are masked, and overwritten as it writes on).
         """
         rows, outputs = len(meta), request.num_outputs
         beam, every = request.beam_size, request.steps_per_iteration
         searching = rows > outputs
         limit, forced = plan.limit, len(plan.primer)
         most = self.info.hparams.max_tokens + 1  # the network's positions
-        state = self.steps.start(meta, cache_positions(limit, most))
-        history = np.full((rows, limit), PAD, np.int32)
+        state = self.steps.start(meta, cache_positions(limit + 1, most))
+        history = np.full((rows, limit + 1), PAD, np.int32)  # the body, then </s>
         lengths = np.zeros(rows, np.int64)
         scores, written = np.zeros(rows), np.zeros(rows)
         done, ended = np.zeros(rows, bool), np.zeros(rows, bool)
@@ -386,7 +390,7 @@ class TransformerGenerator:
         bars = [_BarRow(header) for header in checks] if checks is not None else None
         iteration = 0
         while not done.all():
-            positions = np.minimum(lengths, limit - 1)  # a finished row's step is not read
+            positions = np.minimum(lengths, limit)  # a finished row's step is not read
             logits, state = self.steps.step(previous, positions, state)
             logp = log_softmax(logits)  # the model's own probabilities, for the score
             scaled = logits.astype(np.float64) / temperature
@@ -398,6 +402,9 @@ class TransformerGenerator:
             primed = lengths < forced
             choice[primed] = plan.primer[lengths[primed]]
             take = ~done
+            cut = take & (lengths >= limit) & (choice != END)  # at the limit: </s> only
+            take &= ~cut
+            done |= cut
             if bars is not None:
                 for row in np.flatnonzero(take & ~primed):
                     token = int(choice[row])
@@ -418,7 +425,7 @@ class TransformerGenerator:
                 for row in chosen:
                     bars[row].take(int(choice[row]), self.tokenizer)
             ended[chosen] |= choice[chosen] == END
-            done |= ended | (lengths >= limit)
+            done |= ended | (lengths > limit)
             iteration += 1
             sampled = iteration - forced
             if searching and not done.all() and sampled > 0 and sampled % every == 0:
@@ -529,8 +536,9 @@ class _BarRow:
 
 
 def _body_length(row: np.ndarray) -> int:
-    """Tokens before ``</s>`` (or all of them when the row was cut)."""
-    ends = np.flatnonzero(row == END)
+    """Tokens before ``</s>`` (or before the ``<pad>`` after them when the row was cut;
+    a body token is never ``<pad>``)."""
+    ends = np.flatnonzero((row == END) | (row == PAD))
     return int(ends[0]) if len(ends) else len(row)
 
 
