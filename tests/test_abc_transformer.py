@@ -584,6 +584,24 @@ def _tokenizer_with(trained, change) -> str:
     return json.dumps(values)
 
 
+def _merge_out_of_vocab(values: dict) -> None:
+    """The last merge joins two tokens of the vocab into text the vocab does not hold
+    (``tokenizers`` raised a bare 'Token ... out of vocabulary' at the first tune)."""
+    vocab, merges = values["model"]["vocab"], values["model"]["merges"]
+    singles = [token for token in vocab if len(token) == 1]
+    pair = next([a, b] for a in singles for b in singles if a + b not in vocab)
+    merges[-1] = pair if isinstance(merges[-1], list) else " ".join(pair)
+
+
+def _bare_added_token(values: dict) -> None:
+    """An added token without the fields ``tokenizers`` needs: it cannot build it."""
+    values["added_tokens"][0] = {"content": "<pad>", "id": 0}
+
+
+def _meta_vocab_with(trained, token: str) -> list[str]:
+    return read_model_info(trained / "model")[1].meta_vocab.to_list() + [token]
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -604,8 +622,18 @@ def _tokenizer_with(trained, change) -> str:
             lambda trained: _tokenizer_with(trained, lambda v: v["model"]["vocab"].pop("</s>")),
         ),
         ("tokenizer", lambda trained: _tokenizer_with(trained, lambda v: v.update(normalizer={}))),
+        ("tokenizer", lambda trained: _tokenizer_with(trained, _merge_out_of_vocab)),
+        ("tokenizer", lambda trained: _tokenizer_with(trained, _bare_added_token)),
         ("meta_vocab", lambda trained: ["<pad>"]),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "K:foo")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "K:12")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "mode:bogus")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "M:6/0")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "L:1/3")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "R:jig\nQ:1/4=20")),
+        ("meta_vocab", lambda trained: _meta_vocab_with(trained, "T:two words")),
         ("headers", lambda trained: [["6/8", "1/8", 99, "major", None, 1]]),
+        ("headers", lambda trained: [["6/8", "1/8", 7, "major", "jig\nQ:1/4=20", 1]]),
         ("hparams", lambda trained: {**HParams().to_dict(), "embedding_size": 10**9}),
         ("config", lambda trained: "attention_rnn"),
         ("surprise", lambda trained: 1),
@@ -621,6 +649,34 @@ def test_hostile_model_file_is_one_line(trained, tmp_path, field, value):
         read_model_info(model)
     message = str(caught.value)
     assert "\n" not in message and MODEL_JSON in message and field in message
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda tunes: tunes[0].update(metadata=None), "metadata must be a JSON object"),
+        (lambda tunes: tunes[0]["metadata"].update(tonic="7"), "tonic must be a pitch class"),
+        (lambda tunes: tunes[0]["metadata"].update(rhythm="jig\nQ:1"), "rhythm must be a"),
+        (lambda tunes: tunes[0]["metadata"].update(title="word"), "title must be a list"),
+        (lambda tunes: tunes[0].update(name=12), "name and text must be strings"),
+        (lambda tunes: tunes.__setitem__(0, "a tune"), "tune 1 is not a JSON object"),
+    ],
+)
+def test_damaged_split_texts_are_one_dataset_error(dataset, tmp_path, change, words):
+    """A damaged <split>.json is one DatasetError line naming it (not an AttributeError
+    from its metadata, nor a wrong type loaded as if it were right)."""
+    from melodygen.errors import DatasetError
+
+    copy = tmp_path / "data"
+    shutil.copytree(dataset, copy)
+    tunes = json.loads((copy / "eval.json").read_text())
+    change(tunes)
+    (copy / "eval.json").write_text(json.dumps(tunes))
+    opened = get_family("abc_transformer").open_dataset(copy)
+    with pytest.raises(DatasetError) as caught:
+        opened.load("eval")
+    message = str(caught.value)
+    assert "\n" not in message and "eval.json is damaged" in message and words in message
 
 
 def test_score_tunes_agrees_with_the_dataset(trained, dataset):

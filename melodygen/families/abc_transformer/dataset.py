@@ -136,16 +136,15 @@ class TransformerDataset:
             raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         file = self.path / f"{split}.npz"
         texts_file = self.path / f"{split}.json"
+        reading = file  # the file a problem is in
         try:
             with np.load(file, allow_pickle=False) as data:
                 ids, offsets = data["ids"], data["offsets"]
                 meta, notes = data["meta"], data["notes"]
+            reading = texts_file
             if texts_file.stat().st_size > MAX_TEXTS_JSON_BYTES:
                 raise ValueError(f"{texts_file.name} is far too big")
-            tunes = json.loads(texts_file.read_text())
-            names = [str(tune["name"]) for tune in tunes]
-            texts = [str(tune["text"]) for tune in tunes]
-            metadata = [Metadata.from_dict(tune["metadata"]) for tune in tunes]
+            names, texts, metadata = _records(json.loads(texts_file.read_text()))
         except FileNotFoundError as error:
             raise DatasetError(
                 f"dataset {self.path} has no {split} split ({Path(error.filename).name} is "
@@ -153,7 +152,7 @@ class TransformerDataset:
             ) from None
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
             raise DatasetError(
-                f"{file} is damaged ({one_line(error)}); rebuild the dataset"
+                f"{reading} is damaged ({one_line(error)}); rebuild the dataset"
             ) from None
         if (
             ids.ndim != 1
@@ -169,6 +168,28 @@ class TransformerDataset:
         ):
             raise DatasetError(f"{file} does not match {METADATA_FILE}; rebuild the dataset")
         return TokenSplit(ids, offsets, meta, notes, names, texts, metadata)
+
+
+def _records(tunes: object) -> tuple[list[str], list[str], list[Metadata]]:
+    """A ``<split>.json``'s tunes (a list of {"name", "text", "metadata"}) checked whole:
+    names, texts and metadata. ValueError says why not, so that a damaged file is one
+    line, not a failure (or a silently converted value) later."""
+    if not isinstance(tunes, list):
+        raise ValueError("it must hold a list of tunes")
+    names, texts, metadata = [], [], []
+    for number, tune in enumerate(tunes, start=1):
+        if not isinstance(tune, dict):
+            raise ValueError(f"tune {number} is not a JSON object")
+        name, text = tune.get("name"), tune.get("text")
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ValueError(f"tune {number}: its name and text must be strings")
+        try:
+            metadata.append(Metadata.from_dict(tune.get("metadata")))
+        except ValueError as error:
+            raise ValueError(f"tune {number}: {error}") from None
+        names.append(name)
+        texts.append(text)
+    return names, texts, metadata
 
 
 # Building -----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from melodygen.families.abc_transformer import dance
 from melodygen.families.abc_transformer.configs import (
     FIXED_FIELDS,
     MAX_META_VOCABULARY,
@@ -128,10 +129,23 @@ class Metadata:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> Metadata:
+    def from_dict(cls, values: object) -> Metadata:
+        """Saved metadata (a dataset's ``<split>.json``), checked whole: each field a value
+        this family writes (:func:`field_value_problem`) or null, the title a list of
+        words. ValueError says why not; keys of no field are passed over."""
+        if not isinstance(values, dict):
+            raise ValueError(f"metadata must be a JSON object, not {_kind(values)}")
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in values.items() if key in known}
-        values["title"] = tuple(values.get("title", ()))
+        for name in FIELDS:
+            value = values.get(name)
+            problem = None if value is None else field_value_problem(name, value)
+            if problem:
+                raise ValueError(f"metadata {name} {problem}")
+        title = values.get("title", [])
+        if not isinstance(title, list) or any(field_value_problem("title", w) for w in title):
+            raise ValueError("metadata title must be a list of title words")
+        values["title"] = tuple(title)
         return cls(**values)
 
 
@@ -172,6 +186,15 @@ class MetaVocabulary:
                 raise ValueError("must hold field tokens such as M:6/8 or T:word")
         if len(set(tokens)) != len(tokens):
             raise ValueError("holds a token twice")
+        for token in tokens[len(SPECIAL_TOKENS) :]:
+            name = next(name for name, prefix in PREFIX.items() if token.startswith(prefix))
+            text = token[len(PREFIX[name]) :]
+            value: object = text
+            if name == "tonic" and text.isdigit() and text == str(int(text)):
+                value = int(text)  # K:7
+            problem = field_value_problem(name, value)
+            if problem:
+                raise ValueError(f"token {token[:40]!r}: {PREFIX[name]} {problem}")
         return cls(tuple(tokens))
 
     @property
@@ -196,6 +219,35 @@ class MetaVocabulary:
 
     def to_list(self) -> list[str]:
         return list(self.tokens)
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def field_value_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is no value this family writes for field ``name`` (of :data:`FIELDS`
+    or "title"), or None: a meter as :func:`meter_text` writes it ("6/8"), a unit as
+    :func:`unit_text` does ("1/8"), a tonic 0-11 (an int), a mode of
+    :data:`melodygen.theory.MODES`, a dance type of :data:`~.dance.DANCE_TYPES`, one
+    title word. A saved file holding anything else is damaged or hostile: an unseen
+    tonic would fail ``int()`` later, and a dance type with a newline would write header
+    lines of its own into every tune."""
+    if name == "tonic":
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 12:
+            return None
+        return "must be a pitch class 0 to 11"
+    if not isinstance(value, str) or not value or len(value) > MAX_TOKEN_CHARS:
+        return f"must be text of 1 to {MAX_TOKEN_CHARS} characters"
+    if name == "meter":
+        return None if meter_text(value) == value else "must be a meter such as 6/8"
+    if name == "unit":
+        return None if unit_text(value, None) == value else "must be a unit such as 1/8"
+    if name == "mode":
+        return None if value in MODES else f"must be one of {', '.join(MODES)}"
+    if name == "rhythm":
+        return None if dance.normalise(value) == value else "must be a dance type"
+    return None if title_words(value) == (value,) else "must be one title word"
 
 
 def _field_order(token: str) -> tuple[int, str]:
@@ -265,7 +317,7 @@ class HeaderTable:
                 or unit_text(unit, meter) != unit
                 or not (isinstance(tonic, int) and not isinstance(tonic, bool) and 0 <= tonic < 12)
                 or mode not in MODES
-                or not (rhythm is None or (isinstance(rhythm, str) and len(rhythm) <= 40))
+                or not (rhythm is None or field_value_problem("rhythm", rhythm) is None)
                 or not (isinstance(count, int) and not isinstance(count, bool) and count >= 1)
             ):
                 raise ValueError("rows must be [meter, unit, tonic 0-11, mode, type, count]")

@@ -19,8 +19,11 @@ dropped; the decode joins the tokens' text, so every training body decodes to it
 
 The fitted tokenizer is saved as its JSON (``Tokenizer.to_str()``) in ``dataset.json`` and
 in the model's ``melodygen.json``, and checked on load with plain ``json`` (no
-``tokenizers`` needed to train a built dataset): a BPE model with a sane vocabulary, the
-special tokens at their ids and this module's pre-tokenizer and decoder.
+``tokenizers`` needed to train a built dataset): a BPE model with a sane vocabulary, each
+merge joining two of its tokens into a third, the special tokens at their ids and this
+module's pre-tokenizer and decoder. Where ``tokenizers`` is installed the tokenizer is
+then built on load too, so that whatever else it refuses is one line then, not an
+exception at the first tune encoded.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from melodygen.errors import one_line
 from melodygen.families.abc_transformer.configs import MAX_BODY_VOCABULARY
 
 PAD, UNK, START, END = 0, 1, 2, 3
@@ -102,8 +106,20 @@ class BodyTokenizer:
 
     @classmethod
     def from_json(cls, text: object) -> BodyTokenizer:
-        """The tokenizer a saved JSON holds, checked whole; TokenizerError says why not."""
-        return cls(text, check_tokenizer_json(text))  # type: ignore[arg-type]
+        """The tokenizer a saved JSON holds, checked whole (and built, where ``tokenizers``
+        is installed); TokenizerError says why not."""
+        tokenizer = cls(text, check_tokenizer_json(text))  # type: ignore[arg-type]
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:  # training a built dataset needs no tokenizers
+            return tokenizer
+        try:
+            tokenizer._cache["hf"] = Tokenizer.from_str(text)
+        except BaseException as error:  # noqa: BLE001 - Rust panics are BaseExceptions
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise TokenizerError(f"cannot be built ({one_line(error, 120)})") from None
+        return tokenizer
 
     @property
     def size(self) -> int:
@@ -194,8 +210,14 @@ def check_tokenizer_json(text: object) -> tuple[str, ...]:
         raise TokenizerError("merges must be a list shorter than the vocab")
     for merge in merges:
         pair = merge.split(" ") if isinstance(merge, str) else merge
-        if not isinstance(pair, list) or len(pair) != 2 or not all(p in vocab for p in pair):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(p, str) and p in vocab for p in pair)
+        ):
             raise TokenizerError("merges must join pairs of tokens of the vocab")
+        if pair[0] + pair[1] not in vocab:
+            raise TokenizerError("merges must make tokens of the vocab (a merge's is not)")
     expected_model = {
         "unk_token": SPECIAL[UNK],
         "dropout": None,
