@@ -345,7 +345,7 @@ def test_requests_of_nearby_lengths_and_row_counts_share_one_compiled_step(gener
     from melodygen.families.abc_transformer.generate import cache_positions, padded_rows
 
     assert [cache_positions(limit, 257) for limit in (64, 65, 128, 200, 256, 257)] == [
-        64, 128, 128, 256, 256, 257,
+        64, 128, 128, 257, 257, 257,
     ]  # fmt: skip
     assert [padded_rows(rows) for rows in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 16]
     shapes = set()

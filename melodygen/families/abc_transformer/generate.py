@@ -98,9 +98,12 @@ Positions past a row's limit and padding rows cost a little compute, and are nev
 
 def cache_positions(limit: int, most: int) -> int:
     """The positions to allocate for rows that read up to ``limit`` positions: ``limit``
-    rounded up to a multiple of :data:`CACHE_MULTIPLE`, at most ``most`` (the network's
-    ``max_tokens + 1`` positions, which ``limit`` never exceeds)."""
-    return min(-(-limit // CACHE_MULTIPLE) * CACHE_MULTIPLE, max(most, limit))
+    rounded up to a multiple of :data:`CACHE_MULTIPLE`, or ``most`` (the network's
+    ``max_tokens + 1`` positions, which ``limit`` never exceeds) when that is less than
+    a multiple further: 12 and 16 bars (193 and 257 positions) share one program, not
+    two one position apart."""
+    rounded = -(-limit // CACHE_MULTIPLE) * CACHE_MULTIPLE
+    return max(most, limit) if rounded + CACHE_MULTIPLE > most else rounded
 
 
 def padded_rows(rows: int) -> int:
