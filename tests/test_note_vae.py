@@ -261,6 +261,199 @@ def test_prior_samples_are_compared_with_held_out_melodies(run, dataset):
     assert all(0.0 <= value <= 1.0 for value in figures.values())
 
 
+# Reconstruction from the code alone, bits without velocity, prior overlap -------------------
+
+
+def _window(seed: int) -> np.ndarray:
+    """32 random notes as classes (C4 to B4, 3 durations, 3 velocities), a rest at 5."""
+    rng = np.random.default_rng(seed)
+    window = np.stack(
+        [rng.integers(61, 73, WINDOW), rng.integers(0, 3, WINDOW), rng.integers(0, 3, WINDOW)], 1
+    )
+    window[5] = [0, 1, 0]
+    return window.astype(np.int32)
+
+
+def _small_vae(velocities=tuple(VELOCITIES), **hparams):
+    """An untrained compiled network over 3 durations, and its info: vae_tiny with one
+    64-unit decoder layer (the 16-unit pair learns a window far more slowly)."""
+    from melodygen.families.note_vae.model_file import VaeModelInfo
+
+    chosen = CONFIGS["vae_tiny"].hparams.override(
+        {"decoder_sizes": [64], "encoder_sizes": [32], "learning_rate": 0.02, **hparams}
+    )
+    info = VaeModelInfo("vae_tiny", chosen, NoteClasses((6, 12, 18), tuple(velocities)))
+    model = build_model(*info.classes.sizes, chosen)
+    get_family("note_vae").compile(model, info)
+    return model, info
+
+
+def test_windows_a_model_memorised_come_back_from_their_codes_alone_and_not_without_them():
+    import keras
+
+    from melodygen.families.note_vae.dataset import make_batch
+    from melodygen.families.note_vae.scoring import reconstruct
+
+    keras.utils.set_random_seed(0)
+    family = get_family("note_vae")
+    model, info = _small_vae(max_beta=0.0, beta_anneal_steps=0)  # the code is free
+    windows = np.stack([_window(1), _window(2)])
+    for _ in range(200):
+        model.train_on_batch(*make_batch(windows, info.hparams.latent_size, fresh=True)[:2])
+    batches = [make_batch(windows, info.hparams.latent_size, rows=8)]  # 6 padding rows
+    figures = family.evaluate_batches(model, batches, info)
+    for part in ("pitch", "duration", "velocity"):
+        assert figures[f"{part}_accuracy"] == 1.0
+    for part in ("pitch", "duration", "velocity", "note"):
+        assert figures[f"code_{part}_accuracy"] == 1.0, part
+    assert figures["steps"] == 2 * WINDOW
+    # Two windows, one decoder: only the code tells them apart. Cut it off (the initial
+    # states and the code's inputs at every step) and both decode to the same notes, so
+    # at most the positions where the windows agree can be right in both.
+    init = model.get_layer("decoder_init")
+    init.set_weights([np.zeros_like(w) for w in init.get_weights()])
+    kernel = model.get_layer("decoder_0").cell.kernel
+    cut = np.array(kernel)
+    cut[-info.hparams.latent_size :] = 0.0
+    kernel.assign(cut)
+    decoded = reconstruct(model, windows, layers=1)
+    assert (decoded[0] == decoded[1]).all()
+    agree = (windows[0] == windows[1]).all(axis=1).mean()
+    blind = family.evaluate_batches(model, batches, info)
+    assert blind["code_note_accuracy"] <= (1 + agree) / 2 < 1.0
+    assert blind["code_pitch_accuracy"] < 1.0
+
+
+def test_greedy_decoding_feeds_back_its_own_notes_as_the_whole_network_would(run):
+    """The compiled step (two layers' states in one tensor) against the trained network
+    itself, run on the notes decoded so far with its noise chosen so that its code is the
+    one given: the same likeliest note at every position, every note fed back."""
+    from melodygen.families.note_vae.generate import DecoderStep, greedy_notes
+    from melodygen.families.note_vae.network import LOGVAR_RANGE, encoder_model, split_packed
+    from melodygen.families.note_vae.notes import REST
+
+    model, info = load_model(run)
+    codes = np.random.default_rng(5).standard_normal((4, info.hparams.latent_size))
+    codes = codes.astype(np.float32)
+    fast = greedy_notes(DecoderStep(model, len(info.hparams.decoder_sizes)), codes)
+    encoder = encoder_model(model)
+    notes = np.zeros((4, WINDOW, 3), np.int32)
+    for position in range(WINDOW):
+        mean, logvar = encoder.predict_on_batch(notes)
+        noise = (codes - mean) / np.exp(0.5 * np.clip(logvar, *LOGVAR_RANGE))
+        packed = model.predict_on_batch({"notes": notes, "noise": noise.astype(np.float32)})
+        heads = split_packed(np.asarray(packed), *info.classes.sizes)[:3]
+        notes[:, position] = np.stack([head[:, position].argmax(-1) for head in heads], 1)
+        notes[:, position, 2] *= notes[:, position, 0] != REST
+    assert (fast == notes).all()
+    assert fast.shape == (4, WINDOW, 3) and fast.max() > 0
+
+
+def test_code_alone_accuracy_is_counted_position_by_position():
+    from melodygen.families.note_vae.scoring import accuracy_by_part
+
+    windows = np.stack([_window(1), _window(2)])
+    decoded = windows.copy()
+    decoded[0, 3, 0] += 1  # one wrong pitch
+    decoded[0, 5, 2] = 2  # a rest's velocity: a rest has none, nothing to get wrong
+    decoded[0, 7, 2] = (windows[0, 7, 2] + 1) % 3  # one wrong velocity
+    decoded[1] = np.roll(windows[1], 1, axis=0)  # every note one place late
+    late = np.roll(windows[1], 1, axis=0) == windows[1]
+    played = (windows[..., 0] != 0).sum()
+    figures = accuracy_by_part(decoded, windows)
+    assert figures["pitch"] == pytest.approx((31 + late[:, 0].sum()) / 64)
+    assert figures["duration"] == pytest.approx((32 + late[:, 1].sum()) / 64)
+    rest_late = windows[1, :, 0] == 0
+    velocity_late = (late[:, 2] & ~rest_late).sum()
+    assert figures["velocity"] == pytest.approx((31 - 1 + velocity_late) / played)
+    whole_late = (late[:, :2].all(1) & (late[:, 2] | rest_late)).sum()
+    assert figures["note"] == pytest.approx((30 + whole_late) / 64)
+    assert figures["note"] < 0.6 and accuracy_by_part(windows, windows)["note"] == 1.0
+
+
+def test_bits_per_note_without_velocity_leave_out_the_velocity_head_only(run, dataset):
+    from melodygen.families.note_vae.dataset import make_batch
+    from melodygen.families.note_vae.network import LN2, window_figures
+
+    family = get_family("note_vae")
+    model, info = load_model(run)
+    held = family.open_dataset(dataset).load("eval")
+    batches = family.evaluation_batches(held, info)
+    figures = family.evaluate_batches(model, batches, info)
+    velocity = played = 0.0
+    for inputs, targets, _ in batches:
+        velocity += window_figures(model, inputs, targets, info.classes.sizes)[0][..., 2].sum()
+        played += (targets[..., 0] > 0).sum()
+    assert velocity > 0
+    assert figures["no_velocity_bits_per_note"] == pytest.approx(
+        figures["bits_per_note"] - velocity / LN2 / played, rel=1e-9
+    )
+    # One velocity class (Nottingham's files all play at 90): velocity costs nothing.
+    model, info = _small_vae(velocities=(90,))
+    windows = np.stack([_window(3), _window(4)])
+    windows[..., 2] = 0
+    one = family.evaluate_batches(model, [make_batch(windows, info.hparams.latent_size)], info)
+    assert one["no_velocity_bits_per_note"] == pytest.approx(one["bits_per_note"], rel=1e-9)
+    assert one["code_velocity_accuracy"] == 1.0
+
+
+def test_evaluate_reports_and_writes_the_new_figures_for_a_card(run, dataset):
+    from melodygen.core.evaluate import evaluate, format_report
+    from melodygen.release import BITS_KEYS
+
+    family = get_family("note_vae")
+    figures = evaluate(run, dataset)
+    card = {key: figures[key] for key in (*family.figure_labels(), *BITS_KEYS)}  # as release
+    for key in ("code_pitch_accuracy", "code_note_accuracy", "no_velocity_bits_per_note"):
+        assert math.isfinite(card[key]) and key in family.figure_labels()
+    assert card["code_note_accuracy"] <= min(
+        card["code_pitch_accuracy"], card["code_duration_accuracy"]
+    )
+    assert card["no_velocity_bits_per_note"] < card["bits_per_note"]
+    report = format_report(figures)
+    assert f"whole note {figures['code_note_accuracy']:.4f} (from the code alone" in report
+    assert f"{figures['no_velocity_bits_per_note']:.4f} bits per played note without" in report
+    older = {k: v for k, v in figures.items() if not k.startswith(("code_", "no_velocity"))}
+    assert "from the code alone" not in "\n".join(family.figure_lines(older))
+
+
+def test_prior_overlap_is_reported_beside_the_training_melodies(run, dataset, capsys, tmp_path):
+    from melodygen.families.note_vae.features import format_overlap, main, overlap_report
+
+    report = overlap_report(run, dataset, samples=8, seed=0)
+    assert report["train_songs"] > 0 and report["samples"] == 8
+    # Every song plays one rhythm over the same 8-note scale, 6 times round: the training
+    # songs' pitch classes and lengths are the held-out songs', their intervals nearly.
+    assert report["train"]["pitch_class"] == pytest.approx(1.0)
+    assert report["train"]["duration"] == pytest.approx(1.0)
+    assert 0.9 < report["train"]["interval"] < 1.0
+    assert all(0.0 <= value <= 1.0 for value in report["prior"].values())
+    assert report["prior"] == overlap_report(run, dataset, samples=8, seed=0)["prior"]
+    assert report["prior"] == prior_overlap(run, dataset, samples=8, seed=0)
+    assert "train split" in format_overlap(report)
+    main(
+        [
+            "--checkpoint",
+            str(run),
+            "--data",
+            str(dataset),
+            "--samples",
+            "8",
+            "--json",
+            str(tmp_path / "overlap.json"),
+        ]
+    )
+    assert "prior samples" in capsys.readouterr().out
+    written = json.loads((tmp_path / "overlap.json").read_text())
+    assert written["prior"] == pytest.approx(report["prior"])
+    with pytest.raises(SystemExit) as caught:  # a damaged or wrong folder: one line
+        main(["--checkpoint", str(run), "--data", str(tmp_path)])
+    assert "is not a MelodyGen dataset" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(run), "--data", str(dataset), "--samples", "0"])
+    assert "from 1 to 10,000" in capsys.readouterr().err
+
+
 # Refusals -------------------------------------------------------------------------------------
 
 

@@ -83,7 +83,13 @@ class DecoderStep:
         self.units = [cell.units for cell in self.cells]
         self.heads = [model.get_layer(name) for name in HEADS]
         self._step = compile_step(self._step_function)
-        self._initial = compile_step(self.init)
+        # A method of this object, not the layer itself: JAX keeps one compiled program per
+        # function it is given, with the weights it was traced with, so a second step built
+        # for the same model after training changed it would reuse the first one's weights.
+        self._initial = compile_step(self._initial_function)
+
+    def _initial_function(self, codes):
+        return self.init(codes)
 
     def initial_state(self, codes: np.ndarray):
         return self._initial(self.ops.convert_to_tensor(codes, "float32"))
@@ -292,6 +298,34 @@ class VaeGenerator:
             previous = notes[:, position]
             started[:] = 1.0
         return notes, scores
+
+
+def greedy_notes(steps: DecoderStep, codes: np.ndarray) -> np.ndarray:
+    """The notes ``codes`` (float32 [rows, latent]) decode to with no sampling and no
+    teacher forcing: at every position the likeliest pitch, duration and velocity, fed
+    back as the next position's input, as generation feeds back what it drew. All rows go
+    through the generator's compiled step together, one call per position. A rest's
+    velocity class is 0 (the dataset writes rests so). Class ids int32 [rows, WINDOW, 3].
+
+    This is the reconstruction that shows what the code alone carries: teacher-forced
+    accuracy reads the true previous note at every step, so a decoder that ignores its
+    code can still score well there; here one wrong note changes everything after it."""
+    ops = steps.ops
+    rows = len(codes)
+    edges = np.cumsum([head.units for head in steps.heads])[:-1]  # pitch | duration | velocity
+    code_tensor = ops.convert_to_tensor(np.asarray(codes, np.float32), "float32")
+    states = steps.initial_state(codes)
+    notes = np.zeros((rows, WINDOW, 3), np.int32)
+    previous = np.zeros((rows, 3), np.int32)
+    started = np.zeros((rows, 1), np.float32)
+    for position in range(WINDOW):
+        logits, states = steps.step(previous, started, code_tensor, states)
+        for column, head in enumerate(np.split(logits, edges, axis=1)):
+            notes[:, position, column] = head.argmax(axis=1)
+        notes[:, position, 2] = np.where(notes[:, position, 0] == REST, 0, notes[:, position, 2])
+        previous = notes[:, position]
+        started[:] = 1.0
+    return notes
 
 
 # Codes ------------------------------------------------------------------------------------

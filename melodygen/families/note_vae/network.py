@@ -350,12 +350,23 @@ def log_probs(logits: np.ndarray) -> np.ndarray:
     return logits - peak - np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))
 
 
+def with_code_means(model: keras.Model) -> keras.Model:
+    """The trained network with a second output, each window's code mean ``mu`` [batch,
+    latent]: one pass gives the teacher-forced figures and the codes to decode from alone
+    (the encoder is about two thirds of ``melody_vae``'s work per note; it runs once)."""
+    return keras.Model(model.input, [model.output, model.get_layer("mu").output])
+
+
 def window_figures(model, inputs: np.ndarray, targets: np.ndarray, sizes: tuple[int, int]):
     """Per note, in nats: the NLL of each head's target (0 where masked), float64
     [rows, time, 3]; per head the notes whose likeliest class is right, [rows, time, 3]
     (bool); and each window's KL in nats [rows]. Dropout off; the batch's own noise."""
-    packed = np.asarray(model.predict_on_batch(inputs))
-    *logits, kl, _ = split_packed(packed, *sizes)
+    return packed_figures(np.asarray(model.predict_on_batch(inputs)), targets, sizes)
+
+
+def packed_figures(packed: np.ndarray, targets: np.ndarray, sizes: tuple[int, int]):
+    """:func:`window_figures` from the network's packed output of a batch."""
+    *logits, kl, _ = split_packed(np.asarray(packed), *sizes)
     nll = np.zeros(targets.shape, np.float64)
     right = np.zeros(targets.shape, bool)
     for column, head in enumerate(logits):
