@@ -58,8 +58,9 @@ def test_card_matches_weights(shipped):
     assert card["parameters"] == model.count_params()
     size = (folder / "model.weights.h5").stat().st_size
     assert size == card["size_bytes"]
-    # The weights alone (no optimizer moments, which would double or triple the file).
-    assert size <= max(MAX_BYTES, 4 * card["parameters"] + 256 * 1024)
+    # The weights alone (no optimizer moments, which would double or triple the file); HDF5
+    # keeps about 4 KB of metadata a weight array (a Transformer has a few hundred).
+    assert size <= max(MAX_BYTES, 4 * card["parameters"] + 1024 * 1024)
 
 
 def test_card_has_held_out_figures_data_and_commands(shipped):
