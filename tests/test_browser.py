@@ -51,7 +51,7 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
         first.get(f"{url}/models")
         wait = waiter(first, WAIT)
         wait.until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Models"))
-        expected = ["Generate", "Models", "About and help"]
+        expected = ["Generate", "Variations and blends", "Models", "About and help"]
         waiter(first, 30).until(lambda browser: navigation(browser) == expected)
 
         # Two sessions press Generate at the same time; both get their results.
