@@ -675,6 +675,53 @@ def build_parser() -> argparse.ArgumentParser:
     controls.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
+
+    latent = commands.add_parser(
+        "latent",
+        help="what a note VAE's code space gives: random codes and blends, measured",
+        description="For a model that writes from a latent code (note_vae): decode random "
+        "codes and compare their pitch-class, interval and length histograms with the "
+        "dataset's held-out melodies (beside its training melodies' own overlap), and blend "
+        "pairs of held-out melodies, measuring how far each step is from both ends (note "
+        "edit distance).",
+    )
+    latent.add_argument(
+        "--checkpoint", required=True, type=Path, help="a training run folder or a saved model"
+    )
+    latent.add_argument(
+        "--data", required=True, type=Path, help="the dataset the model was trained on"
+    )
+    latent.add_argument(
+        "--samples",
+        type=_ranged("latent_samples"),
+        default=256,
+        help=f"melodies from random codes ({_span('latent_samples')}; default 256)",
+    )
+    latent.add_argument(
+        "--pairs",
+        type=_ranged("latent_pairs"),
+        default=64,
+        help=f"pairs of held-out melodies to blend ({_span('latent_pairs')}; default 64)",
+    )
+    latent.add_argument(
+        "--blend-steps",
+        type=_ranged("blend_steps"),
+        default=8,
+        help=f"steps of each blend, both ends included ({_span('blend_steps')}; default 8)",
+    )
+    latent.add_argument(
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature of the random codes' melodies ({_span('temperature')}; "
+        "default 1)",
+    )
+    latent.add_argument(
+        "--seed", type=_ranged("seed"), default=0, help=f"random seed ({_span('seed')})"
+    )
+    latent.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
+    )
     return parser
 
 
@@ -986,6 +1033,27 @@ def _run_controls(args) -> None:
         _write_json(args.json, report)
 
 
+def _run_latent(args) -> None:
+    from melodygen.core.checkpoint import info_family, read_model_info
+
+    if args.json:
+        _check_output_folder(args.json.parent, "--json")
+    _, info = read_model_info(args.checkpoint)
+    family = info_family(info)
+    report = family.latent_report(
+        args.checkpoint,
+        args.data,
+        samples=args.samples,
+        pairs=args.pairs,
+        steps=args.blend_steps,
+        seed=args.seed,
+        temperature=args.temperature,
+    )
+    print(family.latent_lines(report))
+    if args.json:
+        _write_json(args.json, report)
+
+
 def _check_output_folder(path: Path, flag: str) -> None:
     """Refuse an output folder that cannot be made, before any time is spent generating."""
     for folder in (path, *path.parents):
@@ -1052,6 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
         "originality": _run_originality,
         "validity": _run_validity,
         "controls": _run_controls,
+        "latent": _run_latent,
     }
     try:
         handlers[args.command](args)

@@ -439,6 +439,9 @@ RANGES: dict[str, Range] = _ranges(
     # originality
     Range("originality_num", "number of melodies", 1, 10_000, "melodies", "melodies generated"),
     Range("originality_bars", "length", 1, MAX_STEPS // 16, "bars", "length of each melody"),
+    # latent (a note VAE's code space)
+    Range("latent_samples", "number of melodies", 1, 10_000, "melodies", "random codes decoded"),
+    Range("latent_pairs", "number of pairs", 1, 5_000, "pairs", "pairs of melodies blended"),
 )
 """Every number a user can give, by name; README "Limits" states the same table."""
 

@@ -418,7 +418,8 @@ def test_evaluate_reports_and_writes_the_new_figures_for_a_card(run, dataset):
 
 
 def test_prior_overlap_is_reported_beside_the_training_melodies(run, dataset, capsys, tmp_path):
-    from melodygen.families.note_vae.features import format_overlap, main, overlap_report
+    from melodygen.cli import main
+    from melodygen.families.note_vae.features import format_overlap, overlap_report
 
     report = overlap_report(run, dataset, samples=8, seed=0)
     assert report["train_songs"] > 0 and report["samples"] == 8
@@ -431,27 +432,64 @@ def test_prior_overlap_is_reported_beside_the_training_melodies(run, dataset, ca
     assert report["prior"] == overlap_report(run, dataset, samples=8, seed=0)["prior"]
     assert report["prior"] == prior_overlap(run, dataset, samples=8, seed=0)
     assert "train split" in format_overlap(report)
-    main(
-        [
-            "--checkpoint",
-            str(run),
-            "--data",
-            str(dataset),
-            "--samples",
-            "8",
-            "--json",
-            str(tmp_path / "overlap.json"),
-        ]
-    )
-    assert "prior samples" in capsys.readouterr().out
-    written = json.loads((tmp_path / "overlap.json").read_text())
-    assert written["prior"] == pytest.approx(report["prior"])
-    with pytest.raises(SystemExit) as caught:  # a damaged or wrong folder: one line
-        main(["--checkpoint", str(run), "--data", str(tmp_path)])
-    assert "is not a MelodyGen dataset" in str(caught.value) and "\n" not in str(caught.value)
+    out = tmp_path / "latent.json"
+    assert main(["latent", "--checkpoint", str(run), "--data", str(dataset)]
+                + ["--samples", "8", "--pairs", "2", "--json", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "prior samples" in printed and "inner steps closer than the ends" in printed
+    written = json.loads(out.read_text())
+    assert written["overlap"]["prior"] == pytest.approx(report["prior"])
+    assert written["blends"]["steps"] == 8
+    # A damaged or wrong folder, or a model without a code: one line, exit 2.
+    assert main(["latent", "--checkpoint", str(run), "--data", str(tmp_path)]) == 2
+    assert "is not a MelodyGen dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--checkpoint", str(run), "--data", str(dataset), "--samples", "0"])
-    assert "from 1 to 10,000" in capsys.readouterr().err
+        main(["latent", "--checkpoint", str(run), "--data", str(dataset), "--samples", "0"])
+    assert "must be 1 to 10,000 melodies (got 0)" in capsys.readouterr().err
+
+
+def test_note_distance_counts_notes_changed_inserted_or_deleted():
+    from melodygen.families.note_vae.features import note_distance
+
+    melody = np.array([[61, 3, 1], [63, 3, 2], [0, 6, 0], [65, 12, 1]])
+    assert note_distance(melody, melody) == 0.0
+    louder = melody.copy()
+    louder[:, 2] = 4  # velocity is not compared
+    assert note_distance(melody, louder) == 0.0
+    changed = melody.copy()
+    changed[1, 0] = 64
+    assert note_distance(melody, changed) == pytest.approx(1 / 4)
+    shifted = np.concatenate([melody[1:], melody[:1]])  # one deleted, one inserted
+    assert note_distance(melody, shifted) == pytest.approx(2 / 4)
+    assert note_distance(melody, melody + 100) == 1.0
+
+
+def test_blends_are_measured_from_both_ends(run, dataset, generator):
+    from melodygen.families.note_vae.features import blend_report, note_distance
+    from melodygen.families.note_vae.generate import greedy_notes
+
+    report = blend_report(run, dataset, pairs=2, steps=5, seed=3)
+    assert report == {**blend_report(run, dataset, pairs=2, steps=5, seed=3),
+                      "seconds": report["seconds"]}  # fmt: skip
+    assert report["pairs"] >= 1 and report["steps"] == 5
+    assert len(report["to_first"]) == len(report["to_last"]) == 5
+    assert report["to_first"][0] == 0.0 and report["to_last"][-1] == 0.0
+    assert report["to_first"][-1] == pytest.approx(report["ends"])
+    assert 0.0 <= report["closer_share"] <= 1.0 and 0.0 <= report["smooth_share"] <= 1.0
+    assert report["smooth_share"] <= report["closer_share"]
+    # The ends are the decoded codes of the two windows: recompute one from the weights.
+    from melodygen.families.note_vae.dataset import NoteDataset
+    from melodygen.families.note_vae.features import held_out_windows
+
+    windows = held_out_windows(NoteDataset.open(dataset), 2, np.random.default_rng(3))
+    means = np.asarray(generator.encoder.predict_on_batch(windows)[0], np.float32)
+    ends = greedy_notes(generator.steps, means)
+    kept = np.mean([note_distance(ends[i], windows[i]) for i in range(2)])
+    if report["pairs"] == 1:
+        assert report["ends_kept"] == pytest.approx(kept)
+        assert report["ends"] == pytest.approx(note_distance(ends[0], ends[1]))
+    with pytest.raises(GenerationError, match="blend steps must be 2 to"):
+        blend_report(run, dataset, pairs=2, steps=1)
 
 
 # Refusals -------------------------------------------------------------------------------------

@@ -303,6 +303,16 @@ class Family(ABC):
         default) for a family whose models write no text."""
         return None
 
+    def latent_report(self, checkpoint: str | Path, dataset: str | Path, **settings) -> dict:
+        """For a family whose models write from a latent code: what that code space gives
+        (``melodygen latent``: random codes beside real melodies, blends between held-out
+        ones), JSON-serialisable; ``settings`` as that command's flags. Others refuse."""
+        raise MelodyGenError(f"{self.title} models have no latent code to measure")
+
+    def latent_lines(self, report: dict) -> str:
+        """:meth:`latent_report`'s figures as printed lines."""
+        raise MelodyGenError(f"{self.title} models have no latent code to measure")
+
     def figure_labels(self) -> dict[str, str]:
         """The family's held-out figures (``evaluate_batches``' keys) in words, in the order
         a model card and its curves show them: a short name, then what it means in

@@ -197,7 +197,7 @@ class NoteVaeFamily(Family):
             ("kl", "kl"),
             ("beta", "beta"),
             ("pitch_accuracy", "pitch acc"),
-            ("code_note_accuracy", "code note acc"),
+            ("code_pitch_duration_accuracy", "code pitch+dur acc"),
         ):
             if key in figures:
                 parts.append(f"{label} {figures[key]:.3f}")
@@ -222,6 +222,8 @@ class NoteVaeFamily(Family):
             "each window's code mean, no teacher forcing, position by position)",
             "code_velocity_accuracy": "velocity accuracy from the code (greedy decoding of "
             "each window's code mean, played notes, position by position)",
+            "code_pitch_duration_accuracy": "pitch and duration accuracy from the code (both "
+            "right, greedy decoding of each window's code mean, position by position)",
             "code_note_accuracy": "note accuracy from the code (pitch, duration and velocity "
             "all right, greedy decoding of each window's code mean, position by position)",
             "steps": "notes evaluated",
@@ -257,6 +259,11 @@ class NoteVaeFamily(Family):
                 f"{figures['code_duration_accuracy']:.4f}, velocity "
                 f"{figures['code_velocity_accuracy']:.4f}, whole note "
                 f"{figures['code_note_accuracy']:.4f} (from the code alone)"
+            )
+        if "code_pitch_duration_accuracy" in figures:
+            lines.append(
+                f"{'':<20}pitch and duration {figures['code_pitch_duration_accuracy']:.4f} "
+                "(from the code alone: the melody as written, dynamics aside)"
             )
         return lines
 
@@ -328,6 +335,16 @@ class NoteVaeFamily(Family):
                 "blend_steps",
             }
         )
+
+    def latent_report(self, checkpoint: str | Path, dataset: str | Path, **settings) -> dict:
+        from melodygen.families.note_vae.features import latent_report
+
+        return latent_report(checkpoint, dataset, **settings)
+
+    def latent_lines(self, report: dict) -> str:
+        from melodygen.families.note_vae.features import format_latent
+
+        return format_latent(report)
 
     def load_generator(self, checkpoint: str | Path, device: str = "auto"):
         from melodygen.families.note_vae.generate import VaeGenerator

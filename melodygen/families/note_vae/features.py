@@ -11,22 +11,32 @@ held-out melodies of its dataset; :func:`overlap_report` puts that beside the ov
 the dataset's own training melodies with the held-out ones, the reference: real melodies
 of the same sources overlap this much, so a model's samples can hardly do better.
 
-From a shell (``melodygen evaluate`` reports the held-out figures, not these: its
-family hook sees the held-out windows only, not the training split)::
+Blends (:func:`blend_report`): pairs of held-out windows from different songs, each pair's
+codes (the encoder's means) blended in ``steps`` steps along the great circle
+(:func:`~melodygen.families.note_vae.generate.blend_codes`) and every step decoded
+greedily. Melodies are compared by :func:`note_distance`: the fewest notes (pitch and
+length; a rest is a note) inserted, deleted or changed to turn one into the other, over
+the window's notes (0: the same, 1: nothing in common; Levenshtein's distance, as
+``rapidfuzz`` computes it). A blend is smooth when every step between the ends is closer
+to its nearer end than the two ends are to each other: it stays in the ends' company
+rather than wandering off into a third melody.
 
-    python -m melodygen.families.note_vae.features --checkpoint checkpoints/folk_pop_melody_vae \
-        --data data/folk_pop_melody_vae [--samples 256] [--seed 0] [--json FILE]
+From a shell, both reports (``melodygen evaluate`` reports the held-out figures, not
+these: its family hook sees the held-out windows only, not the training split)::
+
+    melodygen latent --checkpoint checkpoints/folk_note_vae --data data/folk_note_vae \
+        [--samples 256] [--pairs 64] [--blend-steps 8] [--seed 0] [--json FILE]
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from melodygen.errors import MelodyGenError, one_line
+from melodygen.errors import MelodyGenError
 from melodygen.families.note_vae.notes import DURATION, PITCH, TICKS_PER_QUARTER
 
 FEATURES = ("pitch_class", "interval", "duration")
@@ -135,6 +145,160 @@ def overlap_report(
     }
 
 
+BLEND_PAIRS = 64
+BLEND_STEPS = 8
+
+
+def note_distance(first: np.ndarray, second: np.ndarray) -> float:
+    """Normalised edit distance between two melodies' notes (class ids or raw notes
+    [notes, 3]; pitch and duration compared, velocity not): the fewest notes inserted,
+    deleted or changed to turn one into the other, over the longer's notes. 0 to 1."""
+    from rapidfuzz.distance import Levenshtein
+
+    return float(
+        Levenshtein.normalized_distance(
+            [tuple(note) for note in np.asarray(first)[:, : DURATION + 1].tolist()],
+            [tuple(note) for note in np.asarray(second)[:, : DURATION + 1].tolist()],
+        )
+    )
+
+
+def held_out_windows(dataset, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` windows (class ids int32 [count, WINDOW, 3]) of the held-out split, one
+    per song from ``count`` different songs chosen at random (fewer when it has fewer)."""
+    from melodygen.families.note_vae.dataset import WINDOW, window_starts
+
+    loaded = dataset.load("eval")
+    songs = [i for i in range(len(loaded.names)) if len(loaded.song(i)) >= WINDOW]
+    chosen = rng.permutation(songs)[:count]
+    windows = []
+    for index in chosen:
+        notes = loaded.song(int(index))
+        start = int(rng.choice(window_starts(len(notes))))
+        windows.append(notes[start : start + WINDOW])
+    return np.asarray(windows, np.int32).reshape(-1, WINDOW, 3)
+
+
+def blend_report(
+    checkpoint: str | Path,
+    dataset: str | Path,
+    pairs: int = BLEND_PAIRS,
+    steps: int = BLEND_STEPS,
+    seed: int = 0,
+) -> dict:
+    """Blends of ``pairs`` pairs of held-out windows in ``steps`` steps, measured by
+    :func:`note_distance` (see the module docstring). Returns ``pairs``, ``steps``,
+    ``seed``; ``ends``: the mean distance between a blend's two decoded ends; ``nearer``:
+    the mean distance from an inner step to its nearer end; ``closer_share``: the share of
+    inner steps closer to their nearer end than the ends are to each other;
+    ``smooth_share``: the share of blends where every inner step is; ``to_first`` and
+    ``to_last``: the mean distance of each step from each end; ``ends_kept``: the mean
+    distance of a decoded end from the window it encodes (its reconstruction's error)."""
+    from melodygen.families.note_vae.dataset import NoteDataset
+    from melodygen.families.note_vae.generate import (
+        VaeGenerator,
+        blend_codes,
+        check_blend_steps,
+        greedy_notes,
+    )
+
+    check_blend_steps(steps)
+    if not 1 <= pairs <= MAX_SAMPLES:
+        raise MelodyGenError(f"pairs must be a whole number from 1 to {MAX_SAMPLES:,}")
+    started = time.perf_counter()
+    opened = NoteDataset.open(dataset)
+    generator = VaeGenerator(checkpoint)
+    if opened.classes != generator.classes:
+        raise MelodyGenError(
+            f"{checkpoint} reads other note classes than {dataset}; give the dataset it "
+            "was trained on"
+        )
+    windows = held_out_windows(opened, 2 * pairs, np.random.default_rng(seed))
+    pairs = len(windows) // 2
+    if not pairs:
+        raise MelodyGenError(f"{dataset} holds fewer than two held-out songs to blend")
+    means = np.concatenate(
+        [
+            np.asarray(generator.encoder.predict_on_batch(windows[i : i + 256])[0], np.float32)
+            for i in range(0, len(windows), 256)
+        ]
+    )
+    codes = np.concatenate(
+        [blend_codes(means[2 * i], means[2 * i + 1], steps) for i in range(pairs)]
+    )
+    decoded = np.concatenate(
+        [greedy_notes(generator.steps, codes[i : i + 512]) for i in range(0, len(codes), 512)]
+    ).reshape(pairs, steps, -1, 3)
+    to_first = np.zeros((pairs, steps))
+    to_last = np.zeros((pairs, steps))
+    kept = []
+    for pair, blend in enumerate(decoded):
+        for step, melody in enumerate(blend):
+            to_first[pair, step] = note_distance(melody, blend[0])
+            to_last[pair, step] = note_distance(melody, blend[-1])
+        kept += [
+            note_distance(blend[0], windows[2 * pair]),
+            note_distance(blend[-1], windows[2 * pair + 1]),
+        ]
+    ends = to_first[:, -1]
+    nearer = np.minimum(to_first, to_last)[:, 1:-1]
+    closer = nearer < ends[:, None]
+    return {
+        "pairs": pairs,
+        "steps": steps,
+        "seed": seed,
+        "ends": float(ends.mean()),
+        "nearer": float(nearer.mean()) if nearer.size else 0.0,
+        "closer_share": float(closer.mean()) if closer.size else 1.0,
+        "smooth_share": float(closer.all(axis=1).mean()),
+        "to_first": [float(value) for value in to_first.mean(axis=0)],
+        "to_last": [float(value) for value in to_last.mean(axis=0)],
+        "ends_kept": float(np.mean(kept)),
+        "checkpoint": str(checkpoint),
+        "data": str(dataset),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def latent_report(
+    checkpoint: str | Path,
+    dataset: str | Path,
+    samples: int = 256,
+    pairs: int = BLEND_PAIRS,
+    steps: int = BLEND_STEPS,
+    seed: int = 0,
+    temperature: float = 1.0,
+) -> dict:
+    """What the code space gives: ``overlap`` (:func:`overlap_report`) and ``blends``
+    (:func:`blend_report`)."""
+    return {
+        "overlap": overlap_report(checkpoint, dataset, samples, seed, temperature),
+        "blends": blend_report(checkpoint, dataset, pairs, steps, seed),
+    }
+
+
+def format_blends(report: dict) -> str:
+    """:func:`blend_report` as lines: the distances and each step's from both ends."""
+    lines = [
+        f"blends of {report['pairs']} pairs of held-out windows in {report['steps']} steps "
+        "(note edit distance: 0 the same melody, 1 nothing in common)",
+        f"{'ends apart':<32}{report['ends']:.3f}",
+        f"{'inner step to its nearer end':<32}{report['nearer']:.3f}",
+        f"{'inner steps closer than the ends':<32}{report['closer_share']:.1%} "
+        f"(every step of a blend: {report['smooth_share']:.1%} of blends)",
+        f"{'decoded end to its melody':<32}{report['ends_kept']:.3f}",
+        "step      " + " ".join(f"{step + 1:>5}" for step in range(report["steps"])),
+        "to first  " + " ".join(f"{value:5.2f}" for value in report["to_first"]),
+        "to last   " + " ".join(f"{value:5.2f}" for value in report["to_last"]),
+    ]
+    return "\n".join(lines)
+
+
+def format_latent(report: dict) -> str:
+    """:func:`latent_report` as lines."""
+    return format_overlap(report["overlap"]) + "\n\n" + format_blends(report["blends"])
+
+
 def format_overlap(report: dict) -> str:
     """:func:`overlap_report` as aligned lines: each feature, prior samples then the
     training melodies' reference."""
@@ -155,40 +319,3 @@ def format_overlap(report: dict) -> str:
 MAX_SAMPLES = 10_000
 """The most prior melodies one report draws: a bound against a typo, far past the few
 hundred that fill the histograms (256 melodies hold about 7,000 notes)."""
-
-
-def _samples(text: str) -> int:
-    """``--samples``: a whole number from 1 to :data:`MAX_SAMPLES`, for argparse."""
-    import argparse
-
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_SAMPLES:,}")
-    return int(text)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m melodygen.families.note_vae.features``: print :func:`format_overlap`."""
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description=overlap_report.__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="a saved note_vae model or run")
-    parser.add_argument("--data", required=True, help="the note_vae dataset it was trained on")
-    parser.add_argument("--samples", type=_samples, default=256, help="melodies from the prior")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    try:
-        report = overlap_report(
-            args.checkpoint, args.data, args.samples, args.seed, args.temperature
-        )
-    except MelodyGenError as error:
-        raise SystemExit(f"error: {one_line(error)}") from None
-    print(format_overlap(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

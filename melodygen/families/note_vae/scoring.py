@@ -135,7 +135,7 @@ def _decoder_step(model, layers: int):
 
 # Reconstruction from the code alone ---------------------------------------------------------
 
-PARTS = ("pitch", "duration", "velocity", "note")
+PARTS = ("pitch", "duration", "velocity", "pitch_duration", "note")
 
 
 def decode_codes(model, codes: np.ndarray, layers: int) -> np.ndarray:
@@ -181,18 +181,21 @@ def accuracy_by_part(decoded: np.ndarray, windows: np.ndarray) -> dict[str, floa
     """Shares of the notes of ``windows`` that ``decoded`` gives back at the same position
     (class ids, both [windows, WINDOW, 3]; a note one place late counts as wrong, as a
     listener hears it): ``pitch`` (a rest is a pitch class), ``duration``, ``velocity``
-    (over the windows' played notes: a rest has none) and ``note``, all three right (for
-    a rest, pitch and duration). Each 0 to 1; 0 without notes."""
+    (over the windows' played notes: a rest has none), ``pitch_duration``, pitch and
+    duration both right (the melody as written, dynamics aside), and ``note``, all three
+    right (for a rest, pitch and duration). Each 0 to 1; 0 without notes."""
     decoded, windows = np.asarray(decoded), np.asarray(windows)
     same = decoded == windows
     played = windows[..., PITCH] != REST
     velocity = same[..., VELOCITY] | ~played
-    note = same[..., PITCH] & same[..., DURATION] & velocity
+    written = same[..., PITCH] & same[..., DURATION]
+    note = written & velocity
     notes = max(windows.shape[0] * windows.shape[1], 1)
     return {
         "pitch": float(same[..., PITCH].sum() / notes),
         "duration": float(same[..., DURATION].sum() / notes),
         "velocity": float((same[..., VELOCITY] & played).sum() / max(played.sum(), 1)),
+        "pitch_duration": float(written.sum() / notes),
         "note": float(note.sum() / notes),
     }
 
