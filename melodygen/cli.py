@@ -94,6 +94,42 @@ def _key(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _extraction_flags(parser: argparse.ArgumentParser) -> None:
+    """Melody extraction's settings, the same flags for ``dataset build`` and ``explore``."""
+    parser.add_argument(
+        "--min-bars",
+        type=_ranged("min_bars"),
+        default=7,
+        help=f"drop melodies shorter than this ({_span('min_bars')}; default 7)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=_ranged("max_steps"),
+        default=512,
+        help=f"cut longer melodies at a bar line ({_span('max_steps')}; default 512)",
+    )
+    parser.add_argument(
+        "--min-unique-pitches",
+        type=_ranged("min_unique_pitches"),
+        default=5,
+        help=f"drop melodies using fewer pitch classes ({_span('min_unique_pitches')}; default 5)",
+    )
+    parser.add_argument(
+        "--gap-bars",
+        type=_ranged("gap_bars"),
+        default=1.0,
+        help=f"a rest this long ends a melody ({_span('gap_bars')}; default 1)",
+    )
+    parser.add_argument(
+        "--time-signature",
+        type=_time_signature,
+        default=None,
+        metavar="N/D",
+        help="read every file in this meter at one tempo, e.g. 4/4 for POP909, whose files "
+        "declare 1/4 and change tempo with the recording (default: each file's own)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="melodygen",
@@ -155,38 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="key melodies are moved to before encoding (C, F#, Bb, ... or none); "
         "default: the configuration's (C for all but mono_rnn)",
     )
-    build.add_argument(
-        "--min-bars",
-        type=_ranged("min_bars"),
-        default=7,
-        help=f"drop melodies shorter than this ({_span('min_bars')}; default 7)",
-    )
-    build.add_argument(
-        "--max-steps",
-        type=_ranged("max_steps"),
-        default=512,
-        help=f"cut longer melodies at a bar line ({_span('max_steps')}; default 512)",
-    )
-    build.add_argument(
-        "--min-unique-pitches",
-        type=_ranged("min_unique_pitches"),
-        default=5,
-        help=f"drop melodies using fewer pitch classes ({_span('min_unique_pitches')}; default 5)",
-    )
-    build.add_argument(
-        "--gap-bars",
-        type=_ranged("gap_bars"),
-        default=1.0,
-        help=f"a rest this long ends a melody ({_span('gap_bars')}; default 1)",
-    )
-    build.add_argument(
-        "--time-signature",
-        type=_time_signature,
-        default=None,
-        metavar="N/D",
-        help="read every file in this meter at one tempo, e.g. 4/4 for POP909, whose files "
-        "declare 1/4 and change tempo with the recording (default: each file's own)",
-    )
+    _extraction_flags(build)
     build.add_argument(
         "--abc-chords",
         action="store_true",
@@ -199,6 +204,40 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"processes to use ({_span('workers')}; default: all cores)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    explore = dataset_commands.add_parser(
+        "explore",
+        help="plot what a collection of music files holds, before training on it",
+        description="Read folders of .mid/.midi/.abc files as `dataset build` does and write, "
+        "into --output, a figure (PNG) and its numbers (CSV) for each of: instrument classes, "
+        "song and melody lengths, notes per bar, pitch range, keys, meters, tempos, dance types "
+        "or tags, and what melody extraction keeps and drops; songs.csv, problems.csv (files "
+        "that are unreadable, drums only, too short, ...) and a one-page report.html.",
+    )
+    explore.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="DIR_OR_FILE",
+        help="folders (searched recursively) and/or music files",
+    )
+    explore.add_argument(
+        "--output", required=True, type=Path, help="folder for the PNG, CSV and report.html files"
+    )
+    explore.add_argument(
+        "--max-files",
+        type=_ranged("explore_files"),
+        default=None,
+        help=f"refuse more music files than this ({_span('explore_files')}; default 5,000)",
+    )
+    _extraction_flags(explore)
+    explore.add_argument(
+        "--workers",
+        type=_ranged("workers"),
+        default=None,
+        help=f"processes to use ({_span('workers')}; default: all cores)",
+    )
+    explore.add_argument("--quiet", action="store_true", help="no progress bar")
 
     train = commands.add_parser(
         "train",
@@ -761,6 +800,57 @@ def _run_build(args) -> None:
     print(f"dataset written to {args.output}")
 
 
+def _run_dataset(args) -> None:
+    """``dataset build`` or ``dataset explore``."""
+    if args.dataset_command == "explore":
+        _run_explore(args)
+    else:
+        _run_build(args)
+
+
+def _run_explore(args) -> None:
+    from melodygen.explore import DEFAULT_MAX_FILES, explore, write_outputs
+    from melodygen.io.music import ExtractionParams
+
+    _check_output_folder(args.output, "--output")
+    params = ExtractionParams(
+        min_bars=args.min_bars,
+        max_steps=args.max_steps,
+        min_unique_pitches=args.min_unique_pitches,
+        gap_bars=args.gap_bars,
+        time_signature=args.time_signature,
+    )
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="file", desc="exploring")
+
+    def on_file(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        exploration = explore(
+            args.input,
+            params,
+            max_files=args.max_files or DEFAULT_MAX_FILES,
+            workers=args.workers,
+            on_file=on_file if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    with _writing(args.output):
+        written = write_outputs(exploration, args.output)
+    print("\n".join(exploration.summary_lines()))
+    figures = sum(1 for name in written if name.endswith(".png"))
+    print(
+        f"written to {args.output}: report.html, {figures} figures (PNG + CSV), "
+        "songs.csv, problems.csv"
+    )
+
+
 def _run_train(args) -> None:
     from melodygen.core.train import train
 
@@ -1113,7 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     _quiet_tensorflow()
     handlers = {
-        "dataset": _run_build,
+        "dataset": _run_dataset,
         "train": _run_train,
         "evaluate": _run_evaluate,
         "generate": _run_generate,
