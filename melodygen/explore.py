@@ -332,7 +332,7 @@ class Exploration:
             ("songs",),
             xlabel="songs that use it",
             note="General MIDI instrument classes (programs in groups of 8), drums apart; "
-            "notes.csv-style counts of notes per class are in the CSV.",
+            "the CSV counts each class's notes too.",
         )
 
     def _lengths(self) -> Table:
@@ -865,6 +865,12 @@ def _without_path(message: str, path: Path) -> str:
     return text.replace(str(path), path.name)
 
 
+def _inputs(inputs: list[str], shown: int = 3) -> str:
+    """The folders and files explored, for the report: the first few and how many more."""
+    more = len(inputs) - shown
+    return ", ".join(inputs[:shown]) + (f" and {more:,} more" if more > 0 else "")
+
+
 def _reason_label(name: str) -> str:
     return REASONS.get(name, name.replace("_", " "))
 
@@ -1073,9 +1079,9 @@ def write_report(
         + escape(
             f"{len(exploration.files):,} files, {len(exploration.songs):,} songs, "
             f"{exploration.extraction.get('melodies_kept', 0):,} melodies kept; "
-            f"{exploration.files_with_problems:,} files with problems. Read from "
-            + ", ".join(exploration.inputs)
-            + f" in {exploration.seconds:.1f} s. Melody extraction as `dataset build`: "
+            f"{exploration.files_with_problems:,} file{_s(exploration.files_with_problems)} "
+            f"with problems. Read from {_inputs(exploration.inputs)} in "
+            f"{exploration.seconds:.1f} s. Melody extraction as `dataset build`: "
             f"--min-bars {params.get('min_bars')}, --max-steps {params.get('max_steps')}, "
             f"--min-unique-pitches {params.get('min_unique_pitches')}, "
             f"--gap-bars {params.get('gap_bars'):g}"
