@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import json
 import re
 import shutil
 from pathlib import Path
@@ -246,6 +247,11 @@ def test_extraction_counts_are_the_dataset_builds(collection: Path, explored: Ex
     assert expected["no_pitched_notes"] == 1  # drums.mid
     rows = {row[0]: row[2] for row in explored.tables()["extraction"].rows}
     assert rows == expected
+    plain = json.loads(json.dumps(explored.to_dict()))  # plain data, for a page or a file
+    assert plain["extraction"] == expected and plain["songs"] == 6
+    assert plain["tables"]["meters"]["rows"] == [
+        list(row) for row in explored.tables()["meters"].rows
+    ]
     assert explored.tables()["extraction"].rows[0][0] == "melodies_kept"
 
 
