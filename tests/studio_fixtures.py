@@ -122,3 +122,30 @@ def cluster() -> bytes:
     """One track striking 60 notes at once, twice: no melody can be read from it."""
     notes = [(p, t, t + 1.0) for t in (0.0, 1.2) for p in range(40, 100)]
     return midi_file([("Cluster", 0, False, notes)])
+
+
+VAE = "folk_vae_tiny"
+"""The tiny note_vae model :func:`make_vae_checkpoint` adds."""
+
+
+def make_vae_checkpoint(root: Path, scratch: Path) -> Path:
+    """A tiny ``note_vae`` model (``vae_tiny``) trained 12 steps on 8 songs written in code
+    (test_note_vae's), saved as ``root/folk_vae_tiny``; ``scratch`` holds the songs, data
+    and run."""
+    import shutil
+
+    from test_note_vae import write_song
+
+    from melodygen.core.family import get_family
+    from melodygen.core.train import train
+
+    songs = scratch / "songs"
+    songs.mkdir(parents=True)
+    for index in range(8):
+        write_song(songs / f"piece{index:02d}.mid", shift=index, named=index % 2 == 0)
+    data, run = scratch / "data", scratch / "run"
+    family = get_family("note_vae")
+    family.build_dataset([songs], data, config="vae_tiny", workers=1, progress=False)
+    train(data, run, steps=12, eval_every=12, progress=False)
+    shutil.copytree(run / "model", root / VAE)
+    return root / VAE

@@ -15,8 +15,8 @@ from pathlib import Path
 import pretty_midi
 import pytest
 from streamlit.testing.v1 import AppTest
-from studio_fixtures import LEAD, drums_only, make_checkpoints, song
-from test_note_vae import VELOCITIES, write_song
+from studio_fixtures import LEAD, VAE, drums_only, make_checkpoints, make_vae_checkpoint, song
+from test_note_vae import VELOCITIES
 
 from melodygen import studio
 from melodygen.core.generation import GenerationError
@@ -27,26 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "variations.py")
 GENERATE = str(ROOT / "pages" / "generate.py")
 TIMEOUT = 120  # the first run imports TensorFlow and compiles the model's step
-VAE = "folk_vae_tiny"
 TUNE = "C4 E4 G4:2 r:2 | A4 G4 E4:8 | D4:2 E4:2 F4 G4 A4 | G4:16"
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> Path:
     """The two tiny melody_rnn models of the studio tests and a tiny note_vae, trained."""
-    from melodygen.core.family import get_family
-    from melodygen.core.train import train
-
     root = make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-    songs = tmp_path_factory.mktemp("songs")
-    for index in range(8):
-        write_song(songs / f"piece{index:02d}.mid", shift=index, named=index % 2 == 0)
-    data = tmp_path_factory.mktemp("data") / "vae"
-    family = get_family("note_vae")
-    family.build_dataset([songs], data, config="vae_tiny", workers=1, progress=False)
-    run = tmp_path_factory.mktemp("runs") / "vae"
-    train(data, run, steps=12, eval_every=12, progress=False)
-    shutil.copytree(run / "model", root / VAE)
+    make_vae_checkpoint(root, tmp_path_factory.mktemp("vae"))
     return root
 
 

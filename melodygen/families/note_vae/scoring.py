@@ -55,7 +55,8 @@ backend that compiles one program per shape compiles one."""
 def evaluate_batches(model, batches: list[tuple], info: VaeModelInfo) -> dict[str, float]:
     """The held-out figures over every window of ``batches`` (see ``figure_labels``)."""
     sizes = info.classes.sizes
-    recon = velocity = kl = windows = notes = played = 0.0
+    recon = velocity = kl = over_free = windows = notes = played = 0.0
+    free_nats = info.hparams.free_bits * LN2
     right = np.zeros(3)
     counted = np.zeros(3)
     held: list[np.ndarray] = []
@@ -69,6 +70,7 @@ def evaluate_batches(model, batches: list[tuple], info: VaeModelInfo) -> dict[st
         recon += nll.sum()
         velocity += nll[..., VELOCITY].sum()
         kl += window_kl[rows].sum()
+        over_free += np.maximum(window_kl[rows] - free_nats, 0.0).sum()
         windows += rows.sum()
         notes += real[:, :, PITCH].sum()
         played += (real[:, :, PITCH] & (targets[:, :, PITCH] != REST)).sum()
@@ -86,6 +88,7 @@ def evaluate_batches(model, batches: list[tuple], info: VaeModelInfo) -> dict[st
         "nll": float((recon + kl) / max(notes, 1)),
         "bits_per_note": float((recon + kl) / LN2 / max(played, 1)),
         "no_velocity_bits_per_note": float((recon - velocity + kl) / LN2 / max(played, 1)),
+        "objective": float((recon + info.hparams.max_beta * over_free) / max(notes, 1)),
         "recon_nll": float(recon / max(notes, 1)),
         "kl": float(kl / max(windows, 1)),
         "pitch_accuracy": float(accuracy[0]),
