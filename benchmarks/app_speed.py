@@ -236,20 +236,23 @@ def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
     return starts
 
 
-def _first_audio(driver, button, seen: set, barrier, players: str) -> float:
-    """Press ``button`` when every session is ready; seconds until a new player has audio."""
+def _first_audio(driver, button, seen: set, barrier, players: str, limit: float = 120) -> float:
+    """Press ``button`` when every session is ready; seconds until a new player has audio
+    (``inf`` when none has within ``limit`` seconds)."""
     barrier.wait()
     started = time.perf_counter()
-    button.click()
-    while time.perf_counter() - started < 120:
+    # A click by script, not at the button's place on the screen: the page may still be
+    # moving (results drawn late), and a click there could press another button.
+    driver.execute_script("arguments[0].click()", button)
+    while time.perf_counter() - started < limit:
         if set(driver.execute_script(players)) - seen:
             return time.perf_counter() - started
         time.sleep(0.02)
-    raise TimeoutError("no new audio within 120 s")
+    return float("inf")
 
 
 def concurrent_sessions(
-    checkpoint: Path, sessions: int, rounds: int
+    checkpoint: Path, sessions: int, rounds: int, keep_log: Path | None = None
 ) -> tuple[list[list[float]], list[str]]:
     """Seconds from pressing Generate to the first player loaded, per round and session.
 
@@ -257,7 +260,8 @@ def concurrent_sessions(
     open the Generate page, then press Generate together (a barrier releases the clicks),
     with the page's default 4 variations. The first round warms up (the step compiled
     for that batch) and is left out. Also returns the server's log lines of generating
-    and rendering, to see where the time went.
+    and rendering, to see where the time went (the whole log is copied to ``keep_log``).
+    A session with no new audio within 120 s counts as ``inf``.
     """
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -304,6 +308,8 @@ def concurrent_sessions(
                 print(f"round {round_number}{'' if round_number else ' (warm-up)'}: {shown} s")
                 if round_number:
                     times.append(firsts)
+        if keep_log is not None:
+            keep_log.write_text(log.read_text())
         lines = [
             line
             for line in log.read_text().splitlines()
@@ -328,11 +334,16 @@ def main() -> None:
         metavar="N",
         help="N browser sessions press Generate together (--repeats rounds); first audio each",
     )
+    parser.add_argument(
+        "--server-log", type=Path, default=None, help="with --sessions: keep the server's log here"
+    )
     args = parser.parse_args()
     if args.sessions:
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
-            rounds, lines = concurrent_sessions(checkpoint, args.sessions, args.repeats)
+            rounds, lines = concurrent_sessions(
+                checkpoint, args.sessions, args.repeats, args.server_log
+            )
         print("\n".join(lines[-2 * args.sessions :]))  # the last round, as the server saw it
         firsts = [value for round_times in rounds for value in round_times]
         print(

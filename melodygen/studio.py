@@ -22,7 +22,9 @@ tested and benchmarked on its own.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import io
+import itertools
 import json
 import logging
 import math
@@ -36,7 +38,8 @@ import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,7 @@ __all__ = [
     "ModelEntry",
     "SharedModel",
     "BackgroundLoader",
+    "RenderPool",
     "StudioError",
     "StudioResult",
     "StudioSettings",
@@ -750,6 +754,174 @@ def load_synth() -> tuple[Synth | None, str]:
     return synth, reason
 
 
+_WORKER_SYNTHS: dict[tuple[str, int, float], Synth] = {}
+
+
+def _worker_synth(soundfont: str, sample_rate: int, gain: float) -> Synth:
+    """In a render worker: its own Synth for these settings, loaded once."""
+    key = (soundfont, sample_rate, gain)
+    if key not in _WORKER_SYNTHS:
+        _WORKER_SYNTHS[key] = Synth(soundfont, sample_rate=sample_rate, gain=gain)
+    return _WORKER_SYNTHS[key]
+
+
+def _pooled_sound(
+    melody: GeneratedMelody, program: int, track: str, synth: tuple[str, int, float] | None
+) -> tuple[bytes, bytes | None]:
+    """:func:`_sound` in a render worker, with the worker's copy of the page's Synth."""
+    return _sound(melody, program, track, _worker_synth(*synth) if synth is not None else None)
+
+
+def _warm_worker(synth: tuple[str, int, float] | None) -> int:
+    """In a render worker: load what the first render would (Matplotlib, the SoundFont)."""
+    from melodygen.render import figure_png, piano_roll  # noqa: F401 - imported to warm up
+
+    if synth is not None:
+        _worker_synth(*synth)
+    return os.getpid()
+
+
+class RenderPool:
+    """Worker processes that render variations (piano roll, score, MIDI, WAV) for every
+    session of the server, most urgent first.
+
+    Drawing piano rolls, engraving scores and driving FluidSynth hold Python's lock most
+    of the time, so renders in the server's threads take turns on one core, and the
+    model's generation (a Python loop around each compiled step) waits for the lock at
+    every step. In ``workers`` processes of their own (started with ``spawn``: the server
+    has TensorFlow loaded, which must not be forked), renders use every core and leave
+    the server's lock to generation and to Streamlit.
+
+    Jobs wait here, not in the workers, and the one with the lowest ``priority`` goes
+    next (then the oldest): the page asks for each variation's sound, then its pictures,
+    with the variation's number as the priority, so a session's first audio does not wait
+    behind another session's later variations. The processes hold no session's data
+    between jobs and are started once, so memory stays fixed however many sessions render
+    at once. A pool that breaks (a worker killed) is replaced for the next job; the
+    broken job is made in the caller's thread.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, int(workers or min(2, os.cpu_count() or 1)))
+        self._lock = threading.Lock()
+        self._executor: ProcessPoolExecutor | None = None
+        self._waiting: list[tuple[float, int, Future, Any, tuple]] = []
+        self._count = itertools.count()
+        self._running = 0
+        self._closed = False
+
+    def _pool(self) -> ProcessPoolExecutor:
+        """The executor (made when needed); the caller holds ``_lock``."""
+        if self._executor is None:
+            import multiprocessing
+
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._executor
+
+    def start(self, synth: Synth | None = None) -> list[Future]:
+        """Start every worker now and load what a render needs (not at the first click)."""
+        settings = _synth_settings(synth)
+        return [self._submit(_warm_worker, (settings,), -math.inf) for _ in range(self.workers)]
+
+    def submit(
+        self,
+        function,
+        arguments: tuple,
+        pooled=None,
+        synth: Synth | None = None,
+        priority: float = 0,
+    ) -> _Fallback:
+        """``function(*arguments)`` in a worker, as a future, after every job of a lower
+        ``priority``; ``pooled`` (when given) is called there instead, with ``synth``
+        replaced by its settings as the last argument (a worker loads its own copy of the
+        SoundFont). If the pool breaks or is closed, the result is made in the thread
+        that asks for it."""
+        job = (
+            (pooled, (*arguments[:-1], _synth_settings(synth))) if pooled else (function, arguments)
+        )
+        return _Fallback(self._submit(*job, priority), function, arguments)
+
+    def _submit(self, function, arguments: tuple, priority: float) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(BrokenProcessPool("the render pool is closed"))
+                return future
+            heapq.heappush(
+                self._waiting, (priority, next(self._count), future, function, arguments)
+            )
+        self._dispatch()
+        return future
+
+    def _dispatch(self) -> None:
+        """Hand the most urgent waiting jobs to free workers."""
+        with self._lock:
+            while self._running < self.workers and self._waiting:
+                _, _, future, function, arguments = heapq.heappop(self._waiting)
+                if not future.set_running_or_notify_cancel():
+                    continue  # cancelled while waiting
+                try:
+                    inner = self._pool().submit(function, *arguments)
+                except (BrokenProcessPool, RuntimeError) as error:
+                    logger.warning("the render workers are gone (%s); starting new ones", error)
+                    broken, self._executor = self._executor, None
+                    if broken is not None:
+                        broken.shutdown(wait=False, cancel_futures=True)
+                    future.set_exception(BrokenProcessPool(str(error)))
+                    continue
+                self._running += 1
+                inner.add_done_callback(lambda done, future=future: self._finished(done, future))
+
+    def _finished(self, done: Future, future: Future) -> None:
+        with self._lock:
+            self._running -= 1
+        error = done.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+        self._dispatch()
+
+    def close(self) -> None:
+        """Stop the workers; waiting jobs are cancelled (their results are made by whoever
+        asks for them)."""
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+            waiting, self._waiting = self._waiting, []
+        for *_, future, _function, _arguments in waiting:
+            future.cancel()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _synth_settings(synth: Synth | None) -> tuple[str, int, float] | None:
+    return (str(synth.soundfont), synth.sample_rate, synth.gain) if synth is not None else None
+
+
+class _Fallback:
+    """A worker's future that, if its worker died (or the pool was closed), is made in the
+    caller's thread instead."""
+
+    def __init__(self, future: Future | None, function, arguments: tuple) -> None:
+        self._future = future
+        self._function = function
+        self._arguments = arguments
+
+    def result(self):
+        if self._future is not None:
+            try:
+                return self._future.result()
+            except (BrokenProcessPool, CancelledError):
+                logger.warning("a render worker died; rendering this part in the server")
+        return self._function(*self._arguments)
+
+    def cancel(self) -> bool:
+        return self._future.cancel() if self._future is not None else False
+
+
 class BackgroundLoader:
     """What is slow to load, loaded on a background thread while the page is already shown.
 
@@ -771,6 +943,7 @@ class BackgroundLoader:
         self._synths: dict[str | None, Future] = {}
         self._asked: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._render_pool: RenderPool | None = None
 
     def model(self, path: str | Path, stamp: float, name: str) -> Future:
         """The :class:`SharedModel` of a checkpoint, loaded and warmed up, as a future."""
@@ -792,6 +965,18 @@ class BackgroundLoader:
             if soundfont_setting not in self._synths:
                 self._synths[soundfont_setting] = self._pool.submit(load_synth)
             return self._synths[soundfont_setting]
+
+    def render_pool(self, soundfont_setting: str | None = None) -> RenderPool:
+        """The process's :class:`RenderPool`, made on first use; its workers are started
+        (and load the SoundFont) on the loading thread, after what was asked before."""
+        with self._lock:
+            pool, made = self._render_pool, self._render_pool is None
+            if made:
+                pool = self._render_pool = RenderPool()
+        if made:
+            synth = self.synth(soundfont_setting)
+            self._pool.submit(lambda: pool.start(synth.result()[0]))
+        return pool
 
     def waited(self, future: Future) -> float:
         """Seconds since ``future`` was first asked for (0 for one this loader did not make)."""
@@ -1309,18 +1494,23 @@ class StudioResult:
         """File name of the "download all" zip."""
         return self.stem(0).rsplit("_", 1)[0] + ".zip"
 
-    def files(self, program: int | str, synth: Synth | None) -> list[VariationFiles]:
+    def files(
+        self, program: int | str, synth: Synth | None, pool: RenderPool | None = None
+    ) -> list[VariationFiles]:
         """Every variation rendered with ``program``; made once per instrument, then reused."""
-        return list(self.iter_files(program, synth))
+        return list(self.iter_files(program, synth, pool))
 
-    def iter_files(self, program: int | str, synth: Synth | None) -> Iterator[VariationFiles]:
-        """The variations one by one: from memory if made before, else as each is rendered."""
+    def iter_files(
+        self, program: int | str, synth: Synth | None, pool: RenderPool | None = None
+    ) -> Iterator[VariationFiles]:
+        """The variations one by one: from memory if made before, else as each is rendered
+        (in ``pool``'s worker processes when given, see :func:`iter_variations`)."""
         key = (program_number(program), synth is not None)
         if key in self._files:
             yield from self._files[key]
             return
         made = []
-        for item in iter_variations(self, program, synth):
+        for item in iter_variations(self, program, synth, pool=pool):
             made.append(item)
             yield item
         if len(self._files) >= 4:  # a few instruments back and forth; no more
@@ -1521,62 +1711,136 @@ def midi_bytes(melody: GeneratedMelody, program: int | str = 0, name: str = "Mel
     return buffer.getvalue()
 
 
+def _titles(result: StudioResult, melody: GeneratedMelody) -> tuple[str, str]:
+    """(piano-roll title, MIDI track name) of one of ``result``'s melodies."""
+    title = f"{result.item_label} {melody.index + 1}"
+    if melody.key is not None:
+        title += f" · {key_name(melody.key, melody.mode)}"
+    track = f"MelodyGen {result.model_name} {result.item_label.lower()} {melody.index + 1}"
+    return title, track
+
+
+def _sound(
+    melody: GeneratedMelody, program: int, track: str, synth: Synth | None
+) -> tuple[bytes, bytes | None]:
+    """(MIDI, WAV or None without a synthesizer) of a melody that can be played."""
+    midi = midi_bytes(melody, program, name=track)
+    return midi, wav_bytes(synth.render(melody, program=program)) if synth is not None else None
+
+
+def _pictures(
+    melody: GeneratedMelody, title: str, track: str, dpi: int
+) -> tuple[bytes | None, tuple[str | None, str | None, bytes | None, str | None]]:
+    """(piano-roll PNG, :func:`notation_files`) of a melody (no PNG for one with a problem)."""
+    notes = notation_files(melody, tune_title(melody, track))
+    if melody.problem:
+        return None, notes
+    return figure_png(piano_roll(melody, title=title, width=RESULT_WIDTH), dpi=dpi), notes
+
+
+def _variation(
+    result: StudioResult,
+    melody: GeneratedMelody,
+    sound: tuple[bytes, bytes | None] | None,
+    pictures: tuple[bytes | None, tuple],
+) -> VariationFiles:
+    png, (svg, abc, musicxml, why) = pictures
+    if melody.problem:
+        return VariationFiles(
+            index=melody.index,
+            stem=result.stem(melody.index),
+            png=None,
+            midi=None,
+            wav=None,
+            abc=abc,
+            text=melody.text,
+            problem=one_line(melody.problem),
+        )
+    midi, wav = sound
+    return VariationFiles(
+        index=melody.index,
+        stem=result.stem(melody.index),
+        png=png,
+        midi=midi,
+        wav=wav,
+        svg=svg,
+        abc=abc,
+        musicxml=musicxml,
+        text=melody.text,
+        notation_problem=why,
+    )
+
+
 def iter_variations(
-    result: StudioResult, program: int | str, synth: Synth | None, dpi: int = PNG_DPI
+    result: StudioResult,
+    program: int | str,
+    synth: Synth | None,
+    dpi: int = PNG_DPI,
+    pool: RenderPool | None = None,
 ) -> Iterator[VariationFiles]:
-    """Piano roll, MIDI and WAV of each variation in turn, each as soon as it is ready.
+    """Piano roll, score, MIDI and WAV of each variation in turn, each as soon as it is ready.
 
     The page shows each variation as it comes, so the first one can be played while the
-    others are still being made. They are made one after the other: rendering the audio
-    on a second thread while the pictures are drawn was slower on this 2-core machine
-    (the two threads take turns holding Python's lock at every FluidSynth call).
+    others are still being made. Without ``pool`` they are made one after the other in
+    this thread (rendering the audio on a second thread while the pictures are drawn was
+    slower on this 2-core machine: the two threads take turns holding Python's lock at
+    every FluidSynth call). With a :class:`RenderPool`, every variation's sound (first)
+    and pictures are handed to its worker processes at once and collected in order: the
+    rendering uses both cores and leaves this process's lock to the model and the other
+    sessions. A worker that fails to give an answer (it died) costs nothing but time:
+    that part is made here instead.
     """
     program = program_number(program)
     started = time.perf_counter()
-    for melody in result.melodies:
-        title = f"{result.item_label} {melody.index + 1}"
-        if melody.key is not None:
-            title += f" · {key_name(melody.key, melody.mode)}"
-        track = f"MelodyGen {result.model_name} {result.item_label.lower()} {melody.index + 1}"
-        svg, abc, musicxml, why = notation_files(melody, tune_title(melody, track))
-        if melody.problem:
-            yield VariationFiles(
-                index=melody.index,
-                stem=result.stem(melody.index),
-                png=None,
-                midi=None,
-                wav=None,
-                abc=abc,
-                text=melody.text,
-                problem=one_line(melody.problem),
-            )
-            continue
-        yield VariationFiles(
-            index=melody.index,
-            stem=result.stem(melody.index),
-            png=figure_png(piano_roll(melody, title=title, width=RESULT_WIDTH), dpi=dpi),
-            midi=midi_bytes(melody, program, name=track),
-            wav=wav_bytes(synth.render(melody, program=program)) if synth is not None else None,
-            svg=svg,
-            abc=abc,
-            musicxml=musicxml,
-            text=melody.text,
-            notation_problem=why,
-        )
+    if pool is None:
+        for melody in result.melodies:
+            title, track = _titles(result, melody)
+            pictures = _pictures(melody, title, track, dpi)
+            sound = None if melody.problem else _sound(melody, program, track, synth)
+            yield _variation(result, melody, sound, pictures)
+    else:
+        jobs = []
+        try:
+            for position, melody in enumerate(result.melodies):
+                title, track = _titles(result, melody)
+                sound = None
+                if not melody.problem:
+                    sound = pool.submit(
+                        _sound, (melody, program, track, synth), _pooled_sound, synth, position
+                    )
+                pictures = pool.submit(_pictures, (melody, title, track, dpi), priority=position)
+                jobs.append((melody, sound, pictures))
+            for melody, sound, pictures in jobs:
+                yield _variation(
+                    result,
+                    melody,
+                    sound.result() if sound is not None else None,
+                    pictures.result(),
+                )
+        finally:  # a run stopped half way (a new click) leaves no work behind
+            for _, sound, pictures in jobs:
+                for job in (sound, pictures):
+                    if job is not None:
+                        job.cancel()
     logger.info(
-        "rendered %d variation(s) (program %d%s) in %.2f s",
+        "rendered %d variation(s) (program %d%s%s) in %.2f s",
         len(result.melodies),
         program,
         "" if synth is not None else ", no audio",
+        ", in worker processes" if pool is not None else "",
         time.perf_counter() - started,
     )
 
 
 def render_variations(
-    result: StudioResult, program: int | str, synth: Synth | None, dpi: int = PNG_DPI
+    result: StudioResult,
+    program: int | str,
+    synth: Synth | None,
+    dpi: int = PNG_DPI,
+    pool: RenderPool | None = None,
 ) -> list[VariationFiles]:
     """Piano roll, MIDI and WAV of every variation (see :func:`iter_variations`)."""
-    return list(iter_variations(result, program, synth, dpi))
+    return list(iter_variations(result, program, synth, dpi, pool))
 
 
 def zip_bytes(result: StudioResult, files: list[VariationFiles], program: int | str = 0) -> bytes:

@@ -236,6 +236,9 @@ options = studio.request_options(entry)  # what the model's family reads: its co
 shown_controls = studio.controls(options)
 model_future = loader().model(entry.path, entry.stamp, entry.name)
 synth_future = loader().synth(os.environ.get(SOUNDFONT_ENV))  # after the model, on one thread
+# Results are rendered in worker processes shared by every session (both cores; the model's
+# generation here does not wait for Python's lock behind rendering); they start after both.
+render_pool = loader().render_pool(os.environ.get(SOUNDFONT_ENV))
 
 
 @st.fragment(run_every=1.0)
@@ -602,7 +605,7 @@ if result is not None:
     # others are still being drawn. Big files (WAV, zip) are handed over only when their
     # button is pressed, so they are not copied into the server's media store every run.
     try:
-        for item in result.iter_files(instrument, synth):
+        for item in result.iter_files(instrument, synth, render_pool):
             if item.index % 2 == 0:
                 row = st.columns(2)
             with row[item.index % 2].container(border=True):

@@ -263,6 +263,56 @@ def test_variations_come_one_by_one_and_a_consumer_may_stop(result, synth):
     assert (68, True) in result._files
 
 
+def test_a_render_pool_makes_the_same_files_in_worker_processes(result, synth):
+    """Worker processes (spawned, without TensorFlow) render byte for byte what the page's
+    thread would, most urgent job first; a stopped run leaves nothing queued; a pool whose
+    workers are gone still gives every file (made in the caller's thread)."""
+    pool = studio.RenderPool(workers=1)
+    try:
+        pids = {future.result(timeout=120) for future in pool.start(synth)}
+        assert pids and threading.get_native_id() not in pids
+        here = studio.render_variations(result, "Cello", synth)
+        there = studio.render_variations(result, "Cello", synth, pool=pool)
+        for mine, theirs in zip(here, there, strict=True):
+            for name in ("png", "midi", "wav", "abc", "musicxml", "notation_problem"):
+                assert getattr(mine, name) == getattr(theirs, name), name
+            # The same score; verovio numbers its elements afresh in each process.
+            assert without_ids(mine.svg) == without_ids(theirs.svg)
+        # The lowest priority goes first: a later session's first variation does not wait
+        # behind an earlier session's last ones.
+        order = []
+        blocker = pool.submit(time_sleep, (0.5,))
+        late = pool.submit(len, ("later",), priority=3)
+        urgent = pool.submit(len, ("urgent!",), priority=0)
+        for name, job in (("late", late), ("urgent", urgent)):
+            job._future.add_done_callback(lambda _, name=name: order.append(name))
+        blocker.result()
+        assert (urgent.result(), late.result()) == (7, 5) and order == ["urgent", "late"]
+        stream = studio.iter_variations(result, "Cello", synth, pool=pool)
+        next(stream)
+        stream.close()
+        assert all(job[2].cancelled() for job in pool._waiting)  # skipped, never run
+    finally:
+        pool.close()
+    # Closed (or broken): the caller's thread makes the files instead.
+    again = studio.render_variations(result, "Cello", synth, pool=pool)
+    assert [item.wav for item in again] == [item.wav for item in here]
+
+
+def without_ids(svg: str) -> str:
+    import re
+
+    ids = sorted(set(re.findall(r'id="([^"]+)"', svg)), key=len, reverse=True)
+    return re.sub("|".join(map(re.escape, ids)), "", svg) if ids else svg
+
+
+def time_sleep(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
 def test_without_audio_the_rest_still_renders(result):
     files = studio.render_variations(result, "Piano", None)
     assert all(item.wav is None and item.midi.startswith(b"MThd") for item in files)
