@@ -32,6 +32,7 @@ st.session_state["studio_routed"] = True
 pages = [
     st.Page("pages/generate.py", title="Generate", icon=":material/piano:", default=True),
     st.Page("pages/variations.py", title="Variations and blends", icon=":material/shuffle:"),
+    st.Page("pages/data.py", title="Data", icon=":material/bar_chart:"),
     st.Page("pages/models.py", title="Models", icon=":material/monitoring:"),
     st.Page("pages/about.py", title="About and help", icon=":material/help:"),
 ]
