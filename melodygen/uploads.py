@@ -45,7 +45,7 @@ from melodygen.explore import DEFAULT_MAX_FILES, Problem
 from melodygen.limits import DATASET_MIDI, PRIMER_MIDI, display_name
 
 if TYPE_CHECKING:
-    from melodygen.explore import Exploration
+    from melodygen.explore import Exploration, Table
     from melodygen.io.music import ExtractionParams
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "SavedUploads",
     "UploadError",
     "explore_uploads",
+    "exploration_zip",
     "limits_text",
     "safe_leaf",
     "save_uploads",
@@ -481,3 +482,26 @@ def explore_uploads(
         files=[*exploration.files, *(p.file for p in saved.skipped)],
         problems=problems,
     )
+
+
+def exploration_zip(
+    exploration: Exploration,
+    images: dict[str, bytes] | None = None,
+    tables: dict[str, Table] | None = None,
+) -> bytes:
+    """What ``melodygen dataset explore --output`` writes (every figure's PNG and CSV,
+    songs.csv, problems.csv, report.html) as one zip made in memory: the report's links
+    to its CSVs work once it is unpacked, and nothing touches the server's disk."""
+    from melodygen.explore import FIGURES, draw, figure_png, write_report
+
+    tables = tables or exploration.tables()
+    if images is None:
+        images = {name: figure_png(draw(tables[name])) for name in FIGURES}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("report.html", write_report(exploration, images, tables))
+        for name in FIGURES:
+            archive.writestr(f"{name}.png", images[name])
+        for name, table in tables.items():
+            archive.writestr(f"{name}.csv", table.csv_text())
+    return buffer.getvalue()

@@ -120,9 +120,9 @@ if result is not None:
     counts[1].metric("Songs", f"{len(exploration.songs):,}")
     counts[2].metric("Melodies kept", f"{exploration.extraction.get('melodies_kept', 0):,}")
     counts[3].metric("Files with problems", f"{exploration.files_with_problems:,}")
-    for line in exploration.summary_lines():
-        st.caption(line.strip())
-    st.download_button(
+    st.caption("  \n".join(line.strip() for line in exploration.summary_lines()))
+    downloads = st.container(horizontal=True)
+    downloads.download_button(
         "Report (HTML, one page)",
         result["report"],
         file_name="report.html",
@@ -130,6 +130,15 @@ if result is not None:
         on_click="ignore",
         icon=":material/download:",
         key="data_report",
+    )
+    downloads.download_button(
+        "Everything (zip: report, PNG and CSV)",
+        lambda: uploads.exploration_zip(exploration, result["images"], tables),
+        file_name="exploration.zip",
+        mime="application/zip",
+        on_click="ignore",
+        icon=":material/download:",
+        key="data_zip",
     )
 
     st.subheader("Figures")

@@ -52,13 +52,18 @@ class Media:
 def media(monkeypatch) -> list[Media]:
     """Every file the page hands to the browser (figures and downloads)."""
     added: list[Media] = []
-    original = MediaFileManager.add
+    original, deferred = MediaFileManager.add, MediaFileManager.add_deferred
 
     def add(self, data, mimetype, coordinates, file_name=None, is_for_static_download=False):
         added.append(Media(data, mimetype, file_name))
         return original(self, data, mimetype, coordinates, file_name, is_for_static_download)
 
+    def add_deferred(self, make, mimetype, coordinates, file_name=None, **kwargs):
+        added.append(Media(make(), mimetype, file_name))  # made at once, as a click would
+        return deferred(self, make, mimetype, coordinates, file_name, **kwargs)
+
     monkeypatch.setattr(MediaFileManager, "add", add)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
     return added
 
 
@@ -125,6 +130,7 @@ def test_uploads_are_explored_into_figures_tables_and_downloads(app, media, priv
     assert len(app.image) == len(FIGURES)
     assert [d.label for d in app.download_button] == [
         "Report (HTML, one page)",
+        "Everything (zip: report, PNG and CSV)",
         *(f"{name}.csv" for name in FIGURES),
         "songs.csv",
         "problems.csv",
@@ -139,6 +145,10 @@ def test_uploads_are_explored_into_figures_tables_and_downloads(app, media, priv
     )
     assert str(private_tmp) not in report and "melodygen-upload" not in report
     assert sum(m.mimetype == "image/png" for m in media) == len(FIGURES)
+    with zipfile.ZipFile(io.BytesIO(files["exploration.zip"].data)) as archive:
+        names = set(archive.namelist())
+        assert {"report.html", "songs.csv", "problems.csv", "instruments.png"} <= names
+        assert archive.read("tags.csv").decode() == files["tags.csv"].data.decode()
 
     songs = table(app, 0)
     assert sorted(row["file"] for row in songs) == [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -21,9 +22,15 @@ import pytest
 from studio_fixtures import drums_only, song
 
 from melodygen import uploads
-from melodygen.explore import DEFAULT_MAX_FILES
+from melodygen.explore import DEFAULT_MAX_FILES, FIGURES
 from melodygen.limits import PRIMER_MIDI, RANGES
-from melodygen.uploads import UploadError, explore_uploads, safe_leaf, save_uploads
+from melodygen.uploads import (
+    UploadError,
+    exploration_zip,
+    explore_uploads,
+    safe_leaf,
+    save_uploads,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TUNE = b"X:1\nT:Test jig\nR:jig\nM:6/8\nL:1/8\nK:D\n" + b"DFA dfa|gfe dcB|" * 8 + b"\n"
@@ -288,6 +295,18 @@ def test_explore_uploads_keeps_numbers_and_no_file(private_tmp: Path) -> None:
     assert ("folk.zip: readme.md", "not a music file") in problems
     assert any(p.file == "drums.mid" for p in exploration.problems)
     assert str(private_tmp) not in repr(exploration.to_dict())
+
+    # Everything the CLI would write, as one zip: the report's links find their files.
+    with zipfile.ZipFile(io.BytesIO(exploration_zip(exploration))) as archive:
+        names = set(archive.namelist())
+        report = archive.read("report.html").decode()
+        assert archive.read("problems.csv").decode().startswith("file,song,problem\n")
+        assert archive.read("keys.png").startswith(b"\x89PNG")
+    assert names == {"report.html", "songs.csv", "problems.csv"} | {
+        f"{name}.{kind}" for name in FIGURES for kind in ("png", "csv")
+    }
+    links = set(re.findall(r'href="([^"]+)"', report))
+    assert links and links <= names
 
 
 def test_explore_uploads_without_music_is_one_line(private_tmp: Path) -> None:
