@@ -16,7 +16,8 @@ loaded their audio (and all 8 piano rolls are shown).
 With --sessions N, N headless Chromium windows (N browser sessions of one server) press
 Generate together, --repeats times after a warm-up round, each with the page's default
 4 variations; the clock stops, for each session, when its first new player has loaded
-its audio. The median over sessions and rounds is the figure.
+its audio. The median over sessions and rounds is the figure (a session with no new
+audio within 120 s counts as inf); --server-log PATH keeps the server's log.
 
 With --cold-start, only the server's start is timed, N times (a new server each time):
 ``streamlit run app.py`` with the shipped config and checkpoints is started, headless
