@@ -10,7 +10,8 @@ tested and benchmarked on its own.
 
 - **Catalog**: every ``checkpoints/*/`` folder holding a saved model (``melodygen.json``)
   of any registered family, with its ``card.json`` and ``metrics.jsonl`` when they are
-  there. The folder is ``$MELODYGEN_CHECKPOINTS`` when set. What the catalog says about a
+  there. The folder is ``$MELODYGEN_CHECKPOINTS`` when set; the user's own models (trained
+  or uploaded in the studio, :mod:`melodygen.user_models`) follow. What the catalog says about a
   model's network comes from its family (:class:`~melodygen.core.family.Family`):
   nothing here reads one family's fields.
 - **Primers**: typed notes, or an uploaded MIDI file checked for size and content before
@@ -90,6 +91,7 @@ from melodygen.render import (
 )
 from melodygen.theory import COMMON_METERS, MODES, Meter, key_name, parse_key, parse_meter
 from melodygen.theory import KEY_NAMES as NOTE_NAMES
+from melodygen.user_models import user_models_dir
 
 logger = logging.getLogger(__name__)
 
@@ -261,10 +263,14 @@ class ModelEntry:
     """(label, value) rows its family gives about the network (``Family.model_facts``)."""
     model_problem: str | None = None
     """Why the model cannot be loaded (its ``melodygen.json`` refused), else None."""
+    user: bool = False
+    """A model of the user's own (the user models folder), not a shipped one."""
 
     @property
     def label(self) -> str:
-        """``Folk · attention_rnn``: how pickers name the model."""
+        """``Folk · attention_rnn``: how pickers name the model; a user's by its own name."""
+        if self.user:
+            return f"{self.name} (yours) · {self.config}"
         return f"{self.style.replace('_', ' ').title()} · {self.config}"
 
     @property
@@ -326,7 +332,22 @@ def _read_model_file(path: Path) -> tuple[dict, Any, str | None]:
 
 
 def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
-    """Every folder directly under ``root`` (default :func:`checkpoints_dir`) with a saved model.
+    """The shipped models (:func:`checkpoints_dir`) then the user's own
+    (:func:`melodygen.user_models.user_models_dir`, marked ``user``); with ``root``, only
+    the models in that folder, as :func:`models_in` lists them."""
+    if root is not None:
+        return models_in(root)
+    shipped = models_in(checkpoints_dir())
+    try:
+        mine = models_in(user_models_dir(), user=True)
+    except MelodyGenError as error:  # a user models folder set inside the package
+        logger.warning("%s", error)
+        mine = []
+    return shipped + mine
+
+
+def models_in(root: str | Path, user: bool = False) -> list[ModelEntry]:
+    """Every folder directly under ``root`` with a saved model.
 
     ``card.json`` supplies name, style, configuration and description; whatever it lacks
     is worked out from ``melodygen.json``, read by the family it names, and the folder name
@@ -335,7 +356,7 @@ def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
     with one line saying why. Folders without ``melodygen.json`` are skipped. Sorted by
     style, then configuration.
     """
-    root = Path(root) if root is not None else checkpoints_dir()
+    root = Path(root)
     if not root.is_dir():
         return []
     entries = []
@@ -370,6 +391,7 @@ def discover_models(root: str | Path | None = None) -> list[ModelEntry]:
                 family_name=family.name if family is not None else "",
                 facts=tuple(family.model_facts(model)) if family is not None else (),
                 model_problem=info_problem,
+                user=user,
             )
         )
     return sorted(entries, key=lambda e: (e.style, e.config, e.name))
