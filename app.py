@@ -33,6 +33,7 @@ pages = [
     st.Page("pages/generate.py", title="Generate", icon=":material/piano:", default=True),
     st.Page("pages/variations.py", title="Variations and blends", icon=":material/shuffle:"),
     st.Page("pages/data.py", title="Data", icon=":material/bar_chart:"),
+    st.Page("pages/train.py", title="Train", icon=":material/school:"),
     st.Page("pages/models.py", title="Models", icon=":material/monitoring:"),
     st.Page("pages/about.py", title="About and help", icon=":material/help:"),
 ]
