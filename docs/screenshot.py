@@ -1,11 +1,13 @@
-"""Screenshots of the studio's Generate page for the README, taken with headless Chromium.
+"""Screenshots of the studio for the README, taken with headless Chromium.
 
 Starts the app on a free localhost port (the same way tests/test_browser.py does), types
 a primer, presses Generate, waits for the results and saves the page
 (``studio-generate.png``) and the first variation's card with its score
-(``studio-score.png``) as PNG files, reduced to a palette so each stays well under 300 KB.
+(``studio-score.png``); then, when a model makes blends, types two melodies on the
+Variations and blends page, blends them and saves the results (``studio-blend.png``). PNG
+files reduced to a palette so each stays well under 300 KB.
 
-Usage: python docs/screenshot.py [--checkpoints checkpoints] [--out docs]
+Usage: python docs/screenshot.py [--checkpoints checkpoints] [--out docs] [--only blend]
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from browser_helpers import chromium, running_app, settled  # noqa: E402
 
 PRIMER = "E4:2 F#4:2 G4 B4 | A4:2 G4:2 F#4 D4:8"
+BLEND_FROM = "E4:2 F#4:2 G4 B4 | A4:2 G4:2 F#4 D4:6 r:2 | E4 F#4 G4:2 A4:2 B4:2 | D5:8 B4:8"
+BLEND_TO = "D5:3 C#5 B4:2 A4:2 | F#4:4 A4:4 | G4 F#4 E4:2 D4:2 E4:2 | F#4:16"
 WIDTH = 1280
 
 
@@ -52,45 +56,85 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=Path, default=REPO / "checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs")
+    parser.add_argument("--only", choices=["generate", "blend"], default=None)
     args = parser.parse_args()
     from melodygen.studio import discover_models
 
     if not discover_models(args.checkpoints):
         sys.exit(f"no model in {args.checkpoints}: train or copy one there first")
 
+    log = Path(tempfile.mkdtemp()) / "streamlit.log"
+    with running_app(args.checkpoints, log) as url, chromium(WIDTH, 1000) as driver:
+        if args.only != "blend":
+            generate_page(driver, url, args.out)
+        if args.only != "generate":
+            blend_page(driver, url, args.out)
+
+
+def generate_page(driver, url: str, out: Path) -> None:
+    """The Generate page with four variations, and the first one's card with its score."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    log = Path(tempfile.mkdtemp()) / "streamlit.log"
-    with running_app(args.checkpoints, log) as url, chromium(WIDTH, 1000) as driver:
-        driver.get(url)
-        wait = WebDriverWait(driver, 300)  # the model loads in the background meanwhile
-        generate = (By.XPATH, "//button[.//p[text()='Generate']]")
-        wait.until(ready.element_to_be_clickable(generate))
-        typed = (By.XPATH, "//label[.//p[text()='Typed notes']]")
-        wait.until(ready.element_to_be_clickable(typed)).click()
-        area = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
-        area.send_keys(PRIMER)
-        driver.find_element(*generate).click()  # the typed notes go with the click
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "audio")) >= 4)
-        wait.until(lambda d: "Loading the model" not in d.find_element(By.TAG_NAME, "body").text)
-        settled(driver)
-        time.sleep(2)  # let images and players settle
-        height = driver.execute_script(
-            "return document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
-        )
-        driver.set_window_size(WIDTH, height + 120)
-        time.sleep(1)
-        save(driver, args.out / "studio-generate.png")
-        # The score view: the first variation's card (piano roll, score, player, downloads).
-        card = driver.find_element(  # the nearest block around a player holding a score
-            By.XPATH,
-            "(//audio)[1]/ancestor::div[.//img[starts-with(@src, 'data:image/svg+xml')]][1]",
-        )
-        driver.execute_script("arguments[0].scrollIntoView()", card)
-        time.sleep(1)
-        save(driver, args.out / "studio-score.png", element=card)
+    driver.get(url)
+    wait = WebDriverWait(driver, 300)  # the model loads in the background meanwhile
+    generate = (By.XPATH, "//button[.//p[text()='Generate']]")
+    wait.until(ready.element_to_be_clickable(generate))
+    typed = (By.XPATH, "//label[.//p[text()='Typed notes']]")
+    wait.until(ready.element_to_be_clickable(typed)).click()
+    area = wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "textarea")))
+    area.send_keys(PRIMER)
+    driver.find_element(*generate).click()  # the typed notes go with the click
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "audio")) >= 4)
+    wait.until(lambda d: "Loading the model" not in d.find_element(By.TAG_NAME, "body").text)
+    settled(driver)
+    time.sleep(2)  # let images and players settle
+    height = driver.execute_script(
+        "return document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+    )
+    driver.set_window_size(WIDTH, height + 120)
+    time.sleep(1)
+    save(driver, out / "studio-generate.png")
+    # The score view: the first variation's card (piano roll, score, player, downloads).
+    card = driver.find_element(  # the nearest block around a player holding a score
+        By.XPATH,
+        "(//audio)[1]/ancestor::div[.//img[starts-with(@src, 'data:image/svg+xml')]][1]",
+    )
+    driver.execute_script("arguments[0].scrollIntoView()", card)
+    time.sleep(1)
+    save(driver, out / "studio-score.png", element=card)
+
+
+def blend_page(driver, url: str, out: Path) -> None:
+    """The Variations and blends page: two typed melodies blended in the default 5 steps."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_window_size(WIDTH, 1000)
+    driver.get(f"{url}/variations")
+    wait = WebDriverWait(driver, 300)
+    choice = (By.XPATH, "//label[.//p[text()='A blend of two melodies']]")
+    wait.until(ready.element_to_be_clickable(choice)).click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "textarea")) == 2)
+    settled(driver)
+    first, second = driver.find_elements(By.CSS_SELECTOR, "textarea")
+    first.send_keys(BLEND_FROM)
+    second.send_keys(BLEND_TO)
+    driver.find_element(By.XPATH, "//button[.//p[text()='Check melodies']]").click()
+    settled(driver)
+    wait.until(lambda d: "Loading the model" not in d.find_element(By.TAG_NAME, "body").text)
+    driver.find_element(By.XPATH, "//button[.//p[text()='Blend']]").click()
+    wait.until(lambda d: "Whole blend (MIDI)" in d.find_element(By.TAG_NAME, "body").text)
+    settled(driver)
+    time.sleep(2)
+    height = driver.execute_script(
+        "return document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+    )
+    driver.set_window_size(WIDTH, height + 120)
+    time.sleep(1)
+    save(driver, out / "studio-blend.png")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ tested and benchmarked on its own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import io
@@ -33,9 +34,11 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
+import types
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -885,7 +888,8 @@ class RenderPool:
                 if not future.set_running_or_notify_cancel():
                     continue  # cancelled while waiting
                 try:
-                    inner = self._pool().submit(function, *arguments)
+                    with _plain_main():  # a worker may be started here
+                        inner = self._pool().submit(function, *arguments)
                 except (BrokenProcessPool, RuntimeError) as error:
                     logger.warning("the render workers are gone (%s); starting new ones", error)
                     broken, self._executor = self._executor, None
@@ -917,6 +921,22 @@ class RenderPool:
             future.cancel()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _plain_main():
+    """While a worker process is spawned: ``__main__`` as a bare module. A spawned worker
+    first runs the parent's main script again (as ``__mp_main__``), and under Streamlit
+    that is the page being drawn (Streamlit puts the script's module there while it runs;
+    AppTest does too): a worker would draw a page, or die on it. Render jobs need nothing
+    from the main module; the swap lasts only while the process starts."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _synth_settings(synth: Synth | None) -> tuple[str, int, float] | None:

@@ -10,6 +10,23 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_folders(tmp_path_factory):
+    """User models and training jobs in a folder of the test session's own, never in the
+    developer's data directory (tests that need others set their own)."""
+    root = tmp_path_factory.mktemp("user_data")
+    saved = {name: os.environ.get(name) for name in ("MELODYGEN_USER_MODELS", "MELODYGEN_JOBS")}
+    os.environ["MELODYGEN_USER_MODELS"] = str(root / "models")
+    os.environ["MELODYGEN_JOBS"] = str(root / "jobs")
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 STEP_SECONDS = 0.125  # one sixteenth at 120 qpm
 
 # Eight-bar tunes in 4/4 made of repeated two-bar phrases, so a small network can

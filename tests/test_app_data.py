@@ -205,4 +205,11 @@ def test_the_studio_lists_the_data_page(tmp_path, monkeypatch, private_tmp):
     assert not at.exception and at.title[0].value == "Data"
     lines = (ROOT / "app.py").read_text().splitlines()
     titles = [line.split('title="')[1].split('"')[0] for line in lines if "st.Page(" in line]
-    assert titles == ["Generate", "Variations and blends", "Data", "Models", "About and help"]
+    assert titles == [
+        "Generate",
+        "Variations and blends",
+        "Data",
+        "Train",
+        "Models",
+        "About and help",
+    ]

@@ -51,7 +51,14 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
         first.get(f"{url}/models")
         wait = waiter(first, WAIT)
         wait.until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Models"))
-        expected = ["Generate", "Variations and blends", "Models", "About and help"]
+        expected = [
+            "Generate",
+            "Variations and blends",
+            "Data",
+            "Train",
+            "Models",
+            "About and help",
+        ]
         waiter(first, 30).until(lambda browser: navigation(browser) == expected)
 
         # Two sessions press Generate at the same time; both get their results.
@@ -232,3 +239,55 @@ def test_folk_tunes_from_an_abc_model_with_their_scores(tmp_path: Path) -> None:
             return sum(b.text.strip().endswith("MusicXML") for b in buttons)
 
         wait.until(lambda b: musicxml_buttons(b) == 4)  # the variations come one by one
+
+
+def test_a_blend_in_a_real_browser(tmp_path: Path) -> None:
+    """The Variations and blends page with a tiny note_vae model: two melodies typed, a
+    blend made, its steps drawn as a row of piano rolls and one player that plays them all
+    in order (a real WAV served by the app)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from studio_fixtures import make_vae_checkpoint
+
+    def blend(browser):
+        """The default 5 steps: 5 piano rolls (and the 2 typed melodies'), one player."""
+        images = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
+        drawn = [
+            img for img in images if browser.execute_script("return arguments[0].naturalWidth", img)
+        ]
+        audio = browser.find_elements(By.CSS_SELECTOR, "audio")
+        if len(drawn) >= 7 and len(audio) == 1 and "Whole blend (MIDI)" in body(browser):
+            return drawn, audio[0].get_attribute("src")  # read now: a redraw replaces it
+        return False
+
+    def body(browser) -> str:
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    make_vae_checkpoint(checkpoints, tmp_path / "vae")
+    log = tmp_path / "streamlit.log"
+    with running_app(checkpoints, log) as url, chromium() as browser:
+        browser.get(f"{url}/variations")
+        wait = waiter(browser, WAIT)
+        wait.until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), "Variations"))
+        choice = (By.XPATH, "//label[.//p[text()='A blend of two melodies']]")
+        wait.until(ready.element_to_be_clickable(choice)).click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "textarea")) == 2)
+        settled(browser)
+        first, second = browser.find_elements(By.CSS_SELECTOR, "textarea")
+        first.send_keys("C4 E4 G4:2 r:2 | A4 G4 E4:8")
+        second.send_keys("D5:2 C5:2 A4 F4 | G4:4 E4:4 C4:8")
+        button = (By.XPATH, "//button[.//p[text()='Blend']]")
+        wait.until(ready.element_to_be_clickable(button)).click()
+        try:
+            images, source = wait.until(blend)
+        except Exception as error:
+            browser.save_screenshot(str(tmp_path / "blend.png"))
+            raise AssertionError(f"no blend; server log:\n{log.read_text()[-3000:]}") from error
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert "Traceback" not in body(browser)
+        assert "5 steps from folk_vae_tiny" in body(browser)
+        with urllib.request.urlopen(source, timeout=10) as reply:
+            data = reply.read()
+        assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 100_000
