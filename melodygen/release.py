@@ -53,7 +53,16 @@ CARD_FILE = "card.json"
 CURVES_FILE = "metrics.jsonl"
 SHIPPED_CONFIGS = ("basic_rnn", "lookback_rnn", "attention_rnn")
 BITS_KEYS = ("bits_per_note_mean", "bits_per_note_pooled")
-STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "controls", "originality")
+STEPS = (
+    "build",
+    "train",
+    "evaluate",
+    "validity",
+    "validity_raw",
+    "controls",
+    "latent",
+    "originality",
+)
 """Every step a recipe may have, in the order they run."""
 MELODY_STEPS = ("build", "train", "evaluate", "originality")
 TEXT_STEPS = ("build", "train", "evaluate", "validity", "validity_raw", "originality")
@@ -63,8 +72,14 @@ model's raw samples (``--no-bar-check``)."""
 CONTROL_STEPS = (*TEXT_STEPS, "controls")
 """A family written to order (abc_transformer) also measures whether its tunes come out in
 the meter, key and type asked, beside the character LSTM asked the same (``compare``)."""
+LATENT_STEPS = (*MELODY_STEPS[:-1], "latent", MELODY_STEPS[-1])
+"""A family that writes from a latent code (note_vae) also measures its code space: random
+codes' melodies beside real ones, and blends between held-out melodies."""
 CONTROL_TUNES = 200
 VALIDITY_TUNES = 200
+LATENT_SAMPLES = 512
+LATENT_PAIRS = 64
+LATENT_BLEND_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -250,11 +265,33 @@ TRANSFORMER_BARS = (
         at_least=0.9,
     ),
 )
-# The note VAE: melody_vae (2 x 256 bidirectional encoder, 2 x 256 decoder, 64-d code), KL
-# annealed over 1,500 steps with 16 free bits, for at most 60 minutes on the CPU (shared with
-# the Transformer's training), held-out negative ELBO every 250 steps until 8 evaluations
-# bring no lower one: that ended it at step 4,500 (best 2,500) after 45 minutes.
-VAE_TRAINING = Training(steps=6000, hparams="", eval_every=250, early_stopping=8, time_limit=60)
+# The note VAEs: melody_vae (2 x 256 bidirectional encoder, 2 x 256 decoder, a 256-d code
+# with 256 free bits a window, beta up to 0.2), on each style's melodies transposed -3 to +3
+# semitones, held-out objective every 500 steps until 6 evaluations bring no lower one, for
+# at most 95 minutes on the CPU. The shipped two ran as two calls of the same command (50
+# minutes, then 45 resumed), side by side on the 2 cores.
+VAE_TRAINING = Training(steps=30000, hparams="", eval_every=500, early_stopping=6, time_limit=95)
+VAE_BUILD = ("--transpose=-3:3",)
+VAE_BARS = (
+    Bar(
+        "reconstruction from the code alone: at least 85% of held-out notes exactly right "
+        "(pitch and duration)",
+        "metrics.code_pitch_duration_accuracy",
+        at_least=0.85,
+    ),
+    Bar(
+        "melodies from random codes: mean feature overlap (pitch classes, intervals, lengths) "
+        "with the held-out melodies at least 0.85",
+        "latent.overlap.prior.mean",
+        at_least=0.85,
+    ),
+    Bar(
+        "blends: every inner step closer (note edit distance) to its nearer end than the two "
+        "ends are to each other",
+        "latent.blends.closer_share",
+        at_least=1.0,
+    ),
+)
 
 STYLES: dict[str, Style] = {
     style.name: style
@@ -301,15 +338,30 @@ STYLES: dict[str, Style] = {
             bars=TRANSFORMER_BARS,
         ),
         Style(
-            name="folk_pop",
-            description="Folk and pop melodies as notes with dynamics: the Nottingham tunes and "
-            "POP909's MELODY tracks",
-            sources=(NOTTINGHAM, POP909),
+            name="folk_notes",
+            description="British and Irish folk tunes as notes: the Nottingham melodies (every "
+            "note at velocity 90, so one velocity class)",
+            sources=(NOTTINGHAM,),
             family="note_vae",
             configs=("melody_vae",),
-            names={"melody_vae": "folk_pop_melody_vae"},
-            dataset="folk_pop_melody_vae",
+            names={"melody_vae": "folk_note_vae"},
+            build_flags=VAE_BUILD,
+            steps=LATENT_STEPS,
             training=VAE_TRAINING,
+            bars=VAE_BARS,
+        ),
+        Style(
+            name="pop_notes",
+            description="Chinese pop song melodies as notes with dynamics: POP909's MELODY "
+            "tracks, whose velocities are played",
+            sources=(POP909,),
+            family="note_vae",
+            configs=("melody_vae",),
+            names={"melody_vae": "pop_note_vae"},
+            build_flags=VAE_BUILD,
+            steps=LATENT_STEPS,
+            training=VAE_TRAINING,
+            bars=VAE_BARS,
         ),
         Style(
             name="jigs_abc",
@@ -378,6 +430,10 @@ class Recipe:
         return self.run_dir / "controls.json"
 
     @property
+    def latent_json(self) -> Path:
+        return self.run_dir / "latent.json"
+
+    @property
     def originality_json(self) -> Path:
         return self.run_dir / "originality.json"
 
@@ -412,6 +468,11 @@ class Recipe:
                   if self.style.compare else []),
                 "--num", str(CONTROL_TUNES), "--json", str(self.controls_json),
             ],
+            "latent": [
+                "latent", "--checkpoint", run, "--data", data,
+                "--samples", str(LATENT_SAMPLES), "--pairs", str(LATENT_PAIRS),
+                "--blend-steps", str(LATENT_BLEND_STEPS), "--json", str(self.latent_json),
+            ],
             "originality": [
                 "originality", "--checkpoint", run, "--data", data,
                 "--num", str(ORIGINALITY_MELODIES), "--json", str(self.originality_json),
@@ -441,6 +502,8 @@ class Recipe:
             return self.validity_raw_json.exists()
         if step == "controls":
             return self.controls_json.exists()
+        if step == "latent":
+            return self.latent_json.exists()
         if step == "originality":
             return self.originality_json.exists()
         raise ValueError(step)
@@ -553,6 +616,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
             card[key] = _validity_card(json.loads(path.read_text()))
     if "controls" in recipe.steps:
         card["controls"] = _controls_card(json.loads(recipe.controls_json.read_text()))
+    if "latent" in recipe.steps:
+        card["latent"] = _latent_card(json.loads(recipe.latent_json.read_text()))
     card.update(
         {
             "originality": originality.get("generated", {}).get("originality"),
@@ -717,6 +782,36 @@ def _controls_card(report: dict) -> dict:
         "settings": {
             key: report["settings"][key]
             for key in ("num", "seed", "temperature", "bars", "check_bars", "key_scale_share")
+        },
+    }
+
+
+def _latent_card(report: dict) -> dict:
+    """What a card keeps of a ``melodygen latent`` report: the prior samples' and the
+    training melodies' overlap with the held-out melodies, and the blends' distances."""
+    overlap, blends = report["overlap"], report["blends"]
+    return {
+        "overlap": {
+            "prior": overlap["prior"],
+            "train": overlap["train"],
+            "samples": overlap["samples"],
+            "seed": overlap["seed"],
+            "temperature": overlap["temperature"],
+        },
+        "blends": {
+            key: blends[key]
+            for key in (
+                "pairs",
+                "steps",
+                "seed",
+                "ends",
+                "nearer",
+                "closer_share",
+                "smooth_share",
+                "to_first",
+                "to_last",
+                "ends_kept",
+            )
         },
     }
 

@@ -232,17 +232,27 @@ def test_run_summary_thresholds_are_strict():
 
 
 def test_verdict():
-    def figures(share, over_4, longest=1.0):
+    def figures(share, over_4, longest=1.0, melodies=1000):
         return {
-            "originality": {"share_over_2_bars": share, "over_4_bars": over_4, "max_bars": longest}
+            "originality": {
+                "share_over_2_bars": share,
+                "over_2_bars": round(share * melodies),
+                "melodies": melodies,
+                "over_4_bars": over_4,
+                "max_bars": longest,
+            }
         }
 
     assert verdict(figures(0.05, 0), figures(0.07, 0)) == {"status": "ok", "reasons": []}
     assert verdict(figures(0.07, 0), figures(0.07, 1)) == {"status": "ok", "reasons": []}
     worse = verdict(figures(0.10, 0), figures(0.07, 0))
-    assert worse["status"] == "defect" and "10%" in worse["reasons"][0]
+    assert worse["status"] == "defect" and "10.0%" in worse["reasons"][0]
     copied = verdict(figures(0.0, 2, 5.5), figures(0.07, 0))
     assert copied["status"] == "defect" and "5.5 bars" in copied["reasons"][0]
+    # A held-out share is known to one melody in its count: 1 in 1,000 generated beside
+    # none of 95 held-out is no defect; 11 in 1,000 (more than 1 in 95) is.
+    assert verdict(figures(0.001, 0), figures(0.0, 0, melodies=95))["status"] == "ok"
+    assert verdict(figures(0.011, 0), figures(0.0, 0, melodies=95))["status"] == "defect"
 
 
 # Generation and the command line ----------------------------------------------------------

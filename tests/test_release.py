@@ -285,3 +285,29 @@ def test_validity_refuses_a_melody_dataset(tune_folder: Path, tmp_path: Path, ca
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "validity judges ABC text" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_note_vae_recipes_measure_the_code_space_and_judge_their_bars(tmp_path: Path):
+    shipped = {recipe.name: recipe for recipe in release.recipes(tmp_path, tmp_path)}
+    for name, source in (("folk_note_vae", "nottingham/melody"), ("pop_note_vae", "pop909")):
+        recipe = shipped[name]
+        assert recipe.family == "note_vae" and [s.path for s in recipe.style.sources] == [source]
+        commands = recipe.commands()
+        assert list(commands) == ["build", "train", "evaluate", "latent", "originality"]
+        assert "--transpose=-3:3" in commands["build"]
+        assert commands["latent"][:1] == ["latent"]
+        assert commands["latent"][-2:] == ["--json", str(recipe.latent_json)]
+    report = {
+        "overlap": {"prior": {"mean": 0.9}, "train": {"mean": 0.95}, "samples": 8, "seed": 0,
+                    "temperature": 1.0, "data": "x", "seconds": 1.0},
+        "blends": {"pairs": 2, "steps": 3, "seed": 0, "ends": 0.8, "nearer": 0.4,
+                   "closer_share": 1.0, "smooth_share": 1.0, "to_first": [0, 0.5, 0.8],
+                   "to_last": [0.8, 0.4, 0], "ends_kept": 0.1, "seconds": 1.0},
+    }  # fmt: skip
+    card = {
+        "latent": release._latent_card(report),
+        "metrics": {"code_pitch_duration_accuracy": 0.5},
+    }
+    assert "seconds" not in card["latent"]["blends"] and card["latent"]["overlap"]["samples"] == 8
+    judged = [bar.judge(card) for bar in release.VAE_BARS]
+    assert [bar["met"] for bar in judged] == [False, True, True]
