@@ -40,7 +40,9 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
         loaded = [
             img for img in images if browser.execute_script("return arguments[0].naturalWidth", img)
         ]
-        if len(loaded) >= 4 and len(audio) >= 4 and len(buttons) >= 9:
+        # The zip comes last (once every variation is rendered), at the top of the results.
+        done = any(b.text.strip().endswith("Download all (zip)") for b in buttons)
+        if len(loaded) >= 4 and len(audio) >= 4 and len(buttons) >= 9 and done:
             return loaded, audio, buttons
         return False
 
