@@ -80,14 +80,20 @@ def split_melodies(dataset: str | Path, split: str) -> list[np.ndarray]:
 
 
 def prior_melodies(
-    checkpoint: str | Path, samples: int = 256, seed: int = 0, temperature: float = 1.0
+    checkpoint: str | Path,
+    samples: int = 256,
+    seed: int = 0,
+    temperature: float = 1.0,
+    generator=None,
 ) -> list[np.ndarray]:
     """``samples`` melodies (raw notes) decoded from codes drawn from the prior N(0, I)
-    with ``seed``, sampled at ``temperature`` as ``melodygen generate`` samples."""
+    with ``seed``, sampled at ``temperature`` as ``melodygen generate`` samples.
+    ``generator``: the model already loaded (a ``VaeGenerator`` of ``checkpoint``), so a
+    report that also blends loads it once; else it is loaded here."""
     from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest
     from melodygen.families.note_vae.generate import VaeGenerator
 
-    generator = VaeGenerator(checkpoint)
+    generator = generator or VaeGenerator(checkpoint)
     rng = np.random.default_rng(seed)
     request = GenerationRequest(temperature=temperature)
     made = []
@@ -120,6 +126,7 @@ def overlap_report(
     samples: int = 256,
     seed: int = 0,
     temperature: float = 1.0,
+    generator=None,
 ) -> dict:
     """Prior samples beside real melodies, each against the held-out melodies.
 
@@ -131,7 +138,7 @@ def overlap_report(
     started = time.perf_counter()
     held_out = histograms(split_melodies(dataset, "eval"))
     train = split_melodies(dataset, "train")
-    made = prior_melodies(checkpoint, samples, seed, temperature)
+    made = prior_melodies(checkpoint, samples, seed, temperature, generator)
     return {
         "prior": overlap(histograms(made), held_out),
         "train": overlap(histograms(train), held_out),
@@ -185,6 +192,7 @@ def blend_report(
     pairs: int = BLEND_PAIRS,
     steps: int = BLEND_STEPS,
     seed: int = 0,
+    generator=None,
 ) -> dict:
     """Blends of ``pairs`` pairs of held-out windows in ``steps`` steps, measured by
     :func:`note_distance` (see the module docstring). Returns ``pairs``, ``steps``,
@@ -207,7 +215,7 @@ def blend_report(
         raise MelodyGenError(f"pairs must be a whole number from 1 to {MAX_SAMPLES:,}")
     started = time.perf_counter()
     opened = NoteDataset.open(dataset)
-    generator = VaeGenerator(checkpoint)
+    generator = generator or VaeGenerator(checkpoint)
     if opened.classes != generator.classes:
         raise MelodyGenError(
             f"{checkpoint} reads other note classes than {dataset}; give the dataset it "
@@ -270,10 +278,13 @@ def latent_report(
     temperature: float = 1.0,
 ) -> dict:
     """What the code space gives: ``overlap`` (:func:`overlap_report`) and ``blends``
-    (:func:`blend_report`)."""
+    (:func:`blend_report`), from one loaded model."""
+    from melodygen.families.note_vae.generate import VaeGenerator
+
+    generator = VaeGenerator(checkpoint)
     return {
-        "overlap": overlap_report(checkpoint, dataset, samples, seed, temperature),
-        "blends": blend_report(checkpoint, dataset, pairs, steps, seed),
+        "overlap": overlap_report(checkpoint, dataset, samples, seed, temperature, generator),
+        "blends": blend_report(checkpoint, dataset, pairs, steps, seed, generator),
     }
 
 
