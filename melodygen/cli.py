@@ -21,7 +21,13 @@ from pathlib import Path
 from melodygen import __version__
 from melodygen.core.family import DEFAULT_FAMILY, families
 from melodygen.errors import MelodyGenError
-from melodygen.limits import MAX_BEAM_ROWS, RANGES, ValueRangeError, check_primer_text
+from melodygen.limits import (
+    MAX_BEAM_ROWS,
+    RANGES,
+    SECTION_BARS,
+    ValueRangeError,
+    check_primer_text,
+)
 from melodygen.theory import KeyNameError, parse_key
 
 
@@ -50,6 +56,20 @@ def _ranged(name: str):
 def _span(name: str) -> str:
     """``RANGES[name]`` in words, for a flag's help."""
     return RANGES[name].describe()
+
+
+def _section_bars(text: str) -> int:
+    """``--section-bars``: one of :data:`melodygen.limits.SECTION_BARS`, else one line."""
+    from melodygen.core.form import FormError, check_section_bars
+
+    try:
+        value: object = int(text)
+    except ValueError:
+        value = text
+    try:
+        return check_section_bars(value)
+    except FormError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _primer_text(text: str) -> str:
@@ -159,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--family",
         choices=family_names,
-        default=None,
-        help=f"the kind of model the data is for (default {DEFAULT_FAMILY}, or --like's)",
+        default=DEFAULT_FAMILY,
+        help=f"the kind of model the data is for (default {DEFAULT_FAMILY})",
     )
     build.add_argument(
         "--config",
@@ -169,14 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the configuration to encode for (a melody_rnn dataset needs one)",
     )
     build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
-    build.add_argument(
-        "--like",
-        default=None,
-        metavar="CHECKPOINT",
-        help="encode for this saved model, to fine-tune it (train --init-from): its family, "
-        "configuration and own classes or vocabulary, never ones fitted to these files; "
-        "what it lacks is read as the nearest class or as unknown, and counted",
-    )
     build.add_argument(
         "--eval-ratio",
         type=_ranged("eval_ratio"),
@@ -464,6 +476,27 @@ def build_parser() -> argparse.ArgumentParser:
         type=_ranged("top_k"),
         default=None,
         help=f"sample among the K likeliest events ({_span('top_k')})",
+    )
+    generate.add_argument(
+        "--form",
+        default=None,
+        metavar="LETTERS",
+        help="the tune's form: sections A-D, a letter heard before repeating that section, "
+        "e.g. AABB, ABAB, AABA, ABAC, AAB, or free (the default: no form); the form sets "
+        "the length (--bars, if given, must agree) and the tune ends on the tonic",
+    )
+    generate.add_argument(
+        "--section-bars",
+        type=_section_bars,
+        default=None,
+        help=f"with --form: bars of each section ({' or '.join(map(str, SECTION_BARS))}; "
+        "default 8)",
+    )
+    generate.add_argument(
+        "--vary-repeats",
+        action="store_true",
+        help="with --form: a repeated section keeps its first half and the model writes the "
+        "rest anew, like first and second endings (default: repeats are exact)",
     )
     generate.add_argument(
         "--top-p",
@@ -795,42 +828,17 @@ def _run_build(args) -> None:
         "transpose_to_key": args.transpose_to_key,
         "abc_chords": args.abc_chords,
     }
-    if args.like is not None:
-        summary = _build_like(args, options)
-    else:
-        summary = get_family(args.family or DEFAULT_FAMILY).build_dataset(
-            args.input,
-            args.output,
-            config=args.config,
-            eval_ratio=args.eval_ratio,
-            options=options,
-            workers=args.workers,
-            progress=not args.quiet,
-        )
+    summary = get_family(args.family).build_dataset(
+        args.input,
+        args.output,
+        config=args.config,
+        eval_ratio=args.eval_ratio,
+        options=options,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     print(summary.format())
     print(f"dataset written to {args.output}")
-
-
-def _build_like(args, options: dict):
-    """``dataset build --like CHECKPOINT``: the model's family builds data it reads."""
-    from melodygen.core.checkpoint import info_family, read_model_info
-
-    model_dir, info = read_model_info(args.like)
-    family = info_family(info)
-    if args.family is not None and args.family != family.name:
-        raise MelodyGenError(
-            f"--like {model_dir} is a {family.title} model, not {args.family}; leave out --family"
-        )
-    config = family.configuration(info)
-    if args.config is not None and args.config != config:
-        raise MelodyGenError(
-            f"--like {model_dir} is {config or 'a model without configurations'}, not "
-            f"{args.config}; leave out --config"
-        )
-    return family.build_dataset_like(
-        info, model_dir, args.input, args.output, eval_ratio=args.eval_ratio, options=options,
-        workers=args.workers, progress=not args.quiet,
-    )  # fmt: skip
 
 
 def _run_dataset(args) -> None:
@@ -955,6 +963,7 @@ def _melody_file(path: Path, args):
 def _run_generate(args) -> None:
     from melodygen import notation
     from melodygen.core.checkpoint import model_family
+    from melodygen.core.form import DEFAULT_SECTION_BARS, FREE, form_length_steps, parse_form
     from melodygen.core.generation import (
         DEFAULT_BLEND_STEPS,
         DEFAULT_DISTANCE,
@@ -985,6 +994,12 @@ def _run_generate(args) -> None:
     meter = parse_meter(args.meter) or primer.meter
     bars = args.bars if args.bars is not None else 8
     length = args.steps if args.steps is not None else bars_to_steps(bars, meter)
+    form = parse_form(args.form)
+    if form == FREE and (args.section_bars is not None or args.vary_repeats):
+        raise MelodyGenError("--section-bars and --vary-repeats go with --form (AABB, ...)")
+    section_bars = DEFAULT_SECTION_BARS if args.section_bars is None else args.section_bars
+    if form != FREE and args.bars is None and args.steps is None:
+        length = form_length_steps(form, section_bars, meter, primer.events)  # the form's
     request = GenerationRequest(
         primer=primer,
         length_steps=length,
@@ -1013,9 +1028,12 @@ def _run_generate(args) -> None:
         distance=DEFAULT_DISTANCE if args.distance is None else args.distance,
         blend=blend,
         blend_steps=DEFAULT_BLEND_STEPS if args.blend_steps is None else args.blend_steps,
+        form=form,
+        section_bars=section_bars,
+        vary_repeats=args.vary_repeats,
     )
     request.validate()  # before loading the model: bad requests fail fast
-    if melodies:  # a family that makes no variations or blends says so, before loading
+    if melodies or form != FREE:  # a family that cannot do it says so, before loading
         request.check_family(model_family(args.checkpoint))
     _check_output_folder(args.out, "--out")
     program = program_number(args.instrument)
@@ -1039,6 +1057,8 @@ def _run_generate(args) -> None:
         if melody.text is not None:
             print(path.with_suffix(".abc"))
         print(f"{path}  ({melody.steps} steps, log-likelihood {melody.log_likelihood:.1f})")
+        if melody.sections:
+            print("  form: " + ", ".join(s.label(melody.meter) for s in melody.sections))
         if synth is not None:
             with _writing(path.with_suffix(".wav")):
                 print(write_wav(path.with_suffix(".wav"), synth.render(melody, program=program)))

@@ -29,11 +29,13 @@ from melodygen.errors import InputFileError, MelodyGenError
 __all__ = [
     "DATASET_MIDI",
     "MAX_BEAM_ROWS",
+    "MAX_FORM_SECTIONS",
     "MAX_MUSICXML_BYTES",
     "MAX_PRIMER_TEXT_CHARS",
     "MAX_PRIMER_TEXT_DIGITS",
     "PRIMER_MIDI",
     "RANGES",
+    "SECTION_BARS",
     "MidiLimitError",
     "MidiLimits",
     "Range",
@@ -292,6 +294,11 @@ MAX_SEED = 2**32 - 1
 seed from that whole range."""
 MAX_TRAIN_SEED = 2**31 - 1
 """Training adds the step count to its seed, which must stay below 2**32."""
+SECTION_BARS = (4, 8)
+"""Bars one section of a form may last (``generate --section-bars``, the studio's *Section
+bars*): the phrase lengths of folk and pop tunes; :mod:`melodygen.core.form` checks it."""
+MAX_FORM_SECTIONS = 8
+"""Sections a form may have (``AABBAABB``): 8 of 8 bars is 64 bars, the studio's longest."""
 
 
 def _ranges(*items: Range) -> dict[str, Range]:

@@ -18,6 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from melodygen.core.form import (
+    DEFAULT_SECTION_BARS,
+    FREE,
+    FormError,
+    FormPlan,
+    Section,
+    check_section_bars,
+    parse_form,
+    plan_form,
+)
 from melodygen.errors import MelodyGenError
 from melodygen.io.music import note_seq
 from melodygen.io.primer import Primer
@@ -122,6 +132,15 @@ class GenerationRequest:
     is ``blend_steps`` melodies from the first to the second, both included."""
     blend_steps: int = DEFAULT_BLEND_STEPS
     """Melodies of a blend, its two ends included."""
+    form: str = FREE
+    """The tune's form ("AABB", "ABAC", ...; :mod:`melodygen.core.form`), for families that
+    follow one (``Family.follows_form``); "free" lets the model wander as it likes. With a
+    form, ``length_steps`` must be the form's length (:meth:`form_plan`)."""
+    section_bars: int = DEFAULT_SECTION_BARS
+    """Bars of each section of ``form``: 4 or 8."""
+    vary_repeats: bool = False
+    """A repeated section keeps the first half of its source and writes the rest anew (as
+    first and second endings do); False repeats it note for note."""
 
     def __post_init__(self) -> None:
         # "3/4" or (3, 4) as well as a Meter; a bad one raises MeterError (a MelodyGenError).
@@ -178,6 +197,7 @@ class GenerationRequest:
         if self.seed is not None:
             check("seed", self.seed)
         self._validate_melodies()
+        self.form_plan()  # a bad form, section length or length: one line
         for name, most in TEXT_FIELD_LIMITS.items():
             value = getattr(self, name)
             if value is None:
@@ -192,6 +212,33 @@ class GenerationRequest:
                 raise GenerationError(f"{name} holds control characters; give plain text")
             if name != "text_primer" and "\n" in value:
                 raise GenerationError(f"{name} must be one line")
+
+    def form_plan(self) -> FormPlan | None:
+        """Where each section of ``form`` lies in the output (None for a free tune); refuses,
+        in one line, a form with beam search or with a length other than the form's."""
+        if not isinstance(self.vary_repeats, bool):
+            raise GenerationError("vary_repeats must be True or False")
+        check_section_bars(self.section_bars)
+        if parse_form(self.form) == FREE:
+            return None
+        plan = plan_form(
+            self.form, self.section_bars, self.meter, self.primer.events, self.vary_repeats
+        )
+        if self.beam_size > 1 or self.branch_factor > 1:
+            raise FormError(
+                f"beam search cannot follow form {plan.form}: it keeps the likeliest melodies "
+                "whole and copies no section; use beam size 1 (sampling) or form free"
+            )
+        if self.length_steps != plan.total_steps:
+            meter = f"{self.meter.numerator}/{self.meter.denominator}"
+            asked = self.meter.bars(self.length_steps)
+            pickup = ", a pickup bar included" if plan.pickup_steps else ""
+            raise FormError(
+                f"form {plan.form} of {plan.section_bars}-bar sections lasts {plan.total_bars} "
+                f"bars of {meter}{pickup}, but the length asked is {asked:g} bars: leave the "
+                f"length out (the form sets it) or ask for {plan.total_bars} bars"
+            )
+        return plan
 
     def _validate_melodies(self) -> None:
         """Variations and blends: their numbers in range, and melodies a model can read."""
@@ -226,6 +273,12 @@ class GenerationRequest:
             makers = [f.title for f in families() if name in f.request_options()]
             offer = f"; {' or '.join(makers)} models do" if makers else ""
             raise GenerationError(f"{family.title} models make no {words}{offer}")
+        if parse_form(self.form) != FREE and not family.follows_form():
+            makers = [f.title for f in families() if f.follows_form()]
+            offer = f"; {' or '.join(makers)} models do" if makers else ""
+            raise FormError(
+                f"{family.title} models cannot follow a form ({self.form}): use form free{offer}"
+            )
 
 
 def check_melody(melody: object, what: str) -> None:
@@ -317,6 +370,9 @@ class GeneratedMelody:
     problem: str | None = None
     """The reason the family's text could not be read as music (one line), else None;
     such a melody has no events, only its ``text``."""
+    sections: tuple[Section, ...] = ()
+    """The form's sections (letter, steps of ``events``, exact or varied repeat) when the
+    request asked for a form, for the piano roll, the score and MIDI markers; else ()."""
 
     @classmethod
     def from_sequence(
@@ -414,6 +470,8 @@ class GenerationResult:
     """How the primer was changed to fit the model (notes moved by octaves), one line each."""
     warnings: list[str] = field(default_factory=list)
     """Settings that left the model almost no choice, and what came of it, one line each."""
+    form: str = FREE
+    """The form the melodies follow (each melody's ``sections`` say where), or "free"."""
 
 
 def outcome_warnings(

@@ -339,6 +339,9 @@ class MelodyRnnFamily(Family):
     def request_options(self) -> frozenset[str]:
         return self.NOTE_OPTIONS  # a note primer, key, scale, beam search, pitch range
 
+    def follows_form(self) -> bool:
+        return True  # sampling copies repeated sections and writes a cadence
+
     def load_generator(self, checkpoint: str | Path, device: str = "auto"):
         from melodygen.families.melody_rnn.generate import MelodyGenerator
 

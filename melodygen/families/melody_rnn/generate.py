@@ -7,6 +7,18 @@ distribution (every label that decodes to an event adds to it) with
 temperature, top-k / top-p and masks for scale and pitch range; beam search
 is Magenta's (``magenta/common/beam_search.py``).
 
+A request with a form (AABB, ...: :mod:`melodygen.core.form`) is sampled section by
+section in one pass: a new section is sampled, conditioned on everything before it; a
+repeated one is copied from its source (all of it, or its first half when repeats vary,
+the rest sampled) and the copied events are fed through the network, so its state
+carries on through the repeat and the next section follows it musically. The tune ends
+on a cadence: its final bar is sampled :data:`CADENCE_CANDIDATES` times for each melody,
+and the candidate whose last note is the key's tonic with the best log-likelihood under
+the model is kept; when none lands there, the likeliest candidate's last note is moved to
+the nearest tonic the settings allow (and the result says so). When the tune's last
+section is an exact repeat, its source's final bar is made the cadence, so the copy ends
+on it too.
+
 Keys work as in Magenta: a model trained on melodies transposed to C thinks in
 C major / A minor, so a request for D minor generates in the model's key and
 transposes the result; a primer is moved into the model's key first. The
@@ -17,11 +29,13 @@ shared by every family (:mod:`melodygen.core.generation`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from melodygen.core.checkpoint import load_model
+from melodygen.core.form import FormPlan, Section
 from melodygen.core.generation import (
     DEFAULT_QPM,
     GeneratedMelody,
@@ -39,6 +53,8 @@ from melodygen.io.music import note_seq
 from melodygen.theory import MODES, NO_EVENT, NOTE_OFF, key_name, pitch_name, relative_major
 
 EVENT_SLOTS = 130  # no event, note-off and the 128 MIDI pitches, at event + 2
+CADENCE_CANDIDATES = 8
+"""Final bars sampled per melody of a form; the one ending on the tonic is kept."""
 
 
 class StepModel:
@@ -138,8 +154,14 @@ class MelodyGenerator:
         tonic, mode, key_source = self._resolved_key(request)
         primer, transpose, notices = self._primer_in_model_key(request, tonic, mode)
         allowed = self._allowed_pitches(request, transpose, tonic, mode)
+        plan = request.form_plan()
         with device_scope(self.device):
-            if request.beam_size > 1 or request.branch_factor > 1:
+            if plan is not None:
+                rows, scores, steered = self._sample_form(
+                    request, primer, allowed, rng, plan, (tonic, mode, transpose)
+                )
+                notices = notices + _cadence_notices(steered, tonic, mode)
+            elif request.beam_size > 1 or request.branch_factor > 1:
                 rows, scores = self._beam_search(request, primer, allowed, rng)
             else:
                 rows, scores = self._sample(request, primer, allowed, rng, request.num_outputs)
@@ -171,6 +193,7 @@ class MelodyGenerator:
                     meter=request.meter,
                     key=tonic,
                     mode=mode,
+                    sections=_sections_from(plan, start, request.primer.steps == 0),
                 )
             )
         warnings = self._choice_warnings(request, allowed, transpose, tonic, mode)
@@ -184,6 +207,7 @@ class MelodyGenerator:
             key_source=key_source,
             notices=notices,
             warnings=warnings,
+            form=plan.form if plan is not None else "free",
         )
 
     def primer_notices(self, request: GenerationRequest) -> list[str]:
@@ -379,6 +403,111 @@ class MelodyGenerator:
             )
         return histories, scores
 
+    # Forms ---------------------------------------------------------------------------------
+
+    def _sample_form(self, request, primer, allowed, rng, plan: FormPlan, key):
+        """Sample ``request.num_outputs`` melodies that follow ``plan``: new steps sampled,
+        repeated steps copied and fed through the network (its state carries on), the
+        ending made a cadence. ``key``: (tonic, mode, transpose) of the output. Returns the
+        histories, their log-likelihoods (copied steps included) and how many melodies'
+        last note had to be moved to the tonic."""
+        rows = request.num_outputs
+        offset = 1 if request.primer.steps == 0 else 0  # the silent step before a melody
+        total = plan.total_steps + offset
+        histories = np.full((rows, total), NO_EVENT, dtype=np.int64)
+        histories[:, : len(primer)] = primer
+        states = self._prime(primer, rows)
+        scores = np.zeros(rows)
+        copied = np.full(total, -1)  # the step each copied step repeats
+        firsts = set()
+        for section in plan.sections:
+            if section.source is not None:
+                start, source = section.start + offset, section.source + offset
+                copied[start : start + section.kept] = np.arange(source, source + section.kept)
+                firsts.add(start)
+        cadence = None
+        if plan.cadence is not None:
+            cadence = (plan.cadence[0] + offset, plan.cadence[1] + offset)
+        steered = 0
+        length = len(primer)
+        while length < total:
+            if cadence is not None and length == cadence[0]:
+                histories, states, scores, moved = self._cadence(
+                    histories, states, scores, cadence, request, allowed, rng, key
+                )
+                steered += moved
+                length = cadence[1]
+                continue
+            if copied[length] >= 0:
+                events = histories[:, copied[length]].copy()
+                if length in firsts:
+                    events = _copy_start(histories, length, copied[length], events)
+                histories, states, scores = self._force(
+                    histories, states, scores, length, events, request
+                )
+            else:
+                histories, states, scores = self._advance(
+                    histories, states, scores, length, request, allowed, rng
+                )
+            length += 1
+        return histories, scores, steered
+
+    def _force(self, histories, states, scores, length, events, request):
+        """Feed the given ``events`` (one per row) as step ``length``: the state moves on as
+        if the model had sampled them, and their log-probability (at the request's
+        temperature, without the pitch masks, which a copied primer note may lie outside)
+        is added to each row's score."""
+        logits, states = self.steps.step(self._inputs(histories, length - 1), states)
+        event_log_probs = self._event_log_probs(logits.astype(np.float64), histories, length)
+        tempered = event_log_probs / request.temperature
+        log_probs = tempered - logsumexp(tempered)
+        scores = scores + log_probs[np.arange(len(events)), np.asarray(events) - NO_EVENT]
+        histories[:, length] = events
+        return histories, states, scores
+
+    def _cadence(self, histories, states, scores, span, request, allowed, rng, key):
+        """Write the tune's final bar (steps ``span``) as a cadence: sample it
+        :data:`CADENCE_CANDIDATES` times per melody, keep the likeliest candidate whose last
+        note is the tonic (else the likeliest, its last note moved to the nearest allowed
+        tonic), then feed the kept bar through the network from the saved state so the
+        state and score are exactly the kept bar's. Returns the number of moved notes."""
+        tonic, mode, transpose = key
+        start, end = span
+        count = CADENCE_CANDIDATES
+        rows = len(histories)
+        spread = np.repeat(np.arange(rows), count)
+        trial, trial_states = histories[spread].copy(), self.steps.take(states, spread)
+        trial_scores = np.zeros(len(spread))
+        for length in range(start, end):
+            trial, trial_states, trial_scores = self._advance(
+                trial, trial_states, trial_scores, length, request, allowed, rng
+            )
+        chosen, moved = [], 0
+        for row in range(rows):
+            candidates = list(range(row * count, (row + 1) * count))
+            target = tonic
+            if target is None or self.info.spec.transpose_to_key is None:
+                # A model that keeps keys writes in the melody's own key (moved afterwards).
+                major = note_seq.Melody([int(e) for e in trial[candidates[0], :start]])
+                target = (major.get_major_key() - MODES[mode][1]) % 12
+                shift = 0
+            else:
+                shift = transpose
+            endings = [c for c in candidates if _ends_on(trial[c, :end], target, shift)]
+            pool = endings or candidates
+            best = max(pool, key=lambda c: (trial_scores[c], -c))
+            bar = trial[best, start:end].copy()
+            if not endings:
+                bar = _steer(bar, trial[best, :start], target, shift, allowed)
+                moved += int(_ends_on(np.concatenate([trial[best, :start], bar]), target, shift))
+            chosen.append(bar)
+        chosen = np.asarray(chosen)
+        for length in range(start, end):
+            histories, states, scores = self._force(
+                histories, states, scores, length, chosen[:, length - start], request
+            )
+        return histories, states, scores, moved
+
     def _beam_search(self, request, primer, allowed, rng):
         """Magenta's beam search, run for every output at once as one batch."""
         beam, branch, outputs = request.beam_size, request.branch_factor, request.num_outputs
@@ -412,6 +541,81 @@ class MelodyGenerator:
         self.last_beam_candidates = (histories.copy(), scores.copy())
         best = top_rows(scores, outputs, 1)
         return histories[best], scores[best]
+
+
+def _copy_start(histories: np.ndarray, copy: int, source: int, events: np.ndarray) -> np.ndarray:
+    """The first event of a copied section, so that it sounds as its source does: a source
+    starting on a hold (``NO_EVENT``) continues what sounded before it, which before the
+    copy may be another note; the copy then starts that note again, or a rest."""
+    events = events.copy()
+    for row, event in enumerate(events):
+        if event != NO_EVENT:
+            continue
+        before_source = _sounding_before(histories[row], source)
+        if before_source != _sounding_before(histories[row], copy):
+            events[row] = NOTE_OFF if before_source is None else before_source
+    return events
+
+
+def _sounding_before(events: np.ndarray, position: int) -> int | None:
+    """The pitch sounding just before ``position`` (None: silence)."""
+    for event in events[:position][::-1]:
+        if event >= 0:
+            return int(event)
+        if event == NOTE_OFF:
+            return None
+    return None
+
+
+def _ends_on(events: np.ndarray, tonic: int, transpose: int) -> bool:
+    """Whether the last note of model-space ``events`` is ``tonic`` in the output key."""
+    notes = events[events >= 0]
+    return bool(notes.size) and (int(notes[-1]) + transpose) % 12 == tonic
+
+
+def _steer(bar: np.ndarray, before: np.ndarray, tonic: int, transpose: int, allowed) -> np.ndarray:
+    """``bar`` with its last note moved to the nearest allowed tonic (a bar without a note
+    gets the tonic nearest the last note before it on its first step); unchanged when the
+    settings allow no tonic."""
+    pitches = np.flatnonzero(allowed)
+    tonics = pitches[(pitches + transpose) % 12 == tonic]
+    if not tonics.size:
+        return bar
+    notes = np.flatnonzero(bar >= 0)
+    earlier = before[before >= 0]
+    if notes.size:
+        where, pitch = int(notes[-1]), int(bar[notes[-1]])
+    else:
+        where, pitch = 0, int(earlier[-1]) if earlier.size else 60
+    bar = bar.copy()
+    bar[where] = int(tonics[np.argmin(np.abs(tonics - pitch) * 2 + (tonics > pitch))])
+    return bar
+
+
+def _sections_from(plan: FormPlan | None, start: int, silent_start: bool) -> tuple[Section, ...]:
+    """The plan's sections in steps of the output melody: history steps less the ``start``
+    cut off (and the silent step a melody without a primer begins from)."""
+    if plan is None:
+        return ()
+    shift = start - (1 if silent_start else 0)
+    sections = []
+    for section in plan.sections:
+        moved = section.shifted(-shift)
+        if moved.end > 0:  # a section left out with the primer (include_primer False)
+            sections.append(replace(moved, start=max(0, moved.start)))
+    return tuple(sections)
+
+
+def _cadence_notices(moved: int, tonic: int | None, mode: str) -> list[str]:
+    """One line when the cadence had to move melodies' last notes to the tonic."""
+    if not moved:
+        return []
+    key = f" of {key_name(tonic, mode)}" if tonic is not None else ""
+    which = "1 melody's" if moved == 1 else f"{moved} melodies'"
+    return [
+        f"No sampled ending of {which} last bar landed on the tonic{key}: the last note was "
+        "moved to it to close the tune."
+    ]
 
 
 def _range_notices(
