@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--family",
         choices=family_names,
-        default=DEFAULT_FAMILY,
-        help=f"the kind of model the data is for (default {DEFAULT_FAMILY})",
+        default=None,
+        help=f"the kind of model the data is for (default {DEFAULT_FAMILY}, or --like's)",
     )
     build.add_argument(
         "--config",
@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the configuration to encode for (a melody_rnn dataset needs one)",
     )
     build.add_argument("--output", required=True, type=Path, help="dataset folder to write")
+    build.add_argument(
+        "--like",
+        default=None,
+        metavar="CHECKPOINT",
+        help="encode for this saved model, to fine-tune it (train --init-from): its family, "
+        "configuration and own classes or vocabulary, never ones fitted to these files; "
+        "what it lacks is read as the nearest class or as unknown, and counted",
+    )
     build.add_argument(
         "--eval-ratio",
         type=_ranged("eval_ratio"),
@@ -828,17 +836,42 @@ def _run_build(args) -> None:
         "transpose_to_key": args.transpose_to_key,
         "abc_chords": args.abc_chords,
     }
-    summary = get_family(args.family).build_dataset(
-        args.input,
-        args.output,
-        config=args.config,
-        eval_ratio=args.eval_ratio,
-        options=options,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    if args.like is not None:
+        summary = _build_like(args, options)
+    else:
+        summary = get_family(args.family or DEFAULT_FAMILY).build_dataset(
+            args.input,
+            args.output,
+            config=args.config,
+            eval_ratio=args.eval_ratio,
+            options=options,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
     print(summary.format())
     print(f"dataset written to {args.output}")
+
+
+def _build_like(args, options: dict):
+    """``dataset build --like CHECKPOINT``: the model's family builds data it reads."""
+    from melodygen.core.checkpoint import info_family, read_model_info
+
+    model_dir, info = read_model_info(args.like)
+    family = info_family(info)
+    if args.family is not None and args.family != family.name:
+        raise MelodyGenError(
+            f"--like {model_dir} is a {family.title} model, not {args.family}; leave out --family"
+        )
+    config = family.configuration(info)
+    if args.config is not None and args.config != config:
+        raise MelodyGenError(
+            f"--like {model_dir} is {config or 'a model without configurations'}, not "
+            f"{args.config}; leave out --config"
+        )
+    return family.build_dataset_like(
+        info, model_dir, args.input, args.output, eval_ratio=args.eval_ratio, options=options,
+        workers=args.workers, progress=not args.quiet,
+    )  # fmt: skip
 
 
 def _run_dataset(args) -> None:

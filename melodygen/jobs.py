@@ -5,8 +5,9 @@ server for minutes). :func:`start_job` saves the user's files into a job folder 
 starts a worker (``python -m melodygen.jobs JOB_FOLDER``) in a session of its own; the
 worker runs the CLI's own path, in order:
 
-1. ``melodygen dataset build`` of the files (for a fine-tune, in the base model's
-   family and configuration);
+1. ``melodygen dataset build`` of the files (for a fine-tune, ``--like BASE``: in the
+   base model's family, configuration and own classes or vocabulary, what it lacks
+   mapped and counted in one line the page shows);
 2. ``melodygen train --time-limit M [--init-from BASE]``;
 3. ``melodygen evaluate --input FILES --held-out RATIO`` of the base and the new model
    on the user's held-out files (bits per note, before and after);
@@ -510,13 +511,20 @@ class _Worker:
         files, data, run = folder / FILES_DIR, folder / DATA_DIR, folder / RUN_DIR
         deadline = spec["started"] + 60 * spec["minutes"]
         self.update(status="building", message="reading your files")
-        build = ["dataset", "build", "--family", spec["family"], "--input", str(files)]
+        build = ["dataset", "build", "--input", str(files)]
         build += ["--output", str(data), "--eval-ratio", str(spec["eval_ratio"])]
         build += ["--workers", "1", "--quiet"]
-        if spec.get("config"):
-            build += ["--config", spec["config"]]
+        if spec.get("base"):  # the base's own encoding: its classes or vocabulary
+            build += ["--like", spec["base"]]
+        else:
+            build += ["--family", spec["family"]]
+            if spec.get("config"):
+                build += ["--config", spec["config"]]
         if self.cli(*build) != 0:
             return self.end_early("building the training data", data_built=False)
+        notice = encoding_notice(Job(folder).log_tail(20_000))
+        if notice:
+            self.update(encoding=notice)
         # The rest of the budget trains, less what the comparison takes (a tenth, at most 1 min).
         left = deadline - time.time()
         minutes = max(0.1, (left - min(60.0, 0.1 * 60 * spec["minutes"])) / 60)
@@ -642,6 +650,7 @@ class _Worker:
                 "train_melodies": training.get("train_melodies"),
                 "eval_melodies": training.get("eval_melodies"),
                 "held_out_ratio": spec["eval_ratio"],
+                "encoding": self.state.get("encoding"),
             },
             "training": {
                 "base": spec.get("base_name"),
@@ -657,9 +666,14 @@ class _Worker:
             "comparison": comparison,
             "metrics": {"bits_per_note_pooled": comparison.get("bits_per_note")},
             "commands": [
-                "melodygen dataset build --family "
-                f"{spec['family']}{' --config ' + spec['config'] if spec.get('config') else ''}"
-                f" --eval-ratio {spec['eval_ratio']} --input FILES --output DATA",
+                "melodygen dataset build "
+                + (
+                    f"--like {spec['base_name']}"
+                    if spec.get("base_name")
+                    else f"--family {spec['family']}"
+                    + (f" --config {spec['config']}" if spec.get("config") else "")
+                )
+                + f" --eval-ratio {spec['eval_ratio']} --input FILES --output DATA",
                 f"melodygen train --data DATA --run-dir RUN --time-limit {spec['minutes']:g}"
                 + (f" --init-from {spec['base_name']}" if spec.get("base_name") else ""),
             ],
@@ -668,6 +682,20 @@ class _Worker:
         target = root / name
         staging.rename(target)
         return target
+
+
+_ENCODING_LINE = re.compile(r"^(classes|vocabulary):\s+(the base model's .*)$", re.MULTILINE)
+
+
+def encoding_notice(log: str) -> str | None:
+    """The line ``dataset build --like`` printed on the base's encoding and what it lacked
+    in the user's files ("vocabulary: the base model's (...): 3 training characters it
+    lacks read as <unk> ..."), for the page and the card; None without one."""
+    found = _ENCODING_LINE.findall(log.replace("\r", "\n"))
+    if not found:
+        return None
+    label, text = found[-1]
+    return f"{label}: {text}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -218,6 +218,30 @@ class Family(ABC):
         ``dataset build`` settings (melody extraction, transpositions, key); a family
         reads those it understands."""
 
+    def build_dataset_like(
+        self,
+        info: ModelInfo,
+        model_dir: Path,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ) -> BuildSummary:
+        """A dataset that the saved model in ``model_dir`` (``info``) reads, to fine-tune it
+        (``dataset build --like``): encoded with the model's own encoding, classes or
+        vocabulary, never ones fitted to ``inputs``; what the model lacks is mapped as the
+        family sensibly can and said in the summary. By default: built as the model's
+        configuration, then refused in one line (:meth:`check_fits`) if the model cannot
+        read it; a family that fits its encoding to the data overrides this."""
+        summary = self.build_dataset(
+            inputs, output, config=self.configuration(info), eval_ratio=eval_ratio,
+            options=options, workers=workers, progress=progress,
+        )  # fmt: skip
+        self.check_fits(info, Path(model_dir), self.open_dataset(output))
+        return summary
+
     @abstractmethod
     def open_dataset(self, path: str | Path) -> TrainingData:
         """A dataset this family built (its ``dataset.json`` names the family)."""
@@ -446,6 +470,13 @@ def open_dataset(path: str | Path) -> tuple[Family, TrainingData]:
     except UnknownFamilyError as error:
         raise DatasetError(str(error)) from None
     return family, family.open_dataset(path)
+
+
+def model_label(model_dir: str | Path) -> str:
+    """A saved model's short name for summaries: its folder's name (``pop_basic_rnn``), with
+    its run's for a run's ``model`` or ``best`` folder (``run/model``)."""
+    path = Path(model_dir)
+    return f"{path.parent.name}/{path.name}" if path.name in ("model", "best") else path.name
 
 
 def check_model_reads(family: Family, dataset: TrainingData, info: ModelInfo, model_dir) -> None:

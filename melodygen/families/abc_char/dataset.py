@@ -169,6 +169,10 @@ class CharBuildSummary:
     vocab_size: int = 0
     unknown_eval: dict[str, int] = field(default_factory=dict)
     chords: bool = False
+    like: str = ""
+    """The model whose vocabulary the text was read with (a fine-tune's base), if any."""
+    unknown_train: dict[str, int] = field(default_factory=dict)
+    """With ``like``: training characters outside that vocabulary, read as ``<unk>``."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -183,6 +187,8 @@ class CharBuildSummary:
             "vocab_size": self.vocab_size,
             "unknown_eval": self.unknown_eval,
             "chords": self.chords,
+            "like": self.like,
+            "unknown_train": self.unknown_train,
             "seconds": round(self.seconds, 2),
         }
 
@@ -200,10 +206,13 @@ class CharBuildSummary:
             f"characters:      {sum(self.characters.values())} "
             f"(train {self.characters['train']}, eval {self.characters['eval']})"
         )
-        lines.append(
-            f"vocabulary:      {self.vocab_size} symbols (training text's characters, "
-            f"<end>, <unk>; chord symbols {'kept' if self.chords else 'dropped'})"
-        )
+        if self.like:
+            lines.append(unknown_line(self.like, self.unknown_train, self.vocab_size))
+        else:
+            lines.append(
+                f"vocabulary:      {self.vocab_size} symbols (training text's characters, "
+                f"<end>, <unk>; chord symbols {'kept' if self.chords else 'dropped'})"
+            )
         if self.unknown_eval:
             total = sum(self.unknown_eval.values())
             lines.append(
@@ -217,6 +226,17 @@ class CharBuildSummary:
                 lines.append(f"  {reason:<{width}}  {count}  ({self.first_dropped[reason]})")
         lines.append(f"time:            {self.seconds:.1f} s")
         return "\n".join(lines)
+
+
+def unknown_line(like: str, unknown: dict[str, int], size: int) -> str:
+    """One line: the base model's vocabulary read the training text, and what it lacked."""
+    if not unknown:
+        return f"vocabulary:      the base model's ({like}, {size} symbols), which has every one"
+    return (
+        f"vocabulary:      the base model's ({like}, {size} symbols): "
+        f"{sum(unknown.values())} training characters it lacks read as <unk>, which it "
+        f"never writes: {describe_unknown(Counter(unknown))}"
+    )
 
 
 def abc_files(inputs: Sequence[str | Path]) -> tuple[list[Path], int]:
@@ -268,9 +288,14 @@ def build_dataset(
     chords: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    vocab: Vocabulary | None = None,
+    like: str = "the model",
 ) -> CharBuildSummary:
     """Read the tunebooks under ``inputs`` and write a dataset to ``output`` (see the module
-    docstring); the summary says what was kept and dropped."""
+    docstring); the summary says what was kept and dropped. ``vocab``: a model's vocabulary
+    to read the text with (to fine-tune it: its network has exactly these symbols), not one
+    fitted to this text; characters it lacks are read as ``<unk>`` (which generation never
+    writes) and counted in both splits. ``like`` names that model in the summary."""
     from melodygen.io.abc import AbcError, read_tunebook, require_abc2midi
 
     started = time.perf_counter()
@@ -335,7 +360,11 @@ def build_dataset(
             f"no tune under {', '.join(map(str, paths))} is left for training "
             f"({sum(len(v) for v in kept.values())} held out); lower --eval-ratio"
         )
-    vocab = Vocabulary.from_texts(text for _, text, _ in kept["train"])
+    unknown_train: Counter | None = None
+    if vocab is not None:
+        summary.like, unknown_train = like, Counter()
+    else:
+        vocab = Vocabulary.from_texts(text for _, text, _ in kept["train"])
     if vocab.size > MAX_VOCABULARY:
         raise DatasetError(
             f"the training text holds {vocab.size - 2} different characters, more than an "
@@ -346,7 +375,8 @@ def build_dataset(
     unknown: Counter = Counter()
     for split, tunes in kept.items():
         encoded = [
-            vocab.tune_ids(text, unknown if split == "eval" else None) for _, text, _ in tunes
+            vocab.tune_ids(text, unknown if split == "eval" else unknown_train)
+            for _, text, _ in tunes
         ]
         offsets = np.cumsum([0] + [len(ids) for ids in encoded]).astype(np.int64)
         np.savez(
@@ -362,6 +392,7 @@ def build_dataset(
         summary.characters[split] = sum(len(text) for _, text, _ in tunes)
     summary.vocab_size = vocab.size
     summary.unknown_eval = dict(unknown.most_common())
+    summary.unknown_train = dict(unknown_train.most_common()) if unknown_train else {}
     summary.seconds = time.perf_counter() - started
     metadata = {
         "format": "melodygen-dataset",

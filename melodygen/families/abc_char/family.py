@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.core.family import Batch, Family, TuneScore, register
+from melodygen.core.family import Batch, Family, TuneScore, model_label, register
 from melodygen.errors import CheckpointError, ConfigError, DatasetError, MelodyGenError
 from melodygen.families.abc_char import dataset as data
 from melodygen.families.abc_char.configs import (
@@ -114,6 +114,24 @@ class AbcCharFamily(Family):
             workers=workers,
             progress=progress,
         )
+
+    def build_dataset_like(
+        self,
+        info: CharModelInfo,
+        model_dir: Path,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ):
+        """The text read with the base's vocabulary (and its choice on chord symbols); a
+        character it lacks is read as ``<unk>``, counted."""
+        return data.build_dataset(
+            inputs, output, config=info.config, eval_ratio=eval_ratio, chords=info.chords,
+            workers=workers, progress=progress, vocab=info.vocab, like=model_label(model_dir),
+        )  # fmt: skip
 
     def open_dataset(self, path: str | Path) -> CharDataset:
         return CharDataset.open(path)

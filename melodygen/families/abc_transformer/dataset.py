@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from melodygen.families.abc_transformer.configs import (
     DEFAULT_CONFIG,
     FIXED_FIELDS,
     META_SLOTS,
+    TITLE_WORDS,
     get_config,
 )
 from melodygen.families.abc_transformer.metadata import (
@@ -55,6 +57,9 @@ from melodygen.families.abc_transformer.tokenizer import (
     TokenizerError,
     bar_lines,
 )
+
+if TYPE_CHECKING:
+    from melodygen.families.abc_transformer.model_file import TransformerModelInfo
 
 FAMILY = "abc_transformer"
 FORMAT_VERSION = 1
@@ -216,6 +221,14 @@ class TransformerBuildSummary:
     unknown_eval: dict[str, int] = field(default_factory=dict)
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     dance_types: dict[str, int] = field(default_factory=dict)
+    like: str = ""
+    """The model whose tokenizer and metadata vocabulary read the tunes (a fine-tune's
+    base), if any."""
+    unknown_train: dict[str, int] = field(default_factory=dict)
+    """With ``like``: training characters outside its tokenizer, read as ``<unk>``."""
+    unknown_meta: dict[str, int] = field(default_factory=dict)
+    """With ``like``: metadata values (meter, key, type, title word) it lacks, per field,
+    read as that field's unknown."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -246,11 +259,14 @@ class TransformerBuildSummary:
             f"(at most {self.max_tokens} kept)"
         )
         whole = sum(1 for count in self.bar_lines.values() if count == 1)
-        lines.append(
-            f"vocabulary:      {self.vocab_size} BPE tokens ({self.vocab_asked} asked; "
-            f"fitted on the training bodies); {whole} of {len(self.bar_lines)} kinds of "
-            "bar line are one token"
-        )
+        if self.like:
+            lines.append(self.like_line())
+        else:
+            lines.append(
+                f"vocabulary:      {self.vocab_size} BPE tokens ({self.vocab_asked} asked; "
+                f"fitted on the training bodies); {whole} of {len(self.bar_lines)} kinds of "
+                "bar line are one token"
+            )
         meta = self.meta_vocab
         lines.append(
             f"metadata:        {sum(meta.values())} tokens: "
@@ -285,6 +301,22 @@ class TransformerBuildSummary:
         lines.append(f"time:            {self.seconds:.1f} s")
         return "\n".join(lines)
 
+    def like_line(self) -> str:
+        """One line: the base model's tokenizer read the tunes, and what it lacked."""
+        line = f"vocabulary:      the base model's ({self.like}, {self.vocab_size} BPE tokens)"
+        if not self.unknown_train and not self.unknown_meta:
+            return line + ", which has every character and header value here"
+        parts = []
+        if self.unknown_train:
+            parts.append(
+                f"{sum(self.unknown_train.values())} training characters it lacks read as "
+                f"<unk>, which it never writes ({describe_unknown(Counter(self.unknown_train))})"
+            )
+        if self.unknown_meta:
+            values = ", ".join(f"{name} {count}" for name, count in self.unknown_meta.items())
+            parts.append(f"header values it lacks read as unknown: {values}")
+        return line + ": " + "; ".join(parts)
+
 
 @dataclass
 class _Tune:
@@ -309,9 +341,15 @@ def build_dataset(
     eval_ratio: float = 0.1,
     workers: int | None = None,
     progress: bool = True,
+    like: TransformerModelInfo | None = None,
+    like_name: str = "the model",
 ) -> TransformerBuildSummary:
     """Read the tunebooks under ``inputs`` and write a dataset to ``output`` (see the module
-    docstring); the summary says what was kept and dropped."""
+    docstring); the summary says what was kept and dropped. ``like``: a model's info whose
+    tokenizer, metadata vocabulary, header table and longest tune to use (to fine-tune it:
+    its network has exactly these), not ones fitted here; a character it lacks is read as
+    ``<unk>`` (which generation never writes), a header value as its field's unknown, both
+    counted. ``like_name`` names that model in the summary."""
     from melodygen.io.abc import AbcError, read_tunebook, require_abc2midi
 
     started = time.perf_counter()
@@ -325,7 +363,8 @@ def build_dataset(
         raise DatasetError(f"no .abc files in {', '.join(map(str, paths))}")
     root = paths[0] if len(paths) == 1 and paths[0].is_dir() else None
     summary = TransformerBuildSummary(files_not_abc=others)
-    summary.max_tokens = chosen.hparams.max_tokens
+    max_tokens = like.hparams.max_tokens if like is not None else chosen.hparams.max_tokens
+    summary.max_tokens = max_tokens
     summary.vocab_asked = chosen.vocab_size
 
     def drop(reason: str, example: str) -> None:
@@ -378,7 +417,12 @@ def build_dataset(
             f"({len(split_of['eval'])} held out); lower --eval-ratio"
         )
 
-    tokenizer = BodyTokenizer.fit([t.body for t in split_of["train"]], chosen.vocab_size)
+    unknown_train: Counter = Counter()
+    if like is not None:
+        tokenizer = like.tokenizer
+        summary.like = like_name
+    else:
+        tokenizer = BodyTokenizer.fit([t.body for t in split_of["train"]], chosen.vocab_size)
     vocabulary = set(tokenizer.tokens)
     kinds = Counter(piece for t in split_of["train"] for piece in bar_lines(t.body))
     summary.bar_lines = {
@@ -391,25 +435,32 @@ def build_dataset(
         kept = []
         for tune, ids in zip(tunes, tokenizer.encode_all(t.body for t in tunes), strict=True):
             missing = tokenizer.unknown_in(tune.body)
-            if missing and split == "train":  # cannot be: the alphabet is the training text's
+            if missing and split == "train" and like is None:  # the alphabet is its text's
                 drop("does not round-trip", f"{tune.song}: {describe_unknown(missing)}")
                 continue
             if missing:
-                unknown.update(missing)
+                (unknown if split == "eval" else unknown_train).update(missing)
             elif tokenizer.decode(ids) != tune.body:
                 drop("does not round-trip", f"{tune.song}")
                 continue
             else:
                 summary.round_trip += 1
-            if len(ids) > chosen.hparams.max_tokens:
-                drop(f"longer than {chosen.hparams.max_tokens} tokens", f"{tune.song}: {len(ids)}")
+            if len(ids) > max_tokens:
+                drop(f"longer than {max_tokens} tokens", f"{tune.song}: {len(ids)}")
                 continue
             kept.append((tune, ids))
         encoded[split] = kept
     if not encoded["train"]:
         raise DatasetError("no training tune is left once long ones are dropped")
-    meta_vocab = MetaVocabulary.build(tune.metadata for tune, _ in encoded["train"])
-    headers = HeaderTable.build(tune.metadata for tune, _ in encoded["train"])
+    if like is not None:
+        meta_vocab, headers = like.meta_vocab, like.headers
+        summary.unknown_train = dict(unknown_train.most_common())
+        summary.unknown_meta = unknown_metadata(
+            meta_vocab, [t.metadata for kept in encoded.values() for t, _ in kept]
+        )
+    else:
+        meta_vocab = MetaVocabulary.build(tune.metadata for tune, _ in encoded["train"])
+        headers = HeaderTable.build(tune.metadata for tune, _ in encoded["train"])
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -463,6 +514,19 @@ def build_dataset(
     }
     (output / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return summary
+
+
+def unknown_metadata(vocab: MetaVocabulary, metadata: list[Metadata]) -> dict[str, int]:
+    """How many of the tunes' header values (per field; title words as "title") ``vocab``
+    lacks: :meth:`MetaVocabulary.encode` reads each as its field's unknown."""
+    index = vocab.index
+    slots = [*FIELDS, *["title"] * TITLE_WORDS]
+    counts: Counter = Counter()
+    for item in metadata:
+        for slot, token in enumerate(item.tokens()):
+            if token not in index:
+                counts[slots[slot]] += 1
+    return dict(counts)
 
 
 def typed_text(text: str, rhythm: str | None) -> str:

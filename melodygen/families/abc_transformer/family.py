@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.core.family import Batch, Family, TuneScore, register
+from melodygen.core.family import Batch, Family, TuneScore, model_label, register
 from melodygen.errors import CheckpointError, ConfigError, DatasetError, MelodyGenError
 from melodygen.families.abc_char.family import AbcCharFamily
 from melodygen.families.abc_transformer import dataset as data
@@ -120,6 +120,24 @@ class AbcTransformerFamily(Family):
         return data.build_dataset(
             inputs, output, config=config, eval_ratio=eval_ratio, workers=workers,
             progress=progress,
+        )  # fmt: skip
+
+    def build_dataset_like(
+        self,
+        info: TransformerModelInfo,
+        model_dir: Path,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ):
+        """The tunes read with the base's tokenizer, metadata vocabulary and header table,
+        tunes longer than it reads dropped; what it lacks is read as unknown, counted."""
+        return data.build_dataset(
+            inputs, output, config=info.config, eval_ratio=eval_ratio, workers=workers,
+            progress=progress, like=info, like_name=model_label(model_dir),
         )  # fmt: skip
 
     def open_dataset(self, path: str | Path) -> TransformerDataset:

@@ -200,6 +200,11 @@ class NoteBuildSummary:
     durations: list[int] = field(default_factory=list)
     velocities: list[int] = field(default_factory=list)
     durations_exact: float = 0.0
+    like: str = ""
+    """Where the classes came from when not fitted here: the model a fine-tune starts from."""
+    mapped: dict[str, int] = field(default_factory=dict)
+    """With ``like``: notes (both splits) whose duration or velocity that model's
+    classes lack, read as the nearest class."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -213,6 +218,8 @@ class NoteBuildSummary:
             "durations": self.durations,
             "velocities": self.velocities,
             "durations_exact": round(self.durations_exact, 4),
+            "like": self.like,
+            "mapped": self.mapped,
             "seconds": round(self.seconds, 2),
         }
 
@@ -240,6 +247,8 @@ class NoteBuildSummary:
             f"velocities:      {len(self.velocities)} classes: "
             f"{', '.join(str(v) for v in self.velocities)}"
         )
+        if self.like:
+            lines.append(self.mapping_line())
         if self.dropped:
             lines.append("songs dropped, by reason:")
             width = max(len(reason) for reason in self.dropped)
@@ -251,6 +260,17 @@ class NoteBuildSummary:
             f"{songs / seconds:.0f} songs/s)"
         )
         return "\n".join(lines)
+
+    def mapping_line(self) -> str:
+        """One line: whose classes the notes were read with, and how many it lacked."""
+        durations, velocities = self.mapped.get("duration", 0), self.mapped.get("velocity", 0)
+        if not durations and not velocities:
+            return f"classes:         the base model's ({self.like}), which has every one here"
+        return (
+            f"classes:         the base model's ({self.like}): of {sum(self.notes.values())} "
+            f"notes and rests, {durations} had a duration and {velocities} a velocity it "
+            "lacks, read as the nearest class"
+        )
 
 
 @dataclass(frozen=True)
@@ -319,9 +339,13 @@ def build_dataset(
     transpositions: Sequence[int] = (),
     workers: int | None = None,
     progress: bool = True,
+    classes: NoteClasses | None = None,
+    like: str = "the model",
 ) -> NoteBuildSummary:
     """Read the MIDI and ABC files under ``inputs`` and write a dataset to ``output`` (see
-    the module docstring); the summary says what was kept and dropped."""
+    the module docstring); the summary says what was kept and dropped. ``classes``: a
+    model's classes to read the notes with (to fine-tune it, whose network has exactly
+    these), not ones fitted to these songs; ``like`` names that model in the summary."""
     from melodygen.io.music import find_music_files
 
     started = time.perf_counter()
@@ -354,7 +378,12 @@ def build_dataset(
             f"no song of at least {WINDOW} notes for training in {len(files)} file(s) "
             f"({reasons}){first}"
         )
-    classes = NoteClasses.fit(notes for _, notes in songs["train"])
+    if classes is None:
+        classes = NoteClasses.fit(notes for _, notes in songs["train"])
+    else:
+        summary.like = like
+        every = [notes for split in SPLITS for _, notes in songs[split]]
+        summary.mapped = unmatched(np.concatenate(every), classes)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
@@ -383,6 +412,16 @@ def build_dataset(
     }
     (output / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return summary
+
+
+def unmatched(notes: np.ndarray, classes: NoteClasses) -> dict[str, int]:
+    """How many raw ``notes`` have a duration, and how many played ones a velocity, that
+    ``classes`` lack (:meth:`NoteClasses.encode` reads them as the nearest class)."""
+    played = notes[:, PITCH] >= 0
+    return {
+        "duration": int((~np.isin(notes[:, DURATION], classes.durations)).sum()),
+        "velocity": int((played & ~np.isin(notes[:, VELOCITY], classes.velocities)).sum()),
+    }
 
 
 def window_starts(length: int, hop: int = HOP) -> list[int]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melodygen.core.family import Batch, Family, TuneScore, register
+from melodygen.core.family import Batch, Family, TuneScore, model_label, register
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.families.note_vae import dataset as data
 from melodygen.families.note_vae.configs import CONFIGS, CONFIGURATION_WORDS, get_config
@@ -115,6 +115,26 @@ class NoteVaeFamily(Family):
             workers=workers,
             progress=progress,
         )
+
+    def build_dataset_like(
+        self,
+        info: VaeModelInfo,
+        model_dir: Path,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        eval_ratio: float = 0.1,
+        options: dict | None = None,
+        workers: int | None = None,
+        progress: bool = True,
+    ):
+        """The notes read with the base's duration and velocity classes (its network has
+        exactly these outputs); one the base lacks is read as the nearest, counted."""
+        options = dict(options or {})
+        return data.build_dataset(
+            inputs, output, config=info.config, eval_ratio=eval_ratio,
+            transpositions=options.get("transpositions") or (), workers=workers,
+            progress=progress, classes=info.classes, like=model_label(model_dir),
+        )  # fmt: skip
 
     def open_dataset(self, path: str | Path) -> NoteDataset:
         return NoteDataset.open(path)
