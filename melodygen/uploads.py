@@ -20,11 +20,15 @@ as hostile:
 Every refusal is an :class:`UploadError` of one line. Files that are not music (a
 README, cover art) are left out and listed as problems, not refused.
 :func:`explore_uploads` saves, explores (:func:`melodygen.explore.explore`) and removes
-the folder in one call, so the studio keeps the numbers and no file. No Streamlit here.
+the folder in one call, so the studio keeps the numbers and no file; or, given a
+:class:`SessionFiles`, keeps the music files in that session's own private folder, so that
+the Train page can train on the explored collection without a second upload, until the
+session explores again, discards them or ends. No Streamlit here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -32,7 +36,9 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 import unicodedata
+import weakref
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +62,7 @@ __all__ = [
     "MAX_TOTAL_BYTES",
     "MAX_ZIP_RATIO",
     "SavedUploads",
+    "SessionFiles",
     "UploadError",
     "explore_uploads",
     "exploration_zip",
@@ -93,6 +100,14 @@ MUSIC_SUFFIXES = (".mid", ".midi", ".abc")
 """What exploring reads (``melodygen.io.music.MUSIC_SUFFIXES``, without importing it)."""
 LEAF_BYTES = 120
 """A saved file's name, in UTF-8 bytes: well under any file system's 255."""
+SESSION_PREFIX = "melodygen-session-"
+"""The name of a :class:`SessionFiles` folder, in the system's temporary folder."""
+STALE_SESSION_SECONDS = 24 * 3600
+"""A session folder untouched this long is a server's that stopped without removing it
+(killed): removed when the next one is made."""
+SESSION_FILES_KEY = "studio_explored_files"
+"""The ``st.session_state`` key holding a session's :class:`SessionFiles` (the Data page
+writes it, the Train page reads it)."""
 _CHUNK = 64 * 1024
 _SAFE_MARKS = frozenset(" ._-()+,&#[]'")
 
@@ -113,6 +128,59 @@ class SavedUploads:
     uploads: list[str] = field(default_factory=list)
     """The uploads as the user named them (for messages and the report)."""
     bytes_written: int = 0
+
+
+class SessionFiles:
+    """One browser session's explored music files, kept so its Train page can train on them
+    without uploading them again.
+
+    A fresh private folder (``tempfile.mkdtemp``, mode 700), written only by
+    :func:`explore_uploads` (its music files under safe names). It is removed by
+    :meth:`discard` (a new exploration, a failed one, or the user's button), when the
+    object is collected (Streamlit drops a session's state when the session ends), or
+    when the server process exits; a folder left by a killed server is removed a day
+    later. A training copies what it needs into its own job folder.
+    """
+
+    def __init__(self) -> None:
+        sweep_stale_sessions()
+        self.folder = Path(tempfile.mkdtemp(prefix=SESSION_PREFIX))
+        self.files: list[str] = []
+        """The music files in ``folder`` (their safe names)."""
+        self.uploads: list[str] = []
+        """The uploads as the user named them."""
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.folder), True)
+
+    @property
+    def available(self) -> bool:
+        """Whether the files are still there to train on."""
+        return self._finalizer.alive and bool(self.files) and self.folder.is_dir()
+
+    def discard(self) -> None:
+        """Remove the folder and everything in it now (again: nothing happens)."""
+        self._finalizer()
+
+    def describe(self) -> str:
+        """What the files are ("12 music files from songs.zip, tune.abc"), for the Train page."""
+        shown = ", ".join(self.uploads[:2]) + (
+            f" and {len(self.uploads) - 2} more" if len(self.uploads) > 2 else ""
+        )
+        count = len(self.files)
+        return f"{count:,} music file{'' if count == 1 else 's'} from {shown}"
+
+
+def sweep_stale_sessions(older_than: float = STALE_SESSION_SECONDS) -> int:
+    """Remove session folders untouched for ``older_than`` seconds (a killed server's);
+    how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than
+    with contextlib.suppress(OSError):
+        for folder in Path(tempfile.gettempdir()).glob(SESSION_PREFIX + "*"):
+            with contextlib.suppress(OSError):
+                if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder)
+                    removed += 1
+    return removed
 
 
 # Names ---------------------------------------------------------------------------------------
@@ -449,12 +517,15 @@ def explore_uploads(
     max_files: int = MAX_FILES,
     workers: int | None = None,
     on_file: Callable[[int, int], None] | None = None,
+    keep: SessionFiles | None = None,
 ) -> Exploration:
     """Save ``uploads`` in a fresh folder, explore them, and remove the folder.
 
     The :class:`~melodygen.explore.Exploration` holds every number the page shows, so no
     file outlives the call. Files left out (not music) join its problems and files; its
-    inputs are the uploads' names (never the temporary folder).
+    inputs are the uploads' names (never the temporary folder). ``keep``: a fresh
+    :class:`SessionFiles` to save the music files in instead, kept for training (and
+    discarded here if the exploration fails).
 
     Raises:
         UploadError: as :func:`save_uploads`, or no upload holds a music file.
@@ -464,17 +535,25 @@ def explore_uploads(
     import melodygen.io.music  # noqa: F401
     from melodygen.explore import explore
 
-    with upload_folder() as folder:
-        saved = save_uploads(uploads, folder, max_files=max_files)
-        if not saved.files:
-            left = "; ".join(f"{p.file}: {p.problem}" for p in saved.skipped[:2])
-            raise UploadError(
-                "no music file among the uploads: MelodyGen reads .mid, .midi and .abc "
-                "files, and .zip archives of them" + (f" ({left})" if left else "")
+    with contextlib.ExitStack() as stack:
+        folder = keep.folder if keep is not None else stack.enter_context(upload_folder())
+        try:
+            saved = save_uploads(uploads, folder, max_files=max_files)
+            if not saved.files:
+                left = "; ".join(f"{p.file}: {p.problem}" for p in saved.skipped[:2])
+                raise UploadError(
+                    "no music file among the uploads: MelodyGen reads .mid, .midi and .abc "
+                    "files, and .zip archives of them" + (f" ({left})" if left else "")
+                )
+            exploration = explore(
+                folder, params=params, max_files=max_files, workers=workers, on_file=on_file
             )
-        exploration = explore(
-            folder, params=params, max_files=max_files, workers=workers, on_file=on_file
-        )
+        except BaseException:
+            if keep is not None:
+                keep.discard()
+            raise
+        if keep is not None:
+            keep.files, keep.uploads = list(saved.files), list(saved.uploads)
     problems = sorted([*exploration.problems, *saved.skipped], key=lambda p: (p.file, p.song))
     return dataclasses.replace(
         exploration,

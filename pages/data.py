@@ -1,10 +1,12 @@
 """Data: explore a collection of the user's own MIDI and ABC files before training on it.
 
 Only layout lives here. ``melodygen.uploads.explore_uploads`` checks the uploads (sizes,
-counts, unsafe zips: one line each), saves them in a private temporary folder, explores
-them (``melodygen.explore``) and removes the folder; the page keeps the numbers, the
-figures' PNGs and the report in ``st.session_state`` (so reruns redraw nothing) and no
-file. Nothing runs until the form's button is pressed. Widget keys start with ``data_``.
+counts, unsafe zips: one line each), saves the music files in this session's private
+folder (``uploads.SessionFiles``) and explores them (``melodygen.explore``); the page keeps
+the numbers, the figures' PNGs and the report in ``st.session_state`` (so reruns redraw
+nothing), and the folder only for the Train page, until the next exploration, the user's
+*Delete* or the session's end. Nothing runs until the form's button is pressed. Widget
+keys start with ``data_``.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ st.markdown(
 )
 st.caption(
     uploads.limits_text(uploads.MAX_FILES)
-    + " Nothing you upload is kept: the files are read in a temporary folder of your own, "
-    "deleted as soon as the numbers are in; the numbers stay until you leave the page."
+    + " Nothing you upload is kept after your visit: the music files wait in a private "
+    "folder of your session, so that the Train page can train on them without a second "
+    "upload, and are deleted when you explore again, press Delete or leave the studio."
 )
 
 with st.form("data_form", border=False):
@@ -58,12 +61,16 @@ def explored(items: list[tuple[str, bytes]]) -> dict | None:
     def on_file(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Read {done:,} of {total:,} music files")
 
+    keep, done = uploads.SessionFiles(), False
     try:
-        exploration = uploads.explore_uploads(items, max_files=uploads.MAX_FILES, on_file=on_file)
+        exploration = uploads.explore_uploads(
+            items, max_files=uploads.MAX_FILES, on_file=on_file, keep=keep
+        )
         bar.progress(1.0, text="Drawing the figures...")
         tables = exploration.tables()
         images = {name: figure_png(draw(tables[name])) for name in FIGURES}
         report = write_report(exploration, images, tables)
+        done = True
     except MelodyGenError as error:
         st.error(one_line(error, limit=400), icon=":material/error:")
         return None
@@ -73,11 +80,22 @@ def explored(items: list[tuple[str, bytes]]) -> dict | None:
         return None
     finally:
         bar.empty()
+        if not done:  # refused or failed: no file waits
+            keep.discard()
+    st.session_state[uploads.SESSION_FILES_KEY] = keep
     return {"exploration": exploration, "tables": tables, "images": images, "report": report}
+
+
+def forget_files() -> None:
+    """Delete the session's kept files (a new exploration, or the user's button)."""
+    kept = st.session_state.pop(uploads.SESSION_FILES_KEY, None)
+    if kept is not None:
+        kept.discard()
 
 
 if submitted:
     st.session_state.pop(RESULT, None)
+    forget_files()
     if not files:
         st.info("Choose some MIDI, ABC or zip files first.", icon=":material/upload_file:")
     else:
@@ -121,6 +139,14 @@ if result is not None:
     counts[2].metric("Melodies kept", f"{exploration.extraction.get('melodies_kept', 0):,}")
     counts[3].metric("Files with problems", f"{exploration.files_with_problems:,}")
     st.caption("  \n".join(line.strip() for line in exploration.summary_lines()))
+    kept = st.session_state.get(uploads.SESSION_FILES_KEY)
+    if kept is not None and kept.available:
+        line = st.container(horizontal=True, vertical_alignment="center")
+        line.caption(
+            f"The {kept.describe()} wait for the Train page (choose *the files explored on "
+            "the Data page* there) until you explore again or leave."
+        )
+        line.button("Delete them now", key="data_forget", on_click=forget_files)
     downloads = st.container(horizontal=True)
     downloads.download_button(
         "Report (HTML, one page)",

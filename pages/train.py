@@ -27,6 +27,8 @@ if not st.session_state.get("studio_routed"):  # opened before app.py ran: go th
 
 REFRESH_SECONDS = 2.0
 FRESH = "A fresh model: "
+EXPLORED = "The files explored on the Data page"
+UPLOADED = "Files uploaded here"
 
 
 def _minutes(seconds: float) -> str:
@@ -61,6 +63,8 @@ def show_card(state: dict) -> None:
         ("time", _minutes(training.get("wall_seconds") or 0)),
     ]
     st.markdown("\n".join(f"- {label}: {value}" for label, value in rows if value is not None))
+    if data.get("encoding"):
+        st.caption(f"Read with the base's encoding: {data['encoding']}")
     after, before = comparison.get("bits_per_note"), comparison.get("base_bits_per_note")
     if comparison.get("problem"):
         st.info(f"No held-out comparison: {comparison['problem']}")
@@ -120,6 +124,8 @@ def live(job_id: str) -> None:
     columns[0].metric("Step", "-" if progress.step is None else f"{progress.step:,}")
     columns[1].metric("Time used", _minutes(progress.elapsed))
     columns[2].metric("Time left", _minutes(progress.time_left))
+    if job.state.get("encoding"):
+        st.caption(f"Read with the base's encoding: {job.state['encoding']}")
     show_curves(progress, spec.get("family", ""))
     if st.button("Cancel", key="train_cancel", icon=":material/stop:"):
         job.cancel()
@@ -138,9 +144,21 @@ st.markdown(
 running = jobs.active_job()
 current = running or jobs.latest_job()
 if running is None:
+    explored = st.session_state.get(uploads.SESSION_FILES_KEY)
+    if explored is not None and not explored.available:
+        explored = None
     with st.form("train_form", border=False):
         choices = base_choices()
         choice = st.selectbox("Start from", list(choices), key="train_base")
+        source = UPLOADED
+        if explored is not None:
+            source = st.radio(
+                "Music to train on",
+                [EXPLORED, UPLOADED],
+                captions=[explored.describe(), "MIDI, ABC or zip files, below"],
+                key="train_source",
+                horizontal=True,
+            )
         files = st.file_uploader(
             "MIDI, ABC or zip files to train on",
             type=None,
@@ -163,14 +181,17 @@ if running is None:
             "Start training", type="primary", icon=":material/school:"
         )
     st.caption(
-        "Files you upload here are kept only while the model trains: its card lists their "
-        f"names. {round(jobs.EVAL_RATIO * 100)}% of your songs are held out to measure it. "
-        "A fine-tune keeps its base's encoding: ABC and note-VAE bases read only data with "
-        "their own vocabulary, so they fit files like those they learned from."
+        "Files you upload here, or explored on the Data page, are copied for the training "
+        "and kept only while the model trains: its card lists their names. "
+        f"{round(jobs.EVAL_RATIO * 100)}% of your songs are held out to measure it. "
+        "A fine-tune reads your files with its base's own encoding (note classes, "
+        "characters or tokens); what the base lacks is read as the nearest class or as "
+        "unknown, and counted in one line on the new model's card."
     )
     if submitted:
         chosen = choices.get(choice)
         items = [(f.name, f.getvalue()) for f in files or []]
+        use_explored = source == EXPLORED and explored is not None and explored.available
         try:
             if isinstance(chosen, tuple):
                 family, config = chosen
@@ -178,8 +199,9 @@ if running is None:
             else:
                 family, config, base = None, None, chosen.path
             job = jobs.start_job(
-                items, base=base, family=family, config=config, minutes=float(minutes),
-                name=name.strip() or None,
+                [] if use_explored else items, base=base, family=family, config=config,
+                minutes=float(minutes), name=name.strip() or None,
+                files=explored.folder if use_explored else None,
             )  # fmt: skip
         except MelodyGenError as error:
             st.error(one_line(error))

@@ -124,7 +124,15 @@ def test_uploads_are_explored_into_figures_tables_and_downloads(app, media, priv
         ],
     )
     assert not app.error
-    assert list(private_tmp.iterdir()) == []  # the uploads are gone, the numbers stay
+    # Only the music files stay, in the session's private folder, for the Train page.
+    [kept] = private_tmp.iterdir()
+    assert kept.name.startswith(uploads.SESSION_PREFIX)
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "drums.mid",
+        "flute.mid",
+        "song.mid",
+        "tune.abc",
+    ]
     metrics = {m.label: m.value for m in app.metric}
     assert metrics == {"Files": "5", "Songs": "4", "Melodies kept": "2", "Files with problems": "3"}
     assert len(app.image) == len(FIGURES)
@@ -166,6 +174,9 @@ def test_uploads_are_explored_into_figures_tables_and_downloads(app, media, priv
     result = app.session_state["data_result"]
     app.run()
     assert app.session_state["data_result"] is result and len(app.image) == len(FIGURES)
+    # Delete: the files go, the numbers stay.
+    next(b for b in app.button if b.label == "Delete them now").click().run()
+    assert list(private_tmp.iterdir()) == [] and len(app.image) == len(FIGURES)
 
 
 @pytest.mark.parametrize(

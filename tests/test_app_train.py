@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -145,3 +147,59 @@ def test_models_are_uploaded_renamed_and_deleted_and_a_bad_zip_is_one_line(place
     assert [e.label for e in at.expander] == ["waltzes (yours) · basic_rnn"]
     press(at, "Delete")
     assert not at.expander and not (places["mine"] / "waltzes").exists()
+
+
+def test_the_collection_explored_on_the_data_page_trains_without_a_second_upload(
+    places, tune_files, tmp_path, monkeypatch
+):
+    """Data page, then Train page, in one session: the explored files are offered and sent
+    to the training; Delete (or a new exploration) removes them and the offer."""
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    monkeypatch.setenv(studio.CHECKPOINTS_ENV, str(tmp_path / "no models"))  # a light start
+    asked: list[dict] = []
+
+    def record(uploads=(), **kwargs):
+        files = kwargs["files"]
+        asked.append({"uploads": list(uploads), **kwargs, "seen": files and os.listdir(files)})
+        raise jobs.JobError("recorded, not started")
+
+    monkeypatch.setattr(jobs, "start_job", record)
+    at = checked(AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run())
+    checked(at.switch_page("pages/data.py").run())
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for name, data, _ in tune_files[:6]:
+            archive.writestr(f"mine/{name}", data)
+    at.file_uploader(key="data_files").set_value(
+        [("collection.zip", zipped.getvalue(), "application/zip"), ("notes.txt", b"hi", "text")]
+    )
+    press(at, "Explore")
+    [kept] = private.iterdir()
+    assert sorted(os.listdir(kept)) == [f"tune{i}.mid" for i in range(6)]  # music only
+    assert any("wait for the Train page" in c.value for c in at.caption)
+
+    checked(at.switch_page("pages/train.py").run())
+    source = at.radio(key="train_source")
+    assert source.value == "The files explored on the Data page"
+    assert list(source.proto.captions)[0] == "6 music files from collection.zip, notes.txt"
+    at.selectbox(key="train_base").set_value("A fresh model: Melody RNN · basic_rnn")
+    press(at, "Start training")
+    assert errors(at) == ["recorded, not started"]
+    [request] = asked
+    assert request["uploads"] == [] and Path(request["files"]) == kept
+    assert sorted(request["seen"]) == [f"tune{i}.mid" for i in range(6)]
+    # Chosen otherwise, the uploads of the Train page go.
+    at.radio(key="train_source").set_value("Files uploaded here")
+    at.file_uploader(key="train_files").set_value(tune_files[:2])
+    press(at, "Start training")
+    assert [name for name, _ in asked[-1]["uploads"]] == ["tune0.mid", "tune1.mid"]
+    assert asked[-1]["files"] is None
+
+    # Delete on the Data page: the files and the offer are gone.
+    checked(at.switch_page("pages/data.py").run())
+    press(at, "Delete them now")
+    assert list(private.iterdir()) == []
+    checked(at.switch_page("pages/train.py").run())
+    assert not at.radio

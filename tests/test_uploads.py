@@ -317,3 +317,45 @@ def test_explore_uploads_without_music_is_one_line(private_tmp: Path) -> None:
     with pytest.raises(UploadError, match="outside the archive"):
         explore_uploads([("evil.zip", make_zip([("../../x.mid", song())]))])
     assert os.listdir(private_tmp) == []
+
+
+def test_a_session_keeps_its_explored_music_files_until_discarded_or_dropped(
+    private_tmp: Path,
+) -> None:
+    import gc
+
+    kept = uploads.SessionFiles()
+    archive = make_zip([("folk/book.abc", TUNE), ("folk/readme.md", b"# tunes")])
+    explore_uploads([("song.mid", song()), ("folk.zip", archive)], workers=1, keep=kept)
+    assert kept.available and kept.folder.parent == private_tmp
+    assert sorted(os.listdir(kept.folder)) == ["book.abc", "song.mid"]  # music only
+    assert sorted(kept.files) == ["book.abc", "song.mid"]
+    assert stat.S_IMODE(kept.folder.stat().st_mode) == 0o700
+    assert kept.describe() == "2 music files from song.mid, folk.zip"
+    kept.discard()
+    assert not kept.available and os.listdir(private_tmp) == []
+    kept.discard()  # twice: nothing happens
+    # A refused exploration keeps nothing.
+    refused = uploads.SessionFiles()
+    with pytest.raises(UploadError):
+        explore_uploads([("evil.zip", make_zip([("../../x.mid", song())]))], keep=refused)
+    assert not refused.available and os.listdir(private_tmp) == []
+    # Dropped with its session (Streamlit forgets the session's state): the folder goes.
+    dropped = uploads.SessionFiles()
+    explore_uploads([("song.mid", song())], workers=1, keep=dropped)
+    folder = dropped.folder
+    del dropped
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_a_killed_servers_old_session_folders_are_swept(private_tmp: Path) -> None:
+    old, fresh = private_tmp / "melodygen-session-old", private_tmp / "melodygen-session-new"
+    other = private_tmp / "someone-elses"
+    for folder in (old, fresh, other):
+        folder.mkdir()
+    os.utime(old, (1, 1))
+    os.utime(other, (1, 1))
+    kept = uploads.SessionFiles()  # sweeps as it is made
+    assert sorted(os.listdir(private_tmp)) == sorted([fresh.name, other.name, kept.folder.name])
+    kept.discard()
