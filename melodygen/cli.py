@@ -372,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--split", choices=["eval", "train"], default=None, help="with --data (default: eval)"
     )
+    _structure_flags(evaluate, default=0)
     evaluate.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
@@ -660,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     originality.add_argument(
         "--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON"
     )
+    _structure_flags(originality, default=64)
 
     validity = commands.add_parser(
         "validity",
@@ -945,6 +947,30 @@ def _run_train(args) -> None:
     print(f"trained to step {result.steps}{best}; model saved in {result.model_dir}")
 
 
+def _structure_flags(parser, default: int) -> None:
+    """``--structure-tunes`` and ``--structure-per-primer``: the structure figure's held-out
+    melodies continued from their first 2 bars (:mod:`melodygen.core.structure`)."""
+    parser.add_argument(
+        "--structure-tunes",
+        type=_ranged("structure_tunes"),
+        default=default,
+        metavar="N",
+        help="structure figure: continue the first 2 bars of N held-out melodies of 16+ bars "
+        "to 16 bars and count bars 9-16 that repeat the bar 1, 2, 4 or 8 bars before, beside "
+        f"the same real melodies ({_span('structure_tunes')}; default {default}"
+        + (", none" if not default else "")
+        + ")",
+    )
+    parser.add_argument(
+        "--structure-per-primer",
+        type=_ranged("structure_per_primer"),
+        default=1,
+        metavar="K",
+        help=f"continuations of each held-out melody ({_span('structure_per_primer')}; "
+        "default 1)",
+    )
+
+
 def _run_evaluate(args) -> None:
     from melodygen.core.evaluate import (
         evaluate,
@@ -962,6 +988,10 @@ def _run_evaluate(args) -> None:
     if args.input is not None:
         if args.split is not None:
             raise MelodyGenError("--split goes with --data; with --input every file is held out")
+        if args.structure_tunes:
+            raise MelodyGenError(
+                "--structure-tunes goes with --data: it continues a dataset's held-out melodies"
+            )
         rows = evaluate_files(args.checkpoint, args.input, held_out=args.held_out)
         print(format_ranking(rows))
         if args.json:
@@ -970,7 +1000,16 @@ def _run_evaluate(args) -> None:
     if args.held_out is not None:
         raise MelodyGenError("--held-out goes with --input; a dataset has its own split")
     split = args.split or "eval"
-    reports = [evaluate(checkpoint, args.data, split=split) for checkpoint in args.checkpoint]
+    reports = [
+        evaluate(
+            checkpoint,
+            args.data,
+            split=split,
+            structure_tunes=args.structure_tunes,
+            structure_per_primer=args.structure_per_primer,
+        )
+        for checkpoint in args.checkpoint
+    ]
     print("\n\n".join(format_report(figures) for figures in reports))
     if len(reports) > 1:
         print()
@@ -1162,6 +1201,8 @@ def _run_originality(args) -> None:
         seed=args.seed,
         window=args.window,
         device=args.device,
+        structure_tunes=args.structure_tunes,
+        structure_per_primer=args.structure_per_primer,
     )
     print(format_report(figures))
     if args.json:

@@ -455,6 +455,23 @@ RANGES: dict[str, Range] = _ranges(
     # originality
     Range("originality_num", "number of melodies", 1, 10_000, "melodies", "melodies generated"),
     Range("originality_bars", "length", 1, MAX_STEPS // 16, "bars", "length of each melody"),
+    # structure (evaluate, originality): held-out melodies continued from their first 2 bars
+    Range(
+        "structure_tunes",
+        "held-out melodies to continue",
+        0,
+        10_000,
+        "melodies",
+        "held-out melodies of 16+ bars continued for the structure figure (0: none)",
+    ),
+    Range(
+        "structure_per_primer",
+        "continuations of each",
+        1,
+        64,
+        "melodies",
+        "continuations of each held-out melody's first 2 bars",
+    ),
     # latent (a note VAE's code space)
     Range("latent_samples", "number of melodies", 1, 10_000, "melodies", "random codes decoded"),
     Range("latent_pairs", "number of pairs", 1, 5_000, "pairs", "pairs of melodies blended"),

@@ -641,6 +641,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
             "verdict": originality.get("verdict"),
         }
     )
+    if originality.get("structure"):  # generated continuations beside the real melodies
+        card["structure"] = originality["structure"]
     if recipe.style.bars:
         card["quality_bar"] = [bar.judge(card) for bar in recipe.style.bars]
     card["commands"] = recipe.card_commands()

@@ -44,14 +44,31 @@ def bits_per_note(scores: Sequence[TuneScore]) -> dict:
 
 
 def evaluate(
-    checkpoint: str | Path, data: str | Path, split: str = "eval", batch_size: int | None = None
+    checkpoint: str | Path,
+    data: str | Path,
+    split: str = "eval",
+    batch_size: int | None = None,
+    structure_tunes: int = 0,
+    structure_per_primer: int = 1,
+    seed: int = 0,
 ) -> dict:
     """The family's own figures and bits per note of ``checkpoint`` on a built dataset.
 
     ``checkpoint`` is a saved-model folder or a training run folder (its final
     model, or the latest checkpoint while it is still training). ``batch_size`` changes
-    how many examples go through the network at once, never the figures.
+    how many examples go through the network at once, never the figures. With
+    ``structure_tunes`` > 0 the figures gain ``structure``
+    (:func:`melodygen.core.structure.structure_report`: that many held-out melodies of 16+
+    bars continued from their first 2 bars at temperature 1, ``structure_per_primer``
+    times each, seeded by ``seed``, beside the same real melodies); off by default, so
+    evaluation stays one deterministic pass of the network.
     """
+    from melodygen.core.structure import structure_report
+
+    if structure_tunes < 0:
+        raise MelodyGenError(
+            f"the held-out melodies to continue must be 0 or more (got {structure_tunes})"
+        )
     family, dataset = open_dataset(data)
     model_dir = resolve_model_dir(checkpoint)
     model, info = load_model(model_dir)
@@ -76,6 +93,11 @@ def evaluate(
         data=str(dataset.path),
         split=split,
     )
+    if structure_tunes:
+        del model  # the generator loads its own copy
+        figures["structure"] = structure_report(
+            model_dir, dataset.path, structure_tunes, structure_per_primer, seed=seed
+        )
     return figures
 
 
@@ -91,7 +113,12 @@ def format_report(figures: dict) -> str:
         f"{figures['melodies']} melodies{steps})",
         *family.figure_lines(figures),
     ]
-    return "\n".join(lines + bits_lines(figures))
+    lines += bits_lines(figures)
+    if "structure" in figures:
+        from melodygen.core.structure import structure_lines
+
+        lines += structure_lines(figures["structure"], WIDTH)
+    return "\n".join(lines)
 
 
 def bits_lines(figures: dict) -> list[str]:

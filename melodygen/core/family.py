@@ -320,6 +320,13 @@ class Family(ABC):
         from: what ``melodygen originality`` compares generated melodies with."""
         raise MelodyGenError(f"{self.title} datasets hold no melodies to compare with")
 
+    def grid_steps_per_bar(self, dataset: TrainingData, split: str) -> list[int] | None:
+        """Sixteenth-note steps per bar (16 in 4/4, 12 in 3/4 and 6/8, 8 in 2/4) of each of
+        :meth:`grid_melodies`' melodies, in the same order, from each one's own meter: where
+        bar lines fall for :mod:`melodygen.core.structure`. None (the default) when the
+        dataset keeps no meters; the caller then says it reads them as 4/4."""
+        return None
+
     def held_out_texts(self, dataset: TrainingData) -> list[str] | None:
         """The held-out (eval split) real tunes of ``dataset`` as ABC text, one per tune, for
         a family whose models write ABC: what ``melodygen validity`` and ``melodygen

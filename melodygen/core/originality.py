@@ -400,17 +400,28 @@ def originality_report(
     seed: int = 0,
     window: str = "start",
     device: str = "auto",
+    structure_tunes: int = 64,
+    structure_per_primer: int = 1,
 ) -> dict:
     """Generate ``num`` melodies of ``bars`` bars from ``checkpoint`` and measure them.
 
     Generation has no primer and no key, so melodies stay in the model's own key
     space, the space of the dataset's stored melodies. Returns a JSON-serialisable
     dict with ``settings``, ``generated``, ``held_out`` (held-out melodies cut to
-    the same length), ``held_out_whole`` and ``verdict``.
+    the same length), ``held_out_whole`` and ``verdict``, and ``structure``
+    (:func:`melodygen.core.structure.structure_report`: the first ``structure_tunes``
+    held-out melodies of 16+ bars continued from their first 2 bars, ``structure_per_primer``
+    times each, at ``temperature``, beside the same real melodies; left out at 0).
     """
     from melodygen.core.checkpoint import info_family, read_model_info
     from melodygen.core.family import check_model_reads, open_dataset
-    from melodygen.core.generation import MAX_OUTPUTS, MAX_STEPS, GenerationRequest
+    from melodygen.core.generation import (
+        MAX_OUTPUTS,
+        MAX_STEPS,
+        GenerationRequest,
+        load_generator,
+    )
+    from melodygen.core.structure import structure_report
     from melodygen.errors import DatasetError
 
     if num < 1:
@@ -422,6 +433,11 @@ def originality_report(
         raise OriginalityError(f"unknown window {window!r}; choose one of {', '.join(WINDOWS)}")
     if seed < 0:
         raise OriginalityError(f"the seed must be 0 or more (got {seed})")
+    if structure_tunes < 0 or not 1 <= structure_per_primer <= MAX_OUTPUTS:
+        raise OriginalityError(
+            f"structure needs 0 or more held-out melodies (got {structure_tunes}) and 1 to "
+            f"{MAX_OUTPUTS} continuations of each (got {structure_per_primer})"
+        )
     request = GenerationRequest(
         length_steps=steps, temperature=temperature, num_outputs=min(num, MAX_OUTPUTS)
     )
@@ -437,7 +453,10 @@ def originality_report(
     index = TrainingIndex(train, train_sources)
 
     started = time.perf_counter()
-    generated = generate_in_model_space(model_dir, num, steps, temperature, seed, device)
+    generator = load_generator(model_dir, device=device)
+    generated = generate_in_model_space(
+        model_dir, num, steps, temperature, seed, device, generator=generator
+    )
     generation_seconds = time.perf_counter() - started
 
     figures = compare(generated, index, held_out, steps, window, seed, held_sources)
@@ -461,7 +480,18 @@ def originality_report(
             "queries": sum(figures[k]["query_seconds"] for k in SECTIONS),
         },
     }
-    return {key: figures[key] for key in ("settings", *SECTIONS, "verdict")}
+    report = {key: figures[key] for key in ("settings", *SECTIONS, "verdict")}
+    if structure_tunes:
+        report["structure"] = structure_report(
+            model_dir,
+            dataset.path,
+            tunes=structure_tunes,
+            per_primer=structure_per_primer,
+            temperature=temperature,
+            seed=seed,
+            generator=generator,
+        )
+    return report
 
 
 def generate_in_model_space(
@@ -471,15 +501,17 @@ def generate_in_model_space(
     temperature: float = 1.0,
     seed: int = 0,
     device: str = "auto",
+    generator=None,
 ) -> list[np.ndarray]:
     """``num`` melodies of ``steps`` steps, sampled without primer in the model's key space.
 
     Requests hold at most ``MAX_OUTPUTS`` melodies, so larger numbers run in
-    batches, each with its own seed drawn from ``seed``.
+    batches, each with its own seed drawn from ``seed``. A ``generator`` already loaded
+    for ``checkpoint`` is used as is (so the model is loaded once).
     """
     from melodygen.core.generation import MAX_OUTPUTS, GenerationRequest, load_generator
 
-    generator = load_generator(checkpoint, device=device)
+    generator = generator or load_generator(checkpoint, device=device)
     batches = -(-num // MAX_OUTPUTS)
     seeds = np.random.SeedSequence(seed).generate_state(batches).tolist()
     melodies: list[np.ndarray] = []
@@ -564,4 +596,10 @@ def format_report(figures: dict) -> str:
         f"time: index {seconds['index']:.2f} s, generation {seconds['generation']:.2f} s, "
         f"queries {seconds['queries']:.2f} s"
     )
+    if "structure" in figures:
+        from melodygen.core.structure import structure_lines
+
+        structure = figures["structure"]
+        lines += ["", *structure_lines(structure)]
+        lines.append(f"time: structure {structure['settings']['seconds']:.2f} s")
     return "\n".join(lines)

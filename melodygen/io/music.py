@@ -713,6 +713,7 @@ def _extract_from_quantized(
         stats["non_integer_steps_per_bar"] += 1
         return []
     steps_per_bar = int(steps_per_bar_float)
+    meter = _piece_meter(quantized, steps_per_bar, params.steps_per_quarter)
 
     candidates = sorted(
         {
@@ -761,8 +762,40 @@ def _extract_from_quantized(
                 stats["melodies_discarded_too_few_pitches"] += 1
                 continue
 
+            melody.time_signature = meter  # read back by melody_meter
             melodies.append(melody)
     return melodies
+
+
+_GRID_DENOMINATORS = (1, 2, 4, 8, 16)
+"""Beat units a meter on the sixteenth-note grid may have (as :class:`melodygen.theory.Meter`)."""
+
+
+def _piece_meter(
+    quantized: NoteSequence, steps_per_bar: int, steps_per_quarter: int
+) -> tuple[int, int]:
+    """The (numerator, denominator) of a quantized piece: its one time signature (a MIDI
+    file's, an ABC tune's ``M:``), 4/4 without one; a beat unit the sixteenth-note grid has
+    no name for (1/32) is written as the bar's sixteenths over 16, the same bar length."""
+    if quantized.time_signatures:
+        signature = quantized.time_signatures[0]
+        if signature.numerator >= 1 and signature.denominator in _GRID_DENOMINATORS:
+            return int(signature.numerator), int(signature.denominator)
+    if not quantized.time_signatures:
+        return 4, 4
+    sixteenths = steps_per_bar * 4 // max(1, steps_per_quarter)
+    return max(1, sixteenths), 16
+
+
+def melody_meter(melody: note_seq.Melody) -> tuple[int, int]:
+    """The time signature (numerator, denominator) a melody of :func:`extract_melodies` was
+    extracted in, read from its file; a melody made otherwise gets the one its bar length
+    implies (16 steps of a sixteenth note: 4/4, 12: 3/4, 8: 2/4)."""
+    meter = getattr(melody, "time_signature", None)
+    if meter is not None:
+        return meter
+    steps = int(melody.steps_per_bar) * 4 // max(1, int(melody.steps_per_quarter))
+    return (steps // 4, 4) if steps % 4 == 0 else (max(1, steps), 16)
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,12 @@ stores its melodies back to back, nanoGPT style, with row offsets:
   at that step (so evaluation can score events rather than labels);
 - ``events``  int16 [steps + melodies]: the squashed melody events themselves;
 - ``offsets`` int64 [melodies + 1]: where each melody's steps start;
-- ``sources``: the song each melody came from.
+- ``sources``: the song each melody came from;
+- ``meters``  int16 [melodies, 2]: each melody's time signature (numerator, denominator)
+  as its source file declares it (a MIDI time signature, an ABC ``M:`` field; 4/4
+  without one), so bar lines can be placed in its own meter: 16 steps per bar in 4/4,
+  12 in 3/4 and 6/8, 8 in 2/4 (:meth:`MelodySplit.steps_per_bar`). Since format 2;
+  a format-1 dataset has none and reads as 4/4 (:attr:`MelodySplit.meters_known`).
 
 Building needs no TensorFlow: it is NumPy and note_seq, spread over all cores.
 Reading a built dataset needs NumPy alone (note_seq is imported only to build), so
@@ -39,11 +44,14 @@ from melodygen.core.split import SPLITS, song_ids, song_is_eval
 from melodygen.errors import DatasetError, InputFileError, MelodyGenError
 from melodygen.families.melody_rnn.configs import MelodyRnnConfig, get_config
 from melodygen.families.melody_rnn.encoding import MelodyEncoding, make_encoding
+from melodygen.theory import STEPS_PER_BAR, STEPS_PER_WHOLE
 
 if TYPE_CHECKING:
     from melodygen.io.music import ExtractionParams
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 added each melody's meter (``meters`` in each split); format 1 still reads (as 4/4),
+and format-1 readers ignore the new array."""
 METADATA_FILE = "dataset.json"
 
 
@@ -169,9 +177,26 @@ class MelodySplit:
     events: np.ndarray
     offsets: np.ndarray
     sources: np.ndarray
+    meters: np.ndarray | None = None
+    """int16 [melodies, 2]: each melody's (numerator, denominator); None in a format-1
+    dataset, read as 4/4 (see :meth:`steps_per_bar`)."""
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def meters_known(self) -> bool:
+        """Whether the dataset stored its melodies' meters (format 2 on); without them
+        every melody reads as 4/4, which places 3/4 and 6/8 bar lines wrongly."""
+        return self.meters is not None
+
+    def steps_per_bar(self) -> np.ndarray:
+        """Sixteenth-note steps per bar of each melody (int64 [melodies]): 16 in 4/4, 12 in
+        3/4 and 6/8, 8 in 2/4; 16 for every melody of a dataset without meters."""
+        if self.meters is None:
+            return np.full(len(self), STEPS_PER_BAR, dtype=np.int64)
+        meters = self.meters.astype(np.int64)
+        return meters[:, 0] * STEPS_PER_WHOLE // meters[:, 1]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -228,7 +253,14 @@ class MelodyDataset:
         file = self.path / f"{split}.npz"
         try:
             with np.load(file, allow_pickle=False) as data:
-                loaded = MelodySplit(**{name: data[name] for name in MelodySplit.__annotations__})
+                # ``meters`` is optional: format-1 datasets were written without it.
+                loaded = MelodySplit(
+                    **{
+                        name: data[name]
+                        for name in MelodySplit.__annotations__
+                        if name in data.files or name != "meters"
+                    }
+                )
         except FileNotFoundError:
             raise DatasetError(
                 f"dataset {self.path} has no {split} split ({file.name} is missing)"
@@ -237,6 +269,12 @@ class MelodyDataset:
             raise DatasetError(f"{file} is damaged ({error}); rebuild the dataset") from None
         if loaded.inputs.shape[1:] != (self.input_size,):
             raise DatasetError(f"{file} does not match {METADATA_FILE}; rebuild the dataset")
+        if loaded.meters is not None and (
+            loaded.meters.shape != (len(loaded), 2)
+            or not np.isin(loaded.meters[:, 1], (1, 2, 4, 8, 16)).all()
+            or (loaded.meters[:, 0] < 1).any()
+        ):
+            raise DatasetError(f"{file} holds damaged meters; rebuild the dataset")
         return loaded
 
 
@@ -266,7 +304,12 @@ def encode_melody(encoding: MelodyEncoding, events: np.ndarray) -> tuple[np.ndar
 
 def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
     """Read one file and return its encoded melodies per split (runs in a worker)."""
-    from melodygen.io.music import extract_melodies, load_note_sequences, transposed_sequences
+    from melodygen.io.music import (
+        extract_melodies,
+        load_note_sequences,
+        melody_meter,
+        transposed_sequences,
+    )
     from melodygen.limits import DATASET_MIDI
 
     result = {"file": str(path), "error": None, "dropped": collections.Counter(), "songs": []}
@@ -298,7 +341,7 @@ def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
                         continue
                     seen.add(events.tobytes())
                 inputs, targets = encode_melody(encoding, events)
-                song["melodies"].append((events, inputs, targets))
+                song["melodies"].append((events, inputs, targets, melody_meter(melody)))
         result["songs"].append(song)
     return result
 
@@ -465,4 +508,5 @@ def _write_split(path: Path, songs: list[dict], input_size: int) -> None:
         events=np.concatenate([m[0] for m in melodies]) if melodies else np.zeros(0, np.int16),
         offsets=offsets,
         sources=np.array(sources, dtype=str),
+        meters=np.array([m[3] for m in melodies], dtype=np.int16).reshape(-1, 2),
     )

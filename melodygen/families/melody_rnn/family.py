@@ -315,6 +315,12 @@ class MelodyRnnFamily(Family):
         melodies = [loaded.melody_events(index) for index in range(len(loaded))]
         return melodies, [str(source) for source in loaded.sources]
 
+    def grid_steps_per_bar(self, dataset: MelodyDataset, split: str) -> list[int] | None:
+        """Each melody's steps per bar from its stored meter; None for a dataset built
+        before meters were stored (format 1)."""
+        loaded = dataset.load(split)
+        return loaded.steps_per_bar().tolist() if loaded.meters_known else None
+
     def figure_labels(self) -> dict[str, str]:
         return {
             "nll": "NLL per step (negative log-likelihood of the melody; lower is better)",
