@@ -306,8 +306,10 @@ def musicxml_bytes(
     """The melody (a GeneratedMelody, a Primer, or a list of grid events) as MusicXML.
 
     ``key``, ``mode``, ``meter`` and ``qpm`` default to the melody's own; without a key,
-    the key estimated from its notes. Raises :class:`NotationError` (one line) for what
-    cannot be written.
+    the key estimated from its notes. A melody with a form (its ``sections``) gets each
+    section's letter as a rehearsal mark (``A'``: a varied repeat) and a double bar line
+    before it, so a player sees the parts return. Raises :class:`NotationError` (one line)
+    for what cannot be written.
     """
     return _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text=True)
 
@@ -340,6 +342,7 @@ def _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text: bool) -
         "</score-part></part-list>",
         '<part id="P1">',
     ]
+    marks = _section_marks(melody_or_primer, music.meter)
     for number, items in enumerate(_bars(music), start=1):
         out.append(f'<measure number="{number}">')
         if number == 1:
@@ -355,13 +358,53 @@ def _musicxml(melody_or_primer, title, key, mode, meter, qpm, from_text: bool) -
                 f"<beat-unit>quarter</beat-unit><per-minute>{round(music.qpm)}</per-minute>"
                 f'</metronome></direction-type><sound tempo="{music.qpm:g}"/></direction>'
             )
+        if number - 1 in marks:
+            out.append(
+                '<direction placement="above"><direction-type>'
+                f"<rehearsal>{escape(marks[number - 1])}</rehearsal></direction-type></direction>"
+            )
         beams = _beams(items, music.meter)
         state: dict[tuple[str, int], int] = {}
         for index, item in enumerate(items):
             out.append(_note_xml(item, index, beams, signature, music, state))
+        if number in marks:  # the next bar starts a section
+            out.append('<barline location="right"><bar-style>light-light</bar-style></barline>')
         out.append("</measure>")
     out.append("</part></score-partwise>")
     return "\n".join(out).encode("utf-8")
+
+
+def _section_marks(melody, meter: Meter) -> dict[int, str]:
+    """Bar index (from 0) -> the letter of the form's section starting there (``A'`` for a
+    varied repeat); {} for a melody without a form."""
+    marks = {}
+    for section in getattr(melody, "sections", ()) or ():
+        marks[section.start // meter.steps_per_bar] = section.letter + (
+            "'" if section.kind == "varied" else ""
+        )
+    return marks
+
+
+def _abc_with_marks(text: str, marks: dict[int, str]) -> str:
+    """ABC ``text`` (one tune as :func:`melodygen.io.abc.to_abc` writes it) with each
+    section's letter written above its first bar (an annotation, ``"^A"``)."""
+    if not marks:
+        return text
+    lines = text.split("\n")
+    body = next((i + 1 for i, line in enumerate(lines) if line.startswith("K:")), len(lines))
+    bar, out = 0, []
+    for line in lines[body:]:
+        written, at_bar_start = [], True
+        for char in line:
+            if char == "|":
+                bar, at_bar_start = bar + 1, True
+            elif at_bar_start and not char.isspace() and char not in "]:":
+                if bar in marks:
+                    written.append(f'"^{marks[bar]}"')
+                at_bar_start = False
+            written.append(char)
+        out.append("".join(written))
+    return "\n".join(lines[:body] + out)
 
 
 def _note_xml(item: _Item, index: int, beams, signature, music: _Music, state: dict) -> str:
@@ -521,7 +564,7 @@ def abc_text(melody, title: str = "") -> str:
     music = _music(melody, title)
     events = getattr(melody, "events", melody)
     try:
-        return to_abc(
+        text = to_abc(
             list(events),
             title=music.title,
             meter=music.meter,
@@ -529,6 +572,7 @@ def abc_text(melody, title: str = "") -> str:
             mode=music.mode,
             qpm=music.qpm,
         )
+        return _abc_with_marks(text, _section_marks(melody, music.meter))
     except MelodyGenError as error:
         raise NotationError(one_line(error)) from None
 

@@ -41,6 +41,7 @@ from melodygen.theory import FOUR_FOUR, STEPS_PER_QUARTER, Meter, pitch_name
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from melodygen.core.form import Section
     from melodygen.core.generation import GeneratedMelody
 
 __all__ = [
@@ -656,6 +657,8 @@ GENERATED_COLOUR = "#2563a8"
 _PRIMER_EDGE = "#5f6872"
 _GENERATED_EDGE = "#163c66"
 _PRIMER_BACKGROUND = "#f1efe9"
+_SECTION_COLOUR = "#b5472c"
+"""Section lines and letters of a form: a warm red, apart from the notes' blue and grey."""
 _BLACK_KEY_ROW = (0.45, 0.5, 0.6, 0.1)  # translucent: shows over the primer shading
 _PITCH_PADDING = 2
 
@@ -670,6 +673,7 @@ def piano_roll(
     meter: Meter | None = None,
     key: int | None = None,
     mode: str | None = None,
+    sections: Sequence[Section] | None = None,
 ) -> Figure:
     """A piano-roll picture of a melody: time in bars and beats, pitch by note name.
 
@@ -683,6 +687,10 @@ def piano_roll(
     pixels (:data:`DISPLAY_PPI`; 4.25 is a picture 425 px wide), with text of 9 points
     (12.5 px there) and only as many note names and bar numbers as fit without
     touching. Save it with :func:`figure_png` at :data:`PNG_DPI` for sharp text.
+
+    A melody with a form (``sections``, by default the melody's own) gets a heavy line
+    where each section starts and its letter at the top (``A'``: a varied repeat), so the
+    returning sections can be seen.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PatchCollection, PolyCollection
@@ -747,6 +755,8 @@ def piano_roll(
     if bars <= 128:
         bar_starts = [1.0 + bar for bar in range(bars + 1)]
         ax.vlines(bar_starts, 0, 1, transform=across, colors="#9099a3", lw=0.9, zorder=1.5)
+    sections = getattr(melody, "sections", ()) if sections is None else sections
+    _draw_sections(ax, sections, x, font, across)
 
     boxes: dict[bool, list[list[tuple[float, float]]]] = {True: [], False: []}
     gap = 0.4 / (plot_width * DISPLAY_PPI) * (end - 1.0)  # 0.4 px keeps repeated notes apart
@@ -801,6 +811,31 @@ def piano_roll(
             borderpad=0.1,
         )
     return fig
+
+
+def _draw_sections(ax: Any, sections: Sequence[Section], x: Any, font: float, across) -> None:
+    """Section starts as heavy lines (gid ``sections``) and letters at the top of the roll
+    (each a text with gid ``section-<letter>``)."""
+    if not sections:
+        return
+    starts = [x(section.start) for section in sections]
+    lines = ax.vlines(starts, 0, 1, transform=across, colors=_SECTION_COLOUR, lw=1.8, zorder=2)
+    lines.set_gid("sections")
+    for section, start in zip(sections, starts, strict=True):
+        mark = section.letter + ("'" if section.kind == "varied" else "")
+        text = ax.text(
+            start,
+            0.99,
+            f" {mark}",
+            transform=across,
+            ha="left",
+            va="top",
+            fontsize=font,
+            fontweight="bold",
+            color=_SECTION_COLOUR,
+            zorder=4,
+        )
+        text.set_gid(f"section-{section.letter}")
 
 
 def _spread(pitches: list[int], spacing: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,48 @@ def test_cli_refuses_a_form_to_a_family_that_cannot_follow_one(tmp_path: Path, c
     code, _, err = run_cli([*base, "--form", "AABB"], capsys)
     assert code == 2 and "Note VAE models cannot follow a form (AABB)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+# Piano roll and score ------------------------------------------------------------------------
+
+
+def formed_melody(meter: Meter = METERS[2]):
+    from melodygen.core.generation import GeneratedMelody
+
+    plan = plan_form("AABA", 4, meter, [], vary_repeats=True)
+    bar = [67, -2, -2, 69, -2, -2, 71] + [-2] * (meter.steps_per_bar - 7)
+    return GeneratedMelody(
+        events=bar * 16, primer_steps=0, log_likelihood=0.0, qpm=120, meter=meter, key=7,
+        sections=plan.sections,
+    )  # fmt: skip
+
+
+def test_the_piano_roll_marks_each_section():
+    from melodygen.render import piano_roll
+
+    melody = formed_melody()
+    figure = piano_roll(melody)
+    ax = figure.axes[0]
+    letters = [t.get_text().strip() for t in ax.texts if (t.get_gid() or "").startswith("section")]
+    assert letters == ["A", "A'", "B", "A'"]
+    lines = next(c for c in ax.collections if c.get_gid() == "sections")
+    assert len(lines.get_segments()) == 4
+    plain = piano_roll(melody.events, meter=melody.meter)
+    assert not [t for t in plain.axes[0].texts if (t.get_gid() or "").startswith("section")]
+
+
+def test_the_score_carries_rehearsal_marks_and_the_abc_the_letters():
+    from melodygen import notation
+
+    melody = formed_melody()
+    xml = notation.musicxml_bytes(melody).decode()
+    marks = re.findall(
+        r"<measure number=\"(\d+)\">(?:(?!</measure>).)*<rehearsal>([^<]*)<", xml, re.S
+    )
+    assert marks == [("1", "A"), ("5", "A'"), ("9", "B"), ("13", "A'")]
+    assert xml.count("light-light") == 3
+    abc = notation.abc_text(melody)
+    body = abc.split("K:G\n")[1]
+    bars = body.replace("\n", " ").split("|")
+    assert [i for i, bar in enumerate(bars) if '"^' in bar] == [0, 4, 8, 12]
+    assert '"^B"' in bars[8]
