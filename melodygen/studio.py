@@ -57,7 +57,8 @@ from melodygen.core.checkpoint import (
     read_model_info,
     read_model_json,
 )
-from melodygen.core.family import get_family
+from melodygen.core.family import Family, get_family
+from melodygen.core.form import DEFAULT_SECTION_BARS, FORMS, FREE, form_length_steps, parse_form
 from melodygen.core.generation import (
     DEFAULT_BLEND_STEPS,
     DEFAULT_DISTANCE,
@@ -198,6 +199,11 @@ SCORE_WIDTH = 400
 so its notes are as big as a printed part's (it is vector art: sharp when zoomed)."""
 PRIMER_SCORE_WIDTH = 800
 """Pixels the primer's score is drawn across: the page's width."""
+FORM_FIELDS = ("form", "section_bars", "vary_repeats")
+"""The request fields of a form: among a model's options when its family follows a form
+(``Family.follows_form``), so the Generate form shows Form, Section bars, Vary repeats."""
+FORM_CHOICES = (FREE, *FORMS)
+"""The Generate form's *Form* choices: free (no form), then the named forms."""
 CONTROL_FIELDS = {
     "primer": ("primer",),
     "key": ("key",),
@@ -216,6 +222,7 @@ CONTROL_FIELDS = {
     "rhythm": ("rhythm",),
     "title": ("title",),
     "abc_primer": ("text_primer",),
+    "form": FORM_FIELDS,
 }
 """The Generate form's controls and the GenerationRequest fields each one sets: a control
 is shown when the model's family reads one of its fields (``Family.request_options``)."""
@@ -670,7 +677,8 @@ def request_options(entry: ModelEntry | SharedModel) -> frozenset[str]:
             family = get_family(getattr(entry, "family_name", "") or "")
         except MelodyGenError:
             return Family.NOTE_OPTIONS
-    return frozenset(family.request_options())
+    forms = FORM_FIELDS if family.follows_form() else ()
+    return frozenset(family.request_options()) | frozenset(forms)
 
 
 def controls(options: frozenset[str] | set[str]) -> frozenset[str]:
@@ -1095,6 +1103,11 @@ class StudioSettings:
     """The tune's title (ABC's ``T:``), for families that write one; "": the model's own."""
     abc_primer: str = ""
     """An ABC opening (header fields and/or bars), for families that read one."""
+    form: str = FREE
+    """A :data:`FORM_CHOICES` entry (or any form string): with a form, it sets the length
+    (``bars`` is not used) and the tune ends on a cadence (:mod:`melodygen.core.form`)."""
+    section_bars: int = DEFAULT_SECTION_BARS
+    vary_repeats: bool = False
 
     def meter_for(self, primer: Primer) -> Meter:
         """The meter these settings generate in: the chosen one, else the primer's."""
@@ -1124,6 +1137,8 @@ class StudioSettings:
             if "pitch_range" not in reads:
                 hidden |= {"min_pitch": 0, "max_pitch": 127}
             hidden |= {name: "" for name in ("rhythm", "title", "abc_primer") if name not in reads}
+            if "form" not in reads:  # a family that follows no form gets a free tune
+                hidden |= {name: getattr(StudioSettings, name) for name in FORM_FIELDS}
             if "primer" not in reads:
                 primer = Primer(events=[], description="no primer")
             return dataclasses.replace(self, **hidden).to_request(primer)
@@ -1141,9 +1156,10 @@ class StudioSettings:
                 f"({note_name(self.max_pitch)}): choose a lowest note at or below the highest"
             )
         seed = self.seed if self.seed is not None else secrets.randbelow(2**31)
+        length = self.length_steps(primer)
         request = GenerationRequest(
             primer=primer,
-            length_steps=int(self.bars) * meter.steps_per_bar,
+            length_steps=length,
             # None: the primer's (4/4 without one), or an ABC model's own M: line
             time_signature=parse_meter(self.meter),
             key=None if self.key == AUTO_KEY else parse_key(self.key),
@@ -1163,6 +1179,9 @@ class StudioSettings:
             rhythm=" ".join(self.rhythm.split()) or None,
             title=" ".join(self.title.split()) or None,
             text_primer=self.abc_primer if self.abc_primer.strip() else None,
+            form=parse_form(self.form),
+            section_bars=self.section_bars,
+            vary_repeats=bool(self.vary_repeats),
         )
         if primer.steps >= request.length_steps:
             bars = math.ceil(primer.steps / meter.steps_per_bar)
@@ -1172,6 +1191,30 @@ class StudioSettings:
             )
         request.validate()
         return request
+
+    def length_steps(self, primer: Primer) -> int:
+        """The length asked for in steps: the form's (pickup bar included) when there is a
+        form, else ``bars`` of the meter; checked against the studio's longest."""
+        meter = self.meter_for(primer)
+        if parse_form(self.form) == FREE:
+            return int(self.bars) * meter.steps_per_bar
+        steps = form_length_steps(self.form, self.section_bars, meter, primer.events)
+        check_value("studio_bars", -(-steps // meter.steps_per_bar), StudioError)
+        return steps
+
+    def form_words(self, primer: Primer) -> str:
+        """What the form asks for, for the page: ``"AABB of 8-bar sections: 32 bars of 4/4
+        (the length above is not used)"``; "" without a form or when it cannot be laid out."""
+        if parse_form(self.form) == FREE:
+            return ""
+        from melodygen.core.form import plan_form
+
+        try:
+            meter = self.meter_for(primer)
+            plan = plan_form(self.form, self.section_bars, meter, primer.events)
+        except MelodyGenError as error:
+            return str(error)
+        return f"Form {plan.describe()}: {plan.total_bars} bars in all (the length is the form's)."
 
 
 def _bars(count: int | float) -> str:
@@ -1522,6 +1565,17 @@ class StudioResult:
         return self.request.seed
 
     @property
+    def form_label(self) -> str:
+        """Where the form's sections lie (``"Form AABB: A bars 1-8, A bars 9-16 (exact
+        repeat), ..."``), the same in every melody; "" without a form."""
+        sections = next((m.sections for m in self.melodies if m.sections), ())
+        if not sections:
+            return ""
+        meter = self.request.meter
+        letters = "".join(section.letter for section in sections)
+        return f"Form {letters}: " + ", ".join(section.label(meter) for section in sections)
+
+    @property
     def continuable(self) -> bool:
         """Whether "continue this one" can work: the model reads a note primer."""
         return not self.options or "primer" in self.options
@@ -1661,6 +1715,9 @@ def _instrument_name(program: int) -> str:
 def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
     """Run a request on a shared model and keep the result for the page."""
     started = time.perf_counter()
+    family = getattr(model, "family", None)
+    if isinstance(family, Family):  # a form or melodies its family cannot take: one line
+        request.check_family(family)
     result = model.generate(request)
     seconds = time.perf_counter() - started
     logger.info(

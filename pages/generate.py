@@ -25,7 +25,7 @@ import streamlit as st
 from melodygen import studio
 from melodygen.errors import MelodyGenError
 from melodygen.io.primer import Primer, parse_primer
-from melodygen.limits import RANGES
+from melodygen.limits import RANGES, SECTION_BARS
 from melodygen.render import INSTRUMENTS, SOUNDFONT_ENV, note_name
 
 logger = logging.getLogger("melodygen.app")
@@ -59,6 +59,9 @@ INITIAL = {
     "rhythm": DEFAULTS.rhythm,
     "title": DEFAULTS.title,
     "abc_primer": DEFAULTS.abc_primer,
+    "form": DEFAULTS.form,
+    "section_bars": DEFAULTS.section_bars,
+    "vary_repeats": DEFAULTS.vary_repeats,
     "instrument": "Piano",
 }
 # Widgets inside the settings form: saved when the form is submitted.
@@ -174,6 +177,7 @@ def continue_from(index: int) -> None:
     put("bars", follow.bars)
     put("mode", follow.mode)
     put("meter", studio.FROM_PRIMER)  # a meter other than 4/4 is written first in the text
+    put("form", studio.FREE)  # the whole tune is the primer now: longer than a section
     key = ""
     if follow.key is not None:
         put("key", follow.key)
@@ -471,7 +475,8 @@ with st.form("settings"):
             max_value=studio.MAX_BARS,
             step=1,
             key="bars",
-            help=f"Total length in bars of the meter, primer included; at most {studio.MAX_BARS}.",
+            help=f"Total length in bars of the meter, primer included; at most {studio.MAX_BARS} "
+            "(a form sets its own length).",
         )
     if "seed" in shown_controls:
         right.number_input(
@@ -483,6 +488,36 @@ with st.form("settings"):
             placeholder="random",
             help="The same seed and settings give the same melodies; empty: new ones each time.",
         )
+    if "form" in shown_controls:
+        left, middle, right = st.columns(3)
+        left.selectbox(
+            "Form",
+            studio.FORM_CHOICES,
+            key="form",
+            format_func=lambda f: "Free (no form)" if f == studio.FREE else f,
+            help="Sections that return: AABB plays section A twice, then B twice. The "
+            "primer is the start of A; the form sets the length, and the tune ends on the "
+            "key's tonic. Free: the model goes where it likes.",
+        )
+        middle.selectbox(
+            "Section bars",
+            SECTION_BARS,
+            key="section_bars",
+            help="Bars of each section (a jig's or reel's part is 8).",
+        )
+        right.toggle(
+            "Vary repeats",
+            key="vary_repeats",
+            help="Off: a returning section is played note for note. On: it keeps its first "
+            "half and ends anew, like first and second endings.",
+        )
+        words = studio.StudioSettings(
+            form=saved.get("form", studio.FREE),
+            section_bars=saved.get("section_bars", DEFAULTS.section_bars),
+            meter=saved.get("meter", studio.FROM_PRIMER),
+        ).form_words(primer)
+        if words:
+            st.caption(words)
     left, right = st.columns(2)
     if "temperature" in shown_controls:
         left.slider(
@@ -592,6 +627,8 @@ if result is not None:
         "the primer; blue notes are new."
         + (f" Key: {result.key_label}." if result.key_label else "")
     )
+    if result.form_label:
+        st.caption(result.form_label + ". Red lines and letters mark the sections.")
     for line in result.notices:
         st.caption(line)
     for line in result.warnings:

@@ -301,3 +301,59 @@ def test_the_score_carries_rehearsal_marks_and_the_abc_the_letters():
     bars = body.replace("\n", " ").split("|")
     assert [i for i, bar in enumerate(bars) if '"^' in bar] == [0, 4, 8, 12]
     assert '"^B"' in bars[8]
+
+
+# The studio ------------------------------------------------------------------------------------
+
+
+def test_studio_settings_ask_for_a_form_only_of_a_family_that_follows_one():
+    from types import SimpleNamespace
+
+    from melodygen import studio
+
+    rnn = studio.request_options(SimpleNamespace(family=get_family("melody_rnn")))
+    vae = studio.request_options(SimpleNamespace(family=get_family("note_vae")))
+    assert "form" in studio.controls(rnn) and "form" not in studio.controls(vae)
+    settings = studio.StudioSettings(form="AABB", section_bars=4, bars=8, seed=1)
+    primer = parse_primer("3/4 r:8 D4 E4")
+    request = settings.to_request(primer, rnn)
+    assert (request.form, request.section_bars) == ("AABB", 4)
+    assert request.length_steps == 17 * 12  # the pickup bar and 4 x 4 bars of 3/4
+    assert "AABB of 4-bar sections, 16 bars of 3/4 after a pickup bar" in settings.form_words(
+        primer
+    )
+    assert settings.to_request(primer, vae).form == "free"  # hidden controls: no form
+    with pytest.raises(FormError, match="longer than section A"):
+        settings.to_request(parse_primer("C4:16 C4:16 C4:16 C4:16 C4:16"), rnn)
+
+
+def test_the_generate_page_form_controls_make_sections(tmp_path_factory, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+    from studio_fixtures import make_checkpoints
+
+    checkpoints = make_checkpoints(tmp_path_factory.mktemp("studio"))
+    monkeypatch.setenv("MELODYGEN_CHECKPOINTS", str(checkpoints))
+    monkeypatch.delenv("MELODYGEN_SOUNDFONT", raising=False)
+    app = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=120)
+    app.run()
+    assert not app.exception
+    choices = ["Free (no form)", "AABB", "ABAB", "AABA", "ABAC", "AAB"]
+    assert app.selectbox(key="form").options == choices
+    app.selectbox(key="form").set_value("AABA")
+    app.selectbox(key="section_bars").set_value(4)
+    app.toggle(key="vary_repeats").set_value(True)
+    app.session_state["variations"] = 2
+    app.session_state["seed"] = 4
+    next(b for b in app.button if b.label == "Generate").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    result = app.session_state["result"]
+    assert result.request.form == "AABA" and result.request.vary_repeats
+    for melody in result.melodies:
+        assert [s.letter for s in melody.sections] == list("AABA")
+        assert [s.kind for s in melody.sections] == ["new", "varied", "new", "varied"]
+        assert melody.steps == 16 * 16
+        assert all(repeats_hold(melody.events, s) for s in melody.sections)
+    captions = " ".join(c.value for c in app.caption)
+    assert "Form AABA: A bars 1-4, A' bars 5-8 (varied repeat), B bars 9-12" in captions
+    assert "AABA of 4-bar sections, 16 bars of 4/4" in captions
