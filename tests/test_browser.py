@@ -6,6 +6,7 @@ Skipped, with the reason, where Debian's chromium and chromium-driver are not in
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from pathlib import Path
 
@@ -293,3 +294,137 @@ def test_a_blend_in_a_real_browser(tmp_path: Path) -> None:
         with urllib.request.urlopen(source, timeout=10) as reply:
             data = reply.read()
         assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 100_000
+
+
+def _nav(browser, title: str) -> None:
+    """Go to a page by the sidebar's link: the same session (a new URL would start another)."""
+    from selenium.webdriver.common.by import By
+
+    for link in browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNav'] a"):
+        if link.text.splitlines() and link.text.splitlines()[-1] == title:
+            link.click()
+            return
+    raise AssertionError(f"no {title} link in the sidebar")
+
+
+def _upload(browser, paths: list[Path], index: int = 0) -> None:
+    """Choose ``paths`` in the page's ``index``-th file uploader, as a user's file dialog."""
+    from selenium.webdriver.common.by import By
+
+    field = browser.find_elements(By.CSS_SELECTOR, "input[type='file']")[index]
+    field.send_keys("\n".join(str(path) for path in paths))
+
+
+def _flute() -> bytes:
+    from studio_fixtures import midi_file
+
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    notes = [(scale[i % 8], i * 0.5, i * 0.5 + 0.45) for i in range(32)]
+    return midi_file([("Flute", 73, False, notes)], qpm=120.0)
+
+
+def test_the_data_page_explores_uploaded_files_in_a_real_browser(tmp_path: Path) -> None:
+    """Tiny MIDI files written here are uploaded, explored into the nine figures, the songs
+    and problems tables; the Train page then offers the same files without an upload."""
+    from selenium.webdriver.common.by import By
+    from studio_fixtures import drums_only, song
+
+    from melodygen.explore import FIGURES
+
+    files = tmp_path / "mine"
+    files.mkdir()
+    paths = []
+    for name, data in (
+        ("song.mid", song()), ("drums.mid", drums_only()), ("flute.mid", _flute()),
+        ("notes.txt", b"not music"),
+    ):  # fmt: skip
+        (files / name).write_bytes(data)
+        paths.append(files / name)
+    (tmp_path / "no models").mkdir()
+    log = tmp_path / "streamlit.log"
+    with running_app(tmp_path / "no models", log) as url, chromium() as browser:
+        wait = waiter(browser, 90)
+        browser.get(f"{url}/data")
+        explore = "//button[.//p[text()='Explore']]"
+        wait.until(
+            lambda b: (
+                b.find_elements(By.XPATH, explore)
+                and b.find_elements(By.CSS_SELECTOR, "input[type='file']")
+            )
+        )
+        _upload(browser, paths)
+        wait.until(lambda b: "notes.txt" in b.find_element(By.TAG_NAME, "body").text)
+        browser.find_element(By.XPATH, explore).click()
+
+        def figures(b):
+            images = b.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
+            loaded = [i for i in images if b.execute_script("return arguments[0].naturalWidth", i)]
+            return len(loaded) == len(FIGURES) and loaded
+
+        try:
+            images = wait.until(figures)
+        except Exception as error:
+            browser.save_screenshot(str(tmp_path / "data.png"))
+            raise AssertionError(f"no figures; server log:\n{log.read_text()[-3000:]}") from error
+        assert images[0].size["width"] > 300
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "Problems (3)" in text and "Songs (3)" in text, text[-2000:]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "[data-testid='stDataFrame']")) == 2
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+        assert "wait for the Train page" in text
+
+        _nav(browser, "Train")
+        wait.until(lambda b: "The files explored on the Data page" in b.find_element(
+            By.TAG_NAME, "body").text)  # fmt: skip
+        assert "3 music files from " in browser.find_element(By.TAG_NAME, "body").text
+    assert "Traceback" not in log.read_text()
+
+
+def test_the_train_page_fine_tunes_a_tiny_model_in_a_real_browser(tmp_path: Path) -> None:
+    """A real worker fine-tunes a tiny model: progress and steps shown, Cancel keeps the
+    model so far, its card appears, and the new model generates."""
+    from conftest import PHRASES, write_tune
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from melodygen.core.generation import GenerationRequest, load_generator
+
+    checkpoints = make_checkpoints(tmp_path / "checkpoints")
+    files = tmp_path / "mine"
+    files.mkdir()
+    paths = [write_tune(files / f"tune{i}.mid", PHRASES[i % 4]) for i in range(8)]
+    mine, log = tmp_path / "my models", tmp_path / "streamlit.log"
+    env = {"MELODYGEN_USER_MODELS": str(mine), "MELODYGEN_JOBS": str(tmp_path / "jobs")}
+    with running_app(checkpoints, log, env=env) as url, chromium() as browser:
+        wait = waiter(browser, WAIT)
+
+        def body(b) -> str:
+            return b.find_element(By.TAG_NAME, "body").text
+
+        browser.get(f"{url}/train")
+        start = wait.until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "input[aria-label='Start from']")
+        )[0]
+        assert start.get_attribute("value") == "Fine-tune Folk · attention_rnn"  # the first
+        budget = browser.find_element(By.CSS_SELECTOR, "input[aria-label='Time budget (minutes)']")
+        budget.send_keys(Keys.CONTROL, "a")
+        budget.send_keys("1")
+        _upload(browser, paths)
+        wait.until(lambda b: "tune7.mid" in body(b))
+        browser.find_element(By.CSS_SELECTOR, SUBMIT).click()
+        try:
+            # Training: the progress line counts steps, and the step metric is shown.
+            wait.until(lambda b: re.search(r"training: step ([1-9]\d*)", body(b)))
+        except Exception as error:
+            browser.save_screenshot(str(tmp_path / "train.png"))
+            raise AssertionError(f"no progress; page:\n{body(browser)[-2000:]}") from error
+        assert "Time left" in body(browser) and "Step" in body(browser)
+        cancel = browser.find_element(By.XPATH, "//button[.//p[text()='Cancel']]")
+        cancel.click()
+        wait.until(lambda b: "is in your models" in body(b))
+        assert "was cancelled; kept folk_attention_rnn-tuned" in body(browser)
+        assert "files" in body(browser) and "steps" in body(browser)  # the card
+        assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    model = mine / "folk_attention_rnn-tuned"
+    result = load_generator(model).generate(GenerationRequest(length_steps=32, seed=1))
+    assert result.melodies and result.melodies[0].sequence.notes
