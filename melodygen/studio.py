@@ -1801,13 +1801,8 @@ def primer_svg(
 
 def midi_bytes(melody: GeneratedMelody, program: int | str = 0, name: str = "Melody") -> bytes:
     """A standard MIDI file of the melody played by ``program``: its tempo, time signature
-    and key signature, and ``name`` as the track name."""
-    from melodygen.io.music import note_seq
-
-    sequence = melody.to_note_sequence(program=program_number(program), name=name)
-    buffer = io.BytesIO()
-    note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
-    return buffer.getvalue()
+    and key signature, ``name`` as the track name, and a form's section letters as markers."""
+    return melody.midi_bytes(program=program_number(program), name=name)
 
 
 def _titles(result: StudioResult, melody: GeneratedMelody) -> tuple[str, str]:

@@ -357,3 +357,21 @@ def test_the_generate_page_form_controls_make_sections(tmp_path_factory, monkeyp
     captions = " ".join(c.value for c in app.caption)
     assert "Form AABA: A bars 1-4, A' bars 5-8 (varied repeat), B bars 9-12" in captions
     assert "AABA of 4-bar sections, 16 bars of 4/4" in captions
+
+
+def test_midi_files_carry_the_sections_as_markers(tmp_path: Path):
+    import mido
+    import pretty_midi
+
+    melody = formed_melody()
+    path = melody.write_midi(tmp_path / "formed.mid")
+    midi = mido.MidiFile(path)
+    markers, now = [], 0
+    for message in midi.tracks[0]:
+        now += message.time
+        if message.type == "marker":
+            markers.append((message.text, now / midi.ticks_per_beat))
+    beats_per_section = 4 * 12 / 4  # four bars of 6/8, in quarter notes
+    assert markers == [(m, i * beats_per_section) for i, m in enumerate(["A", "A'", "B", "A'"])]
+    notes = pretty_midi.PrettyMIDI(str(path)).instruments[0].notes
+    assert [note.pitch for note in notes] == melody.pitches()  # the notes are untouched

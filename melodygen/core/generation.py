@@ -451,9 +451,63 @@ class GeneratedMelody:
         """Write a standard MIDI file (see :meth:`to_note_sequence`); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.sections:
+            path.write_bytes(self.midi_bytes(program=program, name=name))
+            return path
         sequence = self.to_note_sequence(program=program, name=name)
         note_seq.sequence_proto_to_midi_file(sequence, str(path))
         return path
+
+    def midi_bytes(self, program: int = 0, name: str = "Melody") -> bytes:
+        """A standard MIDI file of the melody (see :meth:`to_note_sequence`); a melody with a
+        form carries each section's letter as a MIDI marker where it starts (``A'``: a
+        varied repeat), which sequencers show on their timeline."""
+        import io
+
+        sequence = self.to_note_sequence(program=program, name=name)
+        buffer = io.BytesIO()
+        note_seq.note_sequence_to_pretty_midi(sequence).write(buffer)
+        if not self.sections:
+            return buffer.getvalue()
+        step_seconds = 15.0 / self.qpm
+        marks = [
+            (
+                section.start * step_seconds,
+                section.letter + ("'" if section.kind == "varied" else ""),
+            )
+            for section in self.sections
+        ]
+        return _with_markers(buffer.getvalue(), marks, self.qpm)
+
+
+def _with_markers(data: bytes, marks: list[tuple[float, str]], qpm: float) -> bytes:
+    """MIDI ``data`` (one tempo, as a generated melody has) with a marker meta event at each
+    (seconds, text) of ``marks``, in its first track."""
+    import io
+
+    import mido
+
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    track = midi.tracks[0]
+    ticks_per_second = midi.ticks_per_beat * qpm / 60.0
+    timed, now = [], 0
+    for message in track:
+        now += message.time
+        timed.append((now, 1, message))
+    for seconds, text in marks:
+        timed.append((round(seconds * ticks_per_second), 0, mido.MetaMessage("marker", text=text)))
+    end = [item for item in timed if item[2].type == "end_of_track"]
+    timed = sorted((item for item in timed if item[2].type != "end_of_track"), key=lambda x: x[:2])
+    last = max([tick for tick, _, _ in timed] + [tick for tick, _, _ in end])
+    track.clear()
+    previous = 0
+    for tick, _, message in timed:
+        track.append(message.copy(time=tick - previous))
+        previous = tick
+    track.append(mido.MetaMessage("end_of_track", time=last - previous))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
 
 
 @dataclass
