@@ -317,7 +317,13 @@ def test_cli_originality_end_to_end(checkpoint, datasets, tmp_path: Path, capsys
     assert "longest run shared with a training melody" in out and "verdict: " in out
     assert "notes in most likely key" in out and "notes per bar" in out
     figures = json.loads(report.read_text())
-    assert set(figures) == {"settings", "generated", "held_out", "held_out_whole", "verdict"}
+    sections = {"settings", "generated", "held_out", "held_out_whole", "verdict"}
+    assert set(figures) == sections | {"structure"}
+    # These 8-bar tunes have no 16 bars to measure structure on: said, not a zero.
+    structure = figures["structure"]
+    assert "no held-out melody of 16 bars" in structure["generated"]["unavailable"]
+    assert structure["real"]["bars"] == 0 and structure["settings"]["tunes"] == 0
+    assert "structure:" in out and "no held-out melody of 16 bars" in out
     assert figures["settings"]["steps"] == 64 and figures["settings"]["num"] == 6
     assert figures["generated"]["originality"]["melodies"] == 6
     assert figures["verdict"]["status"] in ("ok", "defect")
@@ -333,6 +339,11 @@ def test_cli_originality_end_to_end(checkpoint, datasets, tmp_path: Path, capsys
     assert held["sanity"]["notes_per_bar"] == 4.0
     assert figures["held_out_whole"]["originality"]["max_notes"] == 32
     assert figures["settings"]["held_out_melodies"] == held["originality"]["melodies"]
+    # --structure-tunes 0 leaves the structure figure out.
+    code = main(
+        argv + ["--num", "2", "--bars", "2", "--structure-tunes", "0", "--json", str(report)]
+    )
+    assert code == 0 and "structure" not in json.loads(report.read_text())
     assert held["longest"][0]["source"].startswith("tune")
     # An untrained network copying a tune of 4 bars by chance would be a miracle.
     assert figures["generated"]["originality"]["max_bars"] < 2

@@ -335,3 +335,40 @@ def test_a_family_that_cannot_continue_a_melody_says_so(tiny, monkeypatch):
     assert report["real"]["bars"] == 8 * report["settings"]["tunes"]
     lines = structure_lines(report)
     assert sum("generated:" in line and "not available" in line for line in lines) == 1
+
+
+# Shipped cards ----------------------------------------------------------------------------
+
+CARDS = sorted(Path(__file__).resolve().parents[1].glob("checkpoints/*/card.json"))
+
+
+def check_section(section: dict, melodies: int) -> None:
+    """A figure's shares are its counts over its bars, and its counts add up."""
+    assert section["melodies"] == melodies and section["bars"] == 8 * melodies
+    assert sum(section["steps_per_bar"].values()) == melodies
+    for kind in ("exact", "transposed"):
+        counts = section[kind]["counts"]
+        for key, count in counts.items():
+            assert section[kind][key] == pytest.approx(count / section["bars"])
+        lags = [counts[f"lag_{lag}"] for lag in LAGS]
+        assert max(lags) <= counts["any"] <= min(sum(lags), section["bars"])
+        assert max(counts["lag_4"], counts["lag_8"]) <= counts["lag_4_or_8"] <= counts["any"]
+        assert counts["lag_4_or_8"] <= counts["lag_4"] + counts["lag_8"]
+    for key, count in section["exact"]["counts"].items():
+        assert count <= section["transposed"]["counts"][key]  # an exact repeat is a sequence
+
+
+@pytest.mark.parametrize("card_file", CARDS, ids=[card.parent.name for card in CARDS])
+def test_shipped_cards_structure_figures_add_up(card_file: Path):
+    card = json.loads(card_file.read_text())
+    if "structure" not in card:
+        pytest.skip("this card carries no structure figure")
+    structure = card["structure"]
+    settings = structure["settings"]
+    check_section(structure["real"], settings["tunes"])
+    if "unavailable" not in structure["generated"]:
+        check_section(structure["generated"], settings["tunes"] * settings["per_primer"])
+        # Continuations keep their primer's meter: the same bar lengths, per_primer times.
+        assert {
+            k: v * settings["per_primer"] for k, v in structure["real"]["steps_per_bar"].items()
+        } == structure["generated"]["steps_per_bar"]
