@@ -163,7 +163,7 @@ class SessionFiles:
     def describe(self) -> str:
         """What the files are ("12 music files from songs.zip, tune.abc"), for the Train page."""
         shown = ", ".join(self.uploads[:2]) + (
-            f" and {len(self.uploads) - 2} more" if len(self.uploads) > 2 else ""
+            f" and {len(self.uploads) - 2} more uploads" if len(self.uploads) > 2 else ""
         )
         count = len(self.files)
         return f"{count:,} music file{'' if count == 1 else 's'} from {shown}"
