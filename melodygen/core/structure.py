@@ -252,10 +252,12 @@ def continue_primers(
     from melodygen.core.generation import GenerationRequest
     from melodygen.io.primer import Primer
 
-    seeds = np.random.SeedSequence(seed).generate_state(max(1, len(melodies))).tolist()
+    if not melodies:
+        return [], []
+    seeds = np.random.SeedSequence(seed).generate_state(len(melodies)).tolist()
     generated: list[np.ndarray] = []
     generated_spb: list[int] = []
-    for events, steps, melody_seed in zip(melodies, steps_per_bar, seeds, strict=False):
+    for events, steps, melody_seed in zip(melodies, steps_per_bar, seeds, strict=True):
         primer = Primer(
             events=[int(e) for e in np.asarray(events)[: PRIMER_BARS * steps]],
             meter=meter_of(steps),
