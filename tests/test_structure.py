@@ -215,6 +215,20 @@ def test_meters_read_back_from_midi_and_abc(meter_data):
     assert (steps["waltz"], steps["march"], steps["reel"], steps[jig]) == (12, 8, 16, 12)
 
 
+def test_a_meter_change_gives_each_piece_its_own_meter(tmp_path):
+    """Extraction splits a file where its meter changes; each melody keeps its piece's."""
+    from melodygen.io.music import extract_melodies, load_note_sequences, melody_meter
+
+    path = write_midi(tmp_path / "change.mid", 3, 4, bars=16)
+    midi = pretty_midi.PrettyMIDI(str(path))
+    waltz_end = 8 * 12 * SIXTEENTH  # after 8 bars of 3/4
+    midi.time_signature_changes.append(pretty_midi.TimeSignature(2, 4, waltz_end))
+    midi.write(str(path))
+    melodies, _ = extract_melodies(load_note_sequences(path)[0])
+    assert sorted(melody_meter(melody) for melody in melodies) == [(2, 4), (3, 4)]
+    assert sorted(melody.steps_per_bar for melody in melodies) == [8, 12]
+
+
 def test_a_dataset_without_meters_reads_as_four_four(meter_data, tmp_path):
     """Format 1 wrote no meters: it still opens, every melody in 16-step bars."""
     old = tmp_path / "old"
