@@ -899,7 +899,8 @@ class RenderPool:
                     with _plain_main():  # a worker may be started here
                         inner = self._pool().submit(function, *arguments)
                 except (BrokenProcessPool, RuntimeError) as error:
-                    logger.warning("the render workers are gone (%s); starting new ones", error)
+                    if "interpreter shutdown" not in str(error):  # at exit nobody listens
+                        logger.warning("the render workers are gone (%s); starting new ones", error)
                     broken, self._executor = self._executor, None
                     if broken is not None:
                         broken.shutdown(wait=False, cancel_futures=True)

@@ -58,6 +58,12 @@ if the model will move notes by octaves to fit its range.
 - *Temperature*: how adventurous the model is. Around 0.7 it plays it safe and repeats
   itself; 1.0 is as it learned; above 1.3 it gets wild.
 - *Variations*: how many different melodies to make at once (1 to 8).
+- *Form* (models that can follow one): the tune's sections, such as AABB (a jig's two
+  8-bar parts, each played twice) or AABA; *free* lets the model wander as it likes. The
+  form sets the length. *Section bars*: 4 or 8 bars a section. A repeated section is
+  played note for note, unless *Vary repeats* is on: then it keeps its first half and
+  the model writes its end again, like first and second endings. The tune ends on the
+  key's note. The piano roll and the score mark where each section starts.
 
 **Advanced.**
 - *Beam size*, *Branch factor*, *Steps per iteration*: instead of rolling the dice once,
