@@ -475,18 +475,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"total length in sixteenth-note steps, primer included ({_span('length_steps')})",
     )
     generate.add_argument(
-        "--temperature",
-        type=_ranged("temperature"),
-        default=1.0,
-        help=f"sampling temperature ({_span('temperature')}; default 1)",
-    )
-    generate.add_argument(
-        "--top-k",
-        type=_ranged("top_k"),
-        default=None,
-        help=f"sample among the K likeliest events ({_span('top_k')})",
-    )
-    generate.add_argument(
         "--form",
         default=None,
         metavar="LETTERS",
@@ -506,6 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --form: a repeated section keeps its first half and the model writes the "
         "rest anew, like first and second endings (default: repeats are exact)",
+    )
+    generate.add_argument(
+        "--temperature",
+        type=_ranged("temperature"),
+        default=1.0,
+        help=f"sampling temperature ({_span('temperature')}; default 1)",
+    )
+    generate.add_argument(
+        "--top-k",
+        type=_ranged("top_k"),
+        default=None,
+        help=f"sample among the K likeliest events ({_span('top_k')})",
     )
     generate.add_argument(
         "--top-p",
