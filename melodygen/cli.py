@@ -966,8 +966,7 @@ def _structure_flags(parser, default: int) -> None:
         type=_ranged("structure_per_primer"),
         default=1,
         metavar="K",
-        help=f"continuations of each held-out melody ({_span('structure_per_primer')}; "
-        "default 1)",
+        help=f"continuations of each held-out melody ({_span('structure_per_primer')}; default 1)",
     )
 
 
