@@ -124,7 +124,11 @@ class MelodyRnnConfig:
 
     ``encoding`` is ``"onehot"`` (note_seq's OneHotEventSequenceEncoderDecoder),
     ``"lookback"`` (LookbackEventSequenceEncoderDecoder) or ``"key"``
-    (KeyMelodyEncoderDecoder), each over ``MelodyOneHotEncoding(min_note, max_note)``.
+    (KeyMelodyEncoderDecoder), each over ``MelodyOneHotEncoding(min_note, max_note)``,
+    or MelodyGen's ``"phrase"``: the lookback encoding with lookbacks of ``lookback_bars``
+    bars of each melody's own meter and the next step's place in the bar and in a
+    ``phrase_bars``-bar phrase instead of the binary counter
+    (:class:`~melodygen.families.melody_rnn.encoding.PhraseMelodyEncoding`).
     ``transpose_to_key`` is the key (0 = C) melodies are transposed to before
     encoding, or None to keep them where they are.
     """
@@ -139,11 +143,14 @@ class MelodyRnnConfig:
     lookback_distances: tuple[int, ...] = ()
     binary_counter_bits: int = 0
     steps_per_quarter: int = STEPS_PER_QUARTER
+    lookback_bars: tuple[int, ...] = ()
+    phrase_bars: int = 0
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["hparams"] = self.hparams.to_dict()
         values["lookback_distances"] = list(self.lookback_distances)
+        values["lookback_bars"] = list(self.lookback_bars)
         return values
 
 
@@ -186,6 +193,20 @@ CONFIGS: dict[str, MelodyRnnConfig] = {
             hparams=HParams(attn_length=40, clip_norm=3.0),
             lookback_distances=(STEPS_PER_BAR, 2 * STEPS_PER_BAR),
             binary_counter_bits=7,
+        ),
+        MelodyRnnConfig(
+            name="phrase_rnn",
+            description="Lookback encoding in the tune's own meter: repeats of 1, 2, 4 and 8 "
+            "bars ago, place in the bar and in an 8-bar phrase.",
+            encoding="phrase",
+            min_note=48,
+            max_note=84,
+            transpose_to_key=0,
+            # The event loss, as the shipped lookback models train: a repeat label and the
+            # plain label of one note both count as predicting it.
+            hparams=HParams(loss="event"),
+            lookback_bars=(1, 2, 4, 8),
+            phrase_bars=8,
         ),
     ]
 }

@@ -67,6 +67,10 @@ class EncodingSpec:
     lookback_distances: tuple[int, ...]
     binary_counter_bits: int
     steps_per_quarter: int
+    # The phrase encoding's (lookbacks in bars, phrase length); empty for Magenta's, whose
+    # saved files leave them out, so they stay as they were written before these existed.
+    lookback_bars: tuple[int, ...] = ()
+    phrase_bars: int = 0
 
     @classmethod
     def from_config(cls, config: MelodyRnnConfig, transpose_to_key="config") -> EncodingSpec:
@@ -80,17 +84,23 @@ class EncodingSpec:
             lookback_distances=tuple(config.lookback_distances),
             binary_counter_bits=config.binary_counter_bits,
             steps_per_quarter=config.steps_per_quarter,
+            lookback_bars=tuple(config.lookback_bars),
+            phrase_bars=config.phrase_bars,
         )
 
     @classmethod
     def from_dict(cls, values: dict) -> EncodingSpec:
         values = dict(values)
         values["lookback_distances"] = tuple(values.get("lookback_distances", ()))
+        values["lookback_bars"] = tuple(values.get("lookback_bars", ()))
         return cls(**values)
 
     def to_dict(self) -> dict:
         values = self.__dict__.copy()
         values["lookback_distances"] = list(self.lookback_distances)
+        values["lookback_bars"] = list(self.lookback_bars)
+        if not self.lookback_bars and not self.phrase_bars:
+            del values["lookback_bars"], values["phrase_bars"]
         return values
 
     def make_encoding(self) -> MelodyEncoding:
@@ -106,6 +116,8 @@ class EncodingSpec:
                 lookback_distances=self.lookback_distances,
                 binary_counter_bits=self.binary_counter_bits,
                 steps_per_quarter=self.steps_per_quarter,
+                lookback_bars=self.lookback_bars,
+                phrase_bars=self.phrase_bars,
             )
         )
 
@@ -166,6 +178,12 @@ class BuildSummary:
             ]
         lines.append(f"time:            {self.seconds:.1f} s")
         return "\n".join(lines)
+
+
+def meter_steps(meter: tuple[int, int]) -> int:
+    """Sixteenth-note steps in a bar of time signature (numerator, denominator), as
+    :meth:`MelodySplit.steps_per_bar` counts them."""
+    return int(meter[0]) * STEPS_PER_WHOLE // int(meter[1])
 
 
 @dataclass
@@ -340,8 +358,10 @@ def _process_file(job: _Job, path: Path, root: Path | None) -> dict:
                         result["dropped"]["duplicate_transpositions"] += 1
                         continue
                     seen.add(events.tobytes())
-                inputs, targets = encode_melody(encoding, events)
-                song["melodies"].append((events, inputs, targets, melody_meter(melody)))
+                meter = melody_meter(melody)
+                # The phrase encoding measures its lookbacks in bars of the melody's meter.
+                inputs, targets = encode_melody(encoding.for_meter(meter_steps(meter)), events)
+                song["melodies"].append((events, inputs, targets, meter))
         result["songs"].append(song)
     return result
 

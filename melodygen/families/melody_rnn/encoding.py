@@ -65,6 +65,8 @@ class MelodyEncoding:
     default_event_label: int
     # How many earlier events one input row looks at (None: the whole melody so far).
     context: int | None = None
+    # Whether inputs and lookbacks depend on the melody's meter (``for_meter``).
+    meter_dependent = False
 
     def __init__(
         self,
@@ -89,6 +91,11 @@ class MelodyEncoding:
         self._first_repeat_label = self.num_event_classes
         self.num_classes = self.num_event_classes + len(self.lookback_distances)
         self.default_event_label = int(self._class_to_label[0])
+
+    def for_meter(self, steps_per_bar: int, first_bar_line: int = 0) -> MelodyEncoding:
+        """This encoding for melodies of ``steps_per_bar`` steps to the bar whose first bar
+        line is at step ``first_bar_line``; Magenta's encodings ignore the meter (self)."""
+        return self
 
     # Events and event classes -------------------------------------------------------------
 
@@ -353,10 +360,18 @@ class LookbackMelodyEncoding(MelodyEncoding):
             lookback_class = np.where(source >= 0, classes[np.maximum(source, 0)], 0)
             out[rows, offset + lookback_class] = 1.0
             offset += self.num_event_classes
-        out[:, offset : offset + self.counter_bits] = _counter_bits(rows + 1, self.counter_bits)
+        out[:, offset : offset + self.counter_bits] = self._position_rows(rows + 1)
         offset += self.counter_bits
         out[:, offset:] = self._repeat_flags(ev)
         return out
+
+    def _position_rows(self, steps_so_far: np.ndarray) -> np.ndarray:
+        """[n, counter_bits]: where the next event falls (Magenta's binary step counter)."""
+        return _counter_bits(steps_so_far, self.counter_bits)
+
+    def _position_row(self, steps_so_far: int) -> list[float]:
+        """One row of ``_position_rows``, as a list (cheaper for a single row)."""
+        return _counter_row(steps_so_far, self.counter_bits)
 
     def _inputs_at(self, hist: np.ndarray, position: int) -> np.ndarray:
         window = self._window(hist, position)  # ends at position, reaches back `context`
@@ -371,11 +386,79 @@ class LookbackMelodyEncoding(MelodyEncoding):
         out = np.zeros((len(hist), self.input_size), dtype=np.float32)
         out[np.arange(len(hist))[:, None], hot] = 1.0
         offset = (len(distances) + 1) * self.num_event_classes
-        out[:, offset : offset + self.counter_bits] = _counter_row(position + 1, self.counter_bits)
+        out[:, offset : offset + self.counter_bits] = self._position_row(position + 1)
         offset += self.counter_bits
         earlier = window[:, np.maximum(width - 1 - distances, 0)]
         out[:, offset:] = (earlier == window[:, -1:]) & (position - distances >= 0)
         return out
+
+
+BAR_STEP_SLOTS = 32
+"""Slots of the phrase encoding's step-in-bar one-hot: bars of up to 32 steps (4/4, 3/4,
+6/8, 2/4, 12/8, 4/2) get a slot per step; a longer bar wraps round."""
+
+
+class PhraseMelodyEncoding(LookbackMelodyEncoding):
+    """Magenta's lookback encoding with its lookbacks measured in bars of the melody's meter.
+
+    Lookbacks reach ``lookback_bars`` bars back (1, 2, 4 and 8 for ``phrase_rnn``), so a
+    4/4 tune looks 16, 32, 64 and 128 steps back and a 6/8 one 12, 24, 48 and 96: the
+    network can copy whole 4- and 8-bar phrases. In place of Magenta's binary step
+    counter (which assumes 16-step bars) the next event's place is given in the meter: a
+    one-hot of its step in the bar (:data:`BAR_STEP_SLOTS`) and one of its bar's place in a
+    ``phrase_bars``-bar phrase. Labels, repeat labels and repeat flags are the lookback
+    encoding's (note_seq's, with these distances). Sizes do not depend on the meter, so one
+    network reads every meter; :meth:`for_meter` gives the encoding of one meter (4/4 until
+    then).
+    """
+
+    meter_dependent = True
+
+    def __init__(
+        self,
+        min_note: int,
+        max_note: int,
+        lookback_bars: Sequence[int],
+        phrase_bars: int,
+        steps_per_bar: int = STEPS_PER_BAR,
+        first_bar_line: int = 0,
+    ) -> None:
+        self.lookback_bars = tuple(int(bars) for bars in lookback_bars)
+        if not self.lookback_bars or min(self.lookback_bars) < 1:
+            raise ValueError(f"phrase lookbacks must be 1 bar or more: {lookback_bars}")
+        if int(phrase_bars) < 1:
+            raise ValueError(f"phrase_bars must be 1 or more, not {phrase_bars}")
+        if int(steps_per_bar) < 1:
+            raise ValueError(f"a bar needs at least one step, not {steps_per_bar}")
+        self.phrase_bars = int(phrase_bars)
+        self.steps_per_bar = int(steps_per_bar)
+        self.first_bar_line = int(first_bar_line)
+        distances = [bars * self.steps_per_bar for bars in self.lookback_bars]
+        super().__init__(min_note, max_note, distances, BAR_STEP_SLOTS + self.phrase_bars)
+        self._meters: dict[tuple[int, int], PhraseMelodyEncoding] = {}
+
+    def for_meter(self, steps_per_bar: int, first_bar_line: int = 0) -> PhraseMelodyEncoding:
+        key = (int(steps_per_bar), int(first_bar_line))
+        if key == (self.steps_per_bar, self.first_bar_line):
+            return self
+        if key not in self._meters:
+            self._meters[key] = PhraseMelodyEncoding(
+                self.min_note, self.max_note, self.lookback_bars, self.phrase_bars, *key
+            )
+        return self._meters[key]
+
+    def _position_rows(self, steps_so_far: np.ndarray) -> np.ndarray:
+        since = np.asarray(steps_so_far, dtype=np.int64) - self.first_bar_line
+        step = since % self.steps_per_bar % BAR_STEP_SLOTS
+        bar = since // self.steps_per_bar % self.phrase_bars
+        out = np.zeros((len(since), self.counter_bits), dtype=np.float32)
+        rows = np.arange(len(since))
+        out[rows, step] = 1.0
+        out[rows, BAR_STEP_SLOTS + bar] = 1.0
+        return out
+
+    def _position_row(self, steps_so_far: int) -> np.ndarray:
+        return self._position_rows(np.array([steps_so_far]))[0]
 
 
 class KeyMelodyEncoding(MelodyEncoding):
@@ -565,8 +648,14 @@ def make_encoding(config: MelodyRnnConfig) -> MelodyEncoding:
         return LookbackMelodyEncoding(
             config.min_note, config.max_note, config.lookback_distances, config.binary_counter_bits
         )
+    if config.encoding == "phrase":
+        return PhraseMelodyEncoding(
+            config.min_note, config.max_note, config.lookback_bars, config.phrase_bars
+        )
     if config.encoding == "key":
         return KeyMelodyEncoding(
             config.min_note, config.max_note, config.lookback_distances, config.binary_counter_bits
         )
-    raise ValueError(f"unknown encoding {config.encoding!r}; expected onehot, lookback or key")
+    raise ValueError(
+        f"unknown encoding {config.encoding!r}; expected onehot, lookback, phrase or key"
+    )

@@ -88,6 +88,8 @@ CONFIGURATION_WORDS = {
     "attention_rnn": "can look back over the last few bars and pick what matters, which tends "
     "to give the most structured tunes",
     "mono_rnn": "note by note over the full piano range, keeping the keys it learned in",
+    "phrase_rnn": "also sees what was played 1, 2, 4 and 8 bars back in the tune's own meter "
+    "and where it is in the bar and the 8-bar phrase, so it can bring whole phrases back",
 }
 
 # What ``melodygen train`` keeps, by training loss, in words (model cards).

@@ -336,10 +336,17 @@ class MelodyGenerator:
 
     # Sampling -----------------------------------------------------------------------------
 
-    def _label_events_at(self, histories: np.ndarray, length: int) -> np.ndarray:
+    def _encoding_for(self, request: GenerationRequest):
+        """The encoding in the request's meter: the phrase encoding's lookbacks and place in
+        the bar follow it (its bar lines from history step 1 after the silent start, else
+        from step 0, where the primer begins); Magenta's encodings ignore it."""
+        first_bar_line = 1 if request.primer.steps == 0 else 0
+        return self.encoding.for_meter(request.meter.steps_per_bar, first_bar_line)
+
+    def _label_events_at(self, histories: np.ndarray, length: int, request) -> np.ndarray:
         """[rows, labels] the event each label stands for at this step, given each history."""
         columns = [np.tile(self._label_events, (len(histories), 1))]
-        for distance in self.encoding.lookback_distances:
+        for distance in self._encoding_for(request).lookback_distances:
             if length >= distance:
                 repeated = histories[:, length - distance]
             else:
@@ -347,7 +354,7 @@ class MelodyGenerator:
             columns.append(repeated[:, None])
         return np.concatenate(columns, axis=1)
 
-    def _event_log_probs(self, logits: np.ndarray, histories: np.ndarray, length: int):
+    def _event_log_probs(self, logits: np.ndarray, histories: np.ndarray, length: int, request):
         """[rows, EVENT_SLOTS] log P(event) at slot event + 2, summed over its labels.
 
         With the lookback encodings a repeat label and a plain label can stand
@@ -356,21 +363,21 @@ class MelodyGenerator:
         """
         probs = np.exp(logits - logsumexp(logits))
         rows = np.arange(len(logits))[:, None]
-        slots = self._label_events_at(histories, length) - NO_EVENT
+        slots = self._label_events_at(histories, length, request) - NO_EVENT
         event_probs = np.zeros((len(logits), EVENT_SLOTS))
         np.add.at(event_probs, (rows, slots), probs)
         with np.errstate(divide="ignore"):
             return np.log(event_probs)
 
-    def _inputs(self, histories: np.ndarray, position: int) -> np.ndarray:
-        return self.encoding.inputs_at(histories, position)
+    def _inputs(self, histories: np.ndarray, position: int, request) -> np.ndarray:
+        return self._encoding_for(request).inputs_at(histories, position)
 
-    def _prime(self, primer: list[int], rows: int):
+    def _prime(self, primer: list[int], rows: int, request):
         """States after reading the primer (all but its last event, which feeds the first step)."""
         states = self.steps.initial_state(rows)
         single = np.asarray([primer])
         for position in range(len(primer) - 1):
-            inputs = np.repeat(self._inputs(single, position), rows, axis=0)
+            inputs = np.repeat(self._inputs(single, position, request), rows, axis=0)
             _, states = self.steps.step(inputs, states)
         return states
 
@@ -380,8 +387,10 @@ class MelodyGenerator:
         Without a primer the first step (``length`` 1, after the silent start) may only
         be a note-on when ``request.start_on_downbeat``: the melody starts on beat 1.
         """
-        logits, states = self.steps.step(self._inputs(histories, length - 1), states)
-        event_log_probs = self._event_log_probs(logits.astype(np.float64), histories, length)
+        logits, states = self.steps.step(self._inputs(histories, length - 1, request), states)
+        event_log_probs = self._event_log_probs(
+            logits.astype(np.float64), histories, length, request
+        )
         downbeat = request.start_on_downbeat and request.primer.steps == 0 and length == 1
         allowed_slots = np.concatenate([[not downbeat, not downbeat], allowed])
         tempered = np.where(allowed_slots, event_log_probs / request.temperature, -np.inf)
@@ -395,7 +404,7 @@ class MelodyGenerator:
         total = request.length_steps + (1 if request.primer.steps == 0 else 0)
         histories = np.full((rows, total), NO_EVENT, dtype=np.int64)
         histories[:, : len(primer)] = primer
-        states = self._prime(primer, rows)
+        states = self._prime(primer, rows, request)
         scores = np.zeros(rows)
         for length in range(len(primer), total):
             histories, states, scores = self._advance(
@@ -416,7 +425,7 @@ class MelodyGenerator:
         total = plan.total_steps + offset
         histories = np.full((rows, total), NO_EVENT, dtype=np.int64)
         histories[:, : len(primer)] = primer
-        states = self._prime(primer, rows)
+        states = self._prime(primer, rows, request)
         scores = np.zeros(rows)
         copied = np.full(total, -1)  # the step each copied step repeats
         firsts = set()
@@ -457,8 +466,10 @@ class MelodyGenerator:
         if the model had sampled them, and their log-probability (at the request's
         temperature, without the pitch masks, which a copied primer note may lie outside)
         is added to each row's score."""
-        logits, states = self.steps.step(self._inputs(histories, length - 1), states)
-        event_log_probs = self._event_log_probs(logits.astype(np.float64), histories, length)
+        logits, states = self.steps.step(self._inputs(histories, length - 1, request), states)
+        event_log_probs = self._event_log_probs(
+            logits.astype(np.float64), histories, length, request
+        )
         tempered = event_log_probs / request.temperature
         log_probs = tempered - logsumexp(tempered)
         scores = scores + log_probs[np.arange(len(events)), np.asarray(events) - NO_EVENT]
@@ -518,7 +529,7 @@ class MelodyGenerator:
             return rows, scores
         histories = np.full((outputs * beam, total), NO_EVENT, dtype=np.int64)
         histories[:, : len(primer)] = primer
-        states = self._prime(primer, outputs * beam)
+        states = self._prime(primer, outputs * beam, request)
         scores = np.zeros(outputs * beam)
         length = len(primer)
         first = (num_steps - 1) % request.steps_per_iteration + 1

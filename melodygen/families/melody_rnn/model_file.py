@@ -17,12 +17,14 @@ from melodygen.families.melody_rnn.configs import CONFIGS, HParams
 from melodygen.families.melody_rnn.dataset import EncodingSpec
 
 FAMILY = "melody_rnn"
-ENCODINGS = ("onehot", "lookback", "key")
+ENCODINGS = ("onehot", "lookback", "key", "phrase")
 # Bounds of the encoding fields: wide around every registered configuration.
 MAX_LOOKBACKS = 8
 MAX_LOOKBACK_DISTANCE = 1024
 MAX_COUNTER_BITS = 16
 MAX_STEPS_PER_QUARTER = 24
+MAX_LOOKBACK_BARS = 64
+MAX_PHRASE_BARS = 64
 # A weights file holds the network's weights and, saved from a compiled model (a training
 # run's), Adam's two moments of each; never more. A compressed HDF5 dataset of 10^10 zeros
 # is a few KB on disk and 40 GB once read, so the shapes are checked before any reading.
@@ -131,6 +133,17 @@ def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None
         schema.fail("encoding.lookback_distances", "must hold at least one distance for key")
     schema.integer(encoding, "binary_counter_bits", 0, MAX_COUNTER_BITS, "encoding.")
     schema.integer(encoding, "steps_per_quarter", 1, MAX_STEPS_PER_QUARTER, "encoding.")
+    # The phrase encoding's fields: absent from Magenta's encodings' files.
+    bars = []
+    if "lookback_bars" in encoding or kind == "phrase":
+        bars = schema.integers(
+            encoding, "lookback_bars", 1, MAX_LOOKBACK_BARS, MAX_LOOKBACKS, "encoding."
+        )
+    phrase = 0
+    if "phrase_bars" in encoding or kind == "phrase":
+        phrase = schema.integer(encoding, "phrase_bars", 0, MAX_PHRASE_BARS, "encoding.")
+    if kind == "phrase" and (not bars or phrase < 1):
+        schema.fail("encoding.lookback_bars", "and phrase_bars must not be empty for phrase")
 
     raw = schema.object(schema.get(values, "hparams"), "hparams")
     try:

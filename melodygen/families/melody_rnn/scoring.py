@@ -29,7 +29,13 @@ import numpy as np
 from melodygen.core.batches import BatchShape, pad_batch
 from melodygen.core.family import TuneScore
 from melodygen.errors import MelodyGenError
-from melodygen.families.melody_rnn.dataset import MelodyDataset, MelodySplit, encode_melody
+from melodygen.families.melody_rnn.dataset import (
+    MelodyDataset,
+    MelodySplit,
+    encode_melody,
+    meter_steps,
+)
+from melodygen.theory import STEPS_PER_BAR
 
 if TYPE_CHECKING:
     from note_seq import NoteSequence
@@ -104,7 +110,12 @@ def first_event_bits(info: ModelInfo) -> float:
 
 def tune_melodies(info: ModelInfo, sequences: Sequence[NoteSequence]) -> list[np.ndarray]:
     """The squashed melody events of one tune: every piece (:data:`SCORING_PARAMS`)."""
-    from melodygen.io.music import ExtractionParams, extract_melodies
+    return [events for events, _ in _tune_melodies(info, sequences)]
+
+
+def _tune_melodies(info: ModelInfo, sequences: Sequence[NoteSequence]) -> list[tuple]:
+    """``tune_melodies`` with each melody's steps per bar (from its time signature)."""
+    from melodygen.io.music import ExtractionParams, extract_melodies, melody_meter
 
     spec = info.spec
     found = []
@@ -114,14 +125,21 @@ def tune_melodies(info: ModelInfo, sequences: Sequence[NoteSequence]) -> list[np
             melody.squash(spec.min_note, spec.max_note, spec.transpose_to_key)
             events = np.asarray(list(melody), dtype=np.int16)
             if len(events) >= 2:
-                found.append(events)
+                found.append((events, meter_steps(melody_meter(melody))))
     return found
 
 
-def _as_split(melodies: list[np.ndarray], info: ModelInfo) -> MelodySplit:
-    """Melodies (at least one) encoded and stored back to back, as a dataset split holds them."""
+def _as_split(
+    melodies: list[np.ndarray], info: ModelInfo, steps_per_bar: Sequence[int] | None = None
+) -> MelodySplit:
+    """Melodies (at least one) encoded and stored back to back, as a dataset split holds them;
+    each in its own meter (``steps_per_bar``, 4/4 when None) for the phrase encoding."""
     encoding = info.spec.make_encoding()
-    encoded = [encode_melody(encoding, events) for events in melodies]
+    bars = steps_per_bar if steps_per_bar is not None else [STEPS_PER_BAR] * len(melodies)
+    encoded = [
+        encode_melody(encoding.for_meter(bar), events)
+        for events, bar in zip(melodies, bars, strict=True)
+    ]
     lengths = [len(inputs) for inputs, _ in encoded]
     return MelodySplit(
         inputs=np.concatenate([inputs for inputs, _ in encoded]),
@@ -145,16 +163,17 @@ def score_tunes(
     """
     from melodygen.io.music import note_seq
 
-    names, melodies = [], []
+    names, melodies, bars = [], [], []
     for name, sequences in tunes:
         try:
-            found = tune_melodies(info, sequences)
+            found = _tune_melodies(info, sequences)
         except (MelodyGenError, note_seq.BadNoteError, ValueError, IndexError, KeyError):
             continue  # note_seq can trip over odd content after a clean parse: not scored
         names += [name] * len(found)
-        melodies += found
+        melodies += [events for events, _ in found]
+        bars += [bar for _, bar in found]
     if not melodies:
         return []
-    split = _as_split(melodies, info)
+    split = _as_split(melodies, info, bars)
     nats = melody_nats(model, info, split, batch_size)
     return _scores(names, nats, [_notes(e) for e in melodies], first_event_bits(info))
