@@ -26,6 +26,9 @@ def note_seq_encoder(config):
         return encoder_decoder.LookbackEventSequenceEncoderDecoder(
             one_hot, list(config.lookback_distances), config.binary_counter_bits
         ), one_hot
+    if config.encoding == "phrase":  # labels are the lookback encoding's, distances in bars
+        distances = list(make_encoding(config).lookback_distances)
+        return encoder_decoder.LookbackEventSequenceEncoderDecoder(one_hot, distances, 5), one_hot
     return melody_encoder_decoder.KeyMelodyEncoderDecoder(
         config.min_note,
         config.max_note,
@@ -48,7 +51,7 @@ def encoded_example(name: str, seed: int):
     events = repeating_melody(rng)
     encoding = make_encoding(config)
     _, targets = encode_melody(encoding, events)
-    num_plain = encoding.num_classes - len(config.lookback_distances)
+    num_plain = encoding.num_classes - len(encoding.lookback_distances)
     static = [int(c) for c in encoding.label_event_classes(events)[0, :num_plain]]
     return config, rng, encoding, events, targets, static
 
@@ -78,7 +81,7 @@ def test_event_probabilities_sum_every_label_that_decodes_to_the_event(name: str
     )
     picked = -np.take_along_axis(log_probs[0], targets[:, 1:2].astype(int), axis=-1)[:, 0]
     np.testing.assert_allclose(picked, expected, rtol=1e-5)
-    if config.lookback_distances:
+    if encoding.lookback_distances:
         # Where a repeat label applies, the event is likelier than its plain label alone says.
         label_nll = -np.log(probs[np.arange(len(targets)), targets[:, 0]])
         assert (picked <= label_nll + 1e-6).all() and (picked < label_nll - 1e-3).any()
@@ -121,7 +124,7 @@ def test_event_loss_is_the_event_nll_and_trains_every_label_that_fits(name: str)
     label = float(MaskedLabelCrossEntropy()(targets.astype(np.int32), tf.cast(logits, tf.float32)))
     assert np.isfinite(gradient).all() and not gradient[0, -4:].any()  # padding learns nothing
     real = targets[0, :-4]
-    if not config.lookback_distances:
+    if not encoding.lookback_distances:
         assert float(value) == pytest.approx(label, rel=1e-5)
         return
     assert float(value) < label
