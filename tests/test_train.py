@@ -56,8 +56,10 @@ def test_each_config_overfits_a_tiny_dataset(datasets, tmp_path: Path, config: s
     start, final = history[0]["eval"], history[-1]["eval"]
     chance = math.log(MelodyDataset.open(datasets[config]).num_classes)
     assert start["label_nll"] == pytest.approx(chance, rel=0.1)  # untrained: about uniform
-    # The tunes repeat a two-bar phrase: a network that learned them is far below its start.
-    assert final["label_nll"] < 0.3 * start["label_nll"], (config, start, final)
+    # The tunes repeat a two-bar phrase: a network that learned them is far below its start
+    # in the loss it trains on (phrase_rnn's is the event loss: its label NLL may rise).
+    trained_on = "nll" if CONFIGS[config].hparams.loss == "event" else "label_nll"
+    assert final[trained_on] < 0.3 * start[trained_on], (config, start, final)
     assert final["nll"] <= final["label_nll"] + 1e-4  # folding repeat labels only adds mass
     assert final["accuracy"] > 0.7
     assert set(REPORT_KEYS) <= set(final)
