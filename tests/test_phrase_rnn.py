@@ -172,7 +172,7 @@ def test_the_spec_records_the_phrase_fields_and_magentas_files_stay_as_they_were
     for broken in ({"phrase_bars": 0}, {"lookback_bars": []}, {"lookback_bars": [1, 0]}):
         values = info.to_dict()
         values["encoding"].update(broken)
-        with pytest.raises(ModelFileError):
+        with pytest.raises(ModelFileError, match=f"encoding.{next(iter(broken))}"):
             validate_model_dict(values)
     missing = info.to_dict()
     del missing["encoding"]["phrase_bars"]

@@ -142,8 +142,10 @@ def validate_model_dict(values: object, source: str | Path = MODEL_JSON) -> None
     phrase = 0
     if "phrase_bars" in encoding or kind == "phrase":
         phrase = schema.integer(encoding, "phrase_bars", 0, MAX_PHRASE_BARS, "encoding.")
-    if kind == "phrase" and (not bars or phrase < 1):
-        schema.fail("encoding.lookback_bars", "and phrase_bars must not be empty for phrase")
+    if kind == "phrase" and not bars:
+        schema.fail("encoding.lookback_bars", "must hold at least one number of bars for phrase")
+    if kind == "phrase" and phrase < 1:
+        schema.fail("encoding.phrase_bars", "must be 1 or more for phrase")
 
     raw = schema.object(schema.get(values, "hparams"), "hparams")
     try:
