@@ -166,6 +166,13 @@ class Style:
     # The run (under runs/) of another recipe whose model ``controls`` asks the same, e.g. the
     # character LSTM beside the Transformer.
     compare: str | None = None
+    # A configuration's own quality bars, in place of ``bars``.
+    config_bars: dict[str, tuple[Bar, ...]] = field(default_factory=dict)
+    # A configuration's own ``melodygen originality`` flags (beside --num and --json).
+    config_originality: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The configuration the studio opens with for this style (its card says
+    # ``"studio_default": true``); None: the first by name.
+    default_config: str | None = None
 
 
 NOTTINGHAM = Source(
@@ -216,6 +223,35 @@ ORIGINALITY_MELODIES = 1000
 # at most 110 minutes on the 2-core CPU. The shipped two ran side by side as two calls of
 # the same command (70 minutes, sharing the cores with other work, then 40 resumed).
 MONO = Training(time_limit=110)
+# phrase_rnn (lookbacks 1, 2, 4 and 8 bars back in each tune's own meter) trains as folk
+# lookback_rnn does, for at most 100 minutes on the 2-core CPU.
+PHRASE = Training(
+    steps=20000,
+    hparams="batch_size=128,loss=event,dropout_keep_prob=0.6",
+    early_stopping=5,
+    time_limit=100,
+)
+# Its structure figure on every held-out folk tune of 16+ bars, 4 continuations each, as the
+# older folk cards' (README: "Structure: phrases that come back").
+PHRASE_ORIGINALITY = ("--structure-tunes", "200", "--structure-per-primer", "4")
+PHRASE_BARS = (
+    Bar(
+        "without a form, continuing 2-bar primers of held-out tunes to 16 bars at temperature "
+        "1: at least 15% of bars 9-16 repeat the bar 4 or 8 bars before",
+        "structure.generated.exact.lag_4_or_8",
+        at_least=0.15,
+    ),
+    Bar(
+        "held-out NLL at or below folk_attention_rnn's (0.7389 nats per step)",
+        "metrics.nll",
+        below=0.73894,
+    ),
+    Bar(
+        "no generated melody copies more than 4 bars of a training tune (melodies that do)",
+        "originality.over_4_bars",
+        below=1,
+    ),
+)
 EVENT_LOOKBACK = Training(hparams="batch_size=128,loss=event", early_stopping=5)
 EVENT_ATTENTION = Training(hparams="batch_size=64,loss=event", early_stopping=5)
 # Folk lookback_rnn overfit from step 2,200 at Magenta's dropout (keep 0.5; best 0.762, above
@@ -304,11 +340,16 @@ STYLES: dict[str, Style] = {
             name="folk",
             description="British and Irish folk tunes: jigs, reels, hornpipes, waltzes",
             sources=(NOTTINGHAM,),
+            configs=(*SHIPPED_CONFIGS, "phrase_rnn"),
             config_training={
                 "mono_rnn": MONO,
                 "lookback_rnn": FOLK_LOOKBACK,
                 "attention_rnn": EVENT_ATTENTION,
+                "phrase_rnn": PHRASE,
             },
+            config_bars={"phrase_rnn": PHRASE_BARS},
+            config_originality={"phrase_rnn": PHRASE_ORIGINALITY},
+            default_config="phrase_rnn",
         ),
         Style(
             name="pop",
@@ -418,6 +459,10 @@ class Recipe:
         return self.style.config_training.get(self.config, self.style.training)
 
     @property
+    def bars(self) -> tuple[Bar, ...]:
+        return self.style.config_bars.get(self.config, self.style.bars)
+
+    @property
     def dataset(self) -> Path:
         return self.work / "data" / (self.style.dataset or self.name)
 
@@ -487,7 +532,9 @@ class Recipe:
             ],
             "originality": [
                 "originality", "--checkpoint", run, "--data", data,
-                "--num", str(ORIGINALITY_MELODIES), "--json", str(self.originality_json),
+                "--num", str(ORIGINALITY_MELODIES),
+                *self.style.config_originality.get(self.config, ()),
+                "--json", str(self.originality_json),
             ],
         }  # fmt: skip
         return {step: every[step] for step in STEPS if step in self.steps}
@@ -596,6 +643,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     }
     if recipe.family != DEFAULT_FAMILY:  # cards without one are Melody RNNs
         card["family"] = recipe.family
+    if recipe.config == recipe.style.default_config:
+        card["studio_default"] = True
     if "encoding" in values:
         card["encoding"] = values["encoding"]
     card["model"] = {str(label): str(value) for label, value in family.model_facts(info)}
@@ -644,8 +693,8 @@ def make_card(recipe: Recipe, machine: str | None = None) -> dict:
     )
     if originality.get("structure"):  # generated continuations beside the real melodies
         card["structure"] = originality["structure"]
-    if recipe.style.bars:
-        card["quality_bar"] = [bar.judge(card) for bar in recipe.style.bars]
+    if recipe.bars:
+        card["quality_bar"] = [bar.judge(card) for bar in recipe.bars]
     card["commands"] = recipe.card_commands()
     return card
 

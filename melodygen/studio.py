@@ -364,7 +364,8 @@ def models_in(root: str | Path, user: bool = False) -> list[ModelEntry]:
     (``folk_attention_rnn`` is style ``folk``, configuration ``attention_rnn``). A model
     whose file cannot be loaded (damaged, or of a family this installation lacks) is listed
     with one line saying why. Folders without ``melodygen.json`` are skipped. Sorted by
-    style, then configuration.
+    style, the style's default first (a card with ``"studio_default": true``: the model the
+    pickers open with), then configuration.
     """
     root = Path(root)
     if not root.is_dir():
@@ -404,7 +405,9 @@ def models_in(root: str | Path, user: bool = False) -> list[ModelEntry]:
                 user=user,
             )
         )
-    return sorted(entries, key=lambda e: (e.style, e.config, e.name))
+    return sorted(
+        entries, key=lambda e: (e.style, e.card.get("studio_default") is not True, e.config, e.name)
+    )
 
 
 def _number(value: Any, digits: int = 3) -> str:

@@ -311,3 +311,29 @@ def test_note_vae_recipes_measure_the_code_space_and_judge_their_bars(tmp_path: 
     assert "seconds" not in card["latent"]["blends"] and card["latent"]["overlap"]["samples"] == 8
     judged = [bar.judge(card) for bar in release.VAE_BARS]
     assert [bar["met"] for bar in judged] == [False, True, True]
+
+
+def test_folk_phrase_rnn_recipe_measures_structure_and_judges_its_own_bars(tmp_path: Path):
+    shipped = {recipe.name: recipe for recipe in release.recipes(tmp_path, tmp_path)}
+    phrase = shipped["folk_phrase_rnn"]
+    assert "pop_phrase_rnn" not in shipped  # the form bar is the folk tunes'
+    originality = phrase.commands()["originality"]
+    assert originality[originality.index("--structure-tunes") + 1] == "200"
+    assert originality[originality.index("--structure-per-primer") + 1] == "4"
+    train = phrase.commands()["train"]
+    assert train[train.index("--hparams") + 1] == "batch_size=128,loss=event,dropout_keep_prob=0.6"
+    # The other folk recipes keep their commands and bars.
+    assert "--structure-tunes" not in shipped["folk_attention_rnn"].commands()["originality"]
+    assert shipped["folk_attention_rnn"].bars == ()
+    good = {
+        "structure": {"generated": {"exact": {"lag_4_or_8": 0.2}}},
+        "metrics": {"nll": 0.73},
+        "originality": {"over_4_bars": 0},
+    }
+    assert all(bar.judge(good)["met"] for bar in phrase.bars)
+    bad = {
+        "structure": {"generated": {"exact": {"lag_4_or_8": 0.149}}},
+        "metrics": {"nll": 0.7395},
+        "originality": {"over_4_bars": 1},
+    }
+    assert not any(bar.judge(bad)["met"] for bar in phrase.bars)

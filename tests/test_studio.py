@@ -69,6 +69,29 @@ def test_catalog_reads_cards_and_works_out_what_is_missing(checkpoints, monkeypa
     assert pop.stamp > 0
 
 
+def test_a_styles_default_model_comes_first(tmp_path, checkpoints):
+    """The release marks one model per style ``studio_default``: the pickers open with it."""
+    for name, default in (("folk_attention_rnn", False), ("folk_zz_rnn", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in ("melodygen.json", "model.weights.h5"):
+            (folder / file).write_bytes((checkpoints / "folk_attention_rnn" / file).read_bytes())
+        card = {**CARD, "name": name, "config": name.removeprefix("folk_")}
+        (folder / "card.json").write_text(
+            json.dumps(card | ({"studio_default": True} if default else {}))
+        )
+    assert [e.name for e in studio.discover_models(tmp_path)] == [
+        "folk_zz_rnn",
+        "folk_attention_rnn",
+    ]
+    plain = {**CARD, "name": "folk_zz_rnn", "config": "zz_rnn"}  # no longer the default
+    (tmp_path / "folk_zz_rnn" / "card.json").write_text(json.dumps(plain))
+    assert [e.name for e in studio.discover_models(tmp_path)] == [
+        "folk_attention_rnn",
+        "folk_zz_rnn",
+    ]
+
+
 def test_catalog_survives_broken_cards_and_missing_folders(tmp_path, checkpoints):
     assert studio.discover_models(tmp_path / "absent") == []
     assert studio.discover_models(tmp_path) == []
