@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 
 import streamlit as st
 
@@ -97,7 +98,13 @@ def put(name: str, value) -> None:
 
 @st.cache_resource
 def loader() -> studio.BackgroundLoader:
-    """The process's loader: models and the synthesizer, loaded on a background thread."""
+    """The process's loader: models and the synthesizer, loaded on a background thread.
+
+    Also, once per server, Python's switch interval shortened (``studio.SWITCH_INTERVAL``):
+    generation lets go of Python's lock at every TensorFlow call and then waits for it
+    behind the other sessions' page runs, up to one interval each time.
+    """
+    sys.setswitchinterval(studio.SWITCH_INTERVAL)
     return studio.BackgroundLoader(warm_up_rows=DEFAULTS.variations)
 
 
@@ -587,8 +594,14 @@ def run(request_of) -> None:
     try:
         request = request_of()
         model = wait_for(model_future, "the model")
-        with st.spinner("Generating..."):
+        # A still line, not st.spinner: a spinning icon keeps the browser drawing frames
+        # (a tenth of a core per window while sessions wait their turn for the model).
+        busy = st.empty()
+        busy.caption(":material/hourglass_top: Generating...")
+        try:
             st.session_state["result"] = studio.generate(model, request)
+        finally:
+            busy.empty()
     except MelodyGenError as error:
         st.error(f"Cannot generate: {error}")
     except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import tomllib
 import wave
 import zipfile
@@ -92,6 +93,8 @@ def test_default_generation_shows_rolls_players_and_downloads(app, media):
     assert not app.error
     result = app.session_state["result"]
     assert len(result.melodies) == 3 and result.seed == 11
+    # The server switches threads often, so generation gets Python's lock back soon.
+    assert sys.getswitchinterval() == pytest.approx(studio.SWITCH_INTERVAL)
     assert len(app.get("audio")) == 3
     assert len(app.image) == 6  # a piano roll and a score per variation (no primer preview)
     scores = [image for image in app.image if "svg" in image.proto.imgs[0].url]
