@@ -809,8 +809,8 @@ def _melody_table(cards: list[dict]) -> list[str]:
     lines = [
         "| checkpoint | train melodies | training | NLL | perplexity | accuracy | "
         "event acc. | no-event acc. | copies > 2 bars (held-out) | in key (held-out) | "
-        "notes/bar (held-out) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "notes/bar (held-out) | bars 9-16 back 4 or 8 bars before (held-out) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for card in cards:
         m, t, d = card["metrics"], card["training"], card["data"]
@@ -823,9 +823,17 @@ def _melody_table(cards: list[dict]) -> list[str]:
             f"{m['event_accuracy']:.3f} | {m['no_event_accuracy']:.3f} | "
             f"{_share(orig, 'share_over_2_bars', 1)} ({_share(held, 'share_over_2_bars', 1)}) | "
             f"{_share(gen_s, 'in_key_share')} ({_share(held_s, 'in_key_share')}) | "
-            f"{_number(gen_s, 'notes_per_bar')} ({_number(held_s, 'notes_per_bar')}) |"
+            f"{_number(gen_s, 'notes_per_bar')} ({_number(held_s, 'notes_per_bar')}) | "
+            f"{_structure(card, 'generated')} ({_structure(card, 'real')}) |"
         )
     return lines
+
+
+def _structure(card: dict, which: str) -> str:
+    """The share of bars 9-16 equal to the bar 4 or 8 bars before, of a card's ``structure``
+    (its continued held-out tunes, or the same real tunes)."""
+    exact = ((card.get("structure") or {}).get(which) or {}).get("exact") or {}
+    return _share(exact, "lag_4_or_8", 1)
 
 
 def _controls_card(report: dict) -> dict:
@@ -940,7 +948,7 @@ def quality_bar(cards: list[dict]) -> list[str]:
         basic = by_name.get(f"{style}_basic_rnn")
         if basic is None:
             continue
-        for config in ("lookback_rnn", "attention_rnn"):
+        for config in ("lookback_rnn", "attention_rnn", "phrase_rnn"):
             other = by_name.get(f"{style}_{config}")
             if other is None:
                 continue
