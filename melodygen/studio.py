@@ -994,9 +994,21 @@ class BackgroundLoader:
     time, in the order asked (the model first, as it is needed first). Loaded models are
     kept per checkpoint folder and file date, the last ``max_models`` of them; a failed
     load is kept too (its error is shown) until the checkpoint's files change.
+
+    Made once per server (the pages' ``st.cache_resource``), it also shortens Python's
+    switch interval to ``switch_interval`` seconds (:data:`SWITCH_INTERVAL`; None leaves
+    it): generation lets go of Python's lock at every TensorFlow call and then waits for
+    it behind the other sessions' page runs, up to one interval each time.
     """
 
-    def __init__(self, warm_up_rows: int = 4, max_models: int = 8) -> None:
+    def __init__(
+        self,
+        warm_up_rows: int = 4,
+        max_models: int = 8,
+        switch_interval: float | None = SWITCH_INTERVAL,
+    ) -> None:
+        if switch_interval is not None:
+            sys.setswitchinterval(switch_interval)
         self.warm_up_rows = warm_up_rows
         self.max_models = max_models
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="melodygen-loader")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 
 import streamlit as st
 
@@ -98,13 +97,7 @@ def put(name: str, value) -> None:
 
 @st.cache_resource
 def loader() -> studio.BackgroundLoader:
-    """The process's loader: models and the synthesizer, loaded on a background thread.
-
-    Also, once per server, Python's switch interval shortened (``studio.SWITCH_INTERVAL``):
-    generation lets go of Python's lock at every TensorFlow call and then waits for it
-    behind the other sessions' page runs, up to one interval each time.
-    """
-    sys.setswitchinterval(studio.SWITCH_INTERVAL)
+    """The process's loader: models and the synthesizer, loaded on a background thread."""
     return studio.BackgroundLoader(warm_up_rows=DEFAULTS.variations)
 
 
