@@ -25,6 +25,9 @@ starting = "melodygen.studio" not in sys.modules
 with st.spinner("Starting the studio...", show_time=True) if starting else nullcontext():
     from melodygen import studio
 studio.quiet_tensorflow()  # before TensorFlow is imported: no CUDA probe error without a GPU
+# Generation gives Python's lock back at every TensorFlow call: switch threads often, so it
+# gets it back soon from the other sessions' page runs (studio.SWITCH_INTERVAL says why).
+sys.setswitchinterval(studio.SWITCH_INTERVAL)
 
 # Until some session has run this file, Streamlit serves a deep link (say /models) straight
 # from pages/, skipping it; such a page sends the visitor here first, naming itself.

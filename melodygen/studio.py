@@ -186,12 +186,12 @@ MAX_POLYPHONY = 32
 RESULT_WIDTH = 4.25
 """Inches of a variation's piano roll: shown about 425 px wide, two cards in a row."""
 SWITCH_INTERVAL = 0.0005
-"""Seconds between Python's thread switches in the studio's server (``sys.setswitchinterval``;
-Python's default is 0.005). Generation is a Python loop around the compiled step that lets
-go of Python's lock at every TensorFlow call; while another thread holds the lock (other
-sessions' page runs), it waits up to one interval to get it back each time. Measured with
-one busy Python thread beside it, under load: a generation of 0.45 s took 2.1 s at the
-default and 1.2 s at 0.0005 (no better below)."""
+"""Seconds between Python's thread switches in the studio's server (app.py sets it with
+``sys.setswitchinterval``; Python's default is 0.005). Generation is a Python loop around
+the compiled step that lets go of Python's lock at every TensorFlow call; while another
+thread holds the lock (other sessions' page runs), it waits up to one interval to get it
+back each time. Measured with one busy Python thread beside it, under load: a generation
+of 0.45 s took 2.1 s at the default and 1.2 s at 0.0005 (no better below)."""
 PRIMER_WIDTH = 7.0
 """Inches of the primer's piano roll, shown across the page (700 px and more)."""
 MIME_TYPES = {
@@ -994,21 +994,9 @@ class BackgroundLoader:
     time, in the order asked (the model first, as it is needed first). Loaded models are
     kept per checkpoint folder and file date, the last ``max_models`` of them; a failed
     load is kept too (its error is shown) until the checkpoint's files change.
-
-    Made once per server (the pages' ``st.cache_resource``), it also shortens Python's
-    switch interval to ``switch_interval`` seconds (:data:`SWITCH_INTERVAL`; None leaves
-    it): generation lets go of Python's lock at every TensorFlow call and then waits for
-    it behind the other sessions' page runs, up to one interval each time.
     """
 
-    def __init__(
-        self,
-        warm_up_rows: int = 4,
-        max_models: int = 8,
-        switch_interval: float | None = SWITCH_INTERVAL,
-    ) -> None:
-        if switch_interval is not None:
-            sys.setswitchinterval(switch_interval)
+    def __init__(self, warm_up_rows: int = 4, max_models: int = 8) -> None:
         self.warm_up_rows = warm_up_rows
         self.max_models = max_models
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="melodygen-loader")
