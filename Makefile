@@ -31,7 +31,7 @@ run: $(INSTALLED)
 	$(BIN)/streamlit run app.py --server.headless true
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check app.py pages melodygen tests benchmarks docs

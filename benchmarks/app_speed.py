@@ -21,6 +21,12 @@ at every 0.25 s). The windows open one after the other, each once the model is l
 The median over sessions and rounds is the figure (a session with no new audio within
 120 s counts as inf); --server-log PATH keeps the server's log.
 
+With --threads N, the same N sessions run as N threads of one process without browsers,
+as the server runs them: all press Generate at once (4 variations of 8 bars each, new
+seeds every round) and render through one shared RenderPool; per session, the seconds
+from the press to its generation done and to its first variation ready (sound and
+pictures), and how many requests each of the model's generations carried.
+
 With --cold-start, only the server's start is timed, N times (a new server each time):
 ``streamlit run app.py`` with the shipped config and checkpoints is started, headless
 Chromium opens the page as soon as the server answers, and the clock (from starting the
@@ -35,6 +41,7 @@ Usage: python benchmarks/app_speed.py [--checkpoint DIR] [--repeats 7] [--instru
        [--browser]
        python benchmarks/app_speed.py --cold-start [--repeats 3]
        python benchmarks/app_speed.py --sessions 4 [--repeats 5]
+       python benchmarks/app_speed.py --threads 4 [--repeats 5]
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -351,6 +359,49 @@ def concurrent_sessions(
     return times, lines
 
 
+def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: str) -> dict:
+    """``sessions`` threads press Generate together, ``rounds`` times after a warm-up round:
+    seconds from the press to each one's generation done and first variation ready."""
+    model = studio.SharedModel(checkpoint, name=checkpoint.name)
+    model.warm_up(4)
+    synth, _ = studio.load_synth()
+    pool = studio.RenderPool()
+    for future in pool.start(synth):
+        future.result()
+    times: dict[str, list[float]] = {"generated": [], "first variation ready": []}
+    try:
+        for round_number in range(rounds + 1):
+            barrier = threading.Barrier(sessions)
+            got: dict[int, tuple[float, float]] = {}
+
+            def press(
+                index: int, round_number: int = round_number, barrier=barrier, got=got
+            ) -> None:
+                settings = studio.StudioSettings(
+                    bars=8, variations=4, seed=1000 * round_number + index
+                )
+                request = settings.to_request(parse_primer(""))
+                barrier.wait()
+                started = time.perf_counter()
+                result = studio.generate(model, request)
+                generated = time.perf_counter() - started
+                next(iter(studio.iter_variations(result, instrument, synth, pool=pool)))
+                got[index] = (generated, time.perf_counter() - started)
+
+            threads = [threading.Thread(target=press, args=(i,)) for i in range(sessions)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if round_number:  # the first round warms up fonts and caches
+                times["generated"] += [got[i][0] for i in range(sessions)]
+                times["first variation ready"] += [got[i][1] for i in range(sessions)]
+    finally:
+        pool.close()
+    times["requests per generation"] = model.batches[-rounds * sessions :]
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None)
@@ -368,9 +419,32 @@ def main() -> None:
         help="N browser sessions press Generate together (--repeats rounds); first audio each",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N sessions in threads of one process (no browsers) press Generate together",
+    )
+    parser.add_argument(
         "--server-log", type=Path, default=None, help="with --sessions: keep the server's log here"
     )
     args = parser.parse_args()
+    if args.threads:
+        with tempfile.TemporaryDirectory() as scratch:
+            checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
+            times = threaded_sessions(checkpoint, args.threads, args.repeats, args.instrument)
+        batches = times.pop("requests per generation")
+        print(
+            f"{args.threads} sessions in threads x {args.repeats} rounds, {name}, 4 variations "
+            f"each; CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
+        )
+        for stage, values in times.items():
+            print(
+                f"{stage} (from the press): median {statistics.median(values):.2f} s, "
+                f"best {min(values):.2f}, worst {max(values):.2f}"
+            )
+        print(f"requests per generation: {batches}")
+        return
     if args.sessions:
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))

@@ -62,3 +62,17 @@ def tune_folder(tmp_path: Path) -> Path:
         write_tune(target / f"tune{index:02d}.mid", PHRASES[index % len(PHRASES)])
     (folder / "broken.mid").write_text("this is not a MIDI file")
     return folder
+
+
+SLOWEST_FIRST = ("test_browser.py", "test_abc_transformer.py", "test_abc_char.py")
+"""Files that take longest, run first: ``make test`` runs the suite in two processes, one
+file at a time each (``-n 2 --dist loadfile``), and a long file started last would run
+alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file is kept
