@@ -25,7 +25,7 @@ With --threads N, the same N sessions run as N threads of one process without br
 as the server runs them: all press Generate at once (4 variations of 8 bars each, new
 seeds every round) and render through one shared RenderPool; per session, the seconds
 from the press to its generation done and to its first variation ready (sound and
-pictures), and how many requests each of the model's generations carried.
+pictures).
 
 With --cold-start, only the server's start is timed, N times (a new server each time):
 ``streamlit run app.py`` with the shipped config and checkpoints is started, headless
@@ -398,7 +398,6 @@ def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: 
                 times["first variation ready"] += [got[i][1] for i in range(sessions)]
     finally:
         pool.close()
-    times["requests per generation"] = model.batches[-rounds * sessions :]
     return times
 
 
@@ -433,7 +432,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
             times = threaded_sessions(checkpoint, args.threads, args.repeats, args.instrument)
-        batches = times.pop("requests per generation")
         print(
             f"{args.threads} sessions in threads x {args.repeats} rounds, {name}, 4 variations "
             f"each; CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
@@ -443,7 +441,6 @@ def main() -> None:
                 f"{stage} (from the press): median {statistics.median(values):.2f} s, "
                 f"best {min(values):.2f}, worst {max(values):.2f}"
             )
-        print(f"requests per generation: {batches}")
         return
     if args.sessions:
         with tempfile.TemporaryDirectory() as scratch:

@@ -750,31 +750,11 @@ def curve_range(
 # Models and synth, shared by every session ------------------------------------------------
 
 
-BATCH_ROWS = 64
-"""The most melodies (rows) one batched generation samples for the sessions waiting."""
-
-
-class _Waiting:
-    """One session's request while it waits for the model, and then its outcome."""
-
-    __slots__ = ("request", "outcome", "done")
-
-    def __init__(self, request: GenerationRequest) -> None:
-        self.request = request
-        self.outcome: GenerationResult | BaseException | None = None
-        self.done = False
-
-
 class SharedModel:
     """A loaded generator that any number of threads (browser sessions) may use at once.
 
-    Generation runs under a lock, and requests that arrive while the model is busy wait
-    in order. When the lock is free, the thread that takes it generates the oldest
-    waiting request, together with every later one its family can sample in the same
-    batch (``Generator.batch_key``; up to :data:`BATCH_ROWS` melodies): four sessions
-    pressing Generate at once then wait for one batched generation, about as long as
-    one alone, instead of four in a row. Each request keeps its own seed and settings,
-    and gets the melodies it would get alone (``Generator.generate_batch``).
+    Generation runs one request at a time under a lock, so two sessions asking together
+    both get their own results, one after the other.
     """
 
     def __init__(self, checkpoint: str | Path, name: str | None = None) -> None:
@@ -787,10 +767,6 @@ class SharedModel:
         self.home_key = self.family.home_key(self.info)
         """The key the model generates in and transposes from (``Family.home_key``)."""
         self._lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Waiting] = []
-        self.batches: list[int] = []
-        """How many requests each of the last generations carried (at most 100 kept)."""
 
     @property
     def config(self) -> str:
@@ -798,85 +774,13 @@ class SharedModel:
         return self.family.configuration(self.info) or self.description
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
-        """The generator's result for ``request``, generated with the requests of other
-        sessions waiting at the same time where its family can batch them."""
-        waiting = _Waiting(request)
-        with self._queue_lock:
-            self._queue.append(waiting)
+        """The generator's ``generate`` under the model's lock."""
         with self._lock:
-            while not waiting.done:
-                self._generate_next()
-        if isinstance(waiting.outcome, BaseException):
-            raise waiting.outcome
-        return waiting.outcome
+            return self.generator.generate(request)
 
-    def _next_batch(self) -> list[_Waiting]:
-        """The oldest waiting request and the later ones that can be sampled with it."""
-        with self._queue_lock:
-            first = self._queue[0]
-            batch = [first]
-            key = self._batch_key(first.request)
-            if key is not None:
-                rows = first.request.num_outputs
-                for waiting in self._queue[1:]:
-                    more = waiting.request.num_outputs
-                    if rows + more <= BATCH_ROWS and self._batch_key(waiting.request) == key:
-                        batch.append(waiting)
-                        rows += more
-            self._queue = [waiting for waiting in self._queue if waiting not in batch]
-        return batch
-
-    def _batch_key(self, request: GenerationRequest):
-        """``Generator.batch_key`` where the family has one (and the request is sound)."""
-        batch_key = getattr(self.generator, "batch_key", None)
-        if batch_key is None:
-            return None
-        try:
-            return batch_key(request)
-        except MelodyGenError:
-            return None  # generated alone, where its error is raised to its session
-
-    def _generate_next(self) -> None:
-        """Generate the next batch; the caller holds the model's lock. Every request taken
-        is marked done, with its result or its error, whatever happens."""
-        batch = self._next_batch()
-        outcomes: list = []
-        try:
-            if len(batch) == 1:
-                outcomes = [self.generator.generate(batch[0].request)]
-            else:
-                outcomes = self.generator.generate_batch([w.request for w in batch])
-        except Exception as error:  # noqa: BLE001 - each waiting session gets it
-            outcomes = [error] if len(batch) == 1 else self._one_at_a_time(batch)
-        except BaseException as error:
-            outcomes = [error] * len(batch)
-            raise
-        finally:
-            if len(outcomes) != len(batch):
-                stopped = StudioError("generation stopped before it finished; press Generate again")
-                outcomes = [stopped] * len(batch)
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                waiting.outcome, waiting.done = outcome, True
-            self.batches = [*self.batches[-99:], len(batch)]
-
-    def _one_at_a_time(self, batch: list[_Waiting]) -> list:
-        logger.exception("a batched generation failed; generating its requests one at a time")
-        outcomes = []
-        for waiting in batch:
-            try:
-                outcomes.append(self.generator.generate(waiting.request))
-            except Exception as error:  # noqa: BLE001 - its session gets it
-                outcomes.append(error)
-        return outcomes
-
-    def warm_up(self, variations: int = 4, sessions: int = 4) -> None:
-        """Trace and compile the step for ``variations`` rows now, not at the first click,
-        and, where the family batches requests, for ``sessions`` such requests at once."""
-        rows = [variations]
-        if getattr(self.generator, "batch_key", None) is not None and sessions > 1:
-            rows.append(min(variations * sessions, BATCH_ROWS))
-        for count in rows:
-            self.generate(GenerationRequest(length_steps=2, num_outputs=count, seed=0))
+    def warm_up(self, variations: int = 4) -> None:
+        """Trace and compile the step for ``variations`` rows now, not at the first click."""
+        self.generate(GenerationRequest(length_steps=2, num_outputs=variations, seed=0))
 
 
 def load_synth() -> tuple[Synth | None, str]:

@@ -137,64 +137,6 @@ def test_key_transposes_the_same_samples(generators):
         assert a.events == c.events
 
 
-@pytest.mark.parametrize("config", ["basic_rnn", "lookback_rnn", "attention_rnn"])
-def test_requests_sampled_as_one_batch_get_what_each_gets_alone(generators, config):
-    generator = generators[config]
-    primer = parse_primer("C4 D4 E4 F4")
-    requests = [
-        GenerationRequest(primer=primer, length_steps=48, num_outputs=4, seed=1),
-        GenerationRequest(primer=primer, length_steps=48, num_outputs=1, seed=2, temperature=0.7),
-        GenerationRequest(primer=primer, length_steps=48, num_outputs=2, seed=3, top_k=4),
-        GenerationRequest(
-            primer=parse_primer("G4 A4 B4 C5"), length_steps=48, num_outputs=3, seed=4, top_p=0.8
-        ),
-        GenerationRequest(
-            primer=primer, length_steps=48, num_outputs=3, seed=5, key=2, in_scale=True
-        ),
-    ]
-    assert len({generator.batch_key(r) for r in requests}) == 1
-    alone = [generator.generate(r) for r in requests]
-    together = generator.generate_batch(requests)
-    for one, batched in zip(alone, together, strict=True):
-        assert [m.events for m in batched.melodies] == [m.events for m in one.melodies]
-        assert [m.log_likelihood for m in batched.melodies] == [
-            m.log_likelihood for m in one.melodies
-        ]
-        assert (batched.key, batched.mode, batched.notices) == (one.key, one.mode, one.notices)
-    assert [m.events for m in together[0].melodies] != [m.events for m in together[4].melodies]
-
-
-def test_a_batch_gives_a_bad_request_its_error_and_the_others_their_melodies(generators):
-    generator = generators["basic_rnn"]
-    good = GenerationRequest(length_steps=32, num_outputs=2, seed=1)
-    impossible = GenerationRequest(length_steps=32, num_outputs=2, seed=2, min_pitch=1, max_pitch=2)
-    outcomes = generator.generate_batch([good, impossible, good])
-    assert isinstance(outcomes[1], GenerationError) and "no note is left" in str(outcomes[1])
-    expected = [m.events for m in generator.generate(good).melodies]
-    assert [m.events for m in outcomes[0].melodies] == expected
-    assert [m.events for m in outcomes[2].melodies] == expected
-
-
-def test_only_plain_sampling_of_one_shape_is_batched(generators):
-    generator = generators["lookback_rnn"]
-    plain = GenerationRequest(length_steps=64, num_outputs=2, seed=1)
-    assert generator.batch_key(plain) == generator.batch_key(
-        GenerationRequest(length_steps=64, num_outputs=5, seed=9, temperature=1.3)
-    )
-    others = [
-        GenerationRequest(length_steps=48, num_outputs=2),  # another length
-        GenerationRequest(length_steps=64, num_outputs=2, time_signature=Meter(3, 4)),
-        GenerationRequest(primer=parse_primer("C4"), length_steps=64, num_outputs=2),
-        GenerationRequest(length_steps=64, num_outputs=2, beam_size=2),
-    ]
-    assert all(generator.batch_key(r) != generator.batch_key(plain) for r in others)
-    assert generator.batch_key(others[3]) is None
-    with_form = GenerationRequest(length_steps=256, num_outputs=2, form="AABB", section_bars=4)
-    assert generator.batch_key(with_form) is None
-    outcomes = generator.generate_batch([plain, others[0]])
-    assert isinstance(outcomes[1], GenerationError) and "same batch key" in str(outcomes[1])
-
-
 def test_beam_search_returns_the_most_likely_candidate(generators):
     generator = generators["attention_rnn"]
     request = GenerationRequest(

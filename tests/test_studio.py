@@ -244,62 +244,6 @@ def test_shared_model_serves_two_threads_at_once(model):
     assert [got[0], got[1]] == expected
 
 
-def test_sessions_waiting_together_are_generated_in_one_batch(model):
-    requests = [
-        GenerationRequest(length_steps=32, num_outputs=n, seed=s)
-        for n, s in ((4, 1), (3, 2), (4, 3))
-    ]
-    requests.append(
-        GenerationRequest(length_steps=32, num_outputs=2, seed=4, min_pitch=1, max_pitch=2)
-    )
-    expected = [[m.events for m in model.generate(r).melodies] for r in requests[:3]]
-    got: dict[int, object] = {}
-
-    def run(index: int) -> None:
-        try:
-            got[index] = [m.events for m in model.generate(requests[index]).melodies]
-        except MelodyGenError as error:
-            got[index] = error
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    with model._lock:  # the model is busy while all four sessions ask
-        for thread in threads:
-            thread.start()
-        for _ in range(500):
-            if len(model._queue) == 4:
-                break
-            threading.Event().wait(0.01)
-        before = len(model.batches)
-    for thread in threads:
-        thread.join(timeout=60)
-    assert [got[i] for i in range(3)] == expected
-    assert isinstance(got[3], GenerationError) and "no note is left" in str(got[3])
-    assert model.batches[before:] == [4]  # one generation for all four
-    assert not model._queue
-
-
-def test_a_request_that_cannot_join_a_batch_waits_its_turn(model):
-    plain = GenerationRequest(length_steps=32, num_outputs=2, seed=1)
-    longer = GenerationRequest(length_steps=48, num_outputs=2, seed=1)
-    done: list = []
-    threads = [
-        threading.Thread(target=lambda r=r: done.append(len(model.generate(r).melodies[0].events)))
-        for r in (plain, longer, plain)
-    ]
-    with model._lock:
-        for thread in threads:
-            thread.start()
-            for _ in range(500):  # in this order
-                if len(model._queue) == len(done) + threads.index(thread) + 1:
-                    break
-                threading.Event().wait(0.01)
-        before = len(model.batches)
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(done) == [32, 32, 48]
-    assert model.batches[before:] == [2, 1]  # both plain requests first, then the longer one
-
-
 def test_variations_render_to_png_midi_and_wav(result, synth):
     assert len(result.melodies) == 3
     files = result.files("Flute", synth)

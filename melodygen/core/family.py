@@ -140,13 +140,6 @@ class Generator(Protocol):
 
     def primer_notices(self, request: GenerationRequest) -> list[str]: ...
 
-    # A generator may also sample several requests as one batch (the studio batches the
-    # requests of sessions waiting together; see ``studio.SharedModel``):
-    #   batch_key(request) -> Hashable | None: requests with equal keys can share a batch;
-    #     None: this one runs alone;
-    #   generate_batch(requests) -> list[GenerationResult | MelodyGenError]: one outcome
-    #     per request, each what ``generate`` gives that request alone.
-
 
 # The interface ----------------------------------------------------------------------------
 

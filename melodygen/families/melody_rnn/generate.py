@@ -29,7 +29,7 @@ shared by every family (:mod:`melodygen.core.generation`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,6 @@ from melodygen.core.generation import (
     sample,
     top_rows,
 )
-from melodygen.errors import MelodyGenError
 from melodygen.io.music import note_seq
 from melodygen.theory import MODES, NO_EVENT, NOTE_OFF, key_name, pitch_name, relative_major
 
@@ -58,30 +57,8 @@ CADENCE_CANDIDATES = 8
 """Final bars sampled per melody of a form; the one ending on the tonic is kept."""
 
 
-ROW_BUCKETS = (4, 8, 16, 32, 64)
-"""Rows the network steps at once: a batch's rows padded up to the next of these (then
-to a multiple of the last). With 1 to 3 rows some of the kernel's row chunks would hold
-one row and take the matrix-vector path, whose rounding differs; from 4 rows on, a
-row's logits are the same bit for bit whatever else is in the batch. So a seed gives
-the same melodies whether its request ran alone or beside other sessions' requests
-(:meth:`MelodyGenerator.generate_batch`), and the compiled step is traced for a few
-shapes only."""
-
-
-def padded_rows(rows: int) -> int:
-    """The rows a batch of ``rows`` is stepped as (:data:`ROW_BUCKETS`)."""
-    for size in ROW_BUCKETS:
-        if rows <= size:
-            return size
-    return -(-rows // ROW_BUCKETS[-1]) * ROW_BUCKETS[-1]
-
-
 class StepModel:
-    """The trained network, one step at a time, with every layer's state carried along.
-
-    States hold :func:`padded_rows` rows; :meth:`step` takes and gives only the real
-    rows' inputs and logits (the padding rows step on zeros and are never read).
-    """
+    """The trained network, one step at a time, with every layer's state carried along."""
 
     def __init__(self, model) -> None:
         import keras
@@ -101,9 +78,8 @@ class StepModel:
         )
 
     def initial_state(self, batch: int) -> list:
-        rows = padded_rows(batch)
         return [
-            self.keras.ops.zeros((rows, size), "float32")
+            self.keras.ops.zeros((batch, size), "float32")
             for sizes in self.state_sizes
             for size in sizes
         ]
@@ -119,32 +95,12 @@ class StepModel:
         return self.output_layer(hidden), new_states
 
     def step(self, inputs: np.ndarray, states: list) -> tuple[np.ndarray, list]:
-        """Logits [rows, classes] for ``inputs`` [rows, features], and the next states."""
-        rows, padded = len(inputs), int(states[0].shape[0])
-        if padded > rows:
-            inputs = np.concatenate([inputs, np.zeros((padded - rows, inputs.shape[1]))])
         logits, states = self._step(self.keras.ops.convert_to_tensor(inputs, "float32"), states)
-        return self.keras.ops.convert_to_numpy(logits)[:rows], list(states)
+        return self.keras.ops.convert_to_numpy(logits), list(states)
 
     def take(self, states: list, rows: np.ndarray) -> list:
         """Reorder or replicate batch rows of the state (beam search), in one compiled call."""
-        rows = np.asarray(rows, dtype=np.int32)
-        rows = np.concatenate([rows, np.zeros(padded_rows(len(rows)) - len(rows), np.int32)])
         return list(self._take(states, self.keras.ops.convert_to_tensor(rows, "int32")))
-
-    def join(self, parts: list[tuple[list, int]]) -> list:
-        """One batch of the states of several: ``parts`` holds (states, real rows) each,
-        their real rows kept in order."""
-        ops = self.keras.ops
-        rows = sum(count for _, count in parts)
-        padding = padded_rows(rows) - rows
-        joined = []
-        for index in range(len(parts[0][0])):
-            pieces = [states[index][:count] for states, count in parts]
-            if padding:
-                pieces.append(ops.zeros((padding, pieces[0].shape[1]), "float32"))
-            joined.append(ops.concatenate(pieces, axis=0))
-        return joined
 
 
 def recurrent_cells(model) -> list:
@@ -160,27 +116,6 @@ def recurrent_cells(model) -> list:
         elif isinstance(layer, keras.layers.RNN):
             cells.append(layer.cell)
     return cells
-
-
-@dataclass
-class _Job:
-    """One request on its way through :class:`MelodyGenerator` (see ``_job``)."""
-
-    request: GenerationRequest
-    started: float
-    rng: np.random.Generator
-    tonic: int | None
-    mode: str
-    key_source: str
-    primer: list[int]
-    transpose: int
-    notices: list[str]
-    allowed: np.ndarray
-    plan: FormPlan | None
-
-    @property
-    def key(self) -> tuple[int | None, str, int]:
-        return self.tonic, self.mode, self.transpose
 
 
 class MelodyGenerator:
@@ -213,77 +148,23 @@ class MelodyGenerator:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generate ``request.num_outputs`` melodies (one beam search each when beam_size > 1)."""
-        job = self._job(request)
-        with device_scope(self.device):
-            if job.plan is not None:
-                rows, scores, steered = self._sample_form(
-                    request, job.primer, job.allowed, job.rng, job.plan, job.key
-                )
-                job.notices += _cadence_notices(steered, job.tonic, job.mode)
-            elif request.beam_size > 1 or request.branch_factor > 1:
-                rows, scores = self._beam_search(request, job.primer, job.allowed, job.rng)
-            else:
-                rows, scores = self._sample(
-                    request, job.primer, job.allowed, job.rng, request.num_outputs
-                )
-        return self._result(job, rows, scores)
-
-    def batch_key(self, request: GenerationRequest) -> tuple | None:
-        """Requests with the same key can be sampled as one batch (:meth:`generate_batch`):
-        plain sampling (no form, no beam search) from primers of the same length to the
-        same length, in the same meter. None: the request runs on its own."""
-        if request.beam_size > 1 or request.branch_factor > 1 or request.form_plan() is not None:
-            return None
-        primer_length = max(1, len(request.primer.events))
-        silent_start = request.primer.steps == 0
-        total = request.length_steps + (1 if silent_start else 0)
-        return (primer_length, total, request.meter.steps_per_bar, silent_start)
-
-    def generate_batch(
-        self, requests: list[GenerationRequest]
-    ) -> list[GenerationResult | MelodyGenError]:
-        """Several requests of one :meth:`batch_key`, sampled together: the network steps
-        every request's rows as one batch, each request sampling its rows with its own
-        seed, temperature and masks, so each gets the melodies :meth:`generate` gives it
-        alone, bit for bit (:data:`ROW_BUCKETS`). A request that cannot be carried out
-        gets its error in its place; the others are generated."""
-        outcomes: list = [None] * len(requests)
-        jobs = []
-        for index, request in enumerate(requests):
-            try:
-                if self.batch_key(request) != self.batch_key(requests[0]):
-                    raise GenerationError("requests sampled together need the same batch key")
-                jobs.append((index, self._job(request)))
-            except MelodyGenError as error:
-                outcomes[index] = error
-        if jobs:
-            with device_scope(self.device):
-                sampled = self._sample_batch([job for _, job in jobs])
-            for (index, job), (rows, scores) in zip(jobs, sampled, strict=True):
-                try:
-                    outcomes[index] = self._result(job, rows, scores)
-                except MelodyGenError as error:
-                    outcomes[index] = error
-        return outcomes
-
-    def _job(self, request: GenerationRequest) -> _Job:
-        """A request checked and resolved: its key, its primer in the model's key, its
-        pitch mask, form and random generator."""
         request.validate()
         started = time.perf_counter()
         rng = np.random.default_rng(request.seed)
         tonic, mode, key_source = self._resolved_key(request)
         primer, transpose, notices = self._primer_in_model_key(request, tonic, mode)
         allowed = self._allowed_pitches(request, transpose, tonic, mode)
-        return _Job(
-            request, started, rng, tonic, mode, key_source, primer, transpose, notices,
-            allowed, request.form_plan(),
-        )  # fmt: skip
-
-    def _result(self, job: _Job, rows: np.ndarray, scores: np.ndarray) -> GenerationResult:
-        """The sampled model-space event rows of ``job`` as melodies in the output's key."""
-        request, plan, tonic, mode = job.request, job.plan, job.tonic, job.mode
-        transpose = job.transpose
+        plan = request.form_plan()
+        with device_scope(self.device):
+            if plan is not None:
+                rows, scores, steered = self._sample_form(
+                    request, primer, allowed, rng, plan, (tonic, mode, transpose)
+                )
+                notices = notices + _cadence_notices(steered, tonic, mode)
+            elif request.beam_size > 1 or request.branch_factor > 1:
+                rows, scores = self._beam_search(request, primer, allowed, rng)
+            else:
+                rows, scores = self._sample(request, primer, allowed, rng, request.num_outputs)
         qpm = request.qpm or request.primer.qpm or DEFAULT_QPM
         melodies = []
         for index, (row, score) in enumerate(zip(rows, scores, strict=True)):
@@ -315,16 +196,16 @@ class MelodyGenerator:
                     sections=_sections_from(plan, start, request.primer.steps == 0),
                 )
             )
-        warnings = self._choice_warnings(request, job.allowed, transpose, tonic, mode)
+        warnings = self._choice_warnings(request, allowed, transpose, tonic, mode)
         warnings += outcome_warnings(request, melodies, bool(warnings))
         return GenerationResult(
             melodies,
-            time.perf_counter() - job.started,
+            time.perf_counter() - started,
             transpose,
             key=tonic,
             mode=mode,
-            key_source=job.key_source,
-            notices=job.notices,
+            key_source=key_source,
+            notices=notices,
             warnings=warnings,
             form=plan.form if plan is not None else "free",
         )
@@ -501,17 +382,12 @@ class MelodyGenerator:
         return states
 
     def _advance(self, histories, states, scores, length, request, allowed, rng):
-        """Sample one more event for every row; returns updated histories, states and scores."""
-        logits, states = self.steps.step(self._inputs(histories, length - 1, request), states)
-        histories, scores = self._choose(logits, histories, scores, length, request, allowed, rng)
-        return histories, states, scores
-
-    def _choose(self, logits, histories, scores, length, request, allowed, rng):
-        """Sample event ``length`` of every row from the network's ``logits`` for it.
+        """Sample one more event for every row; returns updated histories, states and scores.
 
         Without a primer the first step (``length`` 1, after the silent start) may only
         be a note-on when ``request.start_on_downbeat``: the melody starts on beat 1.
         """
+        logits, states = self.steps.step(self._inputs(histories, length - 1, request), states)
         event_log_probs = self._event_log_probs(
             logits.astype(np.float64), histories, length, request
         )
@@ -522,7 +398,7 @@ class MelodyGenerator:
         slots = sample(log_probs, request.top_k, request.top_p, rng)
         scores = scores + log_probs[np.arange(len(slots)), slots]
         histories[:, length] = slots + NO_EVENT
-        return histories, scores
+        return histories, states, scores
 
     def _sample(self, request, primer, allowed, rng, rows):
         total = request.length_steps + (1 if request.primer.steps == 0 else 0)
@@ -535,37 +411,6 @@ class MelodyGenerator:
                 histories, states, scores, length, request, allowed, rng
             )
         return histories, scores
-
-    def _sample_batch(self, jobs: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`_sample` for several jobs of one batch key at once: (rows, scores) each."""
-        first = jobs[0].request
-        total = first.length_steps + (1 if first.primer.steps == 0 else 0)
-        start = len(jobs[0].primer)
-        spans, low = [], 0
-        for job in jobs:
-            spans.append(slice(low, low + job.request.num_outputs))
-            low += job.request.num_outputs
-        histories = np.full((low, total), NO_EVENT, dtype=np.int64)
-        for job, span in zip(jobs, spans, strict=True):
-            histories[span, :start] = job.primer
-        states = self.steps.join(
-            [
-                (
-                    self._prime(job.primer, job.request.num_outputs, job.request),
-                    span.stop - span.start,
-                )
-                for job, span in zip(jobs, spans, strict=True)
-            ]
-        )
-        scores = np.zeros(low)
-        for length in range(start, total):
-            logits, states = self.steps.step(self._inputs(histories, length - 1, first), states)
-            for job, span in zip(jobs, spans, strict=True):
-                histories[span], scores[span] = self._choose(
-                    logits[span], histories[span], scores[span], length, job.request, job.allowed,
-                    job.rng,
-                )  # fmt: skip
-        return [(histories[span], scores[span]) for span in spans]
 
     # Forms ---------------------------------------------------------------------------------
 
