@@ -654,15 +654,40 @@ def sequence_events(sequence: NoteSequence) -> list[int]:
     return events
 
 
+class _ConcreteSteps:
+    """A ``tf.function`` called through the concrete function of each argument shape.
+
+    A generation calls its step a few hundred times with the same shapes; calling the
+    ``tf.function`` itself re-derives the call's signature from its arguments every time
+    (about 0.6 ms of a 1.6 ms step of a 2x512 LSTM here), and the concrete function does
+    not. Arguments that are not all TensorFlow tensors go through the ``tf.function``.
+    """
+
+    def __init__(self, function) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._function = tf.function(function, reduce_retracing=True, jit_compile=True)
+        self._concrete: dict = {}
+
+    def __call__(self, *args):
+        leaves = self._tf.nest.flatten(args)
+        if not all(isinstance(leaf, self._tf.Tensor) for leaf in leaves):
+            return self._function(*args)
+        key = tuple((tuple(leaf.shape), leaf.dtype) for leaf in leaves)
+        concrete = self._concrete.get(key)
+        if concrete is None:
+            concrete = self._concrete[key] = self._function.get_concrete_function(*args)
+        return concrete(*args)
+
+
 def compile_step(function):
     """Trace the step once per backend (tf.function / jax.jit) so each call is cheap."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True, jit_compile=True)
+        return _ConcreteSteps(function)
     if backend == "jax":
         import jax
 
