@@ -429,3 +429,21 @@ def test_leaving_the_primer_out_keeps_the_bar_lines_of_the_meter(generators):
         tail = full.events[9:]
         assert cut.events[9:] == tail
         assert cut.events[8] == (-2 if full.events[8] == -1 else full.events[8])
+
+
+def test_a_compiled_step_keeps_one_concrete_function_per_argument_shape():
+    import tensorflow as tf
+
+    from melodygen.core.generation import compile_step
+
+    step = compile_step(lambda x, states: (x * 2.0, [state + x for state in states]))
+    x, states = tf.ones((2, 3)), [tf.zeros((2, 3))]
+    doubled, states = step(x, states)
+    np.testing.assert_array_equal(doubled, np.full((2, 3), 2.0))
+    _, states = step(x + 1.0, states)
+    np.testing.assert_array_equal(states[0], np.full((2, 3), 3.0))
+    step(tf.ones((4, 3)), [tf.zeros((4, 3))])
+    assert len(step._concrete) == 2  # (2, 3) once, however often, and (4, 3)
+    doubled, _ = step(np.ones((2, 3), np.float32), [np.zeros((2, 3), np.float32)])
+    np.testing.assert_array_equal(doubled, np.full((2, 3), 2.0))  # NumPy: the tf.function
+    assert len(step._concrete) == 2
