@@ -369,33 +369,31 @@ def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: 
     for future in pool.start(synth):
         future.result()
     times: dict[str, list[float]] = {"generated": [], "first variation ready": []}
+
+    def press(seed: int, barrier: threading.Barrier, got: dict[int, tuple[float, float]]) -> None:
+        request = studio.StudioSettings(bars=8, variations=4, seed=seed).to_request(
+            parse_primer("")
+        )
+        barrier.wait()
+        started = time.perf_counter()
+        result = studio.generate(model, request)
+        generated = time.perf_counter() - started
+        next(iter(studio.iter_variations(result, instrument, synth, pool=pool)))
+        got[seed] = (generated, time.perf_counter() - started)
+
     try:
         for round_number in range(rounds + 1):
             barrier = threading.Barrier(sessions)
             got: dict[int, tuple[float, float]] = {}
-
-            def press(
-                index: int, round_number: int = round_number, barrier=barrier, got=got
-            ) -> None:
-                settings = studio.StudioSettings(
-                    bars=8, variations=4, seed=1000 * round_number + index
-                )
-                request = settings.to_request(parse_primer(""))
-                barrier.wait()
-                started = time.perf_counter()
-                result = studio.generate(model, request)
-                generated = time.perf_counter() - started
-                next(iter(studio.iter_variations(result, instrument, synth, pool=pool)))
-                got[index] = (generated, time.perf_counter() - started)
-
-            threads = [threading.Thread(target=press, args=(i,)) for i in range(sessions)]
+            seeds = [1000 * round_number + index for index in range(sessions)]
+            threads = [threading.Thread(target=press, args=(s, barrier, got)) for s in seeds]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             if round_number:  # the first round warms up fonts and caches
-                times["generated"] += [got[i][0] for i in range(sessions)]
-                times["first variation ready"] += [got[i][1] for i in range(sessions)]
+                times["generated"] += [got[seed][0] for seed in seeds]
+                times["first variation ready"] += [got[seed][1] for seed in seeds]
     finally:
         pool.close()
     return times

@@ -66,8 +66,8 @@ def tune_folder(tmp_path: Path) -> Path:
 
 SLOWEST_FIRST = ("test_browser.py", "test_abc_transformer.py", "test_abc_char.py")
 """Files that take longest, run first: ``make test`` runs the suite in two processes, one
-file at a time each (``-n 2 --dist loadfile``), and a long file started last would run
-alone at the end."""
+file at a time each, in this order (``-n 2 --dist loadfile --no-loadscope-reorder``); a
+long file started last would run alone at the end."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
