@@ -312,8 +312,9 @@ def concurrent_sessions(
     from selenium.webdriver.support import expected_conditions as ready
 
     submit = (By.CSS_SELECTOR, "[data-testid='stFormSubmitButton'] button")
-    players = """return [...document.querySelectorAll('audio')]
-        .filter(a => a.readyState >= 1).map(a => a.src);"""
+    # Every player on the page before the press, loaded or not: one of the last round still
+    # loading its audio would otherwise count as this round's first.
+    players = "return [...document.querySelectorAll('audio')].map(a => a.src);"
     times: list[list[float]] = []
     with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
         models = Path(folder) / "models"

@@ -34,11 +34,9 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
-import types
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -80,6 +78,7 @@ from melodygen.io.primer import (
     unsupported_file_reason,
 )
 from melodygen.limits import PRIMER_MIDI, RANGES, check_file_size, check_value, display_name
+from melodygen.model_host import ModelHost, plain_main
 from melodygen.render import (
     INSTRUMENTS,
     PNG_DPI,
@@ -754,13 +753,26 @@ class SharedModel:
     """A loaded generator that any number of threads (browser sessions) may use at once.
 
     Generation runs one request at a time under a lock, so two sessions asking together
-    both get their own results, one after the other.
+    both get their own results, one after the other. With a ``host``
+    (:class:`~melodygen.model_host.ModelHost`) the generator lives in the host's process
+    and this object keeps only the model's description: the process that holds it never
+    imports TensorFlow. Without one, the generator is loaded here.
     """
 
-    def __init__(self, checkpoint: str | Path, name: str | None = None) -> None:
-        self.generator = load_generator(checkpoint)
-        _, self.info = read_model_info(checkpoint)
-        self.family = info_family(self.info)
+    def __init__(
+        self, checkpoint: str | Path, name: str | None = None, host: ModelHost | None = None
+    ) -> None:
+        self._host = host
+        self._key = f"{Path(checkpoint).resolve()}#{next(_MODEL_KEYS)}"
+        if host is None:
+            self.generator = load_generator(checkpoint)
+            _, self.info = read_model_info(checkpoint)
+            self.family = info_family(self.info)
+        else:
+            self.generator = None
+            _, self.info = read_model_info(checkpoint)
+            self.family = info_family(self.info)
+            host.load(self._key, checkpoint, self.family)
         self.name = name or Path(checkpoint).name
         self.description = self.family.describe(self.info)
         """What the model is, in its family's words ("attention_rnn, 2x512 LSTM")."""
@@ -775,12 +787,29 @@ class SharedModel:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """The generator's ``generate`` under the model's lock."""
+        return self._call("generate", request)
+
+    def primer_notices(self, request: GenerationRequest) -> list[str]:
+        """The generator's ``primer_notices``: what it will change in the request's primer."""
+        return self._call("primer_notices", request)
+
+    def _call(self, method: str, request: GenerationRequest):
         with self._lock:
-            return self.generator.generate(request)
+            if self._host is None:
+                return getattr(self.generator, method)(request)
+            return self._host.call(self._key, method, request)
 
     def warm_up(self, variations: int = 4) -> None:
         """Trace and compile the step for ``variations`` rows now, not at the first click."""
         self.generate(GenerationRequest(length_steps=2, num_outputs=variations, seed=0))
+
+    def close(self) -> None:
+        """Free the generator in the host (nothing to do for one loaded here)."""
+        if self._host is not None:
+            self._host.drop(self._key)
+
+
+_MODEL_KEYS = itertools.count()
 
 
 def load_synth() -> tuple[Synth | None, str]:
@@ -824,6 +853,11 @@ def _warm_worker(synth: tuple[str, int, float] | None) -> int:
     return os.getpid()
 
 
+URGENT = 1
+"""Render jobs of a lower priority (a variation's number: 0 is the first) are started
+even while a session generates; the others wait for the generations (:class:`RenderPool`)."""
+
+
 class RenderPool:
     """Worker processes that render variations (piano roll, score, MIDI, WAV) for every
     session of the server, most urgent first.
@@ -842,6 +876,11 @@ class RenderPool:
     between jobs and are started once, so memory stays fixed however many sessions render
     at once. A pool that breaks (a worker killed) is replaced for the next job; the
     broken job is made in the caller's thread.
+
+    While any session generates or waits for its model (:meth:`generating`), only the
+    jobs of a priority below :data:`URGENT` (every session's first variation) are
+    started: the later variations wait, so that the generations waiting in line get the
+    cores, and every session hears its first variation sooner.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -851,6 +890,7 @@ class RenderPool:
         self._waiting: list[tuple[float, int, Future, Any, tuple]] = []
         self._count = itertools.count()
         self._running = 0
+        self._generating = 0
         self._closed = False
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -886,6 +926,18 @@ class RenderPool:
         )
         return _Fallback(self._submit(*job, priority), function, arguments)
 
+    @contextlib.contextmanager
+    def generating(self) -> Iterator[None]:
+        """Hold the jobs of later variations while the block runs (a generation)."""
+        with self._lock:
+            self._generating += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._generating -= 1
+            self._dispatch()
+
     def _submit(self, function, arguments: tuple, priority: float) -> Future:
         future: Future = Future()
         with self._lock:
@@ -908,11 +960,13 @@ class RenderPool:
         started, failed = [], []
         with self._lock:
             while self._running < self.workers and self._waiting:
+                if self._generating and self._waiting[0][0] >= URGENT:
+                    break  # the rest waits until the generations are done
                 _, _, future, function, arguments = heapq.heappop(self._waiting)
                 if not future.set_running_or_notify_cancel():
                     continue  # cancelled while waiting
                 try:
-                    with _plain_main():  # a worker may be started here
+                    with plain_main():  # a worker may be started here
                         inner = self._pool().submit(function, *arguments)
                 except (BrokenProcessPool, RuntimeError) as error:
                     if "interpreter shutdown" not in str(error):  # at exit nobody listens
@@ -952,22 +1006,6 @@ class RenderPool:
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-@contextlib.contextmanager
-def _plain_main():
-    """While a worker process is spawned: ``__main__`` as a bare module. A spawned worker
-    first runs the parent's main script again (as ``__mp_main__``), and under Streamlit
-    that is the page being drawn (Streamlit puts the script's module there while it runs;
-    AppTest does too): a worker would draw a page, or die on it. Render jobs need nothing
-    from the main module; the swap lasts only while the process starts."""
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
-
-
 def _synth_settings(synth: Synth | None) -> tuple[str, int, float] | None:
     return (str(synth.soundfont), synth.sample_rate, synth.gain) if synth is not None else None
 
@@ -1004,11 +1042,19 @@ class BackgroundLoader:
     time, in the order asked (the model first, as it is needed first). Loaded models are
     kept per checkpoint folder and file date, the last ``max_models`` of them; a failed
     load is kept too (its error is shown) until the checkpoint's files change.
+
+    With ``own_process`` (the studio's way) the models are loaded and run in a
+    :class:`~melodygen.model_host.ModelHost`, one process beside the server, so the
+    server never imports TensorFlow; without it, in this process.
     """
 
-    def __init__(self, warm_up_rows: int = 4, max_models: int = 8) -> None:
+    def __init__(
+        self, warm_up_rows: int = 4, max_models: int = 8, own_process: bool = True
+    ) -> None:
         self.warm_up_rows = warm_up_rows
         self.max_models = max_models
+        self.host = ModelHost() if own_process else None
+        """The process the models run in (None: this one)."""
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="melodygen-loader")
         self._models: OrderedDict[tuple[str, float], Future] = OrderedDict()
         self._synths: dict[str | None, Future] = {}
@@ -1026,7 +1072,9 @@ class BackgroundLoader:
                 self._asked[id(future)] = time.monotonic()
                 self._models[key] = future
                 while len(self._models) > self.max_models:
-                    self._asked.pop(id(self._models.popitem(last=False)[1]), None)
+                    old = self._models.popitem(last=False)[1]
+                    self._asked.pop(id(old), None)
+                    old.add_done_callback(_close_model)
             self._models.move_to_end(key)
             return future
 
@@ -1057,13 +1105,20 @@ class BackgroundLoader:
     def _load_model(self, path: str, name: str) -> SharedModel:
         started = time.perf_counter()
         try:
-            model = SharedModel(path, name=name)
+            model = SharedModel(path, name=name, host=self.host)
             model.warm_up(self.warm_up_rows)
         except Exception:
             logger.exception("could not load the model %s from %s", name, path)
             raise
         logger.info("loaded model %s from %s in %.1f s", name, path, time.perf_counter() - started)
         return model
+
+
+def _close_model(future: Future) -> None:
+    """A model the loader let go of: its memory freed in the host (a session still using
+    it has it loaded again there at its next call)."""
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 def quiet_tensorflow(environ: dict | None = None, devices: str | Path = "/dev") -> str:
@@ -1273,7 +1328,7 @@ def primer_notices(model: SharedModel, primer: Primer, settings: StudioSettings)
             key=None if settings.key == AUTO_KEY else parse_key(settings.key),
             mode=settings.mode,
         )
-        notices += model.generator.primer_notices(request)
+        notices += model.primer_notices(request)
     except MelodyGenError:  # the form's values are checked, and reported, at Generate
         pass
     return notices
@@ -1733,13 +1788,17 @@ def _instrument_name(program: int) -> str:
     return f"General MIDI program {program}"
 
 
-def generate(model: SharedModel, request: GenerationRequest) -> StudioResult:
-    """Run a request on a shared model and keep the result for the page."""
+def generate(
+    model: SharedModel, request: GenerationRequest, pool: RenderPool | None = None
+) -> StudioResult:
+    """Run a request on a shared model and keep the result for the page. With the page's
+    ``pool``, other sessions' later variations wait while this one generates."""
     started = time.perf_counter()
     family = getattr(model, "family", None)
     if isinstance(family, Family):  # a form or melodies its family cannot take: one line
         request.check_family(family)
-    result = model.generate(request)
+    with pool.generating() if pool is not None else contextlib.nullcontext():
+        result = model.generate(request)
     seconds = time.perf_counter() - started
     logger.info(
         "generated %d variation(s) of %d steps with %s (seed %s) in %.2f s",

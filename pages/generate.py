@@ -592,7 +592,7 @@ def run(request_of) -> None:
         busy = st.empty()
         busy.caption(":material/hourglass_top: Generating...")
         try:
-            st.session_state["result"] = studio.generate(model, request)
+            st.session_state["result"] = studio.generate(model, request, render_pool)
         finally:
             busy.empty()
     except MelodyGenError as error:

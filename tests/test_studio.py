@@ -287,16 +287,19 @@ def test_variations_come_one_by_one_and_a_consumer_may_stop(result, synth):
     assert (68, True) in result._files
 
 
+class AnswersAtOnce:
+    """An executor whose jobs are done by the time ``submit`` returns."""
+
+    def submit(self, function, *arguments):
+        done = Future()
+        done.set_result(function(*arguments))
+        return done
+
+
 def test_a_render_job_done_before_its_callback_is_attached_does_not_hang_the_pool():
     """A worker may answer before the pool attaches its callback; the callback then runs
     in the submitting thread, which must not be holding the pool's lock (it did once:
     a page waited for ever)."""
-
-    class AnswersAtOnce:
-        def submit(self, function, *arguments):
-            done = Future()
-            done.set_result(function(*arguments))
-            return done
 
     pool = studio.RenderPool(workers=1)
     pool._executor = AnswersAtOnce()
@@ -307,6 +310,20 @@ def test_a_render_job_done_before_its_callback_is_attached_does_not_hang_the_poo
     worker.start()
     worker.join(timeout=10)
     assert not worker.is_alive() and answers == [2, 3]
+    assert pool._running == 0 and not pool._waiting
+
+
+def test_later_variations_wait_while_a_session_generates():
+    """While any session generates (or waits for the model), only first variations are
+    rendered: the generations get the cores, and every session hears something sooner."""
+    pool = studio.RenderPool(workers=1)
+    pool._executor = AnswersAtOnce()
+    with pool.generating():
+        later = pool.submit(len, ("abc",), priority=studio.URGENT)
+        first = pool.submit(len, ("ab",), priority=0)
+        assert first.result() == 2
+        assert not later._future.done() and len(pool._waiting) == 1
+    assert later._future.done() and later.result() == 3
     assert pool._running == 0 and not pool._waiting
 
 
