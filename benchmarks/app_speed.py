@@ -22,8 +22,9 @@ The median over sessions and rounds is the figure (a session with no new audio w
 120 s counts as inf); --server-log PATH keeps the server's log.
 
 With --threads N, the same N sessions run as N threads of one process without browsers,
-as the server runs them: all press Generate at once (4 variations of 8 bars each, new
-seeds every round) and render through one shared RenderPool; per session, the seconds
+as the server runs them (the model in a model host process): all press Generate at once
+(4 variations of 8 bars each, new seeds every round) and render through one shared
+RenderPool, later variations waiting for the generations; per session, the seconds
 from the press to its generation done and to its first variation ready (sound and
 pictures).
 
@@ -32,14 +33,15 @@ With --cold-start, only the server's start is timed, N times (a new server each 
 Chromium opens the page as soon as the server answers, and the clock (from starting the
 server) stops at the first paint (the Generate page's title and its Generate button
 drawn) and when it is ready to generate (the model loaded in the background and its
-step compiled: the "Loading the model" message gone, the page drawn again).
+step compiled: the "Loading the model" message gone, the page drawn again). With
+--cold-start --sessions N, N windows open the page together, each timed.
 
 Without --checkpoint, the first shipped model in checkpoints/ is used, else a full-size
 attention_rnn with random weights (speed does not depend on what the network learned,
 but the number of notes does: random weights play about 120 notes in 8 bars).
 Usage: python benchmarks/app_speed.py [--checkpoint DIR] [--repeats 7] [--instrument Piano]
        [--browser]
-       python benchmarks/app_speed.py --cold-start [--repeats 3]
+       python benchmarks/app_speed.py --cold-start [--repeats 3] [--sessions N]
        python benchmarks/app_speed.py --sessions 4 [--repeats 5]
        python benchmarks/app_speed.py --threads 4 [--repeats 5]
 """
@@ -62,6 +64,7 @@ from melodygen import studio  # noqa: E402
 from melodygen.core.checkpoint import build_network, save_model
 from melodygen.families.melody_rnn.model_file import ModelInfo  # noqa: E402
 from melodygen.io.primer import parse_primer  # noqa: E402
+from melodygen.model_host import ModelHost  # noqa: E402
 
 BUDGET = 2.0  # seconds, from the studio issue
 REPO = Path(__file__).resolve().parent.parent
@@ -185,11 +188,17 @@ def in_browser(checkpoint: Path, repeats: int) -> list[tuple[float, float]]:
     return times[1:]
 
 
-def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
-    """Seconds from starting the server to its answer, the first paint and ready, per start.
+def cold_start(checkpoint: Path | None, repeats: int, windows: int = 1) -> list[dict[str, float]]:
+    """Seconds from starting the server to its answer, the first paint and ready, per start
+    and window.
 
-    The page opens on the first shipped model, or on ``checkpoint`` alone when given.
+    The page opens on the first shipped model, or on ``checkpoint`` alone when given. With
+    ``windows`` above 1, that many Chromium windows open the page together as soon as the
+    server answers (people arriving at a server just started), each timed on its own.
     """
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
     sys.path.insert(0, str(REPO / "tests"))
     from browser_helpers import chromium, running_app
 
@@ -205,8 +214,30 @@ def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
             !!document.querySelector("[data-testid='stStatusWidget']"),
         ];
     """
+
+    def watch(driver, url: str, started: float, answered: float) -> dict[str, float]:
+        driver.get(url)
+        titled_at = painted = None
+        while time.perf_counter() - started < 300:
+            now = time.perf_counter() - started
+            title, button, loading, busy = driver.execute_script(probe)
+            if "Generate" in title and titled_at is None:
+                titled_at = now
+            if "Generate" in title and button and painted is None:
+                painted = now
+            if painted is not None and not loading and not busy:
+                return {
+                    "server answers": answered,
+                    "title drawn": titled_at,
+                    "first paint: page with its Generate button": painted,
+                    "ready to generate": now,
+                }
+            time.sleep(0.1 * windows)
+        raise TimeoutError("the studio was not ready within 300 s")
+
     starts = []
-    with tempfile.TemporaryDirectory() as folder, chromium() as driver:
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as stack:
+        drivers = [stack.enter_context(chromium()) for _ in range(windows)]
         models = studio.checkpoints_dir()
         if checkpoint is not None:
             models = Path(folder) / "models"
@@ -215,35 +246,17 @@ def cold_start(checkpoint: Path | None, repeats: int) -> list[dict[str, float]]:
         for _ in range(repeats):
             started = time.perf_counter()
             log = Path(folder) / "streamlit.log"
-            with running_app(models, log, timeout=300) as url:
+            with running_app(models, log, timeout=300) as url, ThreadPoolExecutor(windows) as pool:
                 answered = time.perf_counter() - started
-                driver.get(url)
-                titled_at = painted = ready = None
-                while time.perf_counter() - started < 300:
-                    now = time.perf_counter() - started
-                    title, button, loading, busy = driver.execute_script(probe)
-                    if "Generate" in title and titled_at is None:
-                        titled_at = now
-                    if "Generate" in title and button and painted is None:
-                        painted = now
-                    if painted is not None and not loading and not busy:
-                        ready = now
-                        break
-                    time.sleep(0.1)
-                else:
-                    raise TimeoutError("the studio was not ready within 300 s")
-                starts.append(
-                    {
-                        "server answers": answered,
-                        "title drawn": titled_at,
-                        "first paint: page with its Generate button": painted,
-                        "ready to generate": ready,
-                    }
-                )
+                timed = [pool.submit(watch, driver, url, started, answered) for driver in drivers]
+                found = [future.result() for future in timed]
             loaded = re.findall(r"loaded model \S+ from .* in ([0-9.]+) s", log.read_text())
-            if loaded:  # the background load itself, as the server logs it
-                starts[-1]["model load on its thread (server log)"] = float(loaded[0])
-            driver.get("about:blank")
+            for figures in found:
+                if loaded:  # the background load itself, as the server logs it
+                    figures["model load on its thread (server log)"] = float(loaded[0])
+            starts += found
+            for driver in drivers:
+                driver.get("about:blank")
     return starts
 
 
@@ -362,8 +375,11 @@ def concurrent_sessions(
 
 def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: str) -> dict:
     """``sessions`` threads press Generate together, ``rounds`` times after a warm-up round:
-    seconds from the press to each one's generation done and first variation ready."""
-    model = studio.SharedModel(checkpoint, name=checkpoint.name)
+    seconds from the press to each one's generation done and first variation ready. The
+    model runs in a model host process and the renders wait for generations, as in the
+    studio's server."""
+    host = ModelHost()
+    model = studio.SharedModel(checkpoint, name=checkpoint.name, host=host)
     model.warm_up(4)
     synth, _ = studio.load_synth()
     pool = studio.RenderPool()
@@ -377,7 +393,7 @@ def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: 
         )
         barrier.wait()
         started = time.perf_counter()
-        result = studio.generate(model, request)
+        result = studio.generate(model, request, pool)
         generated = time.perf_counter() - started
         next(iter(studio.iter_variations(result, instrument, synth, pool=pool)))
         got[seed] = (generated, time.perf_counter() - started)
@@ -397,6 +413,7 @@ def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: 
                 times["first variation ready"] += [got[seed][1] for seed in seeds]
     finally:
         pool.close()
+        host.close()
     return times
 
 
@@ -427,6 +444,22 @@ def main() -> None:
         "--server-log", type=Path, default=None, help="with --sessions: keep the server's log here"
     )
     args = parser.parse_args()
+    if args.cold_start:
+        starts = cold_start(args.checkpoint, args.repeats, max(1, args.sessions))
+        print(
+            f"cold start, {args.repeats} new servers, {max(1, args.sessions)} window(s) each; "
+            f"CPU cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.1f}"
+        )
+        print("| from starting the server | median s | best s | worst s |")
+        print("|---|---|---|---|")
+        for stage in starts[0]:
+            values = [start[stage] for start in starts if stage in start]
+            print(
+                f"| {stage} | {statistics.median(values):.1f} | {min(values):.1f} "
+                f"| {max(values):.1f} |"
+            )
+        return
+
     if args.threads:
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
@@ -458,22 +491,6 @@ def main() -> None:
             f"best {min(firsts):.2f}, worst {max(firsts):.2f}"
         )
         return
-    if args.cold_start:
-        starts = cold_start(args.checkpoint, args.repeats)
-        print(
-            f"cold start, {len(starts)} new servers; CPU cores: {os.cpu_count()}; "
-            f"load average: {os.getloadavg()[0]:.1f}"
-        )
-        print("| from starting the server | median s | best s | worst s |")
-        print("|---|---|---|---|")
-        for stage in starts[0]:
-            values = [start[stage] for start in starts if stage in start]
-            print(
-                f"| {stage} | {statistics.median(values):.1f} | {min(values):.1f} "
-                f"| {max(values):.1f} |"
-            )
-        return
-
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
         started = time.perf_counter()

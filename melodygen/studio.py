@@ -190,7 +190,9 @@ SWITCH_INTERVAL = 0.0005
 the compiled step that lets go of Python's lock at every TensorFlow call; while another
 thread holds the lock (other sessions' page runs), it waits up to one interval to get it
 back each time. Measured with one busy Python thread beside it, under load: a generation
-of 0.45 s took 2.1 s at the default and 1.2 s at 0.0005 (no better below)."""
+of 0.45 s took 2.1 s at the default and 1.2 s at 0.0005 (no better below). Since the
+studio's models run in a :class:`~melodygen.model_host.ModelHost`, this matters only for
+models loaded in the server's own process (``BackgroundLoader(own_process=False)``)."""
 PRIMER_WIDTH = 7.0
 """Inches of the primer's piano roll, shown across the page (700 px and more)."""
 MIME_TYPES = {

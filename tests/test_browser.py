@@ -384,6 +384,7 @@ def test_the_train_page_fine_tunes_a_tiny_model_in_a_real_browser(tmp_path: Path
     """A real worker fine-tunes a tiny model: progress and steps shown, Cancel keeps the
     model so far, its card appears, and the new model generates."""
     from conftest import PHRASES, write_tune
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -419,8 +420,17 @@ def test_the_train_page_fine_tunes_a_tiny_model_in_a_real_browser(tmp_path: Path
             browser.save_screenshot(str(tmp_path / "train.png"))
             raise AssertionError(f"no progress; page:\n{body(browser)[-2000:]}") from error
         assert "Time left" in body(browser) and "Step" in body(browser)
-        cancel = browser.find_element(By.XPATH, "//button[.//p[text()='Cancel']]")
-        cancel.click()
+
+        def press_cancel(b) -> bool:
+            """The page redraws its progress every second: a button found a moment ago may
+            be gone (once: NoSuchElementException right after the progress line showed)."""
+            try:
+                b.find_element(By.XPATH, "//button[.//p[text()='Cancel']]").click()
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+            return True
+
+        wait.until(press_cancel)
         wait.until(lambda b: "is in your models" in body(b))
         assert "was cancelled; kept folk_attention_rnn-tuned" in body(browser)
         assert "files" in body(browser) and "steps" in body(browser)  # the card
