@@ -55,13 +55,22 @@ MAX_MODELS = 8
 _GONE = (EOFError, ConnectionError, BrokenPipeError, OSError)
 
 
-class ModelHostError(RuntimeError):
+class ModelHostError(MelodyGenError):
     """A call failed in the host for a reason that is not the user's: its process died,
-    or the model raised something unexpected (the host logged the traceback)."""
+    or the model raised something unexpected (the host logged the traceback). Its message
+    is one line, shown as it is."""
+
+
+class ModelHostStopped(ModelHostError):
+    """The host's process stopped (or could not answer) during the call; the next call
+    starts a new one."""
 
 
 class _NotLoaded(KeyError):
     """The host does not have this model (it was started again, or it dropped it)."""
+
+
+_MAIN_SWAP = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -70,14 +79,16 @@ def plain_main():
     first runs the parent's main script again (as ``__mp_main__``), and under Streamlit
     that is the page being drawn (Streamlit puts the script's module there while it runs;
     AppTest does too): a worker would draw a page, or die on it. Workers need nothing
-    from the main module; the swap lasts only while the process starts."""
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
+    from the main module; the swap lasts only while the process starts, and one swap at
+    a time (two threads starting workers at once would restore each other's)."""
+    with _MAIN_SWAP:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
 
 
 # In the host's process ------------------------------------------------------------------
@@ -240,9 +251,9 @@ class ModelHost:
         try:
             return function(generators)
         except _GONE as error:
-            if self.pid is not None:  # the process lives: the error is the call's own
-                raise
-            raise ModelHostError(
+            # The host sends its own errors as MelodyGenError or ModelHostError, so one of
+            # these is the connection's: the process stopped (or could not answer).
+            raise ModelHostStopped(
                 f"the model's process stopped during the call ({one_line(error)}); "
                 "it starts again with the next one"
             ) from None

@@ -78,7 +78,7 @@ from melodygen.io.primer import (
     unsupported_file_reason,
 )
 from melodygen.limits import PRIMER_MIDI, RANGES, check_file_size, check_value, display_name
-from melodygen.model_host import ModelHost, plain_main
+from melodygen.model_host import ModelHost, ModelHostStopped, plain_main
 from melodygen.render import (
     INSTRUMENTS,
     PNG_DPI,
@@ -792,11 +792,13 @@ class SharedModel:
         return self._call("generate", request)
 
     def primer_notices(self, request: GenerationRequest) -> list[str]:
-        """The generator's ``primer_notices``: what it will change in the request's primer."""
+        """The generator's ``primer_notices``: what it will change in the request's primer.
+        Not under the model's lock: it reads the primer only, and the page asks on every
+        run, which must not wait for other sessions' generations."""
         return self._call("primer_notices", request)
 
     def _call(self, method: str, request: GenerationRequest):
-        with self._lock:
+        with self._lock if method == "generate" else contextlib.nullcontext():
             if self._host is None:
                 return getattr(self.generator, method)(request)
             return self._host.call(self._key, method, request)
@@ -858,6 +860,9 @@ def _warm_worker(synth: tuple[str, int, float] | None) -> int:
 URGENT = 1
 """Render jobs of a lower priority (a variation's number: 0 is the first) are started
 even while a session generates; the others wait for the generations (:class:`RenderPool`)."""
+MAX_HOLD = 3.0
+"""Seconds a render job waits for other sessions' generations at most: sessions pressing
+Generate one after another never hold a page's later variations for long."""
 
 
 class RenderPool:
@@ -882,14 +887,17 @@ class RenderPool:
     While any session generates or waits for its model (:meth:`generating`), only the
     jobs of a priority below :data:`URGENT` (every session's first variation) are
     started: the later variations wait, so that the generations waiting in line get the
-    cores, and every session hears its first variation sooner.
+    cores, and every session hears its first variation sooner. None waits longer than
+    :data:`MAX_HOLD`.
     """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, int(workers or min(2, os.cpu_count() or 1)))
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
-        self._waiting: list[tuple[float, int, Future, Any, tuple]] = []
+        self._waiting: list[tuple[float, int, float, Future, Any, tuple]] = []
+        """(priority, order, when submitted, future, function, arguments), a heap."""
+        self._timer: threading.Timer | None = None
         self._count = itertools.count()
         self._running = 0
         self._generating = 0
@@ -947,7 +955,8 @@ class RenderPool:
                 future.set_exception(BrokenProcessPool("the render pool is closed"))
                 return future
             heapq.heappush(
-                self._waiting, (priority, next(self._count), future, function, arguments)
+                self._waiting,
+                (priority, next(self._count), time.monotonic(), future, function, arguments),
             )
         self._dispatch()
         return future
@@ -963,8 +972,13 @@ class RenderPool:
         with self._lock:
             while self._running < self.workers and self._waiting:
                 if self._generating and self._waiting[0][0] >= URGENT:
-                    break  # the rest waits until the generations are done
-                _, _, future, function, arguments = heapq.heappop(self._waiting)
+                    # Every waiting job is a later variation: it waits for the generations
+                    # (their end dispatches again), or until the oldest has waited MAX_HOLD.
+                    held = time.monotonic() - min(job[2] for job in self._waiting)
+                    if held < MAX_HOLD:
+                        self._wake_after(MAX_HOLD - held)
+                        break
+                _, _, _, future, function, arguments = heapq.heappop(self._waiting)
                 if not future.set_running_or_notify_cancel():
                     continue  # cancelled while waiting
                 try:
@@ -984,6 +998,18 @@ class RenderPool:
             future.set_exception(error)
         for inner, future in started:
             inner.add_done_callback(lambda done, future=future: self._finished(done, future))
+
+    def _wake_after(self, seconds: float) -> None:
+        """Dispatch again after ``seconds`` (one timer at a time); the caller holds the lock."""
+        if self._timer is None:
+            self._timer = threading.Timer(seconds, self._woken)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _woken(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._dispatch()
 
     def _finished(self, done: Future, future: Future) -> None:
         with self._lock:
@@ -1067,8 +1093,11 @@ class BackgroundLoader:
     def model(self, path: str | Path, stamp: float, name: str) -> Future:
         """The :class:`SharedModel` of a checkpoint, loaded and warmed up, as a future."""
         key = (str(path), float(stamp))
+        let_go = []
         with self._lock:
             future = self._models.get(key)
+            if future is not None and _host_failed(future):
+                future = None  # the host died while loading it: load it again
             if future is None:
                 future = self._pool.submit(self._load_model, str(path), name)
                 self._asked[id(future)] = time.monotonic()
@@ -1076,9 +1105,11 @@ class BackgroundLoader:
                 while len(self._models) > self.max_models:
                     old = self._models.popitem(last=False)[1]
                     self._asked.pop(id(old), None)
-                    old.add_done_callback(_close_model)
+                    let_go.append(old)
             self._models.move_to_end(key)
-            return future
+        for old in let_go:  # outside the lock: a done one is closed here, in the host
+            old.add_done_callback(_close_model)
+        return future
 
     def synth(self, soundfont_setting: str | None = None) -> Future:
         """``load_synth()``'s (synth or None, reason) as a future, once per SoundFont setting."""
@@ -1114,6 +1145,15 @@ class BackgroundLoader:
             raise
         logger.info("loaded model %s from %s in %.1f s", name, path, time.perf_counter() - started)
         return model
+
+
+def _host_failed(future: Future) -> bool:
+    """Whether a model's load ended because its host process failed (not the model's fault)."""
+    return (
+        future.done()
+        and not future.cancelled()
+        and isinstance(future.exception(), ModelHostStopped)
+    )
 
 
 def _close_model(future: Future) -> None:

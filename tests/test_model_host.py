@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from melodygen import studio
 from melodygen.core.generation import GenerationRequest
 from melodygen.errors import MelodyGenError
 from melodygen.io.primer import parse_primer
-from melodygen.model_host import ModelHost, ModelHostError, _checked
+from melodygen.model_host import ModelHost, ModelHostError, ModelHostStopped, _checked
 
 REPO = Path(__file__).resolve().parent.parent
 REQUEST = {"length_steps": 32, "num_outputs": 2, "seed": 7}
@@ -152,3 +154,35 @@ def test_an_unexpected_error_in_the_host_arrives_as_one_line_of_its_own_class():
         _checked(lambda: 1 / 0)
     with pytest.raises(MelodyGenError, match="as it was"):
         _checked(lambda: (_ for _ in ()).throw(MelodyGenError("as it was")))
+
+
+def test_primer_notices_do_not_wait_for_another_sessions_generation(checkpoints, host):
+    """The page asks for them on every run; they read the primer only, so they must not
+    queue behind generations holding the model's lock."""
+    model = studio.SharedModel(checkpoints / "folk_attention_rnn", host=host)
+    got: list = []
+    with model._lock:  # another session is generating
+        asking = threading.Thread(
+            target=lambda: got.append(
+                studio.primer_notices(model, parse_primer("C1 E4"), studio.StudioSettings())
+            )
+        )
+        asking.start()
+        asking.join(timeout=60)
+        assert not asking.is_alive() and "C1" in got[0][0]
+
+
+def test_the_loader_loads_again_a_model_whose_host_stopped_but_keeps_other_failures(
+    checkpoints,
+):
+    loader = studio.BackgroundLoader(own_process=False)
+    path = str(checkpoints / "folk_attention_rnn")
+    stopped, failed = Future(), Future()
+    stopped.set_exception(ModelHostStopped("the model's process stopped during the call"))
+    failed.set_exception(ModelHostError("ValueError: a broken model"))
+    loader._models[(path, 1.0)] = stopped
+    loader._models[(path, 2.0)] = failed
+    again = loader.model(path, 1.0, "folk")
+    assert again is not stopped and len(again.result(timeout=240).generate(request()).melodies)
+    assert loader.model(path, 2.0, "folk") is failed  # shown until the files change
+    assert issubclass(ModelHostError, MelodyGenError)  # the page shows its one line

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import threading
+import time
 import wave
 import zipfile
 from concurrent.futures import Future
@@ -327,6 +328,20 @@ def test_later_variations_wait_while_a_session_generates():
     assert pool._running == 0 and not pool._waiting
 
 
+def test_a_held_render_job_waits_no_longer_than_max_hold(monkeypatch):
+    """Sessions that keep generating (or a generation that never ends) do not hold a
+    page's later variations for ever: after MAX_HOLD they are rendered anyway."""
+    monkeypatch.setattr(studio, "MAX_HOLD", 0.3)
+    pool = studio.RenderPool(workers=1)
+    pool._executor = AnswersAtOnce()
+    with pool.generating():
+        started = time.monotonic()
+        later = pool.submit(len, ("abc",), priority=studio.URGENT + 1)
+        assert not later._future.done()
+        assert later._future.result(timeout=10) == 3  # released by the pool's timer
+        assert time.monotonic() - started >= 0.3
+
+
 def test_a_render_pool_makes_the_same_files_in_worker_processes(result, synth):
     """Worker processes (spawned, without TensorFlow) render byte for byte what the page's
     thread would, most urgent job first; a stopped run leaves nothing queued; a pool whose
@@ -355,7 +370,7 @@ def test_a_render_pool_makes_the_same_files_in_worker_processes(result, synth):
         stream = studio.iter_variations(result, "Cello", synth, pool=pool)
         next(stream)
         stream.close()
-        assert all(job[2].cancelled() for job in pool._waiting)  # skipped, never run
+        assert all(job[3].cancelled() for job in pool._waiting)  # skipped, never run
     finally:
         pool.close()
     # Closed (or broken): the caller's thread makes the files instead.
