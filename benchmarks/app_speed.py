@@ -344,9 +344,15 @@ def concurrent_sessions(
             )
             settled(driver)
         with ThreadPoolExecutor(sessions) as pool:
+            variations = studio.StudioSettings().variations  # the page's default
             for round_number in range(rounds + 1):
                 for driver in drivers:
                     settled(driver)
+                    if round_number:  # every player of the last round drawn, or a late one
+                        # would count as this round's first (0.16-0.30 s, seen twice in 60)
+                        waiter(driver, 60).until(
+                            lambda d: len(d.execute_script(players)) >= variations
+                        )
                 barrier = threading.Barrier(sessions)
                 futures = [
                     pool.submit(
