@@ -52,7 +52,7 @@ MAX_MODELS = 8
 """Generators a host keeps loaded (the last used); an older one is loaded again if asked."""
 
 # What ends a call when the host's process is gone (killed, or it shut down).
-_GONE = (EOFError, ConnectionError, BrokenPipeError, OSError)
+_GONE = (EOFError, OSError)  # OSError covers ConnectionError and BrokenPipeError
 
 
 class ModelHostError(MelodyGenError):
@@ -174,8 +174,7 @@ _Manager.register("Generators", _Generators, exposed=("load", "call", "drop"))
 class ModelHost:
     """One worker process that holds generators for the studio's server.
 
-    Start it with :meth:`start` (or let the first :meth:`load` do it), load a model with
-    :meth:`load`, then :meth:`call` its ``generate`` or ``primer_notices`` from any
+    The first :meth:`load` starts the process; load a model with :meth:`load`, then :meth:`call` its ``generate`` or ``primer_notices`` from any
     thread. :meth:`close` ends the process (it also ends by itself when the server does).
     """
 
@@ -197,10 +196,6 @@ class ModelHost:
         manager = self._manager
         process = getattr(manager, "_process", None)
         return process.pid if process is not None and process.is_alive() else None
-
-    def start(self) -> None:
-        """Start the process now (it imports nothing heavy until a model is loaded)."""
-        self._live()
 
     def _live(self):
         """The host's proxy, with a new process started if it has none or it died."""

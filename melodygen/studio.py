@@ -766,14 +766,12 @@ class SharedModel:
     ) -> None:
         self._host = host
         self._key = f"{Path(checkpoint).resolve()}#{next(_MODEL_KEYS)}"
-        if host is None:
-            self.generator = load_generator(checkpoint)
-            _, self.info = read_model_info(checkpoint)
-            self.family = info_family(self.info)
-        else:
-            self.generator = None
-            _, self.info = read_model_info(checkpoint)
-            self.family = info_family(self.info)
+        # Loaded here first (its own checks give the errors), or described here and loaded
+        # in the host, which needs the family.
+        self.generator = load_generator(checkpoint) if host is None else None
+        _, self.info = read_model_info(checkpoint)
+        self.family = info_family(self.info)
+        if host is not None:
             host.load(self._key, checkpoint, self.family)
         self.name = name or Path(checkpoint).name
         self.description = self.family.describe(self.info)
