@@ -174,8 +174,9 @@ _Manager.register("Generators", _Generators, exposed=("load", "call", "drop"))
 class ModelHost:
     """One worker process that holds generators for the studio's server.
 
-    The first :meth:`load` starts the process; load a model with :meth:`load`, then :meth:`call` its ``generate`` or ``primer_notices`` from any
-    thread. :meth:`close` ends the process (it also ends by itself when the server does).
+    The first :meth:`load` starts the process; then :meth:`call` a loaded model's
+    ``generate`` or ``primer_notices`` from any thread. :meth:`close` ends the process
+    (it also ends by itself when the server does).
     """
 
     def __init__(self) -> None:
