@@ -402,12 +402,25 @@ def test_the_train_page_fine_tunes_a_tiny_model_in_a_real_browser(tmp_path: Path
         def body(b) -> str:
             return b.find_element(By.TAG_NAME, "body").text
 
+        def field(b, label: str):
+            found = b.find_elements(By.CSS_SELECTOR, f"input[aria-label='{label}']")
+            return found[0] if found else None
+
         browser.get(f"{url}/train")
-        start = wait.until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, "input[aria-label='Start from']")
-        )[0]
+        # The form's fields are drawn one after another: wait for the last one used here
+        # (once, in CI: the budget was not there yet when "Start from" was).
+        wait.until(
+            lambda b: (
+                field(b, "Start from")
+                and field(b, "Time budget (minutes)")
+                and b.find_elements(By.CSS_SELECTOR, "input[type='file']")
+                and b.find_elements(By.CSS_SELECTOR, SUBMIT)
+            )
+        )
+        settled(browser)
+        start = field(browser, "Start from")
         assert start.get_attribute("value") == "Fine-tune Folk · attention_rnn"  # the first
-        budget = browser.find_element(By.CSS_SELECTOR, "input[aria-label='Time budget (minutes)']")
+        budget = field(browser, "Time budget (minutes)")
         budget.send_keys(Keys.CONTROL, "a")
         budget.send_keys("1")
         _upload(browser, paths)
