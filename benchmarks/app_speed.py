@@ -19,7 +19,9 @@ Generate together, --repeats times after a warm-up round, each with the page's d
 its audio (timed by the page itself: a MutationObserver installed with the click, looked
 at every 0.25 s). The windows open one after the other, each once the model is loaded.
 The median over sessions and rounds is the figure (a session with no new audio within
-120 s counts as inf); --server-log PATH keeps the server's log.
+120 s counts as inf); --server-log PATH keeps the server's log. Before and after, one
+session's generation is timed alone (``machine_speed``): this virtual machine's speed
+swings by 2-2.5 times within the hour, and the sessions' figures with it.
 
 With --threads N, the same N sessions run as N threads of one process without browsers,
 as the server runs them (the model in a model host process): all press Generate at once
@@ -265,7 +267,10 @@ def cold_start(checkpoint: Path | None, repeats: int, windows: int = 1) -> list[
 # only looks every 0.25 s. Asking the page every 20 ms through chromedriver, as before, cost
 # a third of the two cores (harness, chromedriver and the four renderers answering).
 WATCH_FIRST_AUDIO = """
-const seen = new Set(arguments[0]);
+// Every player already on the page as the button is clicked counts as old, besides those
+// the harness listed before the sessions' barrier (one could get its src in between).
+const seen = new Set([...arguments[0],
+                      ...[...document.querySelectorAll('audio')].map(a => a.src)]);
 const started = performance.now();
 const state = window.melodygenFirstAudio = {seconds: null};
 const check = () => {
@@ -379,6 +384,32 @@ def concurrent_sessions(
     return times, lines
 
 
+def machine_speed(checkpoint: Path, repeats: int = 10) -> float:
+    """Median seconds of one session's generation alone (4 variations of 8 bars, in a model
+    host, nothing else running): how fast this machine runs the model right now.
+
+    The same code on the same idle machine has taken 0.15 s at one time and 0.34-0.43 s
+    half an hour later (a pure-Python loop ran at the same speed both times: what slows is
+    memory-bound work, from outside this virtual machine), and the sessions' figures swing
+    with it, so each sessions run is bracketed by this probe.
+    """
+    host = ModelHost()
+    try:
+        model = studio.SharedModel(checkpoint, name=checkpoint.name, host=host)
+        model.warm_up(4)
+        seconds = []
+        for seed in range(repeats):
+            request = studio.StudioSettings(bars=8, variations=4, seed=seed).to_request(
+                parse_primer("")
+            )
+            started = time.perf_counter()
+            model.generate(request)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        host.close()
+    return statistics.median(seconds)
+
+
 def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: str) -> dict:
     """``sessions`` threads press Generate together, ``rounds`` times after a warm-up round:
     seconds from the press to each one's generation done and first variation ready. The
@@ -483,9 +514,11 @@ def main() -> None:
     if args.sessions:
         with tempfile.TemporaryDirectory() as scratch:
             checkpoint, name = pick_checkpoint(args.checkpoint, Path(scratch))
+            before = machine_speed(checkpoint)
             rounds, lines = concurrent_sessions(
                 checkpoint, args.sessions, args.repeats, args.server_log
             )
+            after = machine_speed(checkpoint)
         print("\n".join(lines[-2 * args.sessions :]))  # the last round, as the server saw it
         firsts = [value for round_times in rounds for value in round_times]
         print(
@@ -495,6 +528,10 @@ def main() -> None:
         print(
             f"first audio from pressing Generate: median {statistics.median(firsts):.2f} s, "
             f"best {min(firsts):.2f}, worst {max(firsts):.2f}"
+        )
+        print(
+            f"machine speed, one session's generation alone: {before:.2f} s before, "
+            f"{after:.2f} s after"
         )
         return
     with tempfile.TemporaryDirectory() as scratch:
