@@ -21,7 +21,7 @@ at every 0.25 s). The windows open one after the other, each once the model is l
 The median over sessions and rounds is the figure (a session with no new audio within
 120 s counts as inf); --server-log PATH keeps the server's log. Before and after, one
 session's generation is timed alone (``machine_speed``): this virtual machine's speed
-swings by 2-2.5 times within the hour, and the sessions' figures with it.
+swings by 2-3 times within the hour, and the sessions' figures with it.
 
 With --threads N, the same N sessions run as N threads of one process without browsers,
 as the server runs them (the model in a model host process): all press Generate at once
@@ -388,10 +388,10 @@ def machine_speed(checkpoint: Path, repeats: int = 10) -> float:
     """Median seconds of one session's generation alone (4 variations of 8 bars, in a model
     host, nothing else running): how fast this machine runs the model right now.
 
-    The same code on the same idle machine has taken 0.15 s at one time and 0.34-0.43 s
-    half an hour later (a pure-Python loop ran at the same speed both times: what slows is
-    memory-bound work, from outside this virtual machine), and the sessions' figures swing
-    with it, so each sessions run is bracketed by this probe.
+    The same code on the same idle machine has taken 0.15 s at one time and 0.3-0.7 s
+    for the next hour (a pure-Python loop ran at the same speed throughout: what slows
+    comes from outside this virtual machine), and the sessions' figures swing with it,
+    so each sessions run is bracketed by this probe.
     """
     host = ModelHost()
     try:
