@@ -384,6 +384,11 @@ def concurrent_sessions(
     return times, lines
 
 
+def _press(seed: int):
+    """The request of one session's press: the page's 4 variations of 8 bars, no primer."""
+    return studio.StudioSettings(bars=8, variations=4, seed=seed).to_request(parse_primer(""))
+
+
 def machine_speed(checkpoint: Path, repeats: int = 10) -> float:
     """Median seconds of one session's generation alone (4 variations of 8 bars, in a model
     host, nothing else running): how fast this machine runs the model right now.
@@ -399,9 +404,7 @@ def machine_speed(checkpoint: Path, repeats: int = 10) -> float:
         model.warm_up(4)
         seconds = []
         for seed in range(repeats):
-            request = studio.StudioSettings(bars=8, variations=4, seed=seed).to_request(
-                parse_primer("")
-            )
+            request = _press(seed)
             started = time.perf_counter()
             model.generate(request)
             seconds.append(time.perf_counter() - started)
@@ -425,9 +428,7 @@ def threaded_sessions(checkpoint: Path, sessions: int, rounds: int, instrument: 
     times: dict[str, list[float]] = {"generated": [], "first variation ready": []}
 
     def press(seed: int, barrier: threading.Barrier, got: dict[int, tuple[float, float]]) -> None:
-        request = studio.StudioSettings(bars=8, variations=4, seed=seed).to_request(
-            parse_primer("")
-        )
+        request = _press(seed)
         barrier.wait()
         started = time.perf_counter()
         result = studio.generate(model, request, pool)

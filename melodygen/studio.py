@@ -787,7 +787,8 @@ class SharedModel:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """The generator's ``generate`` under the model's lock."""
-        return self._call("generate", request)
+        with self._lock:
+            return self._call("generate", request)
 
     def primer_notices(self, request: GenerationRequest) -> list[str]:
         """The generator's ``primer_notices``: what it will change in the request's primer.
@@ -796,10 +797,9 @@ class SharedModel:
         return self._call("primer_notices", request)
 
     def _call(self, method: str, request: GenerationRequest):
-        with self._lock if method == "generate" else contextlib.nullcontext():
-            if self._host is None:
-                return getattr(self.generator, method)(request)
-            return self._host.call(self._key, method, request)
+        if self._host is None:
+            return getattr(self.generator, method)(request)
+        return self._host.call(self._key, method, request)
 
     def warm_up(self, variations: int = 4) -> None:
         """Trace and compile the step for ``variations`` rows now, not at the first click."""
