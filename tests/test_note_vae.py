@@ -308,13 +308,13 @@ def test_windows_a_model_memorised_come_back_from_their_codes_alone_and_not_with
         assert figures[f"code_{part}_accuracy"] == 1.0, part
     assert figures["steps"] == 2 * WINDOW
     # Two windows, one decoder: only the code tells them apart. Cut it off (the initial
-    # states and the code's inputs at every step) and both decode to the same notes, so
-    # at most the positions where the windows agree can be right in both.
+    # states, and the code and its place projections at every step) and both decode to
+    # the same notes, so at most the positions where the windows agree can be right in both.
     init = model.get_layer("decoder_init")
     init.set_weights([np.zeros_like(w) for w in init.get_weights()])
     kernel = model.get_layer("decoder_0").cell.kernel
     cut = np.array(kernel)
-    cut[-info.hparams.latent_size :] = 0.0
+    cut[info.hparams.note_width :] = 0.0
     kernel.assign(cut)
     decoded = reconstruct(model, windows, layers=1)
     assert (decoded[0] == decoded[1]).all()
@@ -324,15 +324,23 @@ def test_windows_a_model_memorised_come_back_from_their_codes_alone_and_not_with
     assert blind["code_pitch_accuracy"] < 1.0
 
 
-def test_greedy_decoding_feeds_back_its_own_notes_as_the_whole_network_would(run):
-    """The compiled step (two layers' states in one tensor) against the trained network
-    itself, run on the notes decoded so far with its noise chosen so that its code is the
-    one given: the same likeliest note at every position, every note fed back."""
+LAYOUTS = {
+    "MusicVAE's": {"note_readout": 0, "place_code": 0, "word_dropout": 0.0},
+    "note by note": {"note_readout": 4, "place_code": 4, "word_dropout": 0.5},
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_greedy_decoding_feeds_back_its_own_notes_as_the_whole_network_would(layout):
+    """The compiled step (two layers' states in one tensor, the code's projection for the
+    note's place) against the whole network, run on the notes decoded so far with its
+    noise chosen so that its code is the one given: the same likeliest note at every
+    position, every note fed back."""
     from melodygen.families.note_vae.generate import DecoderStep, greedy_notes
     from melodygen.families.note_vae.network import LOGVAR_RANGE, encoder_model, split_packed
     from melodygen.families.note_vae.notes import REST
 
-    model, info = load_model(run)
+    model, info = _small_vae(decoder_sizes=[16, 16], **LAYOUTS[layout])
     codes = np.random.default_rng(5).standard_normal((4, info.hparams.latent_size))
     codes = codes.astype(np.float32)
     fast = greedy_notes(DecoderStep(model, len(info.hparams.decoder_sizes)), codes)
@@ -538,6 +546,34 @@ def test_parameter_count_is_exact_for_every_configuration():
             continue  # 13 M weights: the formula is the same
         model = build_model(9, 8, config.hparams)
         assert model.count_params() == config.hparams.parameter_count(9, 8), config.name
+    for layout in LAYOUTS.values():
+        hparams = CONFIGS["vae_tiny"].hparams.override(layout)
+        assert build_model(9, 8, hparams).count_params() == hparams.parameter_count(9, 8)
+
+
+def test_a_model_file_from_before_the_note_by_note_layout_loads_as_musicvaes():
+    """Files written before note_readout, place_code and word_dropout existed hold none of
+    them: they were MusicVAE's layout, and load so (their weights fit it)."""
+    from melodygen.families.note_vae.configs import HParams
+
+    values = CONFIGS["melody_vae"].hparams.to_dict()
+    for name in LAYOUTS["MusicVAE's"]:
+        del values[name]
+    old = HParams.from_dict(values)
+    assert old.to_dict() == {**values, **LAYOUTS["MusicVAE's"]}
+    assert old.network_shape() != CONFIGS["melody_vae"].hparams.network_shape()
+
+
+def test_word_dropout_hides_a_share_of_previous_notes_in_training_only():
+    from melodygen.families.note_vae.network import DecoderInputs
+
+    notes = np.ones((64, WINDOW, 3), np.float32)
+    code = np.zeros((64, 2), np.float32)
+    layer = DecoderInputs(0.25, seed=1)
+    hidden = np.asarray(layer([notes, code], training=True))[:, 1:, :3]
+    assert 0.2 < (hidden == 0).all(axis=-1).mean() < 0.3
+    shown = np.asarray(layer([notes, code], training=False))[:, 1:, :3]
+    assert (shown == 1).all()
 
 
 # Variations and blends asked in a request (as the CLI and the studio ask) -------------------

@@ -48,6 +48,9 @@ MAX_BETA = 100.0
 MAX_ANNEAL_STEPS = 10_000_000
 MAX_FREE_BITS = 100_000.0
 MAX_PARAMETERS = 60_000_000
+WINDOW = 32
+"""Notes (and rests) per window: what the encoder reads and the decoder writes (why 32:
+:mod:`~melodygen.families.note_vae.dataset`)."""
 PITCH_CLASSES = 129
 """A rest (class 0) and the 128 MIDI pitches (class ``pitch + 1``)."""
 
@@ -60,6 +63,20 @@ class HParams:
     pitch, duration and velocity side by side). ``free_bits`` is in bits per window;
     ``beta_anneal_steps`` in training steps (0: ``max_beta`` from the first step).
     ``dropout`` is the share of each decoder layer's outputs dropped in training.
+
+    Three ways to make the code carry a window note by note (all 0: MusicVAE's layout,
+    whose code comes from the encoder's final states alone):
+
+    - ``note_readout``: the width each note's top encoder output is projected to; the
+      window's projections, side by side, join the final states under the code's mean and
+      variance, so every note has a short path into the code;
+    - ``place_code``: the width of the code's own projection for each place in the window
+      (a dense layer, weights and bias per place), which the decoder reads beside the code
+      when it writes the note at that place, so it need not count to know which note of
+      the window it writes, nor untangle that note from the rest of the code;
+    - ``word_dropout``: the share of previous notes hidden from the decoder in training
+      (Bowman et al. 2016), so it learns to write from the code, not only from the notes
+      before, as it must when it decodes a code alone.
     """
 
     batch_size: int = 64
@@ -75,6 +92,9 @@ class HParams:
     free_bits: float = 16.0
     learning_rate: float = 0.001
     clip_norm: float = 1.0
+    note_readout: int = 0
+    place_code: int = 0
+    word_dropout: float = 0.0
 
     def override(self, overrides: str | dict | None) -> HParams:
         """A copy with ``k=v,k=v`` (or a dict) applied, type-checked field by field."""
@@ -90,6 +110,9 @@ class HParams:
             check_layer_sizes(name, sizes, MAX_LAYERS, MAX_LAYER_SIZE, "[256,256]")
         check_int("latent_size", self.latent_size, 1, MAX_LATENT_SIZE)
         check_share("dropout", self.dropout)
+        check_int("note_readout", self.note_readout, 0, MAX_EMBEDDING_SIZE)
+        check_int("place_code", self.place_code, 0, MAX_EMBEDDING_SIZE)
+        check_share("word_dropout", self.word_dropout)
         check_range("max_beta", self.max_beta, MAX_BETA)
         check_int("beta_anneal_steps", self.beta_anneal_steps, 0, MAX_ANNEAL_STEPS)
         check_range("free_bits", self.free_bits, MAX_FREE_BITS)
@@ -120,9 +143,13 @@ class HParams:
         for size in self.encoder_sizes:  # two directions per layer
             total += 2 * 4 * (width + size + 1) * size
             width = 2 * size
+        if self.note_readout:
+            total += (width + 1) * self.note_readout  # each note's projection
+            width += WINDOW * self.note_readout
         total += 2 * (width + 1) * self.latent_size  # mean and log-variance
         total += (self.latent_size + 1) * 2 * sum(self.decoder_sizes)  # initial states
-        width = self.note_width + self.latent_size
+        total += (self.latent_size + 1) * WINDOW * self.place_code
+        width = self.note_width + self.latent_size + self.place_code
         for size in self.decoder_sizes:
             total += 4 * (width + size + 1) * size
             width = size
@@ -138,6 +165,8 @@ class HParams:
             tuple(self.encoder_sizes),
             tuple(self.decoder_sizes),
             self.latent_size,
+            self.note_readout,
+            self.place_code,
         )
 
     def to_dict(self) -> dict:
@@ -153,6 +182,7 @@ class HParams:
         unknown = [key for key in values if key not in fields]
         if unknown:
             raise ConfigError(f"{shown(unknown[0])} is not a hyperparameter of note_vae")
+        values = {**LEGACY_DEFAULTS, **values}
         missing = [key for key in fields if key not in values]
         if missing:
             raise ConfigError(f"{missing[0]} is missing")
@@ -163,6 +193,11 @@ class HParams:
         hparams = cls(**values)
         hparams.validate()
         return hparams
+
+
+LEGACY_DEFAULTS = {"note_readout": 0, "place_code": 0, "word_dropout": 0.0}
+"""What a model file written before these fields existed was built with (MusicVAE's
+layout), so it loads as it was trained."""
 
 
 def check_range(name: str, value: object, high: float) -> None:
@@ -199,8 +234,18 @@ CONFIGS: dict[str, VaeConfig] = {
     for config in [
         VaeConfig(
             name="melody_vae",
-            description="2 x 256 bidirectional encoder, 2 x 256 decoder, 256-d code (a CPU)",
-            hparams=HParams(latent_size=256, free_bits=256.0, max_beta=0.2, beta_anneal_steps=1000),
+            description="2 x 256 bidirectional encoder, 2 x 256 decoder, 256-d code, the code "
+            "read note by note (a CPU)",
+            hparams=HParams(
+                latent_size=256,
+                free_bits=128.0,
+                max_beta=0.2,
+                beta_anneal_steps=1000,
+                learning_rate=0.003,
+                note_readout=16,
+                place_code=16,
+                word_dropout=0.3,
+            ),
         ),
         VaeConfig(
             name="melody_vae_big",
@@ -229,6 +274,9 @@ CONFIGS: dict[str, VaeConfig] = {
                 beta_anneal_steps=20,
                 free_bits=1.0,
                 learning_rate=0.01,
+                note_readout=4,
+                place_code=4,
+                word_dropout=0.3,
             ),
         ),
     ]

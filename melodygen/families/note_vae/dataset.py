@@ -40,7 +40,7 @@ import numpy as np
 from melodygen.core.batches import BatchShape
 from melodygen.core.split import SPLITS, song_ids, song_is_eval
 from melodygen.errors import DatasetError, MelodyGenError, one_line
-from melodygen.families.note_vae.configs import DEFAULT_CONFIG, get_config
+from melodygen.families.note_vae.configs import DEFAULT_CONFIG, WINDOW, get_config
 from melodygen.families.note_vae.notes import (
     DURATION,
     MAX_DURATION_STEPS,
@@ -55,8 +55,6 @@ from melodygen.families.note_vae.notes import (
 FAMILY = "note_vae"
 FORMAT_VERSION = 1
 METADATA_FILE = "dataset.json"
-WINDOW = 32
-"""Notes (and rests) per window: what the encoder reads and the decoder writes."""
 HOP = 16
 MAX_DATASET_JSON_BYTES = 10_000_000
 MAX_CLASSES = 64

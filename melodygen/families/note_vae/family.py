@@ -25,11 +25,23 @@ import numpy as np
 from melodygen.core.family import Batch, Family, TuneScore, model_label, register
 from melodygen.errors import CheckpointError, ConfigError, DatasetError
 from melodygen.families.note_vae import dataset as data
-from melodygen.families.note_vae.configs import CONFIGS, CONFIGURATION_WORDS, get_config
+from melodygen.families.note_vae.configs import CONFIGS, CONFIGURATION_WORDS, HParams, get_config
 from melodygen.families.note_vae.dataset import NoteDataset, NoteSplit
 from melodygen.families.note_vae.model_file import FAMILY, VaeModelInfo, max_weight_values
 
 LN2 = math.log(2)
+
+
+def _layout(hparams: HParams) -> str:
+    """How the code carries a window's notes, in words (see :class:`HParams`)."""
+    if not (hparams.note_readout or hparams.place_code or hparams.word_dropout):
+        return "MusicVAE's: the code from the encoder's final states, read at every step"
+    return (
+        f"note by note: each note's encoder output projected to {hparams.note_readout} "
+        f"values into the code, the code projected to {hparams.place_code} values for each "
+        f"place the decoder writes, {hparams.word_dropout:.0%} of previous notes hidden from "
+        "the decoder in training"
+    )
 
 
 def _sizes(layers: Sequence[int]) -> str:
@@ -87,6 +99,7 @@ class NoteVaeFamily(Family):
                 f"{hparams.free_bits:g} free bits per window",
             ),
             ("window", f"{data.WINDOW} notes"),
+            ("layout", _layout(hparams)),
         ]
 
     # Data

@@ -71,6 +71,8 @@ class DecoderStep:
 
     The states of all layers travel as one ``[batch, 2 x units...]`` tensor (each layer's
     ``h`` then ``c``, the layout ``decoder_init`` writes), so a note is one compiled call.
+    ``place`` is the note's index in the window: a model with a place code reads the
+    code's projection for that place beside the code (the others ignore it).
     """
 
     def __init__(self, model, layers: int) -> None:
@@ -82,6 +84,8 @@ class DecoderStep:
         self.cells = [model.get_layer(f"decoder_{index}").cell for index in range(layers)]
         self.units = [cell.units for cell in self.cells]
         self.heads = [model.get_layer(name) for name in HEADS]
+        names = {layer.name for layer in model.layers}
+        self.place_code = model.get_layer("place_code") if "place_code" in names else None
         self._step = compile_step(self._step_function)
         # A method of this object, not the layer itself: JAX keeps one compiled program per
         # function it is given, with the weights it was traced with, so a second step built
@@ -94,10 +98,15 @@ class DecoderStep:
     def initial_state(self, codes: np.ndarray):
         return self._initial(self.ops.convert_to_tensor(codes, "float32"))
 
-    def _step_function(self, previous, started, codes, states):
+    def _step_function(self, previous, started, codes, place, states):
         ops = self.ops
         parts = [layer(previous[:, i]) for i, layer in enumerate(self.embeddings)]
-        hidden = ops.concatenate([ops.concatenate(parts, axis=-1) * started, codes], axis=-1)
+        reads = [ops.concatenate(parts, axis=-1) * started, codes]
+        if self.place_code is not None:
+            projections = self.place_code(codes)  # [rows, window, width]
+            chosen = ops.one_hot(place, self.place_code.window)[:, :, None]
+            reads.append(ops.sum(projections * chosen, axis=1))
+        hidden = ops.concatenate(reads, axis=-1)
         new_states, start = [], 0
         for cell, units in zip(self.cells, self.units, strict=True):
             state = [states[:, start : start + units], states[:, start + units : start + 2 * units]]
@@ -107,12 +116,13 @@ class DecoderStep:
         logits = ops.concatenate([head(hidden) for head in self.heads], axis=-1)
         return logits, ops.concatenate(new_states, axis=1)
 
-    def step(self, previous: np.ndarray, started: np.ndarray, codes, states):
+    def step(self, previous: np.ndarray, started: np.ndarray, codes, states, place: int):
         ops = self.ops
         logits, states = self._step(
             ops.convert_to_tensor(previous, "int32"),
             ops.convert_to_tensor(started, "float32"),
             codes,
+            ops.convert_to_tensor(np.full(len(previous), place, np.int32)),
             states,
         )
         return ops.convert_to_numpy(logits), states
@@ -209,14 +219,22 @@ class VaeGenerator:
         except (AttributeError, TypeError):
             raise GenerationError("the melody must be a NoteSequence") from None
         notice = None
+        classes = self.classes.encode(notes).astype(np.int32)
         if len(notes) > WINDOW:
             notice = f"its first {WINDOW} of {len(notes)} notes and rests were encoded"
+        elif len(notes) < WINDOW and self.info.hparams.note_readout:
+            # This encoder reads exactly a window's notes: the melody, played again.
+            notice = (
+                f"it has {len(notes)} notes and rests, fewer than the {WINDOW} the model "
+                "reads at a time: it was encoded repeated to fill them"
+            )
+            classes = np.resize(classes, (WINDOW, 3))
         elif len(notes) < WINDOW:
             notice = (
                 f"it has {len(notes)} notes and rests, fewer than the {WINDOW} the model "
                 "reads at a time: its code says less about it"
             )
-        return self.classes.encode(notes)[:WINDOW].astype(np.int32), notice
+        return classes[:WINDOW], notice
 
     def encode_window(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The code of note classes int [notes, 3]: mean and log-variance, float32 [latent]."""
@@ -281,7 +299,7 @@ class VaeGenerator:
         started = np.zeros((rows, 1), np.float32)
         scores = np.zeros(rows)
         for position in range(WINDOW):
-            logits, states = self.steps.step(previous, started, code_tensor, states)
+            logits, states = self.steps.step(previous, started, code_tensor, states, position)
             for column, head in enumerate(np.split(logits.astype(np.float64), edges, axis=1)):
                 own = log_probs(head)  # the model's probabilities, for the score
                 scaled = head / temperature
@@ -319,7 +337,7 @@ def greedy_notes(steps: DecoderStep, codes: np.ndarray) -> np.ndarray:
     previous = np.zeros((rows, 3), np.int32)
     started = np.zeros((rows, 1), np.float32)
     for position in range(WINDOW):
-        logits, states = steps.step(previous, started, code_tensor, states)
+        logits, states = steps.step(previous, started, code_tensor, states, position)
         for column, head in enumerate(np.split(logits, edges, axis=1)):
             notes[:, position, column] = head.argmax(axis=1)
         notes[:, position, 2] = np.where(notes[:, position, 0] == REST, 0, notes[:, position, 2])

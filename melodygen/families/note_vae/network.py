@@ -7,8 +7,9 @@ CPU, where the LSTM layers take MelodyGen's compiled kernels (:mod:`melodygen.nn
   by side;
 - encoder: ``len(encoder_sizes)`` bidirectional LSTM layers, each a forward
   ``MelodyLSTM`` over the notes and another over the notes reversed (the fast CPU path
-  runs forward LSTMs only); the top layer's two final outputs -> dense ``mu`` and
-  ``logvar`` (the code's mean and log-variance, clipped to [-12, 8]);
+  runs forward LSTMs only); the top layer's two final outputs (and, with
+  ``note_readout``, every note's top output projected to that width, side by side) ->
+  dense ``mu`` and ``logvar`` (the code's mean and log-variance, clipped to [-12, 8]);
 - :class:`Latent`: the code ``z = mu + exp(logvar / 2) * eps`` (reparameterisation; in
   training ``eps`` is fresh noise, in evaluation the second input, ``noise``, which
   :func:`window_noise` draws from each window's notes, so a held-out figure is the same
@@ -17,8 +18,9 @@ CPU, where the LSTM layers take MelodyGen's compiled kernels (:mod:`melodygen.nn
   (``step``, a weight, so a resumed run goes on annealing);
 - decoder: ``decoder_init`` (dense, tanh) turns the code into every decoder layer's
   initial (h, c); each step reads the previous note (teacher forcing: zeros before the
-  first) beside the code; ``len(decoder_sizes)`` LSTM layers; three heads (pitch,
-  duration, velocity logits).
+  first, and in training for a ``word_dropout`` share of the notes) beside the code and,
+  with ``place_code``, the code's projection for its place (:class:`PlaceCode`);
+  ``len(decoder_sizes)`` LSTM layers; three heads (pitch, duration, velocity logits).
 
 The model's one output packs what the loss and figures need, ``[batch, time, 129 +
 durations + velocities + 2]``: the three heads' logits, then each window's KL and the
@@ -38,7 +40,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from melodygen.families.note_vae.configs import PITCH_CLASSES, HParams
+from melodygen.families.note_vae.configs import PITCH_CLASSES, WINDOW, HParams
 from melodygen.nn.layers import MelodyDropout, MelodyLSTM
 
 LN2 = math.log(2.0)
@@ -85,13 +87,75 @@ class Slice(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class DecoderInputs(keras.layers.Layer):
-    """Each step's decoder input: the previous note's embedding (zeros first) and the code."""
+    """Each step's decoder input: the previous note's embedding (zeros first; in training
+    zeros for a ``word_dropout`` share of the notes too), the code, and (when the model has
+    them) the code's projections for each place (:class:`PlaceCode`)."""
+
+    def __init__(self, word_dropout: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.word_dropout = float(word_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        notes, code, *places = inputs
+        previous = ops.pad(notes, [[0, 0], [1, 0], [0, 0]])[:, :-1, :]
+        if training and self.word_dropout > 0:
+            shown = (
+                keras.random.uniform(ops.shape(notes[:, :, :1]), seed=self.seed_generator)
+                >= self.word_dropout
+            )
+            previous = previous * ops.cast(shown, previous.dtype)
+        along = ops.zeros_like(notes[:, :, :1])
+        parts = [previous, ops.expand_dims(code, 1) + along]
+        parts += places
+        return ops.concatenate(parts, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "word_dropout": self.word_dropout, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PlaceCode(keras.layers.Layer):
+    """The code's own projection for each place in the window, [batch, window, width]
+    (``place_code``): a dense layer with weights and a bias per place, so what the decoder
+    reads at a place says which note of the window it writes and that note's part of the
+    code, untangled."""
+
+    def __init__(self, window: int, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.window = int(window)
+        self.width = int(width)
+        self.dense = keras.layers.Dense(self.window * self.width, name="projection")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+
+    def call(self, code):
+        return ops.reshape(self.dense(code), (-1, self.window, self.width))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.window, self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FinalStates(keras.layers.Layer):
+    """A bidirectional layer's sequence [batch, time, 2 x size] (the backward half in
+    time order) -> what each direction read last, [batch, 2 x size]: the forward half at
+    the last note beside the backward half at the first."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
 
     def call(self, inputs):
-        notes, code = inputs
-        previous = ops.pad(notes, [[0, 0], [1, 0], [0, 0]])[:, :-1, :]
-        repeated = ops.expand_dims(code, 1) + ops.zeros_like(notes[:, :, :1])
-        return ops.concatenate([previous, repeated], axis=-1)
+        return ops.concatenate([inputs[:, -1, : self.size], inputs[:, 0, self.size :]], axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -154,7 +218,10 @@ def _bidirectional(hidden, size: int, index: int, last: bool):
 def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Model:
     """{"notes": classes [batch, time, 3] int32, "noise": [batch, latent] float32} ->
     packed outputs (see the module docstring)."""
-    notes = keras.Input(shape=(None, 3), dtype="int32", name="notes")
+    # A note readout's width is fixed by the window's notes; otherwise any length is read.
+    notes = keras.Input(
+        shape=(WINDOW if hparams.note_readout else None, 3), dtype="int32", name="notes"
+    )
     noise = keras.Input(shape=(hparams.latent_size,), dtype="float32", name="noise")
     sizes = (PITCH_CLASSES, durations, velocities)
     widths = (hparams.pitch_embedding, hparams.duration_embedding, hparams.velocity_embedding)
@@ -168,8 +235,18 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
 
     hidden = embedded
     layers = hparams.encoder_sizes
+    readout = hparams.note_readout
     for index, size in enumerate(layers):
-        hidden = _bidirectional(hidden, size, index, last=index == len(layers) - 1)
+        top = index == len(layers) - 1
+        hidden = _bidirectional(hidden, size, index, last=top and not readout)
+    if readout:
+        each = keras.layers.Dense(readout, name="note_readout")(hidden)
+        hidden = keras.layers.Concatenate(name="code_inputs")(
+            [
+                FinalStates(layers[-1], name="encoder_final")(hidden),
+                keras.layers.Flatten(name="note_readouts")(each),
+            ]
+        )
     mu = keras.layers.Dense(hparams.latent_size, name="mu")(hidden)
     logvar = keras.layers.Dense(hparams.latent_size, name="logvar")(hidden)
     code, kl, beta = Latent(hparams.max_beta, hparams.beta_anneal_steps, name="latent")(
@@ -178,7 +255,10 @@ def build_model(durations: int, velocities: int, hparams: HParams) -> keras.Mode
 
     units = list(hparams.decoder_sizes)
     initial = keras.layers.Dense(2 * sum(units), activation="tanh", name="decoder_init")(code)
-    hidden = DecoderInputs(name="decoder_inputs")([embedded, code])
+    reads = [embedded, code]
+    if hparams.place_code:
+        reads.append(PlaceCode(WINDOW, hparams.place_code, name="place_code")(code))
+    hidden = DecoderInputs(hparams.word_dropout, name="decoder_inputs")(reads)
     start = 0
     for index, size in enumerate(units):
         state = [
