@@ -607,6 +607,9 @@ def test_typed_notes_are_varied_on_the_grid_at_one_velocity(generator):
     result = generator.generate(GenerationRequest(variations_of=primer, num_outputs=2, seed=1))
     assert len(result.melodies) == 2
     assert "it has 6 notes and rests, fewer than the 32" in result.notices[0]
+    assert "encoded repeated to fill them" in result.notices[0]  # its encoder reads 32
+    window, _ = generator.melody_window(sequence)
+    assert window.shape == (WINDOW, 3) and (window[6:12] == window[:6]).all()
 
 
 @pytest.mark.parametrize(
