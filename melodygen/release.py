@@ -311,9 +311,9 @@ TRANSFORMER_BARS = (
 # The note VAEs: melody_vae (2 x 256 bidirectional encoder, 2 x 256 decoder, a 256-d code
 # read note by note, 128 free bits a window, beta up to 0.2), held-out objective every 300
 # steps until 6 evaluations bring no lower one, for at most the minutes below on the CPU:
-# as long as the shipped runs trained in all, side by side on the 2 cores (folk: 15
-# minutes, then 50 resumed; pop: 22, then 48). Pop's songs give twice folk's windows and
-# its notes have more classes: it learns more slowly.
+# as long as the shipped runs took in all, side by side on the 2 cores (folk trained 13
+# minutes, then 48 resumed; pop 16, then 48; evaluations besides). Pop's notes have more
+# classes (24 durations, 8 velocities): it learns more slowly.
 VAE_FOLK_TRAINING = Training(
     steps=30000, hparams="", eval_every=300, early_stopping=6, time_limit=65
 )
