@@ -82,9 +82,13 @@ def assert_close(reference, fast):
     for a, b in zip(ref_out, fast_out, strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=OUT_TOL * max(1.0, float(np.abs(a).max())))
     assert len(ref_grads) == len(fast_grads)
+    assert all(a is not None and b is not None for a, b in zip(ref_grads, fast_grads, strict=True))
+    # Each gradient within GRAD_TOL of its own size, or of a thousandth of the largest: a
+    # gradient far smaller than the rest (CI once met one at most 4.5e-5 in size, off by
+    # 1.4e-8) is at float32's rounding of the sums it shares with them.
+    largest = max(float(np.abs(a).max()) for a in ref_grads)
     for a, b in zip(ref_grads, fast_grads, strict=True):
-        assert a is not None and b is not None
-        scale = float(np.abs(a).max())
+        scale = max(float(np.abs(a).max()), 1e-3 * largest)
         assert float(np.abs(np.asarray(a) - np.asarray(b)).max()) <= GRAD_TOL * scale
 
 

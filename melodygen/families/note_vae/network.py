@@ -107,9 +107,7 @@ class DecoderInputs(keras.layers.Layer):
             )
             previous = previous * ops.cast(shown, previous.dtype)
         along = ops.zeros_like(notes[:, :, :1])
-        parts = [previous, ops.expand_dims(code, 1) + along]
-        parts += places
-        return ops.concatenate(parts, axis=-1)
+        return ops.concatenate([previous, ops.expand_dims(code, 1) + along, *places], axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "word_dropout": self.word_dropout, "seed": self.seed}
