@@ -102,10 +102,11 @@ class DecoderStep:
         ops = self.ops
         parts = [layer(previous[:, i]) for i, layer in enumerate(self.embeddings)]
         reads = [ops.concatenate(parts, axis=-1) * started, codes]
-        if self.place_code is not None:
-            projections = self.place_code(codes)  # [rows, window, width]
-            chosen = ops.one_hot(place, self.place_code.window)[:, :, None]
-            reads.append(ops.sum(projections * chosen, axis=1))
+        if self.place_code is not None:  # this place's columns of the projection only
+            layer = self.place_code
+            kernel = ops.reshape(layer.dense.kernel, (-1, layer.window, layer.width))
+            bias = ops.reshape(layer.dense.bias, (layer.window, layer.width))
+            reads.append(ops.matmul(codes, ops.take(kernel, place, axis=1)) + bias[place])
         hidden = ops.concatenate(reads, axis=-1)
         new_states, start = [], 0
         for cell, units in zip(self.cells, self.units, strict=True):
@@ -122,7 +123,7 @@ class DecoderStep:
             ops.convert_to_tensor(previous, "int32"),
             ops.convert_to_tensor(started, "float32"),
             codes,
-            ops.convert_to_tensor(np.full(len(previous), place, np.int32)),
+            ops.convert_to_tensor(np.int32(place)),
             states,
         )
         return ops.convert_to_numpy(logits), states
