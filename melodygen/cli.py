@@ -773,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
         "codes and compare their pitch-class, interval and length histograms with the "
         "dataset's held-out melodies (beside its training melodies' own overlap), and blend "
         "pairs of held-out melodies, measuring how far each step is from both ends (note "
-        "edit distance).",
+        "edit distance, pitches and rhythm apart, and with a note kept only whole).",
     )
     latent.add_argument(
         "--checkpoint", required=True, type=Path, help="a training run folder or a saved model"

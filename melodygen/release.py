@@ -336,8 +336,8 @@ VAE_BARS = (
         at_least=0.85,
     ),
     Bar(
-        "blends: every inner step closer (note edit distance) to its nearer end than the two "
-        "ends are to each other",
+        "blends: every inner step closer (note edit distance, pitches and rhythm apart) to its "
+        "nearer end than the two ends are to each other",
         "latent.blends.closer_share",
         at_least=1.0,
     ),
@@ -892,6 +892,7 @@ def _latent_card(report: dict) -> dict:
                 "to_first",
                 "to_last",
                 "ends_kept",
+                "joint",
             )
         },
     }

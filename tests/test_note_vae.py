@@ -456,24 +456,36 @@ def test_prior_overlap_is_reported_beside_the_training_melodies(run, dataset, ca
     assert "must be 1 to 10,000 melodies (got 0)" in capsys.readouterr().err
 
 
-def test_note_distance_counts_notes_changed_inserted_or_deleted():
-    from melodygen.families.note_vae.features import note_distance
+def test_note_distance_counts_pitches_and_rhythm_changed_inserted_or_deleted():
+    from melodygen.families.note_vae.features import joint_note_distance, note_distance
 
     melody = np.array([[61, 3, 1], [63, 3, 2], [0, 6, 0], [65, 12, 1]])
-    assert note_distance(melody, melody) == 0.0
-    louder = melody.copy()
-    louder[:, 2] = 4  # velocity is not compared
-    assert note_distance(melody, louder) == 0.0
+    for distance in (note_distance, joint_note_distance):
+        assert distance(melody, melody) == 0.0
+        louder = melody.copy()
+        louder[:, 2] = 4  # velocity is not compared
+        assert distance(melody, louder) == 0.0
+        shifted = np.concatenate([melody[1:], melody[:1]])  # one deleted, one inserted
+        assert distance(melody, shifted) == pytest.approx(2 / 4)
+        assert distance(melody, melody + 100) == 1.0
     changed = melody.copy()
-    changed[1, 0] = 64
-    assert note_distance(melody, changed) == pytest.approx(1 / 4)
-    shifted = np.concatenate([melody[1:], melody[:1]])  # one deleted, one inserted
-    assert note_distance(melody, shifted) == pytest.approx(2 / 4)
-    assert note_distance(melody, melody + 100) == 1.0
+    changed[1, 0] = 64  # one pitch of four: a quarter of the pitches, none of the rhythm
+    assert note_distance(melody, changed) == pytest.approx(1 / 8)
+    assert joint_note_distance(melody, changed) == pytest.approx(1 / 4)
+    # One melody's pitches in the other's rhythm: between them, though no whole note is kept.
+    other = np.array([[70, 6, 1], [72, 2, 1], [74, 2, 1], [0, 4, 0]])
+    mixed = np.column_stack([melody[:, 0], other[:, 1], melody[:, 2]])
+    assert note_distance(mixed, melody) == note_distance(mixed, other) == pytest.approx(1 / 2)
+    assert note_distance(melody, other) == 1.0
+    assert joint_note_distance(mixed, melody) == joint_note_distance(mixed, other) == 1.0
 
 
 def test_blends_are_measured_from_both_ends(run, dataset, generator):
-    from melodygen.families.note_vae.features import blend_report, note_distance
+    from melodygen.families.note_vae.features import (
+        blend_report,
+        joint_note_distance,
+        note_distance,
+    )
     from melodygen.families.note_vae.generate import greedy_notes
 
     report = blend_report(run, dataset, pairs=2, steps=5, seed=3)
@@ -485,6 +497,7 @@ def test_blends_are_measured_from_both_ends(run, dataset, generator):
     assert report["to_first"][-1] == pytest.approx(report["ends"])
     assert 0.0 <= report["closer_share"] <= 1.0 and 0.0 <= report["smooth_share"] <= 1.0
     assert report["smooth_share"] <= report["closer_share"]
+    assert report["joint"]["ends"] >= report["ends"]  # a whole note is kept less often
     # The ends are the decoded codes of the two windows: recompute one from the weights.
     from melodygen.families.note_vae.dataset import NoteDataset
     from melodygen.families.note_vae.features import held_out_windows
@@ -496,6 +509,7 @@ def test_blends_are_measured_from_both_ends(run, dataset, generator):
     if report["pairs"] == 1:
         assert report["ends_kept"] == pytest.approx(kept)
         assert report["ends"] == pytest.approx(note_distance(ends[0], ends[1]))
+        assert report["joint"]["ends"] == pytest.approx(joint_note_distance(ends[0], ends[1]))
     with pytest.raises(GenerationError, match="blend steps must be 2 to"):
         blend_report(run, dataset, pairs=2, steps=1)
 

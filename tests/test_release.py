@@ -303,13 +303,16 @@ def test_note_vae_recipes_measure_the_code_space_and_judge_their_bars(tmp_path: 
                     "temperature": 1.0, "data": "x", "seconds": 1.0},
         "blends": {"pairs": 2, "steps": 3, "seed": 0, "ends": 0.8, "nearer": 0.4,
                    "closer_share": 1.0, "smooth_share": 1.0, "to_first": [0, 0.5, 0.8],
-                   "to_last": [0.8, 0.4, 0], "ends_kept": 0.1, "seconds": 1.0},
+                   "to_last": [0.8, 0.4, 0], "ends_kept": 0.1, "seconds": 1.0,
+                   "joint": {"ends": 0.9, "nearer": 0.6, "closer_share": 0.5,
+                             "smooth_share": 0.5}},
     }  # fmt: skip
     card = {
         "latent": release._latent_card(report),
         "metrics": {"code_pitch_duration_accuracy": 0.5},
     }
     assert "seconds" not in card["latent"]["blends"] and card["latent"]["overlap"]["samples"] == 8
+    assert card["latent"]["blends"]["joint"]["closer_share"] == 0.5
     judged = [bar.judge(card) for bar in release.VAE_BARS]
     assert [bar["met"] for bar in judged] == [False, True, True]
 
