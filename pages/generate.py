@@ -2,16 +2,17 @@
 
 Only layout lives here; ``melodygen.studio`` makes everything shown or downloaded.
 What is slow to load (TensorFlow, the model and its compiled step, the synthesizer)
-loads once per process on a background thread (``studio.BackgroundLoader``, held by
-``st.cache_resource``), so the page is usable at once and shared by every browser
-session. Settings and results stay in ``st.session_state``: changing the instrument or
-downloading a file never generates again, and other pages never reset them.
+loads once per process on a background thread (``pages.common.loader``: a
+``studio.BackgroundLoader`` held by ``st.cache_resource``), so the page is usable at once
+and shared by every browser session. Settings and results stay in ``st.session_state``:
+changing the instrument or downloading a file never generates again, and other pages
+never reset them.
 
-Settings are kept under one key of their own (``SAVED``), not in the widgets' keys:
-Streamlit drops a widget's value when a run does not draw it (another page, another
-primer source). Widgets start from the saved value when they are (re)drawn and save
-theirs when changed (form widgets when the form is submitted), so the form always
-shows the values Generate uses.
+Settings are kept under one key of their own (``SAVED``, ``pages.common.KeptSettings``),
+not in the widgets' keys: Streamlit drops a widget's value when a run does not draw it
+(another page, another primer source). Widgets start from the saved value when they are
+(re)drawn and save theirs when changed (form widgets when the form is submitted), so the
+form always shows the values Generate uses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from melodygen.errors import MelodyGenError
 from melodygen.io.primer import Primer, parse_primer
 from melodygen.limits import RANGES, SECTION_BARS
 from melodygen.render import INSTRUMENTS, SOUNDFONT_ENV, note_name
+from pages.common import KeptSettings, loader, wait_for
 
 logger = logging.getLogger("melodygen.app")
 
@@ -70,43 +72,8 @@ SAVED = "studio_settings"
 # Drawn for some primer sources only: restored just before they are drawn (a value set
 # in a run that does not draw its widget would linger and win over the saved one later).
 LATER = ("primer_text", "primer_bars", "primer_track")
-saved: dict = st.session_state.setdefault(SAVED, dict(INITIAL))
-for name, value in saved.items():
-    if name not in LATER and name not in st.session_state:  # not drawn last run
-        st.session_state[name] = value
-
-
-def restored(name: str) -> str:
-    """The key of a widget of ``LATER``, with its saved value restored if Streamlit dropped it."""
-    if name not in st.session_state and name in saved:
-        st.session_state[name] = saved[name]
-    return name
-
-
-def save(*names: str) -> None:
-    """Widget callback: keep the widgets' values (by key) as the saved settings."""
-    for name in names:
-        if name in st.session_state:
-            saved[name] = st.session_state[name]
-
-
-def put(name: str, value) -> None:
-    """Set a setting and its widget (callbacks and code above the widget only)."""
-    saved[name] = st.session_state[name] = value
-
-
-@st.cache_resource
-def loader() -> studio.BackgroundLoader:
-    """The process's loader: models and the synthesizer, loaded on a background thread."""
-    return studio.BackgroundLoader(warm_up_rows=DEFAULTS.variations)
-
-
-def wait_for(future, what: str):
-    """The future's result, with a spinner while it is not there yet."""
-    if not future.done():
-        with st.spinner(f"Waiting for {what} to finish loading..."):
-            return future.result()
-    return future.result()
+kept = KeptSettings(SAVED, INITIAL, LATER)
+saved, restored, save, put = kept.saved, kept.restored, kept.save, kept.put
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -3,9 +3,9 @@ of two, from the models whose family makes them (``studio.variation_models``).
 
 Only layout lives here; ``melodygen.studio`` makes everything shown or downloaded. As on
 the Generate page, models and the synthesizer load once per process on a background
-thread (``studio.BackgroundLoader``, held by ``st.cache_resource``), settings are kept
-under one key of their own (``SAVED``) so another page does not reset them, parameters
-sit in a form (nothing runs until a button of it is pressed), results stay in
+thread (``pages.common.loader``, one for both pages), settings are kept under one key of
+their own (``SAVED``, ``pages.common.KeptSettings``) so another page does not reset them,
+parameters sit in a form (nothing runs until a button of it is pressed), results stay in
 ``st.session_state``, and every bad input is one line on the page. Widget keys start
 with ``vary_``: session state is shared with the Generate page, whose result
 (``"result"``) is one of the melodies offered here.
@@ -23,6 +23,7 @@ from melodygen.errors import MelodyGenError
 from melodygen.io.primer import Primer, parse_primer
 from melodygen.limits import RANGES
 from melodygen.render import INSTRUMENTS, SOUNDFONT_ENV
+from pages.common import KeptSettings, loader, wait_for
 
 logger = logging.getLogger("melodygen.app")
 
@@ -33,7 +34,6 @@ if not st.session_state.get("studio_routed"):  # opened before app.py ran: go th
 TYPED, FILE, GENERATED = "Typed notes", "A file", "A Generate page result"
 SOURCES = [TYPED, FILE, GENERATED]
 SETTINGS = studio.VariationSettings()
-DEFAULTS = studio.StudioSettings()  # the Generate page's: its loader (below) reads it
 INITIAL = {
     "vary_kind": SETTINGS.kind,
     "vary_count": SETTINGS.count,
@@ -54,45 +54,8 @@ FORM = [f"vary_{name}" for name in FIELDS] + [
 SAVED = "variation_settings"
 # Drawn for some kinds and sources only: restored just before they are drawn.
 LATER = tuple(f"vary_{n}_{s}" for n in ("text", "bars", "pick", "track") for s in (1, 2))
-saved: dict = st.session_state.setdefault(SAVED, dict(INITIAL))
-for name, value in saved.items():
-    if name not in LATER and name not in st.session_state:  # not drawn last run
-        st.session_state[name] = value
-
-
-def restored(name: str) -> str:
-    """The key of a widget of ``LATER``, with its saved value restored if Streamlit dropped it."""
-    if name not in st.session_state and name in saved:
-        st.session_state[name] = saved[name]
-    return name
-
-
-def save(*names: str) -> None:
-    """Widget callback: keep the widgets' values (by key) as the saved settings."""
-    for name in names:
-        if name in st.session_state:
-            saved[name] = st.session_state[name]
-
-
-def put(name: str, value) -> None:
-    """Set a setting and its widget (callbacks and code above the widget only)."""
-    saved[name] = st.session_state[name] = value
-
-
-# The Generate page's loader, word for word: st.cache_resource keys a function by its name
-# and source, so both pages share one loader and one copy of each model.
-@st.cache_resource
-def loader() -> studio.BackgroundLoader:
-    """The process's loader: models and the synthesizer, loaded on a background thread."""
-    return studio.BackgroundLoader(warm_up_rows=DEFAULTS.variations)
-
-
-def wait_for(future, what: str):
-    """The future's result, with a spinner while it is not there yet."""
-    if not future.done():
-        with st.spinner(f"Waiting for {what} to finish loading..."):
-            return future.result()
-    return future.result()
+kept = KeptSettings(SAVED, INITIAL, LATER)
+saved, restored, save, put = kept.saved, kept.restored, kept.save, kept.put
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -7,9 +7,10 @@ reconstruction NLL plus ``beta * max(KL - free_bits, 0)``.
 
 ``melody_vae`` is sized for the project's 2-core CPU: 2 x 256 bidirectional encoder,
 2 x 256 decoder, a 256-dimensional code (about 4.5 M weights). A step of 64 windows of 32
-notes takes about 0.6 s there. The issue's 2 x 512 encoder and decoder with a 128-d code
-(13.1 M weights) take 1.1 s a step; that is ``melody_vae_big``, for a GPU. ``vae_tiny``
-is for tests.
+notes takes about 0.6 s there. ``melody_vae_big`` is for a GPU and a large collection
+(Lakh MIDI): 2 x 512 LSTMs and a 512-d code, MusicVAE's melody models' sizes, read note
+by note as ``melody_vae``'s is (16.3 M weights with POP909's classes; not yet trained:
+no GPU run so far). ``vae_tiny`` is for tests.
 
 KL scheme: beta rises linearly from 0 to ``max_beta`` over ``beta_anneal_steps`` (the
 decoder first learns to read the code, then the code is pulled toward the prior, so it
@@ -256,14 +257,20 @@ CONFIGS: dict[str, VaeConfig] = {
         ),
         VaeConfig(
             name="melody_vae_big",
-            description="2 x 512 encoder and decoder, 128-d code (train on a GPU)",
+            description="2 x 512 encoder and decoder, 512-d code, the code read note by note "
+            "(train on a GPU)",
             hparams=HParams(
                 batch_size=128,
                 encoder_sizes=(512, 512),
                 decoder_sizes=(512, 512),
-                latent_size=128,
-                free_bits=32.0,
+                latent_size=512,
+                free_bits=128.0,
+                max_beta=0.2,
                 beta_anneal_steps=5000,
+                learning_rate=0.003,
+                note_readout=16,
+                place_code=16,
+                word_dropout=0.3,
             ),
         ),
         VaeConfig(
