@@ -29,6 +29,9 @@ studio.quiet_tensorflow()  # before TensorFlow is imported: no CUDA probe error 
 # gets it back soon from the other sessions' page runs (studio.SWITCH_INTERVAL says why).
 sys.setswitchinterval(studio.SWITCH_INTERVAL)
 
+STALE_STYLE = '[data-stale="true"] { transition: opacity 0s linear 0.5s !important; }'
+"""Streamlit's stale elements (``data-stale``) dim in one step, not in a one-second fade."""
+
 # Until some session has run this file, Streamlit serves a deep link (say /models) straight
 # from pages/, skipping it; such a page sends the visitor here first, naming itself.
 st.session_state["studio_routed"] = True
@@ -41,6 +44,12 @@ pages = [
     st.Page("pages/about.py", title="About and help", icon=":material/help:"),
 ]
 page = st.navigation(pages)
+# While a page runs, Streamlit fades what it has not drawn again yet (the last results,
+# below a generation) over one second: some 60 repaints of every picture on the page.
+# With the browser on the same cores as the server (the studio on a laptop), that took a
+# third of the browsers' CPU in the seconds a musician waits for the first audio; the page
+# dims in one step instead, after the same half second (benchmarks/README.md, eighth look).
+st.html(f"<style>{STALE_STYLE}</style>")
 if target := st.session_state.pop("studio_target", None):
     st.switch_page(target)
 page.run()

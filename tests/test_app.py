@@ -145,6 +145,15 @@ def press(at: AppTest, label: str) -> AppTest:
     return at
 
 
+def test_the_studio_sends_the_one_step_stale_style(checkpoints, monkeypatch):
+    """Stale elements dim in one step (app.STALE_STYLE), not in Streamlit's one-second fade;
+    tests/test_browser.py checks that a real browser applies it."""
+    monkeypatch.setenv("MELODYGEN_CHECKPOINTS", str(checkpoints))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    styles = [element.proto.body for element in at.get("html")]
+    assert any('[data-stale="true"]' in body and "opacity 0s" in body for body in styles)
+
+
 def test_typed_primer_is_checked_when_pressed_and_leads_the_result(app):
     app.radio(key="primer_source").set_value("Typed notes").run()
     assert "when you press Check notes" in app.caption[-1].value  # what the page says

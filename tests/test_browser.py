@@ -98,6 +98,16 @@ def test_generate_in_a_real_browser(tmp_path: Path) -> None:
         with urllib.request.urlopen(audio[0].get_attribute("src"), timeout=10) as reply:
             data = reply.read()
         assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 100_000
+        # What the page has not drawn again yet dims in one step, not in a one-second fade
+        # (app.STALE_STYLE): the browser applies the app's rule to Streamlit's stale marker.
+        timing = first.execute_script(
+            "const card = document.querySelector('[data-testid=stElementContainer]');"
+            "card.setAttribute('data-stale', 'true');"
+            "const style = getComputedStyle(card);"
+            "const timing = [style.transitionDuration, style.transitionDelay];"
+            "card.setAttribute('data-stale', 'false'); return timing;"
+        )
+        assert timing == ["0s", "0.5s"]
     assert log.read_text().count("generated 4 variation(s)") == 2
 
 

@@ -28,6 +28,7 @@ shared by every family (:mod:`melodygen.core.generation`).
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -58,7 +59,13 @@ CADENCE_CANDIDATES = 8
 
 
 class StepModel:
-    """The trained network, one step at a time, with every layer's state carried along."""
+    """The trained network, one step at a time, with every layer's state carried along.
+
+    The states of every layer travel as one float32 tensor [rows, sum of state sizes],
+    cut apart and joined again inside the compiled step: a call with 2 tensors instead
+    of one per state (16 for a 2-layer attention_rnn) spends less of each step binding
+    its arguments in Python (benchmarks/README.md, "eighth look").
+    """
 
     def __init__(self, model) -> None:
         import keras
@@ -72,35 +79,37 @@ class StepModel:
             else [cell.state_size]
             for cell in self.cells
         ]
+        flat = [size for sizes in self.state_sizes for size in sizes]
+        self.state_width = sum(flat)
+        self._cuts = list(itertools.accumulate(flat))[:-1]  # where one state ends in the row
         self._step = compile_step(self._step_function)
-        self._take = compile_step(
-            lambda states, rows: [keras.ops.take(state, rows, axis=0) for state in states]
-        )
+        self._take = compile_step(lambda states, rows: keras.ops.take(states, rows, axis=0))
 
-    def initial_state(self, batch: int) -> list:
-        return [
-            self.keras.ops.zeros((batch, size), "float32")
-            for sizes in self.state_sizes
-            for size in sizes
-        ]
+    def initial_state(self, batch: int):
+        return self.keras.ops.zeros((batch, self.state_width), "float32")
 
     def _step_function(self, inputs, states):
         hidden = inputs
+        parts = self.keras.ops.split(states, self._cuts, axis=1) if self._cuts else [states]
         new_states, offset = [], 0
         for cell, sizes in zip(self.cells, self.state_sizes, strict=True):
-            layer_state = list(states[offset : offset + len(sizes)])
+            layer_state = list(parts[offset : offset + len(sizes)])
             offset += len(sizes)
             hidden, layer_state = cell(hidden, layer_state, training=False)
             new_states += list(layer_state)
-        return self.output_layer(hidden), new_states
+        joined = (
+            self.keras.ops.concatenate(new_states, axis=1) if len(new_states) > 1 else new_states[0]
+        )
+        return self.output_layer(hidden), joined
 
-    def step(self, inputs: np.ndarray, states: list) -> tuple[np.ndarray, list]:
+    def step(self, inputs: np.ndarray, states):
+        """Logits (numpy [rows, events]) and the states after one step for every row."""
         logits, states = self._step(self.keras.ops.convert_to_tensor(inputs, "float32"), states)
-        return self.keras.ops.convert_to_numpy(logits), list(states)
+        return self.keras.ops.convert_to_numpy(logits), states
 
-    def take(self, states: list, rows: np.ndarray) -> list:
+    def take(self, states, rows: np.ndarray):
         """Reorder or replicate batch rows of the state (beam search), in one compiled call."""
-        return list(self._take(states, self.keras.ops.convert_to_tensor(rows, "int32")))
+        return self._take(states, self.keras.ops.convert_to_tensor(rows, "int32"))
 
 
 def recurrent_cells(model) -> list:
