@@ -32,6 +32,7 @@ import itertools
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,8 @@ class StepModel:
         self._step = compile_step(self._step_function)
         self._take = compile_step(lambda states, rows: keras.ops.take(states, rows, axis=0))
 
-    def initial_state(self, batch: int):
+    def initial_state(self, batch: int) -> Any:
+        """Zero states for ``batch`` rows: one backend tensor [batch, state_width]."""
         return self.keras.ops.zeros((batch, self.state_width), "float32")
 
     def _step_function(self, inputs, states):
@@ -102,12 +104,12 @@ class StepModel:
         )
         return self.output_layer(hidden), joined
 
-    def step(self, inputs: np.ndarray, states):
+    def step(self, inputs: np.ndarray, states: Any) -> tuple[np.ndarray, Any]:
         """Logits (numpy [rows, events]) and the states after one step for every row."""
         logits, states = self._step(self.keras.ops.convert_to_tensor(inputs, "float32"), states)
         return self.keras.ops.convert_to_numpy(logits), states
 
-    def take(self, states, rows: np.ndarray):
+    def take(self, states: Any, rows: np.ndarray) -> Any:
         """Reorder or replicate batch rows of the state (beam search), in one compiled call."""
         return self._take(states, self.keras.ops.convert_to_tensor(rows, "int32"))
 
