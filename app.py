@@ -29,8 +29,9 @@ studio.quiet_tensorflow()  # before TensorFlow is imported: no CUDA probe error 
 # gets it back soon from the other sessions' page runs (studio.SWITCH_INTERVAL says why).
 sys.setswitchinterval(studio.SWITCH_INTERVAL)
 
+# Streamlit's stale elements (``data-stale``) dim in one step, not in a one-second fade.
+# (A comment, not a docstring: Streamlit's magic would write a bare string on the page.)
 STALE_STYLE = '[data-stale="true"] { transition: opacity 0s linear 0.5s !important; }'
-"""Streamlit's stale elements (``data-stale``) dim in one step, not in a one-second fade."""
 
 # Until some session has run this file, Streamlit serves a deep link (say /models) straight
 # from pages/, skipping it; such a page sends the visitor here first, naming itself.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import sys
@@ -152,6 +153,26 @@ def test_the_studio_sends_the_one_step_stale_style(checkpoints, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     styles = [element.proto.body for element in at.get("html")]
     assert any('[data-stale="true"]' in body and "opacity 0s" in body for body in styles)
+
+
+def test_no_stray_strings_are_written_on_the_pages():
+    """Streamlit's magic writes a bare string in a page script onto the page: app.py once
+    showed a constant's docstring above every page. Only each file's docstring may stand
+    alone (outside functions and classes, whose docstrings magic leaves alone)."""
+    root = Path(APP).parent
+    for script in [root / "app.py", *sorted((root / "pages").glob("*.py"))]:
+        module = ast.parse(script.read_text())
+        stray = []
+        statements = list(module.body[1:])
+        while statements:
+            statement = statements.pop()
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant):
+                stray.append(statement.lineno)
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                statements += getattr(statement, field, [])
+        assert not stray, f"{script.name}: bare strings at lines {stray} would be drawn"
 
 
 def test_typed_primer_is_checked_when_pressed_and_leads_the_result(app):
