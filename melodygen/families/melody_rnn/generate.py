@@ -92,6 +92,7 @@ class StepModel:
 
     def _step_function(self, inputs, states):
         hidden = inputs
+        # TensorFlow's split refuses an empty list of cuts (a network with a single state).
         parts = self.keras.ops.split(states, self._cuts, axis=1) if self._cuts else [states]
         new_states, offset = [], 0
         for cell, sizes in zip(self.cells, self.state_sizes, strict=True):
@@ -99,10 +100,7 @@ class StepModel:
             offset += len(sizes)
             hidden, layer_state = cell(hidden, layer_state, training=False)
             new_states += list(layer_state)
-        joined = (
-            self.keras.ops.concatenate(new_states, axis=1) if len(new_states) > 1 else new_states[0]
-        )
-        return self.output_layer(hidden), joined
+        return self.output_layer(hidden), self.keras.ops.concatenate(new_states, axis=1)
 
     def step(self, inputs: np.ndarray, states: Any) -> tuple[np.ndarray, Any]:
         """Logits (numpy [rows, events]) and the states after one step for every row."""
